@@ -1,0 +1,37 @@
+#include "core/context.h"
+
+#include <omp.h>
+
+#include "core/error.h"
+#include "core/onednn.h"
+
+namespace convnet {
+
+std::string to_string(Backend backend) { return backend == Backend::cpu ? "cpu" : "cuda"; }
+
+Backend parse_backend(const std::string& text) {
+  if (text == "cpu") return Backend::cpu;
+  if (text == "cuda") return Backend::cuda;
+  throw Error("unknown device '" + text + "' (expected cpu or cuda)");
+}
+
+Context::Context(const ContextOptions& options) : options_(options) {
+  CONVNET_CHECK(options.num_threads >= 0, "num_threads must be >= 0, got ", options.num_threads);
+  CONVNET_CHECK(options.backend == Backend::cpu,
+                "backend ", to_string(options.backend), " is not available in this build");
+  // oneDNN on Debian uses the OpenMP runtime, so the thread count is OpenMP's.
+  if (options.num_threads > 0) omp_set_num_threads(options.num_threads);
+  num_threads_ = omp_get_max_threads();
+  allocator_ = std::make_unique<CpuAllocator>();
+  onednn_ = std::make_unique<OnednnRuntime>();
+}
+
+Context::~Context() = default;
+
+OnednnRuntime& Context::onednn() {
+  CONVNET_CHECK(onednn_ != nullptr, "oneDNN runtime requested on a ", to_string(backend()),
+                " context");
+  return *onednn_;
+}
+
+}  // namespace convnet

@@ -1,0 +1,50 @@
+// Context: everything a layer needs to run, passed explicitly (no singletons).
+//
+// One Context per process (per rank) and backend. It owns the allocator and the
+// backend's library handles (oneDNN engine and stream on the CPU; the GPU
+// backend adds its cuDNN/cuBLAS handles and streams). Layers keep a reference
+// to the Context they were built with, so it must outlive them.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/allocator.h"
+
+namespace convnet {
+
+enum class Backend { cpu, cuda };
+
+std::string to_string(Backend backend);
+// "cpu" or "cuda"; throws convnet::Error naming the text otherwise.
+Backend parse_backend(const std::string& text);
+
+struct ContextOptions {
+  Backend backend = Backend::cpu;
+  // Compute threads for the CPU backend; 0 keeps the OpenMP default (OMP_NUM_THREADS or all cores).
+  int num_threads = 0;
+};
+
+struct OnednnRuntime;  // core/onednn.h
+
+class Context {
+ public:
+  explicit Context(const ContextOptions& options = {});
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  Backend backend() const { return options_.backend; }
+  int num_threads() const { return num_threads_; }
+  Allocator& allocator() { return *allocator_; }
+  // The oneDNN engine and stream; throws unless backend() is cpu.
+  OnednnRuntime& onednn();
+
+ private:
+  ContextOptions options_;
+  int num_threads_ = 1;
+  std::unique_ptr<Allocator> allocator_;
+  std::unique_ptr<OnednnRuntime> onednn_;
+};
+
+}  // namespace convnet

@@ -1,0 +1,23 @@
+// Element types. f32 is used everywhere today; bf16 and f16 are reserved for the
+// GPU backend's mixed precision (storage only, no CPU arithmetic on them).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace convnet {
+
+enum class DType { f32, bf16, f16 };
+
+inline std::size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 2; }
+
+inline std::string to_string(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "f32";
+    case DType::bf16: return "bf16";
+    case DType::f16: return "f16";
+  }
+  return "?";
+}
+
+}  // namespace convnet

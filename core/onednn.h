@@ -1,0 +1,39 @@
+// oneDNN glue for the CPU backend: the engine/stream pair a Context owns, and
+// conversions from Tensor to oneDNN memory descriptors and memory objects.
+// dnnl::engine, dnnl::stream, dnnl::memory and dnnl::primitive are already
+// reference-counted RAII handles; this header only adds error translation.
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace convnet {
+
+struct OnednnRuntime {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+};
+
+// Memory descriptor with the tensor's shape and strides (f32 only on the CPU).
+dnnl::memory::desc onednn_desc(const Tensor& tensor);
+// Same, viewing the tensor with another shape (e.g. (N, C) as (N, C, 1, 1)).
+dnnl::memory::desc onednn_desc(const Shape& shape, const std::vector<int64_t>& strides);
+// Memory object pointing at the tensor's data (no copy).
+dnnl::memory onednn_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine,
+                           const Tensor& tensor);
+
+// Runs `fn`, turning dnnl::error into convnet::Error that names `what`.
+template <typename Fn>
+auto onednn_call(const std::string& what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const dnnl::error& e) {
+    throw Error("oneDNN failed in " + what + ": " + e.what() + " (status " +
+                std::to_string(static_cast<int>(e.status)) + ")");
+  }
+}
+
+}  // namespace convnet

@@ -1,0 +1,139 @@
+#include "core/tensor.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace convnet {
+
+Storage::Storage(Allocator& allocator, std::size_t bytes)
+    : allocator_(allocator), data_(allocator.allocate(bytes)), bytes_(bytes) {}
+
+Storage::~Storage() { allocator_.deallocate(data_, bytes_); }
+
+Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype) {
+  CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape, " has a zero-sized or negative dimension");
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>(allocator, shape.numel() * dtype_size(dtype));
+  t.data_ = t.storage_->data();
+  t.shape_ = shape;
+  t.strides_ = shape.contiguous_strides();
+  t.dtype_ = dtype;
+  t.device_ = allocator.device();
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, Allocator& allocator, DType dtype) {
+  CONVNET_CHECK(allocator.device() == Device::cpu, "Tensor::zeros needs a host allocator");
+  Tensor t = empty(shape, allocator, dtype);
+  std::memset(t.data_, 0, t.numel() * dtype_size(dtype));
+  return t;
+}
+
+Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
+                    std::vector<int64_t> strides) {
+  CONVNET_CHECK(data != nullptr, "Tensor::wrap of a null pointer");
+  CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape, " has a zero-sized or negative dimension");
+  if (strides.empty()) strides = shape.contiguous_strides();
+  CONVNET_CHECK(static_cast<int>(strides.size()) == shape.rank(), "shape ", shape, " has ",
+                shape.rank(), " dimensions but ", strides.size(), " strides were given");
+  Tensor t;
+  t.data_ = data;
+  t.shape_ = shape;
+  t.strides_ = std::move(strides);
+  t.dtype_ = dtype;
+  t.device_ = device;
+  return t;
+}
+
+bool Tensor::is_contiguous() const { return strides_ == shape_.contiguous_strides(); }
+
+template <>
+float* Tensor::data<float>() const {
+  CONVNET_CHECK(dtype_ == DType::f32, "tensor holds ", to_string(dtype_), ", not f32");
+  return static_cast<float*>(data_);
+}
+
+float& Tensor::at(std::initializer_list<int64_t> index) const {
+  CONVNET_CHECK(static_cast<int>(index.size()) == rank(), "index of rank ", index.size(),
+                " into a tensor of shape ", shape_);
+  CONVNET_CHECK(device_ == Device::cpu, "Tensor::at on device memory");
+  int64_t offset = 0;
+  int i = 0;
+  for (int64_t v : index) {
+    CONVNET_CHECK(v >= 0 && v < shape_[i], "index ", v, " out of range for dim ", i, " of ", shape_);
+    offset += v * strides_[i++];
+  }
+  return data<float>()[offset];
+}
+
+Tensor Tensor::slice(int dim, int64_t begin, int64_t end) const {
+  CONVNET_CHECK(defined(), "slice of an undefined tensor");
+  if (dim < 0) dim += rank();
+  CONVNET_CHECK(dim >= 0 && dim < rank(), "slice dim ", dim, " of a tensor of shape ", shape_);
+  CONVNET_CHECK(0 <= begin && begin < end && end <= shape_[dim], "slice [", begin, ", ", end,
+                ") of dim ", dim, " of a tensor of shape ", shape_);
+  Tensor t = *this;
+  t.shape_[dim] = end - begin;
+  t.data_ = static_cast<char*>(data_) + begin * strides_[dim] * dtype_size(dtype_);
+  return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  CONVNET_CHECK(is_contiguous(), "reshape of a non-contiguous tensor of shape ", shape_);
+  CONVNET_CHECK(shape.numel() == numel(), "cannot reshape ", shape_, " to ", shape);
+  Tensor t = *this;
+  t.shape_ = shape;
+  t.strides_ = shape.contiguous_strides();
+  return t;
+}
+
+namespace {
+
+// Calls fn(offset_in_elements) for every element in row-major logical order.
+template <typename Fn>
+void for_each_offset(const Shape& shape, const std::vector<int64_t>& strides, Fn fn) {
+  const int r = shape.rank();
+  std::vector<int64_t> index(r, 0);
+  const int64_t n = shape.numel();
+  int64_t offset = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    fn(k, offset);
+    for (int d = r - 1; d >= 0; --d) {
+      offset += strides[d];
+      if (++index[d] < shape[d]) break;
+      offset -= strides[d] * shape[d];
+      index[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+void Tensor::fill(float value) const {
+  CONVNET_CHECK(device_ == Device::cpu, "Tensor::fill on device memory");
+  float* p = data<float>();
+  for_each_offset(shape_, strides_, [&](int64_t, int64_t offset) { p[offset] = value; });
+}
+
+void Tensor::copy_from(const Tensor& source) const {
+  CONVNET_CHECK(device_ == Device::cpu && source.device() == Device::cpu, "copy_from on device memory");
+  CONVNET_CHECK(source.shape() == shape_, "copy_from: shape ", source.shape(), " into ", shape_);
+  if (is_contiguous() && source.is_contiguous()) {
+    std::memcpy(data<float>(), source.data<float>(), numel() * sizeof(float));
+    return;
+  }
+  std::vector<float> values = source.to_vector();
+  float* p = data<float>();
+  for_each_offset(shape_, strides_, [&](int64_t k, int64_t offset) { p[offset] = values[k]; });
+}
+
+std::vector<float> Tensor::to_vector() const {
+  CONVNET_CHECK(device_ == Device::cpu, "to_vector on device memory");
+  std::vector<float> values(numel());
+  const float* p = data<float>();
+  for_each_offset(shape_, strides_, [&](int64_t k, int64_t offset) { values[k] = p[offset]; });
+  return values;
+}
+
+}  // namespace convnet

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages convnet needs to build and test.
+# Idempotent: only missing packages are installed. Uses apt-get as root, sudo otherwise.
+# Set CONVNET_SKIP_DEPS=1 to skip (for machines managed some other way).
+set -euo pipefail
+
+[[ "${CONVNET_SKIP_DEPS:-0}" == 1 ]] && exit 0
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libdnnl-dev ocl-icd-opencl-dev opencl-headers  # oneDNN's CMake config requires OpenCL
+  libopenmpi-dev openmpi-bin
+  libhdf5-dev hdf5-tools
+  libboost-program-options-dev
+  libgtest-dev
+  clang-format
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [[ $(id -u) -eq 0 ]]; then
+  sudo_cmd=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo_cmd=(sudo)
+else
+  echo "install-deps: missing packages (${missing[*]}) and neither root nor sudo" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

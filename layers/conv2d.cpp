@@ -1,0 +1,63 @@
+#include "layers/conv2d.h"
+
+namespace convnet {
+
+int64_t window_output_size(int64_t input, int64_t kernel, int64_t stride, int64_t padding) {
+  return (input + 2 * padding - kernel) / stride + 1;
+}
+
+Conv2d::Conv2d(std::string name, const Conv2dOptions& options, const Shape& input_shape)
+    : name_(std::move(name)), options_(options), input_shape_(input_shape) {
+  const Conv2dOptions& o = options;
+  CONVNET_CHECK(input_shape.rank() == 4 && input_shape.all_positive(), "layer ", name_,
+                ": input shape ", input_shape, " must be (N, C, H, W) with every extent > 0");
+  CONVNET_CHECK(o.in_channels > 0 && o.out_channels > 0, "layer ", name_,
+                ": channels must be > 0, got in ", o.in_channels, " out ", o.out_channels);
+  CONVNET_CHECK(o.kernel > 0 && o.stride > 0, "layer ", name_, ": kernel ", o.kernel,
+                " and stride ", o.stride, " must be > 0");
+  CONVNET_CHECK(o.padding >= 0, "layer ", name_, ": negative padding ", o.padding);
+  CONVNET_CHECK(o.groups > 0 && o.in_channels % o.groups == 0 && o.out_channels % o.groups == 0,
+                "layer ", name_, ": groups ", o.groups, " must divide in_channels ",
+                o.in_channels, " and out_channels ", o.out_channels);
+  CONVNET_CHECK(input_shape[1] == o.in_channels, "layer ", name_, ": input shape ", input_shape,
+                " has ", input_shape[1], " channels, expected ", o.in_channels);
+  const int64_t h = window_output_size(input_shape[2], o.kernel, o.stride, o.padding);
+  const int64_t w = window_output_size(input_shape[3], o.kernel, o.stride, o.padding);
+  CONVNET_CHECK(h > 0 && w > 0, "layer ", name_, ": kernel ", o.kernel, " with padding ",
+                o.padding, " does not fit input shape ", input_shape);
+  output_shape_ = Shape{input_shape[0], o.out_channels, h, w};
+}
+
+Shape Conv2d::weight_shape() const {
+  return Shape{options_.out_channels, options_.in_channels / options_.groups, options_.kernel,
+               options_.kernel};
+}
+
+std::unique_ptr<Conv2d> Conv2d::create(Context& context, std::string name,
+                                       const Conv2dOptions& options, const Shape& input_shape) {
+  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Conv2d has no ",
+                to_string(context.backend()), " backend in this build");
+  return make_conv2d_onednn(context, std::move(name), options, input_shape);
+}
+
+void Conv2d::forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
+  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "weight", weight, weight_shape());
+  if (options_.bias) check_tensor(name_, "bias", bias, bias_shape());
+  CONVNET_CHECK(options_.bias || !bias.defined(), "layer ", name_, ": bias given to a conv without bias");
+  check_tensor(name_, "output", y, output_shape_);
+  forward_impl(x, weight, bias, y);
+}
+
+void Conv2d::backward(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
+                      GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) {
+  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "weight", weight, weight_shape());
+  check_tensor(name_, "output gradient", dy, output_shape_);
+  if (dx.defined()) check_tensor(name_, "input gradient", dx, input_shape_);
+  check_tensor(name_, "weight gradient", dweight, weight_shape());
+  if (options_.bias) check_tensor(name_, "bias gradient", dbias, bias_shape());
+  backward_impl(x, weight, dy, dx, dx_mode, dweight, dbias);
+}
+
+}  // namespace convnet

@@ -1,0 +1,120 @@
+// Conv2d on oneDNN: forward, backward-data and backward-weights primitives are
+// built once in the constructor for the layer's shape, with plain (NCHW/OIHW)
+// memory so that tensors are passed without reorders.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/onednn.h"
+#include "layers/conv2d.h"
+
+namespace convnet {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+class Conv2dOnednn final : public Conv2d {
+ public:
+  Conv2dOnednn(Context& context, std::string name, const Conv2dOptions& options,
+               const Shape& input_shape)
+      : Conv2d(std::move(name), options, input_shape), context_(context), rt_(context.onednn()) {
+    onednn_call("building conv2d " + this->name(), [&] { build(); });
+  }
+
+ private:
+  void build() {
+    const Conv2dOptions& o = options();
+    const memory::dims strides{o.stride, o.stride}, padding{o.padding, o.padding};
+    x_md_ = memory::desc(input_shape().dims(), memory::data_type::f32, tag::nchw);
+    y_md_ = memory::desc(output_shape().dims(), memory::data_type::f32, tag::nchw);
+    if (o.groups == 1) {
+      w_md_ = memory::desc(weight_shape().dims(), memory::data_type::f32, tag::oihw);
+    } else {
+      w_md_ = memory::desc({o.groups, o.out_channels / o.groups, o.in_channels / o.groups,
+                            o.kernel, o.kernel},
+                           memory::data_type::f32, tag::goihw);
+    }
+    b_md_ = o.bias ? memory::desc({o.out_channels}, memory::data_type::f32, tag::x) : memory::desc();
+    const auto algo = dnnl::algorithm::convolution_direct;
+    const auto& engine = rt_.engine;
+
+    dnnl::convolution_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, x_md_,
+                                             w_md_, b_md_, y_md_, strides, padding, padding);
+    fwd_pd_ = dnnl::convolution_forward::primitive_desc(fwd_desc, engine);
+    fwd_ = dnnl::convolution_forward(fwd_pd_);
+
+    dnnl::convolution_backward_data::desc bwd_data_desc(algo, x_md_, w_md_, y_md_, strides,
+                                                        padding, padding);
+    bwd_data_ = dnnl::convolution_backward_data(
+        dnnl::convolution_backward_data::primitive_desc(bwd_data_desc, engine, fwd_pd_));
+
+    dnnl::convolution_backward_weights::desc bwd_w_desc(algo, x_md_, w_md_, b_md_, y_md_, strides,
+                                                        padding, padding);
+    bwd_weights_ = dnnl::convolution_backward_weights(
+        dnnl::convolution_backward_weights::primitive_desc(bwd_w_desc, engine, fwd_pd_));
+
+    // oneDNN overwrites its outputs; parameter gradients accumulate through these.
+    dweight_scratch_ = Tensor::empty(weight_shape(), context_.allocator());
+    if (o.bias) dbias_scratch_ = Tensor::empty(bias_shape(), context_.allocator());
+  }
+
+  memory mem(const memory::desc& md, const Tensor& t) const { return onednn_memory(md, rt_.engine, t); }
+
+  void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    const Tensor& y) override {
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
+                                         {DNNL_ARG_WEIGHTS, mem(w_md_, weight)},
+                                         {DNNL_ARG_DST, mem(y_md_, y)}};
+    if (options().bias) args.emplace(DNNL_ARG_BIAS, mem(b_md_, bias));
+    onednn_call("conv2d " + name() + " forward", [&] {
+      fwd_.execute(rt_.stream, args);
+      rt_.stream.wait();
+    });
+  }
+
+  void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
+                     GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
+    if (dx.defined()) {
+      const bool direct = dx_mode == GradMode::overwrite;
+      if (!direct && !dx_scratch_.defined())
+        dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+      const Tensor& target = direct ? dx : dx_scratch_;
+      onednn_call("conv2d " + name() + " backward data", [&] {
+        bwd_data_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
+                                       {DNNL_ARG_WEIGHTS, mem(w_md_, weight)},
+                                       {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
+        rt_.stream.wait();
+      });
+      if (!direct) add_into(dx, dx_scratch_);
+    }
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
+                                         {DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
+                                         {DNNL_ARG_DIFF_WEIGHTS, mem(w_md_, dweight_scratch_)}};
+    if (options().bias) args.emplace(DNNL_ARG_DIFF_BIAS, mem(b_md_, dbias_scratch_));
+    onednn_call("conv2d " + name() + " backward weights", [&] {
+      bwd_weights_.execute(rt_.stream, args);
+      rt_.stream.wait();
+    });
+    add_into(dweight, dweight_scratch_);
+    if (options().bias) add_into(dbias, dbias_scratch_);
+  }
+
+  Context& context_;
+  OnednnRuntime& rt_;
+  memory::desc x_md_, w_md_, b_md_, y_md_;
+  dnnl::convolution_forward::primitive_desc fwd_pd_;
+  dnnl::convolution_forward fwd_;
+  dnnl::convolution_backward_data bwd_data_;
+  dnnl::convolution_backward_weights bwd_weights_;
+  Tensor dweight_scratch_;  // (C_out, C_in / groups, K, K)
+  Tensor dbias_scratch_;    // (C_out)
+  Tensor dx_scratch_;       // (N, C_in, H, W), only for GradMode::accumulate
+};
+
+}  // namespace
+
+std::unique_ptr<Conv2d> make_conv2d_onednn(Context& context, std::string name,
+                                           const Conv2dOptions& options, const Shape& input_shape) {
+  return std::make_unique<Conv2dOnednn>(context, std::move(name), options, input_shape);
+}
+
+}  // namespace convnet

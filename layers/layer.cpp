@@ -1,0 +1,84 @@
+#include "layers/layer.h"
+
+#include <omp.h>
+
+#include <cstring>
+
+namespace convnet {
+
+void check_shape(const std::string& layer, const char* tensor_name, const Shape& actual,
+                 const Shape& expected) {
+  CONVNET_CHECK(actual == expected, "layer ", layer, ": ", tensor_name, " has shape ", actual,
+                ", expected ", expected);
+}
+
+void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
+                  const Shape& expected) {
+  CONVNET_CHECK(tensor.defined(), "layer ", layer, ": ", tensor_name, " is missing");
+  CONVNET_CHECK(tensor.dtype() == DType::f32, "layer ", layer, ": ", tensor_name, " is ",
+                to_string(tensor.dtype()), ", expected f32");
+  check_shape(layer, tensor_name, tensor.shape(), expected);
+}
+
+namespace {
+
+// Calls fn(dst_ptr, src_ptr, count) over matching contiguous runs of the last dimension.
+template <typename Fn>
+void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
+  CONVNET_CHECK(dst.shape() == src.shape(), "gradient shape ", src.shape(), " into ", dst.shape());
+  float* d = dst.data<float>();
+  const float* s = src.data<float>();
+  if (dst.is_contiguous() && src.is_contiguous()) {
+    fn(d, s, dst.numel());
+    return;
+  }
+  const int r = dst.rank();
+  CONVNET_CHECK(r >= 1 && dst.strides()[r - 1] == 1 && src.strides()[r - 1] == 1,
+                "gradient copy needs unit stride in the last dimension");
+  const int64_t row = dst.shape()[r - 1];
+  const int64_t rows = dst.numel() / row;
+#pragma omp parallel for
+  for (int64_t k = 0; k < rows; ++k) {
+    int64_t rest = k, dst_offset = 0, src_offset = 0;
+    for (int i = r - 2; i >= 0; --i) {
+      const int64_t idx = rest % dst.shape()[i];
+      rest /= dst.shape()[i];
+      dst_offset += idx * dst.strides()[i];
+      src_offset += idx * src.strides()[i];
+    }
+    float* dp = d + dst_offset;
+    const float* sp = s + src_offset;
+    fn.row(dp, sp, row);
+  }
+}
+
+struct Copy {
+  void operator()(float* d, const float* s, int64_t n) const {
+#pragma omp parallel for simd
+    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+  }
+  void row(float* d, const float* s, int64_t n) const { std::memcpy(d, s, n * sizeof(float)); }
+};
+
+struct Add {
+  void operator()(float* d, const float* s, int64_t n) const {
+#pragma omp parallel for simd
+    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+  }
+  void row(float* d, const float* s, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+  }
+};
+
+}  // namespace
+
+void add_into(const Tensor& dst, const Tensor& src) { for_each_row(dst, src, Add{}); }
+
+void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode) {
+  if (mode == GradMode::accumulate)
+    for_each_row(dst, src, Add{});
+  else
+    for_each_row(dst, src, Copy{});
+}
+
+}  // namespace convnet

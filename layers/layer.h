@@ -1,0 +1,48 @@
+// Conventions shared by every layer in layers/.
+//
+// A layer is a kernel with a fixed input shape, chosen at construction: the
+// constructor validates the wiring (throwing convnet::Error naming the layer
+// and the shapes) and builds the backend's primitives once; forward/backward
+// then run them many times without allocating (except documented scratch
+// that is allocated once, on first use).
+//
+// Parameters (weights, BN scale/shift) and buffers (BN running statistics)
+// are not owned by the layer: they are tensors passed in, normally views into
+// the model's flat parameter buffer.
+//
+// Gradient rule:
+//   - parameter gradients always ACCUMULATE (+=) into the given tensors, so
+//     micro-batches and shared parameters add up; the trainer zeroes them;
+//   - activation (input) gradients OVERWRITE by default; a caller whose tensor
+//     fans out to several consumers passes GradMode::accumulate for all but
+//     the first consumer's backward.
+//
+// Each layer X has: X.h (options, shapes, contract), X.cpp (shape validation
+// and backend dispatch), X_onednn.cpp (CPU backend), X_ref.cpp (the double
+// precision reference used only as the test oracle).
+#pragma once
+
+#include <string>
+
+#include "core/context.h"
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace convnet {
+
+enum class Mode { training, inference };
+enum class GradMode { overwrite, accumulate };
+
+// Throws "layer NAME: TENSOR has shape A, expected B" when shapes differ.
+void check_shape(const std::string& layer, const char* tensor_name, const Shape& actual,
+                 const Shape& expected);
+// Throws unless the tensor is defined, on the host, f32 and has the expected shape.
+void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
+                  const Shape& expected);
+
+// dst (+)= src according to mode; same shape, any strides (host f32).
+void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode);
+// dst += src elementwise (host f32, same shape).
+void add_into(const Tensor& dst, const Tensor& src);
+
+}  // namespace convnet

@@ -1,0 +1,101 @@
+#include "core/tensor.h"
+
+#include <gtest/gtest.h>
+
+#include "core/context.h"
+#include "core/error.h"
+
+namespace convnet {
+namespace {
+
+TEST(Tensor, OwningTensorIsContiguousAndFreedWithLastReference) {
+  CpuAllocator allocator;
+  {
+    Tensor t = Tensor::zeros(Shape{2, 3, 4, 5}, allocator);
+    EXPECT_TRUE(t.owns_storage());
+    EXPECT_TRUE(t.is_contiguous());
+    EXPECT_EQ(t.strides(), (std::vector<int64_t>{60, 20, 5, 1}));
+    EXPECT_EQ(allocator.bytes_in_use(), 120u * 4);
+    Tensor view = t.slice(1, 1, 3);
+    t = Tensor();
+    EXPECT_EQ(allocator.bytes_in_use(), 120u * 4) << "a view keeps its storage alive";
+    view.fill(1.0f);
+  }
+  EXPECT_EQ(allocator.bytes_in_use(), 0u);
+}
+
+TEST(Tensor, ChannelSliceIsAStridedViewIntoTheParent) {
+  CpuAllocator allocator;
+  Tensor t = Tensor::zeros(Shape{2, 4, 2, 2}, allocator);
+  Tensor middle = t.slice(1, 1, 3);
+  EXPECT_EQ(middle.shape(), (Shape{2, 2, 2, 2}));
+  EXPECT_FALSE(middle.is_contiguous());
+  middle.fill(7.0f);
+  EXPECT_EQ(t.at({0, 0, 0, 0}), 0.0f);
+  EXPECT_EQ(t.at({0, 1, 1, 1}), 7.0f);
+  EXPECT_EQ(t.at({1, 2, 0, 1}), 7.0f);
+  EXPECT_EQ(t.at({1, 3, 0, 0}), 0.0f);
+  EXPECT_EQ(middle.at({1, 0, 0, 0}), 7.0f);
+  // copy_from between different layouts goes by logical index.
+  Tensor dense = Tensor::zeros(Shape{2, 2, 2, 2}, allocator);
+  dense.at({1, 1, 1, 1}) = 3.0f;
+  middle.copy_from(dense);
+  EXPECT_EQ(t.at({1, 2, 1, 1}), 3.0f);
+  EXPECT_EQ(t.at({1, 1, 1, 1}), 0.0f);
+}
+
+TEST(Tensor, WrapDoesNotOwn) {
+  std::vector<float> buffer(6, 2.0f);
+  Tensor t = Tensor::wrap(buffer.data(), Shape{2, 3});
+  EXPECT_FALSE(t.owns_storage());
+  EXPECT_EQ(t.at({1, 2}), 2.0f);
+  t.reshape(Shape{3, 2}).at({2, 1}) = 5.0f;
+  EXPECT_EQ(buffer[5], 5.0f);
+}
+
+TEST(Tensor, BadShapesAndIndicesThrow) {
+  CpuAllocator allocator;
+  EXPECT_THROW(Tensor::empty(Shape{2, 0, 3}, allocator), Error);
+  EXPECT_THROW(Tensor::empty(Shape{-1, 3}, allocator), Error);
+  Tensor t = Tensor::zeros(Shape{2, 3}, allocator);
+  EXPECT_THROW(t.reshape(Shape{4, 2}), Error);
+  EXPECT_THROW(t.slice(1, 2, 2), Error);
+  EXPECT_THROW(t.at({2, 0}), Error);
+  EXPECT_THROW(t.slice(1, 0, 2).reshape(Shape{4}), Error) << "non-contiguous reshape";
+}
+
+TEST(Tensor, ReservedLowPrecisionTypesAreStorageOnly) {
+  CpuAllocator allocator;
+  Tensor t = Tensor::empty(Shape{4}, allocator, DType::bf16);
+  EXPECT_EQ(allocator.bytes_in_use(), 8u);
+  EXPECT_THROW(t.data<float>(), Error);
+}
+
+TEST(ErrorCheck, MessageNamesExpressionFileLineAndRank) {
+  setenv("OMPI_COMM_WORLD_RANK", "3", 1);
+  try {
+    const int channels = 5;
+    CONVNET_CHECK(channels == 4, "layer conv1: got ", channels, " channels");
+    FAIL();
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("[rank 3]"), std::string::npos) << m;
+    EXPECT_NE(m.find("tensor_test.cpp:"), std::string::npos) << m;
+    EXPECT_NE(m.find("channels == 4"), std::string::npos) << m;
+    EXPECT_NE(m.find("layer conv1: got 5 channels"), std::string::npos) << m;
+  }
+  unsetenv("OMPI_COMM_WORLD_RANK");
+  EXPECT_EQ(launcher_rank(), -1);
+}
+
+TEST(Context, ExplicitThreadsAndBackend) {
+  Context context({.backend = Backend::cpu, .num_threads = 1});
+  EXPECT_EQ(context.num_threads(), 1);
+  EXPECT_EQ(context.backend(), Backend::cpu);
+  EXPECT_NO_THROW(context.onednn());
+  EXPECT_THROW(parse_backend("tpu"), Error);
+  EXPECT_THROW(Context({.backend = Backend::cpu, .num_threads = -2}), Error);
+}
+
+}  // namespace
+}  // namespace convnet
