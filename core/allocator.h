@@ -14,7 +14,8 @@ enum class Device { cpu, cuda };
 class Allocator {
  public:
   virtual ~Allocator() = default;
-  // Returns memory of at least `bytes` bytes, aligned to 64 bytes; throws convnet::Error on failure.
+  // Returns memory of at least `bytes` bytes, aligned to 64 bytes; throws convnet::Error on
+  // failure.
   virtual void* allocate(std::size_t bytes) = 0;
   virtual void deallocate(void* ptr, std::size_t bytes) noexcept = 0;
   virtual Device device() const = 0;

@@ -17,8 +17,8 @@ Backend parse_backend(const std::string& text) {
 
 Context::Context(const ContextOptions& options) : options_(options) {
   CONVNET_CHECK(options.num_threads >= 0, "num_threads must be >= 0, got ", options.num_threads);
-  CONVNET_CHECK(options.backend == Backend::cpu,
-                "backend ", to_string(options.backend), " is not available in this build");
+  CONVNET_CHECK(options.backend == Backend::cpu, "backend ", to_string(options.backend),
+                " is not available in this build");
   // oneDNN on Debian uses the OpenMP runtime, so the thread count is OpenMP's.
   if (options.num_threads > 0) omp_set_num_threads(options.num_threads);
   num_threads_ = omp_get_max_threads();

@@ -13,9 +13,12 @@ inline std::size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 2;
 
 inline std::string to_string(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::bf16: return "bf16";
-    case DType::f16: return "f16";
+    case DType::f32:
+      return "f32";
+    case DType::bf16:
+      return "bf16";
+    case DType::f16:
+      return "f16";
   }
   return "?";
 }

@@ -18,8 +18,7 @@ int launcher_rank() {
 
 namespace detail {
 
-std::string failure_text(const char* expr, const char* file, int line,
-                         const std::string& message) {
+std::string failure_text(const char* expr, const char* file, int line, const std::string& message) {
   std::ostringstream out;
   const int rank = launcher_rank();
   if (rank >= 0) out << "[rank " << rank << "] ";

@@ -47,24 +47,24 @@ void warn_failure(const char* expr, const char* file, int line, const std::strin
 }  // namespace detail
 }  // namespace convnet
 
-#define CONVNET_CHECK(cond, ...)                                                               \
-  do {                                                                                         \
-    if (!(cond))                                                                               \
-      ::convnet::detail::throw_failure(#cond, __FILE__, __LINE__,                              \
+#define CONVNET_CHECK(cond, ...)                                                                  \
+  do {                                                                                            \
+    if (!(cond))                                                                                  \
+      ::convnet::detail::throw_failure(#cond, __FILE__, __LINE__,                                 \
                                        ::convnet::detail::concat("" __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)
 
-#define CONVNET_CHECK_STATUS(expr, ok_value, to_string)                                      \
-  do {                                                                                       \
-    const auto convnet_status_ = (expr);                                                     \
-    if (convnet_status_ != (ok_value))                                                       \
-      ::convnet::detail::throw_failure(#expr, __FILE__, __LINE__,                            \
+#define CONVNET_CHECK_STATUS(expr, ok_value, to_string)                                        \
+  do {                                                                                         \
+    const auto convnet_status_ = (expr);                                                       \
+    if (convnet_status_ != (ok_value))                                                         \
+      ::convnet::detail::throw_failure(#expr, __FILE__, __LINE__,                              \
                                        ::convnet::detail::concat(to_string(convnet_status_))); \
   } while (0)
 
-#define CONVNET_WARN_IF_NOT(cond, ...)                                                        \
-  do {                                                                                        \
-    if (!(cond))                                                                              \
-      ::convnet::detail::warn_failure(#cond, __FILE__, __LINE__,                              \
+#define CONVNET_WARN_IF_NOT(cond, ...)                                                           \
+  do {                                                                                           \
+    if (!(cond))                                                                                 \
+      ::convnet::detail::warn_failure(#cond, __FILE__, __LINE__,                                 \
                                       ::convnet::detail::concat("" __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)

@@ -17,7 +17,8 @@ class Hdf5Id {
   using Closer = herr_t (*)(hid_t);
 
   Hdf5Id() = default;
-  // Takes ownership of `id`; throws naming `what` if the HDF5 call that produced it failed (id < 0).
+  // Takes ownership of `id`; throws naming `what` if the HDF5 call that produced it failed (id <
+  // 0).
   Hdf5Id(hid_t id, Closer closer, const char* what) : id_(id), closer_(closer) {
     CONVNET_CHECK(id >= 0, "HDF5 failed: ", what);
   }

@@ -12,7 +12,8 @@ Storage::Storage(Allocator& allocator, std::size_t bytes)
 Storage::~Storage() { allocator_.deallocate(data_, bytes_); }
 
 Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype) {
-  CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape, " has a zero-sized or negative dimension");
+  CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape,
+                " has a zero-sized or negative dimension");
   Tensor t;
   t.storage_ = std::make_shared<Storage>(allocator, shape.numel() * dtype_size(dtype));
   t.data_ = t.storage_->data();
@@ -33,7 +34,8 @@ Tensor Tensor::zeros(const Shape& shape, Allocator& allocator, DType dtype) {
 Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
                     std::vector<int64_t> strides) {
   CONVNET_CHECK(data != nullptr, "Tensor::wrap of a null pointer");
-  CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape, " has a zero-sized or negative dimension");
+  CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape,
+                " has a zero-sized or negative dimension");
   if (strides.empty()) strides = shape.contiguous_strides();
   CONVNET_CHECK(static_cast<int>(strides.size()) == shape.rank(), "shape ", shape, " has ",
                 shape.rank(), " dimensions but ", strides.size(), " strides were given");
@@ -61,7 +63,8 @@ float& Tensor::at(std::initializer_list<int64_t> index) const {
   int64_t offset = 0;
   int i = 0;
   for (int64_t v : index) {
-    CONVNET_CHECK(v >= 0 && v < shape_[i], "index ", v, " out of range for dim ", i, " of ", shape_);
+    CONVNET_CHECK(v >= 0 && v < shape_[i], "index ", v, " out of range for dim ", i, " of ",
+                  shape_);
     offset += v * strides_[i++];
   }
   return data<float>()[offset];
@@ -117,7 +120,8 @@ void Tensor::fill(float value) const {
 }
 
 void Tensor::copy_from(const Tensor& source) const {
-  CONVNET_CHECK(device_ == Device::cpu && source.device() == Device::cpu, "copy_from on device memory");
+  CONVNET_CHECK(device_ == Device::cpu && source.device() == Device::cpu,
+                "copy_from on device memory");
   CONVNET_CHECK(source.shape() == shape_, "copy_from: shape ", source.shape(), " into ", shape_);
   if (is_contiguous() && source.is_contiguous()) {
     std::memcpy(data<float>(), source.data<float>(), numel() * sizeof(float));

@@ -17,14 +17,14 @@ Conv2d::Conv2d(std::string name, const Conv2dOptions& options, const Shape& inpu
                 " and stride ", o.stride, " must be > 0");
   CONVNET_CHECK(o.padding >= 0, "layer ", name_, ": negative padding ", o.padding);
   CONVNET_CHECK(o.groups > 0 && o.in_channels % o.groups == 0 && o.out_channels % o.groups == 0,
-                "layer ", name_, ": groups ", o.groups, " must divide in_channels ",
-                o.in_channels, " and out_channels ", o.out_channels);
+                "layer ", name_, ": groups ", o.groups, " must divide in_channels ", o.in_channels,
+                " and out_channels ", o.out_channels);
   CONVNET_CHECK(input_shape[1] == o.in_channels, "layer ", name_, ": input shape ", input_shape,
                 " has ", input_shape[1], " channels, expected ", o.in_channels);
   const int64_t h = window_output_size(input_shape[2], o.kernel, o.stride, o.padding);
   const int64_t w = window_output_size(input_shape[3], o.kernel, o.stride, o.padding);
-  CONVNET_CHECK(h > 0 && w > 0, "layer ", name_, ": kernel ", o.kernel, " with padding ",
-                o.padding, " does not fit input shape ", input_shape);
+  CONVNET_CHECK(h > 0 && w > 0, "layer ", name_, ": kernel ", o.kernel, " with padding ", o.padding,
+                " does not fit input shape ", input_shape);
   output_shape_ = Shape{input_shape[0], o.out_channels, h, w};
 }
 
@@ -44,7 +44,8 @@ void Conv2d::forward(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   check_tensor(name_, "input", x, input_shape_);
   check_tensor(name_, "weight", weight, weight_shape());
   if (options_.bias) check_tensor(name_, "bias", bias, bias_shape());
-  CONVNET_CHECK(options_.bias || !bias.defined(), "layer ", name_, ": bias given to a conv without bias");
+  CONVNET_CHECK(options_.bias || !bias.defined(), "layer ", name_,
+                ": bias given to a conv without bias");
   check_tensor(name_, "output", y, output_shape_);
   forward_impl(x, weight, bias, y);
 }

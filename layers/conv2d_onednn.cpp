@@ -29,21 +29,22 @@ class Conv2dOnednn final : public Conv2d {
     if (o.groups == 1) {
       w_md_ = memory::desc(weight_shape().dims(), memory::data_type::f32, tag::oihw);
     } else {
-      w_md_ = memory::desc({o.groups, o.out_channels / o.groups, o.in_channels / o.groups,
-                            o.kernel, o.kernel},
-                           memory::data_type::f32, tag::goihw);
+      w_md_ = memory::desc(
+          {o.groups, o.out_channels / o.groups, o.in_channels / o.groups, o.kernel, o.kernel},
+          memory::data_type::f32, tag::goihw);
     }
-    b_md_ = o.bias ? memory::desc({o.out_channels}, memory::data_type::f32, tag::x) : memory::desc();
+    b_md_ =
+        o.bias ? memory::desc({o.out_channels}, memory::data_type::f32, tag::x) : memory::desc();
     const auto algo = dnnl::algorithm::convolution_direct;
     const auto& engine = rt_.engine;
 
-    dnnl::convolution_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, x_md_,
-                                             w_md_, b_md_, y_md_, strides, padding, padding);
+    dnnl::convolution_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, x_md_, w_md_,
+                                             b_md_, y_md_, strides, padding, padding);
     fwd_pd_ = dnnl::convolution_forward::primitive_desc(fwd_desc, engine);
     fwd_ = dnnl::convolution_forward(fwd_pd_);
 
-    dnnl::convolution_backward_data::desc bwd_data_desc(algo, x_md_, w_md_, y_md_, strides,
-                                                        padding, padding);
+    dnnl::convolution_backward_data::desc bwd_data_desc(algo, x_md_, w_md_, y_md_, strides, padding,
+                                                        padding);
     bwd_data_ = dnnl::convolution_backward_data(
         dnnl::convolution_backward_data::primitive_desc(bwd_data_desc, engine, fwd_pd_));
 
@@ -57,7 +58,9 @@ class Conv2dOnednn final : public Conv2d {
     if (o.bias) dbias_scratch_ = Tensor::empty(bias_shape(), context_.allocator());
   }
 
-  memory mem(const memory::desc& md, const Tensor& t) const { return onednn_memory(md, rt_.engine, t); }
+  memory mem(const memory::desc& md, const Tensor& t) const {
+    return onednn_memory(md, rt_.engine, t);
+  }
 
   void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                     const Tensor& y) override {

@@ -36,10 +36,11 @@ Array conv2d_forward(const Conv2dOptions& o, const Array& x, const Array& weight
   const int64_t h_out = window_output_size(x.shape[2], o.kernel, o.stride, o.padding);
   const int64_t w_out = window_output_size(x.shape[3], o.kernel, o.stride, o.padding);
   Array y(Shape{x.shape[0], o.out_channels, h_out, w_out});
-  for_each_tap(o, x.shape, [&](int64_t n, int64_t co, int64_t oh, int64_t ow, int64_t c, int64_t ih,
-                               int64_t iw, int64_t ci, int64_t kh, int64_t kw) {
-    y.at(n, co, oh, ow) += x.at(n, c, ih, iw) * weight.at(co, ci, kh, kw);
-  });
+  for_each_tap(o, x.shape,
+               [&](int64_t n, int64_t co, int64_t oh, int64_t ow, int64_t c, int64_t ih, int64_t iw,
+                   int64_t ci, int64_t kh, int64_t kw) {
+                 y.at(n, co, oh, ow) += x.at(n, c, ih, iw) * weight.at(co, ci, kh, kw);
+               });
   if (bias)
     for (int64_t n = 0; n < y.shape[0]; ++n)
       for (int64_t co = 0; co < o.out_channels; ++co)
@@ -51,11 +52,12 @@ Array conv2d_forward(const Conv2dOptions& o, const Array& x, const Array& weight
 Conv2dGrads conv2d_backward(const Conv2dOptions& o, const Array& x, const Array& weight,
                             const Array& dy) {
   Conv2dGrads g{Array(x.shape), Array(weight.shape), Array(Shape{o.out_channels})};
-  for_each_tap(o, x.shape, [&](int64_t n, int64_t co, int64_t oh, int64_t ow, int64_t c, int64_t ih,
-                               int64_t iw, int64_t ci, int64_t kh, int64_t kw) {
-    g.dx.at(n, c, ih, iw) += dy.at(n, co, oh, ow) * weight.at(co, ci, kh, kw);
-    g.dweight.at(co, ci, kh, kw) += dy.at(n, co, oh, ow) * x.at(n, c, ih, iw);
-  });
+  for_each_tap(o, x.shape,
+               [&](int64_t n, int64_t co, int64_t oh, int64_t ow, int64_t c, int64_t ih, int64_t iw,
+                   int64_t ci, int64_t kh, int64_t kw) {
+                 g.dx.at(n, c, ih, iw) += dy.at(n, co, oh, ow) * weight.at(co, ci, kh, kw);
+                 g.dweight.at(co, ci, kh, kw) += dy.at(n, co, oh, ow) * x.at(n, c, ih, iw);
+               });
   for (int64_t n = 0; n < dy.shape[0]; ++n)
     for (int64_t co = 0; co < o.out_channels; ++co)
       for (int64_t i = 0; i < dy.shape[2]; ++i)

@@ -21,15 +21,20 @@ struct Case {
 // Batch 1, odd spatial sizes, stride 2, padding, channels not a multiple of 8, groups, bias.
 const Case kCases[] = {
     {"3x3_pad1", {2, 3, 5, 5}, {.in_channels = 3, .out_channels = 4, .kernel = 3, .padding = 1}},
-    {"batch1_stride2_odd", {1, 5, 7, 9},
+    {"batch1_stride2_odd",
+     {1, 5, 7, 9},
      {.in_channels = 5, .out_channels = 6, .kernel = 3, .stride = 2, .padding = 1}},
-    {"1x1_stride2_bias", {3, 4, 6, 5},
+    {"1x1_stride2_bias",
+     {3, 4, 6, 5},
      {.in_channels = 4, .out_channels = 3, .kernel = 1, .stride = 2, .bias = true}},
-    {"7x7_stride2_pad3", {2, 3, 11, 11},
+    {"7x7_stride2_pad3",
+     {2, 3, 11, 11},
      {.in_channels = 3, .out_channels = 5, .kernel = 7, .stride = 2, .padding = 3}},
-    {"groups2_bias", {2, 6, 5, 6},
+    {"groups2_bias",
+     {2, 6, 5, 6},
      {.in_channels = 6, .out_channels = 4, .kernel = 3, .padding = 1, .groups = 2, .bias = true}},
-    {"depthwise", {2, 3, 4, 4},
+    {"depthwise",
+     {2, 3, 4, 4},
      {.in_channels = 3, .out_channels = 3, .kernel = 3, .padding = 1, .groups = 3}},
 };
 

@@ -1,0 +1,67 @@
+#include "layers/sgd.h"
+
+#include "core/error.h"
+
+namespace convnet {
+
+Sgd::Sgd(Context& context, const SgdOptions& options, std::vector<ParamSegment> segments,
+         int64_t num_params)
+    : options_(options), segments_(std::move(segments)), num_params_(num_params) {
+  CONVNET_CHECK(options.momentum >= 0, "SGD momentum must be >= 0, got ", options.momentum);
+  CONVNET_CHECK(options.weight_decay >= 0, "SGD weight decay must be >= 0, got ",
+                options.weight_decay);
+  CONVNET_CHECK(options.dampening >= 0 && options.dampening <= 1,
+                "SGD dampening must be in [0, 1], got ", options.dampening);
+  CONVNET_CHECK(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
+                "Nesterov momentum requires momentum > 0 and zero dampening");
+  CONVNET_CHECK(num_params > 0, "SGD over an empty parameter buffer");
+  int64_t next = 0;
+  for (const ParamSegment& s : segments_) {
+    CONVNET_CHECK(s.offset == next && s.size > 0,
+                  "SGD parameter segments must tile the buffer: "
+                  "segment at offset ",
+                  s.offset, " of size ", s.size, ", expected offset ", next);
+    next += s.size;
+  }
+  CONVNET_CHECK(next == num_params, "SGD parameter segments cover ", next, " of ", num_params,
+                " parameters");
+  if (options.momentum > 0) momentum_ = Tensor::zeros(Shape{num_params}, context.allocator());
+}
+
+void Sgd::set_step_count(int64_t steps) {
+  CONVNET_CHECK(steps >= 0, "negative SGD step count ", steps);
+  step_count_ = steps;
+}
+
+void Sgd::step(const Tensor& params, const Tensor& grads, double lr) {
+  CONVNET_CHECK(params.numel() == num_params_ && params.is_contiguous(),
+                "SGD parameters have shape ", params.shape(), ", expected ", num_params_,
+                " contiguous values");
+  CONVNET_CHECK(grads.numel() == num_params_ && grads.is_contiguous(), "SGD gradients have shape ",
+                grads.shape(), ", expected ", num_params_, " contiguous values");
+  CONVNET_CHECK(lr >= 0, "negative learning rate ", lr);
+  float* w = params.data<float>();
+  const float* g = grads.data<float>();
+  float* v = options_.momentum > 0 ? momentum_.data<float>() : nullptr;
+  const float rate = static_cast<float>(lr);
+  const float momentum = static_cast<float>(options_.momentum);
+  const float keep = static_cast<float>(1.0 - options_.dampening);
+  const bool first = step_count_ == 0;
+  const bool nesterov = options_.nesterov;
+  for (const ParamSegment& s : segments_) {
+    const float decay = s.apply_weight_decay ? static_cast<float>(options_.weight_decay) : 0.0f;
+    const int64_t end = s.offset + s.size;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = s.offset; i < end; ++i) {
+      float d = g[i] + decay * w[i];
+      if (v) {
+        v[i] = first ? d : momentum * v[i] + keep * d;
+        d = nesterov ? d + momentum * v[i] : v[i];
+      }
+      w[i] -= rate * d;
+    }
+  }
+  ++step_count_;
+}
+
+}  // namespace convnet
