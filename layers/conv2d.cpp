@@ -2,10 +2,6 @@
 
 namespace convnet {
 
-int64_t window_output_size(int64_t input, int64_t kernel, int64_t stride, int64_t padding) {
-  return (input + 2 * padding - kernel) / stride + 1;
-}
-
 Conv2d::Conv2d(std::string name, const Conv2dOptions& options, const Shape& input_shape)
     : name_(std::move(name)), options_(options), input_shape_(input_shape) {
   const Conv2dOptions& o = options;

@@ -17,6 +17,7 @@
 
 #include "layers/layer.h"
 #include "layers/reference.h"
+#include "layers/window.h"
 
 namespace convnet {
 
@@ -29,9 +30,6 @@ struct Conv2dOptions {
   int64_t groups = 1;
   bool bias = false;
 };
-
-// Output extent of a sliding window: (input + 2 * padding - kernel) / stride + 1.
-int64_t window_output_size(int64_t input, int64_t kernel, int64_t stride, int64_t padding);
 
 class Conv2d {
  public:

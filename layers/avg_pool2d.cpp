@@ -1,0 +1,32 @@
+#include "layers/avg_pool2d.h"
+
+namespace convnet {
+
+AvgPool2d::AvgPool2d(std::string name, const AvgPool2dOptions& options, const Shape& input_shape)
+    : name_(std::move(name)),
+      options_(options),
+      input_shape_(input_shape),
+      output_shape_(pool2d_output_shape(name_, input_shape, options.kernel, options.stride,
+                                        options.padding)) {}
+
+std::unique_ptr<AvgPool2d> AvgPool2d::create(Context& context, std::string name,
+                                             const AvgPool2dOptions& options,
+                                             const Shape& input_shape) {
+  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": AvgPool2d has no ",
+                to_string(context.backend()), " backend in this build");
+  return make_avg_pool2d_onednn(context, std::move(name), options, input_shape);
+}
+
+void AvgPool2d::forward(const Tensor& x, const Tensor& y) {
+  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "output", y, output_shape_);
+  forward_impl(x, y);
+}
+
+void AvgPool2d::backward(const Tensor& dy, const Tensor& dx, GradMode dx_mode) {
+  check_tensor(name_, "output gradient", dy, output_shape_);
+  check_tensor(name_, "input gradient", dx, input_shape_);
+  backward_impl(dy, dx, dx_mode);
+}
+
+}  // namespace convnet

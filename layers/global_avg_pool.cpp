@@ -1,0 +1,31 @@
+#include "layers/global_avg_pool.h"
+
+namespace convnet {
+
+GlobalAvgPool::GlobalAvgPool(std::string name, const Shape& input_shape)
+    : name_(std::move(name)), input_shape_(input_shape) {
+  CONVNET_CHECK(input_shape.rank() == 4 && input_shape.all_positive(), "layer ", name_,
+                ": input shape ", input_shape, " must be (N, C, H, W) with every extent > 0");
+  output_shape_ = Shape{input_shape[0], input_shape[1]};
+}
+
+std::unique_ptr<GlobalAvgPool> GlobalAvgPool::create(Context& context, std::string name,
+                                                     const Shape& input_shape) {
+  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": GlobalAvgPool has no ",
+                to_string(context.backend()), " backend in this build");
+  return make_global_avg_pool_onednn(context, std::move(name), input_shape);
+}
+
+void GlobalAvgPool::forward(const Tensor& x, const Tensor& y) {
+  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "output", y, output_shape_);
+  forward_impl(x, y);
+}
+
+void GlobalAvgPool::backward(const Tensor& dy, const Tensor& dx, GradMode dx_mode) {
+  check_tensor(name_, "output gradient", dy, output_shape_);
+  check_tensor(name_, "input gradient", dx, input_shape_);
+  backward_impl(dy, dx, dx_mode);
+}
+
+}  // namespace convnet

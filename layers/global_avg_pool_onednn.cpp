@@ -1,0 +1,82 @@
+// GlobalAvgPool on oneDNN: an average pooling whose kernel is the whole
+// (H, W) plane, with the (N, C) output viewed as (N, C, 1, 1) (same memory).
+// Pooling rather than a reduction primitive because it has a backward.
+// Primitives are built once in the constructor, with plain NCHW memory.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/onednn.h"
+#include "layers/global_avg_pool.h"
+
+namespace convnet {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+class GlobalAvgPoolOnednn final : public GlobalAvgPool {
+ public:
+  GlobalAvgPoolOnednn(Context& context, std::string name, const Shape& input_shape)
+      : GlobalAvgPool(std::move(name), input_shape), context_(context), rt_(context.onednn()) {
+    onednn_call("building global_avg_pool " + this->name(), [&] { build(); });
+  }
+
+ private:
+  void build() {
+    const Shape& in = input_shape();
+    const memory::dims strides{1, 1}, kernel{in[2], in[3]}, padding{0, 0};
+    x_md_ = memory::desc(in.dims(), memory::data_type::f32, tag::nchw);
+    y_md_ = memory::desc({in[0], in[1], 1, 1}, memory::data_type::f32, tag::nchw);
+    // No padding, so include/exclude padding both divide by H * W.
+    const auto algo = dnnl::algorithm::pooling_avg_exclude_padding;
+    const auto& engine = rt_.engine;
+
+    dnnl::pooling_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, x_md_, y_md_,
+                                         strides, kernel, padding, padding);
+    const dnnl::pooling_forward::primitive_desc fwd_pd(fwd_desc, engine);
+    fwd_ = dnnl::pooling_forward(fwd_pd);
+
+    dnnl::pooling_backward::desc bwd_desc(algo, x_md_, y_md_, strides, kernel, padding, padding);
+    bwd_ = dnnl::pooling_backward(dnnl::pooling_backward::primitive_desc(bwd_desc, engine, fwd_pd));
+  }
+
+  memory mem(const memory::desc& md, const Tensor& t) const {
+    return onednn_memory(md, rt_.engine, t);
+  }
+
+  void forward_impl(const Tensor& x, const Tensor& y) override {
+    onednn_call("global_avg_pool " + name() + " forward", [&] {
+      fwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)}, {DNNL_ARG_DST, mem(y_md_, y)}});
+      rt_.stream.wait();
+    });
+  }
+
+  void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
+    const bool direct = dx_mode == GradMode::overwrite;
+    if (!direct && !dx_scratch_.defined())
+      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+    const Tensor& target = direct ? dx : dx_scratch_;
+    onednn_call("global_avg_pool " + name() + " backward", [&] {
+      bwd_.execute(rt_.stream,
+                   {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
+      rt_.stream.wait();
+    });
+    if (!direct) add_into(dx, dx_scratch_);
+  }
+
+  Context& context_;
+  OnednnRuntime& rt_;
+  memory::desc x_md_;  // (N, C, H, W)
+  memory::desc y_md_;  // (N, C, 1, 1), the memory of the (N, C) output
+  dnnl::pooling_forward fwd_;
+  dnnl::pooling_backward bwd_;
+  Tensor dx_scratch_;  // (N, C, H, W), only for GradMode::accumulate
+};
+
+}  // namespace
+
+std::unique_ptr<GlobalAvgPool> make_global_avg_pool_onednn(Context& context, std::string name,
+                                                           const Shape& input_shape) {
+  return std::make_unique<GlobalAvgPoolOnednn>(context, std::move(name), input_shape);
+}
+
+}  // namespace convnet
