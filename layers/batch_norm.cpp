@@ -1,0 +1,57 @@
+#include "layers/batch_norm.h"
+
+namespace convnet {
+
+BatchNorm2d::BatchNorm2d(std::string name, const BatchNormOptions& options,
+                         const Shape& input_shape)
+    : name_(std::move(name)), options_(options), input_shape_(input_shape) {
+  CONVNET_CHECK(input_shape.rank() == 4 && input_shape.all_positive(), "layer ", name_,
+                ": input shape ", input_shape, " must be (N, C, H, W) with every extent > 0");
+  CONVNET_CHECK(options.channels > 0, "layer ", name_, ": channels must be > 0, got ",
+                options.channels);
+  CONVNET_CHECK(input_shape[1] == options.channels, "layer ", name_, ": input shape ", input_shape,
+                " has ", input_shape[1], " channels, expected ", options.channels);
+  CONVNET_CHECK(options.eps > 0, "layer ", name_, ": eps must be > 0, got ", options.eps);
+  CONVNET_CHECK(options.momentum >= 0 && options.momentum <= 1, "layer ", name_,
+                ": momentum must be in [0, 1], got ", options.momentum);
+}
+
+std::unique_ptr<BatchNorm2d> BatchNorm2d::create(Context& context, std::string name,
+                                                 const BatchNormOptions& options,
+                                                 const Shape& input_shape) {
+  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": BatchNorm2d has no ",
+                to_string(context.backend()), " backend in this build");
+  return make_batch_norm2d_onednn(context, std::move(name), options, input_shape);
+}
+
+void BatchNorm2d::forward(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const Tensor& running_mean, const Tensor& running_var, const Tensor& y) {
+  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "weight", weight, param_shape());
+  check_tensor(name_, "bias", bias, param_shape());
+  check_tensor(name_, "running mean", running_mean, param_shape());
+  check_tensor(name_, "running variance", running_var, param_shape());
+  check_tensor(name_, "output", y, output_shape());
+  // The unbiased variance of a single value is undefined (PyTorch raises the same error).
+  CONVNET_CHECK(mode == Mode::inference || input_shape_.numel() / options_.channels > 1, "layer ",
+                name_, ": expected more than 1 value per channel when training, got input shape ",
+                input_shape_);
+  forward_impl(mode, x, weight, bias, running_mean, running_var, y);
+  if (mode == Mode::training) trained_ = true;
+}
+
+void BatchNorm2d::backward(const Tensor& x, const Tensor& weight, const Tensor& dy,
+                           const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
+                           const Tensor& dbias) {
+  CONVNET_CHECK(trained_, "layer ", name_,
+                ": backward needs the statistics of a training forward, and none has run");
+  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "weight", weight, param_shape());
+  check_tensor(name_, "output gradient", dy, output_shape());
+  if (dx.defined()) check_tensor(name_, "input gradient", dx, input_shape_);
+  check_tensor(name_, "weight gradient", dweight, param_shape());
+  check_tensor(name_, "bias gradient", dbias, param_shape());
+  backward_impl(x, weight, dy, dx, dx_mode, dweight, dbias);
+}
+
+}  // namespace convnet

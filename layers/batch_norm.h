@@ -1,0 +1,107 @@
+// 2-D batch normalization over the channels of an (N, C, H, W) input, as
+// torch.nn.BatchNorm2d with affine=True and track_running_stats=True:
+//
+//   y = weight * (x - mean) / sqrt(var + eps) + bias       per channel c
+//
+// Training mode normalizes with the batch statistics over (N, H, W): mean and
+// the biased variance (divided by N*H*W). It then updates the running
+// statistics as PyTorch does, with the UNBIASED batch variance:
+//   running_mean = (1 - momentum) * running_mean + momentum * mean
+//   running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1),  M = N*H*W
+// so training needs M > 1 (checked by forward). Inference mode normalizes with
+// running_mean and running_var and leaves them unchanged.
+//
+// Shapes:
+//   x, y                      (N, C, H, W)    contiguous
+//   weight, bias              (C)             the affine scale (gamma) and shift (beta)
+//   running_mean, running_var (C)             buffers, updated in place by training forward
+//
+// Backward differentiates the LAST TRAINING forward: it uses the batch mean
+// and variance that forward saved inside the layer (so x must be that
+// forward's input, and an inference forward in between does not disturb it).
+// The gradient flows through the batch statistics, as in PyTorch training.
+// Calling backward before any training forward is an error.
+//
+// Gradients (see layers/layer.h): dweight and dbias accumulate; dx overwrites
+// or accumulates as dx_mode says, and is skipped when dx is undefined.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "layers/layer.h"
+#include "layers/reference.h"
+
+namespace convnet {
+
+struct BatchNormOptions {
+  int64_t channels = 0;
+  double eps = 1e-5;      // added to the variance; must be > 0
+  double momentum = 0.1;  // weight of the new batch statistics in [0, 1]
+};
+
+class BatchNorm2d {
+ public:
+  // Validates the wiring and builds the backend's primitives for this shape.
+  static std::unique_ptr<BatchNorm2d> create(Context& context, std::string name,
+                                             const BatchNormOptions& options,
+                                             const Shape& input_shape);
+  virtual ~BatchNorm2d() = default;
+
+  const std::string& name() const { return name_; }
+  const BatchNormOptions& options() const { return options_; }
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return input_shape_; }
+  Shape param_shape() const { return Shape{options_.channels}; }  // weight, bias, running stats
+
+  // y = weight * (x - mean) / sqrt(var + eps) + bias, with batch statistics
+  // (training; updates the running statistics and saves the batch statistics
+  // for backward) or the running statistics (inference).
+  void forward(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
+               const Tensor& running_mean, const Tensor& running_var, const Tensor& y);
+  // Gradients of the last training forward: dx (per dx_mode), dweight += sum(dy * x_hat),
+  // dbias += sum(dy).
+  void backward(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
+                GradMode dx_mode, const Tensor& dweight, const Tensor& dbias);
+
+ protected:
+  BatchNorm2d(std::string name, const BatchNormOptions& options, const Shape& input_shape);
+  virtual void forward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                            const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& y) = 0;
+  virtual void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy,
+                             const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
+                             const Tensor& dbias) = 0;
+
+ private:
+  std::string name_;
+  BatchNormOptions options_;
+  Shape input_shape_;     // (N, C, H, W)
+  bool trained_ = false;  // a training forward has saved statistics for backward
+};
+
+std::unique_ptr<BatchNorm2d> make_batch_norm2d_onednn(Context& context, std::string name,
+                                                      const BatchNormOptions& options,
+                                                      const Shape& input_shape);
+
+namespace ref {
+struct BatchNormForward {
+  Array y;                          // (N, C, H, W)
+  Array mean, var;                  // (C) the statistics y was normalized with
+  Array running_mean, running_var;  // (C) after the update (unchanged in inference)
+};
+BatchNormForward batch_norm_forward(const BatchNormOptions& options, Mode mode, const Array& x,
+                                    const Array& weight, const Array& bias,
+                                    const Array& running_mean, const Array& running_var);
+struct BatchNormGrads {
+  Array dx, dweight, dbias;
+};
+// Gradients of <y, dy> where y was normalized with (mean, var): in training
+// mode these are the batch statistics of x and the gradient flows through
+// them; in inference mode they are constants (the running statistics).
+BatchNormGrads batch_norm_backward(const BatchNormOptions& options, Mode mode, const Array& x,
+                                   const Array& weight, const Array& dy, const Array& mean,
+                                   const Array& var);
+}  // namespace ref
+
+}  // namespace convnet

@@ -1,0 +1,149 @@
+// BatchNorm2d on oneDNN: training forward, inference forward (global stats)
+// and backward primitives are built once in the constructor, with plain NCHW
+// memory. oneDNN computes the batch mean and biased variance but does not
+// keep running statistics, so their momentum update is a loop over channels.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/onednn.h"
+#include "layers/batch_norm.h"
+
+namespace convnet {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using flags = dnnl::normalization_flags;
+
+class BatchNorm2dOnednn final : public BatchNorm2d {
+ public:
+  BatchNorm2dOnednn(Context& context, std::string name, const BatchNormOptions& options,
+                    const Shape& input_shape)
+      : BatchNorm2d(std::move(name), options, input_shape),
+        context_(context),
+        rt_(context.onednn()) {
+    onednn_call("building batch norm " + this->name(), [&] { build(); });
+  }
+
+ private:
+  void build() {
+    x_md_ = memory::desc(input_shape().dims(), memory::data_type::f32, tag::nchw);
+    c_md_ = memory::desc(param_shape().dims(), memory::data_type::f32, tag::x);
+    const auto& engine = rt_.engine;
+    const float eps = static_cast<float>(options().eps);
+    const flags affine = flags::use_scale | flags::use_shift;
+
+    dnnl::batch_normalization_forward::desc train_desc(dnnl::prop_kind::forward_training, x_md_,
+                                                       eps, affine);
+    train_pd_ = dnnl::batch_normalization_forward::primitive_desc(train_desc, engine);
+    train_ = dnnl::batch_normalization_forward(train_pd_);
+
+    dnnl::batch_normalization_forward::desc infer_desc(dnnl::prop_kind::forward_inference, x_md_,
+                                                       eps, affine | flags::use_global_stats);
+    infer_ = dnnl::batch_normalization_forward(
+        dnnl::batch_normalization_forward::primitive_desc(infer_desc, engine));
+
+    dnnl::batch_normalization_backward::desc bwd_desc(dnnl::prop_kind::backward, x_md_, x_md_, eps,
+                                                      affine);
+    bwd_ = dnnl::batch_normalization_backward(
+        dnnl::batch_normalization_backward::primitive_desc(bwd_desc, engine, train_pd_));
+
+    // The training forward's batch statistics, kept for backward.
+    mean_ = Tensor::empty(param_shape(), context_.allocator());
+    variance_ = Tensor::empty(param_shape(), context_.allocator());
+    // oneDNN 2.6 backward with use_shift fails with invalid_arguments unless a
+    // SHIFT memory is passed, although the gradients do not depend on it.
+    unused_shift_ = Tensor::zeros(param_shape(), context_.allocator());
+    // oneDNN overwrites its outputs; parameter gradients accumulate through these.
+    dweight_scratch_ = Tensor::empty(param_shape(), context_.allocator());
+    dbias_scratch_ = Tensor::empty(param_shape(), context_.allocator());
+  }
+
+  memory mem(const memory::desc& md, const Tensor& t) const {
+    return onednn_memory(md, rt_.engine, t);
+  }
+
+  void forward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    const Tensor& running_mean, const Tensor& running_var,
+                    const Tensor& y) override {
+    const bool training = mode == Mode::training;
+    const Tensor& mean = training ? mean_ : running_mean;
+    const Tensor& variance = training ? variance_ : running_var;
+    onednn_call("batch norm " + name() + " forward", [&] {
+      (training ? train_ : infer_)
+          .execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
+                                {DNNL_ARG_SCALE, mem(c_md_, weight)},
+                                {DNNL_ARG_SHIFT, mem(c_md_, bias)},
+                                {DNNL_ARG_MEAN, mem(c_md_, mean)},
+                                {DNNL_ARG_VARIANCE, mem(c_md_, variance)},
+                                {DNNL_ARG_DST, mem(x_md_, y)}});
+      rt_.stream.wait();
+    });
+    if (training) update_running_stats(running_mean, running_var);
+  }
+
+  // running = (1 - m) * running + m * batch, with the unbiased batch variance (as PyTorch).
+  void update_running_stats(const Tensor& running_mean, const Tensor& running_var) const {
+    const double m = options().momentum;
+    const double count = static_cast<double>(input_shape().numel() / options().channels);
+    const double unbias = count / (count - 1);
+    const float* mean = mean_.data<float>();
+    const float* variance = variance_.data<float>();
+    float* rm = running_mean.data<float>();
+    float* rv = running_var.data<float>();
+    const int64_t rm_stride = running_mean.strides()[0], rv_stride = running_var.strides()[0];
+    for (int64_t c = 0; c < options().channels; ++c) {
+      float& mean_c = rm[c * rm_stride];
+      float& var_c = rv[c * rv_stride];
+      mean_c = static_cast<float>((1 - m) * mean_c + m * mean[c]);
+      var_c = static_cast<float>((1 - m) * var_c + m * variance[c] * unbias);
+    }
+  }
+
+  void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
+                     GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
+    // The primitive always computes diff_src; it goes to scratch unless it overwrites dx.
+    const bool direct = dx.defined() && dx_mode == GradMode::overwrite;
+    if (!direct && !dx_scratch_.defined())
+      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+    const Tensor& target = direct ? dx : dx_scratch_;
+    onednn_call("batch norm " + name() + " backward", [&] {
+      bwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
+                                {DNNL_ARG_MEAN, mem(c_md_, mean_)},
+                                {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
+                                {DNNL_ARG_DIFF_DST, mem(x_md_, dy)},
+                                {DNNL_ARG_SCALE, mem(c_md_, weight)},
+                                {DNNL_ARG_SHIFT, mem(c_md_, unused_shift_)},
+                                {DNNL_ARG_DIFF_SRC, mem(x_md_, target)},
+                                {DNNL_ARG_DIFF_SCALE, mem(c_md_, dweight_scratch_)},
+                                {DNNL_ARG_DIFF_SHIFT, mem(c_md_, dbias_scratch_)}});
+      rt_.stream.wait();
+    });
+    if (dx.defined() && !direct) add_into(dx, dx_scratch_);
+    add_into(dweight, dweight_scratch_);
+    add_into(dbias, dbias_scratch_);
+  }
+
+  Context& context_;
+  OnednnRuntime& rt_;
+  memory::desc x_md_;  // (N, C, H, W) for x, y, dy, dx
+  memory::desc c_md_;  // (C) for weight, bias, statistics and their gradients
+  dnnl::batch_normalization_forward::primitive_desc train_pd_;
+  dnnl::batch_normalization_forward train_, infer_;
+  dnnl::batch_normalization_backward bwd_;
+  Tensor mean_;             // (C) batch mean of the last training forward
+  Tensor variance_;         // (C) biased batch variance of the last training forward
+  Tensor unused_shift_;     // (C) zeros, only to satisfy the backward primitive
+  Tensor dweight_scratch_;  // (C)
+  Tensor dbias_scratch_;    // (C)
+  Tensor dx_scratch_;       // (N, C, H, W), only for GradMode::accumulate or an undefined dx
+};
+
+}  // namespace
+
+std::unique_ptr<BatchNorm2d> make_batch_norm2d_onednn(Context& context, std::string name,
+                                                      const BatchNormOptions& options,
+                                                      const Shape& input_shape) {
+  return std::make_unique<BatchNorm2dOnednn>(context, std::move(name), options, input_shape);
+}
+
+}  // namespace convnet

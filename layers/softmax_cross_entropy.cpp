@@ -1,0 +1,45 @@
+#include "layers/softmax_cross_entropy.h"
+
+#include <algorithm>
+
+namespace convnet {
+
+SoftmaxCrossEntropy::SoftmaxCrossEntropy(std::string name,
+                                         const SoftmaxCrossEntropyOptions& options,
+                                         const Shape& input_shape)
+    : name_(std::move(name)), options_(options), input_shape_(input_shape) {
+  CONVNET_CHECK(input_shape.rank() == 2 && input_shape.all_positive(), "layer ", name_,
+                ": input shape ", input_shape, " must be (N, K) with every extent > 0");
+  const double s = options.label_smoothing;
+  CONVNET_CHECK(s >= 0 && s < 1, "layer ", name_, ": label_smoothing must be in [0, 1), got ", s);
+  labels_.resize(input_shape[0]);
+}
+
+std::unique_ptr<SoftmaxCrossEntropy> SoftmaxCrossEntropy::create(
+    Context& context, std::string name, const SoftmaxCrossEntropyOptions& options,
+    const Shape& input_shape) {
+  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": SoftmaxCrossEntropy has no ",
+                to_string(context.backend()), " backend in this build");
+  return make_softmax_cross_entropy_onednn(context, std::move(name), options, input_shape);
+}
+
+double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int64_t>& labels) {
+  check_tensor(name_, "logits", logits, input_shape_);
+  CONVNET_CHECK(static_cast<int64_t>(labels.size()) == batch(), "layer ", name_, ": got ",
+                labels.size(), " labels for logits of shape ", input_shape_);
+  for (int64_t i = 0; i < batch(); ++i)
+    CONVNET_CHECK(labels[i] >= 0 && labels[i] < classes(), "layer ", name_, ": label ", labels[i],
+                  " of sample ", i, " is outside [0, ", classes(), ")");
+  std::copy(labels.begin(), labels.end(), labels_.begin());
+  const double loss = forward_impl(logits);
+  forwarded_ = true;
+  return loss;
+}
+
+void SoftmaxCrossEntropy::backward(const Tensor& dlogits, GradMode mode) {
+  CONVNET_CHECK(forwarded_, "layer ", name_, ": backward before any forward");
+  check_tensor(name_, "logits gradient", dlogits, input_shape_);
+  backward_impl(dlogits, mode);
+}
+
+}  // namespace convnet
