@@ -1,0 +1,139 @@
+// ChannelGate on oneDNN, with primitives built once in the constructor over
+// plain (contiguous) memory:
+//   - eltwise logistic: g = sigmoid(s), into a small (N, C) scratch;
+//   - binary mul with g viewed as (N, C, 1, 1), broadcast over H, W: y = x * g
+//     in forward, and dx = dy * g in backward.
+// ds is a plain OpenMP loop: one dot product of dy and x over H*W per (n, c),
+// times g * (1 - g). The primitive chain for it (binary mul into an
+// activation-sized scratch, a reduction over H, W, logistic backward) would
+// cost an extra (N, C, H, W) buffer and two more passes over memory; the loop
+// reads dy and x once. It accumulates in double because H*W is long (3136
+// terms at 56x56) and the bandwidth-bound loop does not notice the cost.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/onednn.h"
+#include "layers/channel_gate.h"
+
+namespace convnet {
+namespace {
+
+using dnnl::memory;
+
+class ChannelGateOnednn final : public ChannelGate {
+ public:
+  ChannelGateOnednn(Context& context, std::string name, const Shape& input_shape,
+                    const Shape& gate_shape)
+      : ChannelGate(std::move(name), input_shape, gate_shape),
+        context_(context),
+        rt_(context.onednn()) {
+    onednn_call("building channel gate " + this->name(), [&] { build(); });
+  }
+
+ private:
+  void build() {
+    const Shape& x = input_shape();
+    x_md_ = onednn_desc(x, x.contiguous_strides());
+    s_md_ = onednn_desc(gate_shape(), gate_shape().contiguous_strides());
+    const Shape g4{x[0], x[1], 1, 1};
+    g4_md_ = onednn_desc(g4, g4.contiguous_strides());
+    dnnl::eltwise_forward::desc sigmoid_desc(dnnl::prop_kind::forward_inference,
+                                             dnnl::algorithm::eltwise_logistic, s_md_);
+    sigmoid_ =
+        dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(sigmoid_desc, rt_.engine));
+    dnnl::binary::desc mul_desc(dnnl::algorithm::binary_mul, x_md_, g4_md_, x_md_);
+    mul_ = dnnl::binary(dnnl::binary::primitive_desc(mul_desc, rt_.engine));
+    gate_ = Tensor::empty(gate_shape(), context_.allocator());
+    gate4_ = gate_.reshape(g4);
+  }
+
+  memory mem(const memory::desc& md, const Tensor& t) const {
+    return onednn_memory(md, rt_.engine, t);
+  }
+
+  // gate_ = sigmoid(s).
+  void compute_gate(const Tensor& s) {
+    sigmoid_.execute(rt_.stream,
+                     {{DNNL_ARG_SRC, mem(s_md_, s)}, {DNNL_ARG_DST, mem(s_md_, gate_)}});
+  }
+
+  // out = in * gate_, broadcast over H, W.
+  void scale(const Tensor& in, const Tensor& out) {
+    mul_.execute(rt_.stream, {{DNNL_ARG_SRC_0, mem(x_md_, in)},
+                              {DNNL_ARG_SRC_1, mem(g4_md_, gate4_)},
+                              {DNNL_ARG_DST, mem(x_md_, out)}});
+  }
+
+  void forward_impl(const Tensor& x, const Tensor& s, const Tensor& y) override {
+    onednn_call("channel gate " + name() + " forward", [&] {
+      compute_gate(s);
+      scale(x, y);
+      rt_.stream.wait();
+    });
+  }
+
+  void backward_impl(const Tensor& x, const Tensor& s, const Tensor& dy, const Tensor& dx,
+                     GradMode dx_mode, const Tensor& ds, GradMode ds_mode) override {
+    onednn_call("channel gate " + name() + " backward gate", [&] {
+      compute_gate(s);
+      rt_.stream.wait();
+    });
+    // ds before dx, so that dx may overwrite dy.
+    if (ds.defined()) gate_gradient(x, dy, ds, ds_mode);
+    if (dx.defined()) {
+      const bool direct = dx_mode == GradMode::overwrite;
+      if (!direct && !dx_scratch_.defined())
+        dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+      const Tensor& target = direct ? dx : dx_scratch_;
+      onednn_call("channel gate " + name() + " backward data", [&] {
+        scale(dy, target);
+        rt_.stream.wait();
+      });
+      if (!direct) add_into(dx, dx_scratch_);
+    }
+  }
+
+  // ds (per mode) = sum_hw(dy * x) * g * (1 - g), with g = gate_.
+  void gate_gradient(const Tensor& x, const Tensor& dy, const Tensor& ds, GradMode mode) const {
+    CONVNET_CHECK(x.is_contiguous() && dy.is_contiguous() && ds.is_contiguous(), "layer ", name(),
+                  ": backward needs contiguous input, output gradient and gate logits gradient");
+    const float* xp = x.data<float>();
+    const float* dyp = dy.data<float>();
+    const float* gp = gate_.data<float>();
+    float* dsp = ds.data<float>();
+    const int64_t rows = gate_shape().numel();
+    const int64_t hw = input_shape()[2] * input_shape()[3];
+    const bool accumulate = mode == GradMode::accumulate;
+#pragma omp parallel for
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* xr = xp + i * hw;
+      const float* dyr = dyp + i * hw;
+      double sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < hw; ++j) sum += static_cast<double>(dyr[j]) * xr[j];
+      const double g = gp[i];
+      const float value = static_cast<float>(sum * g * (1 - g));
+      dsp[i] = accumulate ? dsp[i] + value : value;
+    }
+  }
+
+  Context& context_;
+  OnednnRuntime& rt_;
+  memory::desc x_md_;   // (N, C, H, W) plain
+  memory::desc s_md_;   // (N, C) plain
+  memory::desc g4_md_;  // (N, C, 1, 1) plain: the gate broadcast over H, W
+  dnnl::eltwise_forward sigmoid_;
+  dnnl::binary mul_;
+  Tensor gate_;        // (N, C): sigmoid(s) of the current call
+  Tensor gate4_;       // (N, C, 1, 1): a view of gate_
+  Tensor dx_scratch_;  // (N, C, H, W), only for GradMode::accumulate
+};
+
+}  // namespace
+
+std::unique_ptr<ChannelGate> make_channel_gate_onednn(Context& context, std::string name,
+                                                      const Shape& input_shape,
+                                                      const Shape& gate_shape) {
+  return std::make_unique<ChannelGateOnednn>(context, std::move(name), input_shape, gate_shape);
+}
+
+}  // namespace convnet

@@ -1,0 +1,68 @@
+// Concat on oneDNN: one concat primitive built once in the constructor, from
+// plain (contiguous) input memory into output memory with the layer's output
+// strides, so y may be a channel slice of a larger buffer. Backward needs no
+// arithmetic: each input gradient is a copy (or sum) of a channel slice view of
+// dy, done by write_gradient (layers/layer.h), which accepts any dy strides.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/onednn.h"
+#include "layers/concat.h"
+
+namespace convnet {
+namespace {
+
+using dnnl::memory;
+
+class ConcatOnednn final : public Concat {
+ public:
+  ConcatOnednn(Context& context, std::string name, const ConcatOptions& options,
+               const std::vector<Shape>& input_shapes)
+      : Concat(std::move(name), options, input_shapes), rt_(context.onednn()) {
+    onednn_call("building concat " + this->name(), [&] { build(); });
+  }
+
+ private:
+  void build() {
+    for (const Shape& s : input_shapes()) x_mds_.push_back(onednn_desc(s, s.contiguous_strides()));
+    y_md_ = onednn_desc(output_shape(), output_strides());
+    concat_ = dnnl::concat(
+        dnnl::concat::primitive_desc(y_md_, /*concat_dimension=*/1, x_mds_, rt_.engine));
+  }
+
+  void forward_impl(const std::vector<Tensor>& inputs, const Tensor& y) override {
+    std::unordered_map<int, memory> args{{DNNL_ARG_DST, onednn_memory(y_md_, rt_.engine, y)}};
+    for (std::size_t k = 0; k < inputs.size(); ++k)
+      args.emplace(DNNL_ARG_MULTIPLE_SRC + static_cast<int>(k),
+                   onednn_memory(x_mds_[k], rt_.engine, inputs[k]));
+    onednn_call("concat " + name() + " forward", [&] {
+      concat_.execute(rt_.stream, args);
+      rt_.stream.wait();
+    });
+  }
+
+  void backward_impl(const Tensor& dy, const std::vector<Tensor>& dinputs,
+                     const std::vector<GradMode>& dinput_modes) override {
+    int64_t offset = 0;
+    for (std::size_t k = 0; k < dinputs.size(); ++k) {
+      const int64_t channels = input_shapes()[k][1];
+      if (dinputs[k].defined())
+        write_gradient(dinputs[k], dy.slice(1, offset, offset + channels), dinput_modes[k]);
+      offset += channels;
+    }
+  }
+
+  OnednnRuntime& rt_;
+  std::vector<memory::desc> x_mds_;  // plain (N, C_k, H, W) each
+  memory::desc y_md_;                // (N, sum_k C_k, H, W) with the output strides
+  dnnl::concat concat_;
+};
+
+}  // namespace
+
+std::unique_ptr<Concat> make_concat_onednn(Context& context, std::string name,
+                                           const ConcatOptions& options,
+                                           const std::vector<Shape>& input_shapes) {
+  return std::make_unique<ConcatOnednn>(context, std::move(name), options, input_shapes);
+}
+
+}  // namespace convnet

@@ -1,0 +1,29 @@
+#include "layers/relu.h"
+
+namespace convnet {
+
+Relu::Relu(std::string name, const Shape& shape) : name_(std::move(name)), shape_(shape) {
+  CONVNET_CHECK(shape.rank() >= 1 && shape.all_positive(), "layer ", name_, ": shape ", shape,
+                " must have rank >= 1 and every extent > 0");
+}
+
+std::unique_ptr<Relu> Relu::create(Context& context, std::string name, const Shape& shape) {
+  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Relu has no ",
+                to_string(context.backend()), " backend in this build");
+  return make_relu_onednn(context, std::move(name), shape);
+}
+
+void Relu::forward(const Tensor& x, const Tensor& y) {
+  check_tensor(name_, "input", x, shape_);
+  check_tensor(name_, "output", y, shape_);
+  forward_impl(x, y);
+}
+
+void Relu::backward(const Tensor& y, const Tensor& dy, const Tensor& dx, GradMode dx_mode) {
+  check_tensor(name_, "output", y, shape_);
+  check_tensor(name_, "output gradient", dy, shape_);
+  check_tensor(name_, "input gradient", dx, shape_);
+  backward_impl(y, dy, dx, dx_mode);
+}
+
+}  // namespace convnet
