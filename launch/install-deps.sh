@@ -14,6 +14,7 @@ packages=(
   libboost-program-options-dev
   libgtest-dev
   clang-format
+  python3-torch python3-torchvision python3-h5py  # peer benchmarks and torchvision parity tests
 )
 
 missing=()

@@ -29,8 +29,8 @@ void BatchNorm2d::forward(Mode mode, const Tensor& x, const Tensor& weight, cons
   check_tensor(name_, "input", x, input_shape_);
   check_tensor(name_, "weight", weight, param_shape());
   check_tensor(name_, "bias", bias, param_shape());
-  check_tensor(name_, "running mean", running_mean, param_shape());
-  check_tensor(name_, "running variance", running_var, param_shape());
+  check_tensor(name_, "running mean", running_mean, param_shape(), Strides::any);
+  check_tensor(name_, "running variance", running_var, param_shape(), Strides::any);
   check_tensor(name_, "output", y, output_shape());
   // The unbiased variance of a single value is undefined (PyTorch raises the same error).
   CONVNET_CHECK(mode == Mode::inference || input_shape_.numel() / options_.channels > 1, "layer ",

@@ -59,7 +59,7 @@ void Concat::forward(const std::vector<Tensor>& inputs, const Tensor& y) {
                 " inputs, expected ", input_shapes_.size());
   for (std::size_t k = 0; k < inputs.size(); ++k)
     check_tensor(name_, ("input " + std::to_string(k)).c_str(), inputs[k], input_shapes_[k]);
-  check_tensor(name_, "output", y, output_shape_);
+  check_tensor(name_, "output", y, output_shape_, Strides::any);
   for (int i = 0; i < 4; ++i)  // the stride of an extent-1 dimension is never used
     CONVNET_CHECK(output_shape_[i] == 1 || y.strides()[i] == output_strides_[i], "layer ", name_,
                   ": output has strides ", strides_text(y.strides()),
@@ -70,14 +70,14 @@ void Concat::forward(const std::vector<Tensor>& inputs, const Tensor& y) {
 
 void Concat::backward(const Tensor& dy, const std::vector<Tensor>& dinputs,
                       const std::vector<GradMode>& dinput_modes) {
-  check_tensor(name_, "output gradient", dy, output_shape_);
+  check_tensor(name_, "output gradient", dy, output_shape_, Strides::any);
   CONVNET_CHECK(dinputs.size() == input_shapes_.size() && dinput_modes.size() == dinputs.size(),
                 "layer ", name_, ": got ", dinputs.size(), " input gradients and ",
                 dinput_modes.size(), " modes, expected ", input_shapes_.size(), " of each");
   for (std::size_t k = 0; k < dinputs.size(); ++k)
     if (dinputs[k].defined())
       check_tensor(name_, ("input gradient " + std::to_string(k)).c_str(), dinputs[k],
-                   input_shapes_[k]);
+                   input_shapes_[k], Strides::any);
   backward_impl(dy, dinputs, dinput_modes);
 }
 

@@ -13,11 +13,13 @@ void check_shape(const std::string& layer, const char* tensor_name, const Shape&
 }
 
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
-                  const Shape& expected) {
+                  const Shape& expected, Strides strides) {
   CONVNET_CHECK(tensor.defined(), "layer ", layer, ": ", tensor_name, " is missing");
   CONVNET_CHECK(tensor.dtype() == DType::f32, "layer ", layer, ": ", tensor_name, " is ",
                 to_string(tensor.dtype()), ", expected f32");
   check_shape(layer, tensor_name, tensor.shape(), expected);
+  CONVNET_CHECK(strides == Strides::any || tensor.is_contiguous(), "layer ", layer, ": ",
+                tensor_name, " of shape ", tensor.shape(), " must be contiguous");
 }
 
 namespace {

@@ -36,9 +36,13 @@ enum class GradMode { overwrite, accumulate };
 // Throws "layer NAME: TENSOR has shape A, expected B" when shapes differ.
 void check_shape(const std::string& layer, const char* tensor_name, const Shape& actual,
                  const Shape& expected);
-// Throws unless the tensor is defined, on the host, f32 and has the expected shape.
+// Which memory layouts a layer accepts for one of its tensors.
+enum class Strides { contiguous, any };
+
+// Throws (naming the layer and the tensor) unless the tensor is defined, f32,
+// has the expected shape and, for Strides::contiguous, is contiguous.
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
-                  const Shape& expected);
+                  const Shape& expected, Strides strides = Strides::contiguous);
 
 // dst (+)= src according to mode; same shape, any strides (host f32).
 void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode);

@@ -38,7 +38,7 @@ double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int6
 
 void SoftmaxCrossEntropy::backward(const Tensor& dlogits, GradMode mode) {
   CONVNET_CHECK(forwarded_, "layer ", name_, ": backward before any forward");
-  check_tensor(name_, "logits gradient", dlogits, input_shape_);
+  check_tensor(name_, "logits gradient", dlogits, input_shape_, Strides::any);
   backward_impl(dlogits, mode);
 }
 

@@ -150,6 +150,17 @@ TEST(Conv2dBadInput, RejectsWrongTensorShapesAtRunTime) {
   Tensor wrong = testing::zeros(context, Shape{1, 2, 4, 3});
   EXPECT_THROW(conv->forward(x, w, Tensor(), wrong), Error);
   EXPECT_THROW(conv->forward(wrong, w, Tensor(), x), Error);
+  // A channel slice of a larger buffer is strided; this layer needs contiguous input.
+  Tensor wide = testing::zeros(context, Shape{1, 4, 3, 3});
+  try {
+    conv->forward(wide.slice(1, 1, 3), w, Tensor(), x);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("layer conv: input of shape (1, 2, 3, 3) must be contiguous"),
+        std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
