@@ -1,11 +1,12 @@
-// convnet: the command-line entry point. Subcommands are added by the trainer,
-// dataset and checkpoint code; this file only dispatches.
+// convnet: the command-line entry point; dispatches to the subcommands.
+#include <boost/program_options/errors.hpp>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
-#include "core/context.h"
 #include "core/error.h"
+#include "launch/commands.h"
 
 namespace {
 
@@ -13,6 +14,7 @@ void print_usage() {
   std::printf(
       "usage: convnet COMMAND [OPTIONS]\n\n"
       "commands:\n"
+      "  models     list every model with its parameter count and input size\n"
       "  version    print the version and the backends this build has\n\n"
       "Run 'convnet COMMAND --help' for a command's options.\n");
 }
@@ -36,12 +38,18 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
   try {
     if (command == "version" || command == "--version") return print_version();
+    if (command == "models") return convnet::models_command(args);
     std::fprintf(stderr, "convnet: unknown command '%s'\n", command.c_str());
     print_usage();
     return 2;
-  } catch (const convnet::Error& e) {
+  } catch (const boost::program_options::error& e) {
+    std::fprintf(stderr, "convnet %s: %s (see 'convnet %s --help')\n", command.c_str(), e.what(),
+                 command.c_str());
+    return 2;
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "convnet: error: %s\n", e.what());
     return 1;
   }

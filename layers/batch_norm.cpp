@@ -40,6 +40,17 @@ void BatchNorm2d::forward(Mode mode, const Tensor& x, const Tensor& weight, cons
   if (mode == Mode::training) trained_ = true;
 }
 
+void BatchNorm2d::recompute(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                            const Tensor& y) {
+  CONVNET_CHECK(trained_, "layer ", name_,
+                ": recompute needs the statistics of a training forward, and none has run");
+  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "weight", weight, param_shape());
+  check_tensor(name_, "bias", bias, param_shape());
+  check_tensor(name_, "output", y, output_shape());
+  recompute_impl(x, weight, bias, y);
+}
+
 void BatchNorm2d::backward(const Tensor& x, const Tensor& weight, const Tensor& dy,
                            const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
                            const Tensor& dbias) {

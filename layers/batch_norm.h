@@ -59,6 +59,10 @@ class BatchNorm2d {
   // for backward) or the running statistics (inference).
   void forward(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
                const Tensor& running_mean, const Tensor& running_var, const Tensor& y);
+  // Recomputes the last training forward's output for the same x, from the
+  // batch statistics it saved, without touching the running statistics (the
+  // memory-efficient DenseNet recomputes BN outputs during backward this way).
+  void recompute(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y);
   // Gradients of the last training forward: dx (per dx_mode), dweight += sum(dy * x_hat),
   // dbias += sum(dy).
   void backward(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
@@ -69,6 +73,8 @@ class BatchNorm2d {
   virtual void forward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
                             const Tensor& running_mean, const Tensor& running_var,
                             const Tensor& y) = 0;
+  virtual void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              const Tensor& y) = 0;
   virtual void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy,
                              const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
                              const Tensor& dbias) = 0;

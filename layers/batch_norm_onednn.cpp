@@ -81,6 +81,20 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
     if (training) update_running_stats(running_mean, running_var);
   }
 
+  // The inference primitive normalizes with given statistics: here the saved batch ones.
+  void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                      const Tensor& y) override {
+    onednn_call("batch norm " + name() + " recompute", [&] {
+      infer_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
+                                  {DNNL_ARG_SCALE, mem(c_md_, weight)},
+                                  {DNNL_ARG_SHIFT, mem(c_md_, bias)},
+                                  {DNNL_ARG_MEAN, mem(c_md_, mean_)},
+                                  {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
+                                  {DNNL_ARG_DST, mem(x_md_, y)}});
+      rt_.stream.wait();
+    });
+  }
+
   // running = (1 - m) * running + m * batch, with the unbiased batch variance (as PyTorch).
   void update_running_stats(const Tensor& running_mean, const Tensor& running_var) const {
     const double m = options().momentum;

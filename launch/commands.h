@@ -1,0 +1,13 @@
+// The convnet subcommands; each parses its own options (Boost.Program_options)
+// and returns the process exit code.
+#pragma once
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace convnet {
+
+int models_command(const std::vector<std::string>& args);
+
+}  // namespace convnet

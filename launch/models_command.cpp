@@ -1,0 +1,39 @@
+// convnet models: every model with its parameter count and default input size.
+#include <boost/program_options.hpp>
+#include <cstdio>
+
+#include "launch/commands.h"
+#include "models/zoo.h"
+
+namespace convnet {
+
+int models_command(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  po::options_description options("convnet models [OPTIONS]: list every model");
+  int64_t classes = 0, channels = 3;
+  options.add_options()("help,h", "show this help")(
+      "num-classes", po::value<int64_t>(&classes)->default_value(0),
+      "classes of the classifier (0: the model's default, 1000 ImageNet / 10 CIFAR)")(
+      "in-channels", po::value<int64_t>(&channels)->default_value(3), "input channels");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(options).run(), vm);
+  if (vm.count("help")) {
+    std::cout << options;
+    return 0;
+  }
+  po::notify(vm);
+  Context context({.num_threads = 1});
+  std::printf("%-22s %-14s %14s  %s\n", "model", "family", "parameters", "input");
+  for (const ModelInfo& info : model_zoo()) {
+    ParamStore store;
+    const int64_t s = info.default_image_size;
+    build_model(context, {.name = info.name, .num_classes = classes, .in_channels = channels},
+                store, Shape{1, channels, s, s});
+    std::printf("%-22s %-14s %14ld  %ldx%ldx%ld\n", info.name.c_str(), info.family.c_str(),
+                static_cast<long>(store.num_parameters()), static_cast<long>(channels),
+                static_cast<long>(s), static_cast<long>(s));
+  }
+  return 0;
+}
+
+}  // namespace convnet

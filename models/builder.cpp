@@ -1,0 +1,325 @@
+#include "models/builder.h"
+
+#include "layers/add.h"
+#include "layers/batch_norm.h"
+#include "layers/channel_gate.h"
+#include "layers/concat.h"
+#include "layers/global_avg_pool.h"
+#include "layers/relu.h"
+
+namespace convnet {
+namespace {
+
+class ConvOp final : public Op {
+ public:
+  ConvOp(std::unique_ptr<Conv2d> conv, int weight, int bias)
+      : conv_(std::move(conv)), weight_id_(weight), bias_id_(bias) {}
+  void bind(ParamStore& s) override {
+    weight_ = s.param(weight_id_);
+    dweight_ = s.grad(weight_id_);
+    if (bias_id_ >= 0) {
+      bias_ = s.param(bias_id_);
+      dbias_ = s.grad(bias_id_);
+    }
+  }
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    conv_->forward(in[0], weight_, bias_, out);
+  }
+  void backward(const std::vector<Tensor>& in, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    conv_->backward(in[0], weight_, dout, din[0], modes[0], dweight_, dbias_);
+  }
+
+ private:
+  std::unique_ptr<Conv2d> conv_;
+  int weight_id_, bias_id_;
+  Tensor weight_, dweight_, bias_, dbias_;
+};
+
+class BatchNormOp final : public Op {
+ public:
+  BatchNormOp(std::unique_ptr<BatchNorm2d> bn, int weight, int bias, int mean, int var, int count)
+      : bn_(std::move(bn)), ids_{weight, bias, mean, var, count} {}
+  void bind(ParamStore& s) override {
+    store_ = &s;
+    weight_ = s.param(ids_[0]);
+    bias_ = s.param(ids_[1]);
+    dweight_ = s.grad(ids_[0]);
+    dbias_ = s.grad(ids_[1]);
+    mean_ = s.buffer(ids_[2]);
+    var_ = s.buffer(ids_[3]);
+  }
+  void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    bn_->forward(mode, in[0], weight_, bias_, mean_, var_, out);
+    if (mode == Mode::training) ++store_->counter(ids_[4]);
+  }
+  void backward(const std::vector<Tensor>& in, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    bn_->backward(in[0], weight_, dout, din[0], modes[0], dweight_, dbias_);
+  }
+
+ private:
+  std::unique_ptr<BatchNorm2d> bn_;
+  int ids_[5];
+  ParamStore* store_ = nullptr;
+  Tensor weight_, bias_, dweight_, dbias_, mean_, var_;
+};
+
+class ReluOp final : public Op {
+ public:
+  explicit ReluOp(std::unique_ptr<Relu> relu) : relu_(std::move(relu)) {}
+  bool can_run_in_place() const override { return true; }
+  bool backward_needs_output() const override { return true; }
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    relu_->forward(in[0], out);
+  }
+  void backward(const std::vector<Tensor>&, const Tensor& out, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    relu_->backward(out, dout, din[0], modes[0]);
+  }
+
+ private:
+  std::unique_ptr<Relu> relu_;
+};
+
+class MaxPoolOp final : public Op {
+ public:
+  explicit MaxPoolOp(std::unique_ptr<MaxPool2d> pool) : pool_(std::move(pool)) {}
+  void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    pool_->forward(mode, in[0], out);
+  }
+  void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    pool_->backward(dout, din[0], modes[0]);
+  }
+
+ private:
+  std::unique_ptr<MaxPool2d> pool_;
+};
+
+// Ops whose layer has forward(x, y) and backward(dy, dx, mode).
+template <typename Layer>
+class SimpleOp final : public Op {
+ public:
+  explicit SimpleOp(std::unique_ptr<Layer> layer) : layer_(std::move(layer)) {}
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    layer_->forward(in[0], out);
+  }
+  void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    layer_->backward(dout, din[0], modes[0]);
+  }
+
+ private:
+  std::unique_ptr<Layer> layer_;
+};
+
+class LinearOp final : public Op {
+ public:
+  LinearOp(std::unique_ptr<Linear> linear, int weight, int bias)
+      : linear_(std::move(linear)), weight_id_(weight), bias_id_(bias) {}
+  void bind(ParamStore& s) override {
+    weight_ = s.param(weight_id_);
+    dweight_ = s.grad(weight_id_);
+    bias_ = s.param(bias_id_);
+    dbias_ = s.grad(bias_id_);
+  }
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    linear_->forward(in[0], weight_, bias_, out);
+  }
+  void backward(const std::vector<Tensor>& in, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    linear_->backward(in[0], weight_, dout, din[0], modes[0], dweight_, dbias_);
+  }
+
+ private:
+  std::unique_ptr<Linear> linear_;
+  int weight_id_, bias_id_;
+  Tensor weight_, dweight_, bias_, dbias_;
+};
+
+class AddOp final : public Op {
+ public:
+  explicit AddOp(std::unique_ptr<Add> add) : add_(std::move(add)) {}
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    add_->forward(in[0], in[1], out);
+  }
+  void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    add_->backward(dout, din[0], modes[0], din[1], modes[1]);
+  }
+
+ private:
+  std::unique_ptr<Add> add_;
+};
+
+class GateOp final : public Op {
+ public:
+  explicit GateOp(std::unique_ptr<ChannelGate> gate) : gate_(std::move(gate)) {}
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    gate_->forward(in[0], in[1], out);
+  }
+  void backward(const std::vector<Tensor>& in, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    gate_->backward(in[0], in[1], dout, din[0], modes[0], din[1], modes[1]);
+  }
+
+ private:
+  std::unique_ptr<ChannelGate> gate_;
+};
+
+class ConcatOp final : public Op {
+ public:
+  explicit ConcatOp(std::unique_ptr<Concat> concat) : concat_(std::move(concat)) {}
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    concat_->forward(in, out);
+  }
+  void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    concat_->backward(dout, din, modes);
+  }
+
+ private:
+  std::unique_ptr<Concat> concat_;
+};
+
+// y[:, pad : pad + C] = x[:, :, ::stride, ::stride], zeros elsewhere.
+class PadShortcutOp final : public Op {
+ public:
+  PadShortcutOp(const Shape& in, const Shape& out, int64_t stride)
+      : in_(in), out_(out), stride_(stride), pad_((out[1] - in[1]) / 2) {}
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    const float* x = in[0].data<float>();
+    float* y = out.data<float>();
+    const int64_t n = out_[0], c_out = out_[1], h = out_[2], w = out_[3];
+    const int64_t c_in = in_[1], h_in = in_[2], w_in = in_[3];
+#pragma omp parallel for collapse(2)
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t c = 0; c < c_out; ++c) {
+        float* yp = y + (b * c_out + c) * h * w;
+        const int64_t ci = c - pad_;
+        if (ci < 0 || ci >= c_in) {
+          std::fill(yp, yp + h * w, 0.0f);
+          continue;
+        }
+        const float* xp = x + (b * c_in + ci) * h_in * w_in;
+        for (int64_t i = 0; i < h; ++i)
+          for (int64_t j = 0; j < w; ++j) yp[i * w + j] = xp[i * stride_ * w_in + j * stride_];
+      }
+  }
+  void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    if (!din[0].defined()) return;
+    const float* dy = dout.data<float>();
+    float* dx = din[0].data<float>();
+    const bool accumulate = modes[0] == GradMode::accumulate;
+    const int64_t n = out_[0], c_out = out_[1], h = out_[2], w = out_[3];
+    const int64_t c_in = in_[1], h_in = in_[2], w_in = in_[3];
+#pragma omp parallel for collapse(2)
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t ci = 0; ci < c_in; ++ci) {
+        float* xp = dx + (b * c_in + ci) * h_in * w_in;
+        if (!accumulate) std::fill(xp, xp + h_in * w_in, 0.0f);
+        const float* yp = dy + (b * c_out + ci + pad_) * h * w;
+        for (int64_t i = 0; i < h; ++i)
+          for (int64_t j = 0; j < w; ++j) xp[i * stride_ * w_in + j * stride_] += yp[i * w + j];
+      }
+  }
+
+ private:
+  Shape in_, out_;
+  int64_t stride_, pad_;
+};
+
+}  // namespace
+
+ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions& options) {
+  auto layer = Conv2d::create(context_, name, options, shape(x));
+  const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
+  const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(), true) : -1;
+  const Shape out = layer->output_shape();
+  return net_.add_op(std::make_unique<ConvOp>(std::move(layer), w, b), {x}, out);
+}
+
+ValueId NetBuilder::batch_norm(ValueId x, const std::string& name) {
+  auto layer = BatchNorm2d::create(context_, name, {.channels = channels(x)}, shape(x));
+  const Shape c{channels(x)};
+  const int w = store_.add_parameter(name + ".weight", c, true);
+  const int b = store_.add_parameter(name + ".bias", c, true);
+  const int mean = store_.add_buffer(name + ".running_mean", c);
+  const int var = store_.add_buffer(name + ".running_var", c);
+  const int count = store_.add_counter(name + ".num_batches_tracked");
+  const Shape out = layer->output_shape();
+  return net_.add_op(std::make_unique<BatchNormOp>(std::move(layer), w, b, mean, var, count), {x},
+                     out);
+}
+
+ValueId NetBuilder::relu(ValueId x, const std::string& name) {
+  return net_.add_op(std::make_unique<ReluOp>(Relu::create(context_, name, shape(x))), {x},
+                     shape(x));
+}
+
+ValueId NetBuilder::max_pool(ValueId x, const std::string& name, const MaxPool2dOptions& options) {
+  auto layer = MaxPool2d::create(context_, name, options, shape(x));
+  const Shape out = layer->output_shape();
+  return net_.add_op(std::make_unique<MaxPoolOp>(std::move(layer)), {x}, out);
+}
+
+ValueId NetBuilder::avg_pool(ValueId x, const std::string& name, const AvgPool2dOptions& options) {
+  auto layer = AvgPool2d::create(context_, name, options, shape(x));
+  const Shape out = layer->output_shape();
+  return net_.add_op(std::make_unique<SimpleOp<AvgPool2d>>(std::move(layer)), {x}, out);
+}
+
+ValueId NetBuilder::global_avg_pool(ValueId x, const std::string& name) {
+  auto layer = GlobalAvgPool::create(context_, name, shape(x));
+  const Shape out = layer->output_shape();
+  return net_.add_op(std::make_unique<SimpleOp<GlobalAvgPool>>(std::move(layer)), {x}, out);
+}
+
+ValueId NetBuilder::linear(ValueId x, const std::string& name, int64_t out_features) {
+  const LinearOptions options{.in_features = shape(x)[1], .out_features = out_features};
+  auto layer = Linear::create(context_, name, options, shape(x));
+  const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
+  const int b = store_.add_parameter(name + ".bias", layer->bias_shape(), true);
+  const Shape out = layer->output_shape();
+  return net_.add_op(std::make_unique<LinearOp>(std::move(layer), w, b), {x}, out);
+}
+
+ValueId NetBuilder::add(ValueId a, ValueId b, const std::string& name) {
+  auto layer = Add::create(context_, name, shape(a), shape(b));
+  return net_.add_op(std::make_unique<AddOp>(std::move(layer)), {a, b}, shape(a));
+}
+
+ValueId NetBuilder::concat(const std::vector<ValueId>& inputs, const std::string& name) {
+  std::vector<Shape> shapes;
+  for (ValueId v : inputs) shapes.push_back(shape(v));
+  auto layer = Concat::create(context_, name, {}, shapes);
+  const Shape out = layer->output_shape();
+  return net_.add_op(std::make_unique<ConcatOp>(std::move(layer)), inputs, out);
+}
+
+ValueId NetBuilder::squeeze_excitation(ValueId x, const std::string& name, int64_t reduction) {
+  const int64_t c = channels(x), n = shape(x)[0];
+  const int64_t hidden = c / reduction;
+  CONVNET_CHECK(hidden > 0, "layer ", name, ": ", c, " channels with SE reduction ", reduction);
+  ValueId s = global_avg_pool(x, name + ".pool");
+  s = net_.add_reshape(s, Shape{n, c, 1, 1});
+  s = conv(s, name + ".fc1", {.in_channels = c, .out_channels = hidden, .bias = true});
+  s = relu(s, name + ".relu");
+  s = conv(s, name + ".fc2", {.in_channels = hidden, .out_channels = c, .bias = true});
+  s = net_.add_reshape(s, Shape{n, c});
+  auto layer = ChannelGate::create(context_, name + ".gate", shape(x), Shape{n, c});
+  return net_.add_op(std::make_unique<GateOp>(std::move(layer)), {x, s}, shape(x));
+}
+
+ValueId NetBuilder::pad_shortcut(ValueId x, const std::string& name, int64_t out_channels,
+                                 int64_t stride) {
+  const Shape& in = shape(x);
+  CONVNET_CHECK(out_channels >= in[1] && (out_channels - in[1]) % 2 == 0 && stride >= 1, "layer ",
+                name, ": cannot pad ", in, " to ", out_channels, " channels");
+  const Shape out{in[0], out_channels, (in[2] - 1) / stride + 1, (in[3] - 1) / stride + 1};
+  return net_.add_op(std::make_unique<PadShortcutOp>(in, out, stride), {x}, out);
+}
+
+}  // namespace convnet

@@ -1,0 +1,56 @@
+// NetBuilder: the vocabulary model builders use to describe a network. Each
+// call registers the op's parameters in the ParamStore under torchvision's
+// state_dict names (name + ".weight", ".bias", ".running_mean", ...), builds
+// the layer for its input shape and appends the op to the Net.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "layers/avg_pool2d.h"
+#include "layers/conv2d.h"
+#include "layers/linear.h"
+#include "layers/max_pool2d.h"
+#include "models/net.h"
+
+namespace convnet {
+
+class NetBuilder {
+ public:
+  NetBuilder(Context& context, Net& net, ParamStore& store)
+      : context_(context), net_(net), store_(store) {}
+
+  const Shape& shape(ValueId v) const { return net_.shape(v); }
+  int64_t channels(ValueId v) const { return net_.shape(v)[1]; }
+
+  // Conv2d with NAME.weight (C_out, C_in/g, K, K) [and NAME.bias (C_out)].
+  ValueId conv(ValueId x, const std::string& name, const Conv2dOptions& options);
+  // BatchNorm2d with NAME.{weight, bias, running_mean, running_var, num_batches_tracked}.
+  ValueId batch_norm(ValueId x, const std::string& name);
+  ValueId relu(ValueId x, const std::string& name);
+  ValueId max_pool(ValueId x, const std::string& name, const MaxPool2dOptions& options);
+  ValueId avg_pool(ValueId x, const std::string& name, const AvgPool2dOptions& options);
+  // (N, C, H, W) -> (N, C)
+  ValueId global_avg_pool(ValueId x, const std::string& name);
+  // Linear with NAME.weight (out, in) and NAME.bias (out).
+  ValueId linear(ValueId x, const std::string& name, int64_t out_features);
+  ValueId add(ValueId a, ValueId b, const std::string& name);
+  ValueId concat(const std::vector<ValueId>& inputs, const std::string& name);
+  // Squeeze-and-excitation (Hu et al.): x * sigmoid(fc2(relu(fc1(gap(x))))), with
+  // fc1/fc2 1x1 convs with bias named NAME.fc1 / NAME.fc2 (timm's naming).
+  ValueId squeeze_excitation(ValueId x, const std::string& name, int64_t reduction);
+  // Option A shortcut (He et al. 2015, sec. 4.2): subsample by `stride` and pad
+  // channels with zeros (half before, half after) up to out_channels.
+  ValueId pad_shortcut(ValueId x, const std::string& name, int64_t out_channels, int64_t stride);
+
+  Context& context() { return context_; }
+  Net& net() { return net_; }
+  ParamStore& store() { return store_; }
+
+ private:
+  Context& context_;
+  Net& net_;
+  ParamStore& store_;
+};
+
+}  // namespace convnet

@@ -1,0 +1,184 @@
+#include "models/dense_block.h"
+
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/relu.h"
+
+namespace convnet {
+namespace {
+
+// First `shape.numel()` elements of `buffer` viewed as a contiguous `shape`.
+Tensor prefix_view(const Tensor& buffer, const Shape& shape) {
+  return Tensor::wrap(buffer.raw_data(), shape);
+}
+
+struct DenseLayer {
+  int64_t in_channels;  // C0 + j*k
+  std::unique_ptr<BatchNorm2d> norm1, norm2;
+  std::unique_ptr<Relu> relu1, relu2;
+  std::unique_ptr<Conv2d> conv1, conv2;  // conv2 null without a bottleneck
+  int norm1_ids[5], norm2_ids[5];
+  int conv1_id, conv2_id;
+  Tensor bottleneck;      // (N, bn_size*k, H, W) conv1 output, kept for norm2's backward
+  Tensor bottleneck_act;  // (N, bn_size*k, H, W) relu(norm2(bottleneck)), kept for conv2
+};
+
+class DenseBlockOp final : public Op {
+ public:
+  DenseBlockOp(Context& context, ParamStore& store, const std::string& name, const Shape& input,
+               int layers, int64_t growth, int64_t bn_size)
+      : context_(context), input_shape_(input), growth_(growth), bn_size_(bn_size) {
+    const int64_t n = input[0], c0 = input[1], h = input[2], w = input[3];
+    const int64_t width = bn_size * growth;
+    for (int j = 0; j < layers; ++j) {
+      DenseLayer l;
+      const std::string p = name + ".denselayer" + std::to_string(j + 1);
+      l.in_channels = c0 + j * growth;
+      const Shape in{n, l.in_channels, h, w};
+      l.norm1 = BatchNorm2d::create(context, p + ".norm1", {.channels = l.in_channels}, in);
+      register_bn(store, p + ".norm1", l.in_channels, l.norm1_ids);
+      l.relu1 = Relu::create(context, p + ".relu1", in);
+      if (bn_size > 0) {
+        l.conv1 = Conv2d::create(context, p + ".conv1",
+                                 {.in_channels = l.in_channels, .out_channels = width}, in);
+        l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
+        const Shape mid{n, width, h, w};
+        l.norm2 = BatchNorm2d::create(context, p + ".norm2", {.channels = width}, mid);
+        register_bn(store, p + ".norm2", width, l.norm2_ids);
+        l.relu2 = Relu::create(context, p + ".relu2", mid);
+        l.conv2 = Conv2d::create(
+            context, p + ".conv2",
+            {.in_channels = width, .out_channels = growth, .kernel = 3, .padding = 1}, mid);
+        l.conv2_id = store.add_parameter(p + ".conv2.weight", l.conv2->weight_shape(), false);
+      } else {
+        l.conv1 = Conv2d::create(
+            context, p + ".conv1",
+            {.in_channels = l.in_channels, .out_channels = growth, .kernel = 3, .padding = 1}, in);
+        l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
+      }
+      layers_.push_back(std::move(l));
+    }
+    output_shape_ = Shape{n, c0 + layers * growth, h, w};
+  }
+
+  const Shape& output_shape() const { return output_shape_; }
+
+  void bind(ParamStore& store) override {
+    store_ = &store;
+    Allocator& a = context_.allocator();
+    const int64_t n = input_shape_[0], h = input_shape_[2], w = input_shape_[3];
+    const int64_t widest = layers_.back().in_channels;
+    // Shared scratch, sized for the widest layer input.
+    concat_ = Tensor::empty(Shape{n, widest, h, w}, a);
+    activation_ = Tensor::empty(Shape{n, widest, h, w}, a);
+    dconcat_ = Tensor::empty(Shape{n, widest, h, w}, a);
+    dactivation_ = Tensor::empty(Shape{n, widest, h, w}, a);
+    const Shape new_features{n, growth_, h, w};
+    features_ = Tensor::empty(new_features, a);
+    dfeatures_ = Tensor::empty(new_features, a);
+    if (bn_size_ > 0) {
+      const Shape mid{n, bn_size_ * growth_, h, w};
+      dmid_a_ = Tensor::empty(mid, a);
+      dmid_b_ = Tensor::empty(mid, a);
+      for (DenseLayer& l : layers_) {
+        l.bottleneck = Tensor::empty(mid, a);
+        l.bottleneck_act = Tensor::empty(mid, a);
+      }
+    }
+  }
+
+  void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    write_gradient(out.slice(1, 0, input_shape_[1]), in[0], GradMode::overwrite);  // a copy
+    for (DenseLayer& l : layers_) {
+      const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
+      const Tensor cat = prefix_view(concat_, in_shape), act = prefix_view(activation_, in_shape);
+      write_gradient(cat, out.slice(1, 0, l.in_channels), GradMode::overwrite);
+      l.norm1->forward(mode, cat, param(l.norm1_ids[0]), param(l.norm1_ids[1]),
+                       buffer(l.norm1_ids[2]), buffer(l.norm1_ids[3]), act);
+      if (mode == Mode::training) ++store_->counter(l.norm1_ids[4]);
+      l.relu1->forward(act, act);
+      if (bn_size_ > 0) {
+        l.conv1->forward(act, param(l.conv1_id), Tensor(), l.bottleneck);
+        l.norm2->forward(mode, l.bottleneck, param(l.norm2_ids[0]), param(l.norm2_ids[1]),
+                         buffer(l.norm2_ids[2]), buffer(l.norm2_ids[3]), l.bottleneck_act);
+        if (mode == Mode::training) ++store_->counter(l.norm2_ids[4]);
+        l.relu2->forward(l.bottleneck_act, l.bottleneck_act);
+        l.conv2->forward(l.bottleneck_act, param(l.conv2_id), Tensor(), features_);
+      } else {
+        l.conv1->forward(act, param(l.conv1_id), Tensor(), features_);
+      }
+      write_gradient(out.slice(1, l.in_channels, l.in_channels + growth_), features_,
+                     GradMode::overwrite);
+    }
+  }
+
+  // doutput is used as the running gradient of the whole block buffer: the
+  // net releases it after this op, so it may be modified in place.
+  void backward(const std::vector<Tensor>&, const Tensor& out, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+      DenseLayer& l = *it;
+      const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
+      const Tensor cat = prefix_view(concat_, in_shape), act = prefix_view(activation_, in_shape);
+      const Tensor dcat = prefix_view(dconcat_, in_shape);
+      const Tensor dact = prefix_view(dactivation_, in_shape);
+      write_gradient(dfeatures_, dout.slice(1, l.in_channels, l.in_channels + growth_),
+                     GradMode::overwrite);
+      // Recompute the concatenated input and its BN-ReLU from the kept features.
+      write_gradient(cat, out.slice(1, 0, l.in_channels), GradMode::overwrite);
+      l.norm1->recompute(cat, param(l.norm1_ids[0]), param(l.norm1_ids[1]), act);
+      l.relu1->forward(act, act);
+      if (bn_size_ > 0) {
+        l.conv2->backward(l.bottleneck_act, param(l.conv2_id), dfeatures_, dmid_a_,
+                          GradMode::overwrite, grad(l.conv2_id), Tensor());
+        l.relu2->backward(l.bottleneck_act, dmid_a_, dmid_b_, GradMode::overwrite);
+        l.norm2->backward(l.bottleneck, param(l.norm2_ids[0]), dmid_b_, dmid_a_,
+                          GradMode::overwrite, grad(l.norm2_ids[0]), grad(l.norm2_ids[1]));
+        l.conv1->backward(act, param(l.conv1_id), dmid_a_, dact, GradMode::overwrite,
+                          grad(l.conv1_id), Tensor());
+      } else {
+        l.conv1->backward(act, param(l.conv1_id), dfeatures_, dact, GradMode::overwrite,
+                          grad(l.conv1_id), Tensor());
+      }
+      l.relu1->backward(act, dact, dcat, GradMode::overwrite);
+      l.norm1->backward(cat, param(l.norm1_ids[0]), dcat, dact, GradMode::overwrite,
+                        grad(l.norm1_ids[0]), grad(l.norm1_ids[1]));
+      add_into(dout.slice(1, 0, l.in_channels), dact);
+    }
+    if (din[0].defined()) write_gradient(din[0], dout.slice(1, 0, input_shape_[1]), modes[0]);
+  }
+
+ private:
+  static void register_bn(ParamStore& store, const std::string& name, int64_t channels, int* ids) {
+    const Shape c{channels};
+    ids[0] = store.add_parameter(name + ".weight", c, true);
+    ids[1] = store.add_parameter(name + ".bias", c, true);
+    ids[2] = store.add_buffer(name + ".running_mean", c);
+    ids[3] = store.add_buffer(name + ".running_var", c);
+    ids[4] = store.add_counter(name + ".num_batches_tracked");
+  }
+  Tensor param(int id) const { return store_->param(id); }
+  Tensor grad(int id) const { return store_->grad(id); }
+  Tensor buffer(int id) const { return store_->buffer(id); }
+
+  Context& context_;
+  ParamStore* store_ = nullptr;
+  Shape input_shape_, output_shape_;  // (N, C0, H, W), (N, C0 + L*k, H, W)
+  int64_t growth_, bn_size_;
+  std::vector<DenseLayer> layers_;
+  Tensor concat_, activation_, dconcat_, dactivation_;  // shared, (N, C_widest, H, W)
+  Tensor features_, dfeatures_;                         // (N, k, H, W)
+  Tensor dmid_a_, dmid_b_;                              // (N, bn_size*k, H, W)
+};
+
+}  // namespace
+
+ValueId add_dense_block(NetBuilder& builder, ValueId x, const std::string& name, int layers,
+                        int64_t growth_rate, int64_t bn_size) {
+  auto op = std::make_unique<DenseBlockOp>(builder.context(), builder.store(), name,
+                                           builder.shape(x), layers, growth_rate, bn_size);
+  const Shape out = op->output_shape();
+  return builder.net().add_op(std::move(op), {x}, out);
+}
+
+}  // namespace convnet

@@ -1,0 +1,28 @@
+// The memory-efficient dense block (Pleiss et al. 2017).
+//
+// One op computes a whole block of L dense layers. Its output (N, C0 + L*k, H, W)
+// is the only per-block feature storage: the block input occupies channels
+// [0, C0) and layer j writes its k new channels at [C0 + j*k, C0 + (j+1)*k).
+// Layer j's concatenated input is those first C0 + j*k channels, copied into a
+// scratch buffer shared by all layers of the block (oneDNN's fast kernels need
+// dense memory); its BN-ReLU output lives in a second shared scratch buffer.
+// Neither is kept: backward recomputes them from the block output and the
+// batch statistics BN saved. What is kept per layer is only the bottleneck's
+// activations (conv1 output and its BN-ReLU, 2 x bn_size*k channels). Feature
+// memory is therefore linear in depth instead of quadratic.
+//
+// Parameters are registered under torchvision's names:
+//   NAME.denselayer{j}.norm1.*, .conv1.weight, .norm2.*, .conv2.weight
+// (without a bottleneck, bn_size == 0: norm1 and a 3x3 conv1 only).
+#pragma once
+
+#include <string>
+
+#include "models/builder.h"
+
+namespace convnet {
+
+ValueId add_dense_block(NetBuilder& builder, ValueId x, const std::string& name, int layers,
+                        int64_t growth_rate, int64_t bn_size);
+
+}  // namespace convnet

@@ -1,0 +1,111 @@
+// Net: a model instantiated for one input shape, as a list of ops over values.
+//
+// A value is an activation tensor (N, ...) with its gradient. Ops run in the
+// order they were added (a topological order, as builders add them); backward
+// runs them in reverse. The net plans all memory once, in plan():
+//   - activations: one tensor per value, except that an op that may run in
+//     place (ReLU) writes into its input when that input has no other consumer;
+//     reshape values are views of another value;
+//   - activation gradients: taken from a pool while alive (from the backward of
+//     a value's last consumer to that of its producer) and reused afterwards;
+//   - parameters: views into the ParamStore's flat buffers.
+// A value consumed by several ops (a residual fan-out) receives the gradient of
+// the first consumer in backward order with GradMode::overwrite and of the
+// others with GradMode::accumulate. The gradient of the network input is not
+// computed.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/context.h"
+#include "core/tensor.h"
+#include "layers/layer.h"
+#include "models/param_store.h"
+
+namespace convnet {
+
+using ValueId = int;
+
+// One step of the network. Inputs and outputs are the net's values.
+class Op {
+ public:
+  virtual ~Op() = default;
+  // Called once after the ParamStore is finalized: cache parameter views.
+  virtual void bind(ParamStore& store) {}
+  virtual void forward(Mode mode, const std::vector<Tensor>& inputs, const Tensor& output) = 0;
+  // Writes input gradients (undefined ones are skipped) per modes; parameter
+  // gradients accumulate into the ParamStore.
+  virtual void backward(const std::vector<Tensor>& inputs, const Tensor& output,
+                        const Tensor& doutput, const std::vector<Tensor>& dinputs,
+                        const std::vector<GradMode>& modes) = 0;
+  // True when forward(inputs[0] == output) is correct and backward needs
+  // the output but not inputs[0]'s original values (ReLU).
+  virtual bool can_run_in_place() const { return false; }
+  // True when backward reads this op's output; an in-place successor must not
+  // overwrite it then.
+  virtual bool backward_needs_output() const { return false; }
+};
+
+class Net {
+ public:
+  Net(Context& context, ParamStore& store);
+
+  ValueId add_input(const Shape& shape);
+  ValueId add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape);
+  // A zero-copy view of `value` with another shape of the same numel.
+  ValueId add_reshape(ValueId value, const Shape& shape);
+  void set_output(ValueId value);
+
+  const Shape& shape(ValueId value) const { return values_.at(value).shape; }
+
+  // Allocates activations and gradients and binds parameters (finalizing the
+  // store on the first build). Must be called once, before forward.
+  void plan();
+
+  const Tensor& input() const;        // (N, C, H, W), filled by the caller
+  const Tensor& output() const;       // e.g. logits (N, K)
+  const Tensor& output_grad() const;  // filled by the caller before backward()
+  void forward(Mode mode);
+  // Gradients of the output_grad() projection: parameter gradients accumulate
+  // into the store (zero them first with store.zero_grads()).
+  void backward();
+
+  // Bytes of activations and of the activation-gradient pool planned.
+  int64_t activation_bytes() const { return activation_bytes_; }
+  int64_t gradient_bytes() const { return gradient_bytes_; }
+  ParamStore& store() { return store_; }
+
+ private:
+  struct Value {
+    Shape shape;
+    int producer = -1;           // op index, -1 for the input
+    std::vector<int> consumers;  // op indices
+    ValueId view_of = -1;        // reshape source
+    ValueId in_place_of = -1;    // shares its storage with this value
+    Tensor data;
+    Tensor grad;
+  };
+  struct Node {
+    std::unique_ptr<Op> op;
+    std::vector<ValueId> inputs;
+    ValueId output;
+    std::vector<Tensor> input_tensors, input_grads;  // cached for the hot path
+    std::vector<GradMode> grad_modes;
+  };
+
+  ValueId root(ValueId value) const;
+  void plan_gradients();
+
+  Context& context_;
+  ParamStore& store_;
+  std::vector<Value> values_;
+  std::vector<Node> nodes_;
+  ValueId input_ = -1, output_ = -1;
+  bool planned_ = false;
+  std::vector<Tensor> storage_;  // owning allocations behind values and the gradient pool
+  int64_t activation_bytes_ = 0, gradient_bytes_ = 0;
+};
+
+}  // namespace convnet

@@ -1,0 +1,116 @@
+#include "models/param_store.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace convnet {
+
+int ParamStore::add(ParamEntry entry) {
+  if (finalized_) {
+    CONVNET_CHECK(rebind_cursor_ < entries_.size(), "model rebuild registers more entries (",
+                  entry.name, ") than the first build");
+    const ParamEntry& existing = entries_[rebind_cursor_];
+    CONVNET_CHECK(
+        existing.name == entry.name && existing.kind == entry.kind && existing.shape == entry.shape,
+        "model rebuild registers ", entry.name, " ", entry.shape, " where the first build had ",
+        existing.name, " ", existing.shape);
+    return static_cast<int>(rebind_cursor_++);
+  }
+  CONVNET_CHECK(find(entry.name) < 0, "duplicate parameter name ", entry.name);
+  CONVNET_CHECK(entry.kind == EntryKind::counter || entry.shape.all_positive(), "parameter ",
+                entry.name, " has shape ", entry.shape);
+  entries_.push_back(std::move(entry));
+  return static_cast<int>(entries_.size() - 1);
+}
+
+int ParamStore::add_parameter(const std::string& name, const Shape& shape, bool bn_or_bias) {
+  return add({name, EntryKind::parameter, shape, bn_or_bias, 0});
+}
+
+int ParamStore::add_buffer(const std::string& name, const Shape& shape) {
+  return add({name, EntryKind::buffer, shape, false, 0});
+}
+
+int ParamStore::add_counter(const std::string& name) {
+  return add({name, EntryKind::counter, Shape{}, false, 0});
+}
+
+void ParamStore::finalize(Allocator& allocator) {
+  CONVNET_CHECK(!finalized_, "parameter store finalized twice");
+  num_params_ = 0;
+  num_buffer_elements_ = 0;
+  int64_t counters = 0;
+  // Parameters in reverse registration order: the last layer's come first.
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)
+    if (it->kind == EntryKind::parameter) {
+      it->offset = num_params_;
+      num_params_ += it->shape.numel();
+    }
+  for (ParamEntry& e : entries_) {
+    if (e.kind == EntryKind::buffer) {
+      e.offset = num_buffer_elements_;
+      num_buffer_elements_ += e.shape.numel();
+    } else if (e.kind == EntryKind::counter) {
+      e.offset = counters++;
+    }
+  }
+  CONVNET_CHECK(num_params_ > 0, "model has no parameters");
+  params_ = Tensor::zeros(Shape{num_params_}, allocator);
+  grads_ = Tensor::zeros(Shape{num_params_}, allocator);
+  if (num_buffer_elements_ > 0) buffers_ = Tensor::zeros(Shape{num_buffer_elements_}, allocator);
+  counters_.assign(counters, 0);
+  finalized_ = true;
+  rebind_cursor_ = entries_.size();
+}
+
+void ParamStore::begin_rebind() {
+  CONVNET_CHECK(finalized_, "rebind of a parameter store that was never finalized");
+  rebind_cursor_ = 0;
+}
+
+const ParamEntry& ParamStore::entry(int id, EntryKind kind) const {
+  CONVNET_CHECK(finalized_, "parameter store used before finalize()");
+  CONVNET_CHECK(id >= 0 && id < static_cast<int>(entries_.size()), "bad parameter id ", id);
+  const ParamEntry& e = entries_[id];
+  CONVNET_CHECK(e.kind == kind, "entry ", e.name, " is not of the requested kind");
+  return e;
+}
+
+namespace {
+Tensor view(const Tensor& flat, const ParamEntry& e) {
+  return Tensor::wrap(flat.data<float>() + e.offset, e.shape);
+}
+}  // namespace
+
+Tensor ParamStore::param(int id) const { return view(params_, entry(id, EntryKind::parameter)); }
+Tensor ParamStore::grad(int id) const { return view(grads_, entry(id, EntryKind::parameter)); }
+Tensor ParamStore::buffer(int id) const { return view(buffers_, entry(id, EntryKind::buffer)); }
+int64_t& ParamStore::counter(int id) { return counters_[entry(id, EntryKind::counter).offset]; }
+
+int ParamStore::find(const std::string& name) const {
+  for (std::size_t i = 0; i < entries_.size(); ++i)
+    if (entries_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+void ParamStore::zero_grads() const {
+  std::memset(grads_.data<float>(), 0, num_params_ * sizeof(float));
+}
+
+std::vector<ParamSegment> ParamStore::decay_segments(bool exclude_bn_and_bias) const {
+  CONVNET_CHECK(finalized_, "parameter store used before finalize()");
+  std::vector<ParamSegment> segments;
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    if (it->kind != EntryKind::parameter) continue;
+    const bool decay = !(exclude_bn_and_bias && it->bn_or_bias);
+    if (!segments.empty() && segments.back().apply_weight_decay == decay) {
+      segments.back().size += it->shape.numel();
+    } else {
+      segments.push_back({it->offset, it->shape.numel(), decay});
+    }
+  }
+  return segments;
+}
+
+}  // namespace convnet

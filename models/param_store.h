@@ -1,0 +1,88 @@
+// ParamStore: every parameter, buffer and counter of a model, by state_dict name.
+//
+// Model builders register entries in forward (state_dict) order. finalize()
+// then lays them out in three flat buffers:
+//   params   (P) f32  trainable parameters, in REVERSE registration order, so
+//                     that backward produces gradients from the front of the
+//                     buffer to the back and gradient buckets fill in order;
+//   grads    (P) f32  same layout as params;
+//   buffers  (B) f32  BatchNorm running statistics (not trained);
+// plus one int64 per BatchNorm for num_batches_tracked.
+// Each entry is then a view into its flat buffer (param(id), grad(id), ...).
+//
+// A second build of the same model (another batch size) re-registers the
+// same names in the same order against the finalized store: registration then
+// only checks that name, kind and shape match and returns the existing id.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/context.h"
+#include "core/tensor.h"
+#include "layers/sgd.h"
+
+namespace convnet {
+
+enum class EntryKind { parameter, buffer, counter };
+
+struct ParamEntry {
+  std::string name;  // torchvision state_dict key, e.g. "layer1.0.bn1.running_mean"
+  EntryKind kind = EntryKind::parameter;
+  Shape shape;              // empty (rank 0) for counters
+  bool bn_or_bias = false;  // a BatchNorm parameter or a bias (weight decay may skip these)
+  int64_t offset = 0;       // into the flat buffer of its kind (elements), or counter index
+};
+
+class ParamStore {
+ public:
+  ParamStore() = default;
+  ParamStore(const ParamStore&) = delete;
+  ParamStore& operator=(const ParamStore&) = delete;
+
+  // Registration (before finalize) or re-binding (after). Returns the entry id.
+  int add_parameter(const std::string& name, const Shape& shape, bool bn_or_bias);
+  int add_buffer(const std::string& name, const Shape& shape);
+  int add_counter(const std::string& name);
+
+  // Allocates the flat buffers (zero-filled) and fixes the layout.
+  void finalize(Allocator& allocator);
+  bool finalized() const { return finalized_; }
+  // Resets the re-binding cursor before a second build of the same model.
+  void begin_rebind();
+
+  // Views into the flat buffers (finalized stores only).
+  Tensor param(int id) const;
+  Tensor grad(int id) const;
+  Tensor buffer(int id) const;
+  int64_t& counter(int id);
+
+  const std::vector<ParamEntry>& entries() const { return entries_; }  // state_dict order
+  int find(const std::string& name) const;                             // -1 when absent
+  int64_t num_parameters() const { return num_params_; }               // trainable elements
+  int64_t num_buffer_elements() const { return num_buffer_elements_; }
+
+  const Tensor& flat_params() const { return params_; }    // (P)
+  const Tensor& flat_grads() const { return grads_; }      // (P)
+  const Tensor& flat_buffers() const { return buffers_; }  // (B), undefined when B == 0
+  std::vector<int64_t>& counters() { return counters_; }
+  void zero_grads() const;
+  // Weight-decay segments of the flat parameter buffer, for Sgd: every
+  // parameter gets decay unless exclude_bn_and_bias and it is a BN parameter or a bias.
+  std::vector<ParamSegment> decay_segments(bool exclude_bn_and_bias) const;
+
+ private:
+  int add(ParamEntry entry);
+  const ParamEntry& entry(int id, EntryKind kind) const;
+
+  std::vector<ParamEntry> entries_;
+  bool finalized_ = false;
+  std::size_t rebind_cursor_ = 0;
+  int64_t num_params_ = 0;
+  int64_t num_buffer_elements_ = 0;
+  Tensor params_, grads_, buffers_;
+  std::vector<int64_t> counters_;
+};
+
+}  // namespace convnet

@@ -1,0 +1,216 @@
+#include "models/zoo.h"
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "core/error.h"
+#include "models/densenet.h"
+#include "models/resnet.h"
+
+namespace convnet {
+namespace {
+
+const std::vector<int64_t> kImageNetWidths{64, 128, 256, 512};
+const std::vector<int64_t> kCifarWidths{16, 32, 64};
+
+ResNetConfig imagenet_resnet(std::vector<int> blocks, bool bottleneck) {
+  return {.blocks = std::move(blocks), .widths = kImageNetWidths, .bottleneck = bottleneck};
+}
+
+// He et al. 2015 sec. 4.2: 6n+2 layers, basic blocks, option A shortcuts.
+ResNetConfig cifar_resnet(int depth) {
+  const int n = (depth - 2) / 6;
+  return {.blocks = {n, n, n},
+          .widths = kCifarWidths,
+          .imagenet_stem = false,
+          .stem_channels = 16,
+          .pad_shortcut = true};
+}
+
+// He et al. 2016: 6n+2 (basic) or 9n+2 (bottleneck) layers, projection shortcuts.
+ResNetConfig cifar_preact(int depth, bool bottleneck) {
+  const int n = bottleneck ? (depth - 2) / 9 : (depth - 2) / 6;
+  return {.blocks = {n, n, n},
+          .widths = kCifarWidths,
+          .bottleneck = bottleneck,
+          .imagenet_stem = false,
+          .stem_channels = 16,
+          .preact = true};
+}
+
+ResNetConfig with(ResNetConfig c, bool preact, bool se) {
+  c.preact = c.preact || preact;
+  c.squeeze_excitation = se;
+  return c;
+}
+
+// DenseNet-BC for CIFAR: (depth - 4) / 6 bottleneck layers per block, 2k stem channels.
+DenseNetConfig cifar_densenet_bc(int depth, int64_t k) {
+  const int n = (depth - 4) / 6;
+  return {.growth_rate = k, .blocks = {n, n, n}, .init_features = 2 * k, .imagenet_stem = false};
+}
+
+struct Entry {
+  ModelInfo info;
+  std::function<ValueId(NetBuilder&, ValueId, const ModelSpec&, int64_t)> build;
+};
+
+Entry resnet_entry(const std::string& name, const std::string& family, ResNetConfig config,
+                   bool cifar) {
+  return {{name, family, cifar ? 10 : 1000, cifar ? 32 : 224},
+          [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
+            ResNetConfig c = config;
+            c.stride_in_1x1 = spec.resnet_v1;
+            return build_resnet(b, x, c, classes);
+          }};
+}
+
+Entry densenet_entry(const std::string& name, DenseNetConfig config, bool cifar) {
+  return {{name, "densenet", cifar ? 10 : 1000, cifar ? 32 : 224},
+          [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
+            DenseNetConfig c = config;
+            c.memory_efficient = spec.memory_efficient;
+            return build_densenet(b, x, c, classes);
+          }};
+}
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> all = [] {
+    std::vector<Entry> e;
+    const std::vector<std::pair<int, std::vector<int>>> imagenet{{18, {2, 2, 2, 2}},
+                                                                 {34, {3, 4, 6, 3}},
+                                                                 {50, {3, 4, 6, 3}},
+                                                                 {101, {3, 4, 23, 3}},
+                                                                 {152, {3, 8, 36, 3}}};
+    for (const auto& [depth, blocks] : imagenet)
+      e.push_back(resnet_entry("resnet" + std::to_string(depth), "resnet",
+                               imagenet_resnet(blocks, depth >= 50), false));
+    for (int depth : {20, 32, 44, 56, 110, 1202})
+      e.push_back(
+          resnet_entry("resnet" + std::to_string(depth), "resnet", cifar_resnet(depth), true));
+    auto preact_imagenet = imagenet;
+    preact_imagenet.push_back({200, {3, 24, 36, 3}});
+    for (const auto& [depth, blocks] : preact_imagenet)
+      e.push_back(resnet_entry("preact_resnet" + std::to_string(depth), "preact_resnet",
+                               with(imagenet_resnet(blocks, depth >= 50), true, false), false));
+    e.push_back(resnet_entry("preact_resnet110", "preact_resnet", cifar_preact(110, false), true));
+    e.push_back(resnet_entry("preact_resnet164", "preact_resnet", cifar_preact(164, true), true));
+    e.push_back(resnet_entry("preact_resnet1001", "preact_resnet", cifar_preact(1001, true), true));
+    for (const auto& [depth, blocks] : imagenet)
+      if (depth >= 50)
+        e.push_back(resnet_entry("se_resnet" + std::to_string(depth), "se_resnet",
+                                 with(imagenet_resnet(blocks, true), false, true), false));
+    for (int depth : {20, 32, 44, 56, 110})
+      e.push_back(resnet_entry("se_resnet" + std::to_string(depth), "se_resnet",
+                               with(cifar_resnet(depth), false, true), true));
+    e.push_back(resnet_entry("se_preact_resnet164", "se_resnet",
+                             with(cifar_preact(164, true), true, true), true));
+    const std::vector<std::tuple<int, int64_t, int64_t, std::vector<int>>> densenets{
+        {121, 32, 64, {6, 12, 24, 16}},
+        {161, 48, 96, {6, 12, 36, 24}},
+        {169, 32, 64, {6, 12, 32, 32}},
+        {201, 32, 64, {6, 12, 48, 32}},
+        {264, 32, 64, {6, 12, 64, 48}}};
+    for (const auto& [depth, k, init, blocks] : densenets)
+      e.push_back(densenet_entry("densenet" + std::to_string(depth),
+                                 {.growth_rate = k, .blocks = blocks, .init_features = init},
+                                 false));
+    e.push_back(densenet_entry("densenet_bc_100_k12", cifar_densenet_bc(100, 12), true));
+    e.push_back(densenet_entry("densenet_bc_250_k24", cifar_densenet_bc(250, 24), true));
+    e.push_back(densenet_entry("densenet_bc_190_k40", cifar_densenet_bc(190, 40), true));
+    // Huang et al.'s original L=40, k=12: no bottleneck, no compression, 16 stem channels.
+    e.push_back(densenet_entry("densenet40_k12",
+                               {.growth_rate = 12,
+                                .blocks = {12, 12, 12},
+                                .init_features = 16,
+                                .bn_size = 0,
+                                .compression = 1.0,
+                                .imagenet_stem = false},
+                               true));
+    return e;
+  }();
+  return all;
+}
+
+const Entry& find_entry(const std::string& name) {
+  for (const Entry& e : entries())
+    if (e.info.name == name) return e;
+  std::string valid;
+  for (const Entry& e : entries()) valid += (valid.empty() ? "" : ", ") + e.info.name;
+  throw Error("unknown model '" + name + "'; valid models: " + valid);
+}
+
+}  // namespace
+
+const std::vector<ModelInfo>& model_zoo() {
+  static const std::vector<ModelInfo> infos = [] {
+    std::vector<ModelInfo> v;
+    for (const Entry& e : entries()) v.push_back(e.info);
+    return v;
+  }();
+  return infos;
+}
+
+const ModelInfo& model_info(const std::string& name) { return find_entry(name).info; }
+
+std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamStore& store,
+                                 const Shape& input_shape) {
+  const Entry& entry = find_entry(spec.name);
+  const int64_t classes = spec.num_classes > 0 ? spec.num_classes : entry.info.default_classes;
+  CONVNET_CHECK(spec.in_channels > 0, "model ", spec.name, ": in_channels must be > 0");
+  CONVNET_CHECK(input_shape.rank() == 4 && input_shape[1] == spec.in_channels, "model ", spec.name,
+                " with ", spec.in_channels, " input channels cannot take input shape ",
+                input_shape);
+  if (store.finalized()) store.begin_rebind();
+  auto net = std::make_unique<Net>(context, store);
+  NetBuilder builder(context, *net, store);
+  const ValueId logits = entry.build(builder, net->add_input(input_shape), spec, classes);
+  net->set_output(logits);
+  net->plan();
+  return net;
+}
+
+void initialize_parameters(ParamStore& store, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const auto& entries = store.entries();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const ParamEntry& e = entries[i];
+    const int id = static_cast<int>(i);
+    if (e.kind == EntryKind::counter) {
+      store.counter(id) = 0;
+      continue;
+    }
+    const Tensor t = e.kind == EntryKind::buffer ? store.buffer(id) : store.param(id);
+    float* p = t.data<float>();
+    const int64_t n = t.numel();
+    const bool is_bias = e.name.size() > 5 && e.name.compare(e.name.size() - 5, 5, ".bias") == 0;
+    if (e.kind == EntryKind::buffer) {
+      const bool var = e.name.find("running_var") != std::string::npos;
+      std::fill(p, p + n, var ? 1.0f : 0.0f);
+    } else if (e.shape.rank() == 4) {
+      // Kaiming normal, fan_out mode, ReLU gain: std = sqrt(2 / (C_out * K * K)).
+      const double std = std::sqrt(2.0 / (e.shape[0] * e.shape[2] * e.shape[3]));
+      std::normal_distribution<float> dist(0.0f, static_cast<float>(std));
+      for (int64_t k = 0; k < n; ++k) p[k] = dist(rng);
+    } else if (e.shape.rank() == 2) {
+      // PyTorch's Linear default: uniform(+-1/sqrt(in_features)).
+      const float bound = 1.0f / std::sqrt(static_cast<float>(e.shape[1]));
+      std::uniform_real_distribution<float> dist(-bound, bound);
+      for (int64_t k = 0; k < n; ++k) p[k] = dist(rng);
+    } else if (is_bias && i > 0 && entries[i - 1].kind == EntryKind::parameter &&
+               entries[i - 1].shape.rank() >= 2) {
+      // Bias of a conv or linear layer: uniform(+-1/sqrt(fan_in)).
+      const Shape& w = entries[i - 1].shape;
+      const double fan_in = static_cast<double>(w.numel() / w[0]);
+      const float bound = static_cast<float>(1.0 / std::sqrt(fan_in));
+      std::uniform_real_distribution<float> dist(-bound, bound);
+      for (int64_t k = 0; k < n; ++k) p[k] = dist(rng);
+    } else {
+      // BatchNorm: weight 1, bias 0.
+      std::fill(p, p + n, is_bias ? 0.0f : 1.0f);
+    }
+  }
+}
+
+}  // namespace convnet

@@ -1,0 +1,52 @@
+// The model zoo: every model convnet trains, by name, and the function that
+// builds a Net for one of them.
+//
+// Families (see zoo.cpp for the configs):
+//   ImageNet ResNet v1.5 (torchvision) resnet18..152, optionally v1;
+//   CIFAR ResNet (He et al. 2015 sec. 4.2, option A shortcuts) resnet20..1202;
+//   pre-activation ResNet (He et al. 2016) preact_resnet18..200 and CIFAR 110/164/1001;
+//   SE-ResNet (Hu et al. 2018, timm naming) se_resnet50..152, CIFAR se_resnet20..110,
+//   se_preact_resnet164;
+//   DenseNet (torchvision) densenet121..264, CIFAR DenseNet-BC and densenet40_k12.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/net.h"
+
+namespace convnet {
+
+struct ModelSpec {
+  std::string name;
+  int64_t num_classes = 0;  // 0: the model's default (1000 ImageNet, 10 CIFAR)
+  int64_t in_channels = 3;
+  bool memory_efficient = true;  // DenseNet: shared concatenation buffers (Pleiss et al.)
+  bool resnet_v1 = false;        // ImageNet ResNet bottlenecks: stride in the first 1x1 conv
+};
+
+struct ModelInfo {
+  std::string name;
+  std::string family;          // "resnet", "preact_resnet", "se_resnet", "densenet"
+  int64_t default_classes;     // 1000 or 10
+  int64_t default_image_size;  // 224 or 32
+};
+
+// Every model name convnet accepts, in display order.
+const std::vector<ModelInfo>& model_zoo();
+// Throws convnet::Error listing the valid names when `name` is unknown.
+const ModelInfo& model_info(const std::string& name);
+
+// Builds the model for input (N, in_channels, H, W), registering (or, for a
+// finalized store, re-binding) its parameters, and plans its memory.
+std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamStore& store,
+                                 const Shape& input_shape);
+
+// Fills parameters and buffers as torchvision initializes them: conv weights
+// Kaiming normal (fan_out, ReLU gain), BN weight 1 and bias 0, running mean 0
+// and variance 1, Linear and conv biases uniform(+-1/sqrt(fan_in)) (DenseNet's
+// classifier bias 0). Deterministic in `seed`.
+void initialize_parameters(ParamStore& store, uint64_t seed);
+
+}  // namespace convnet
