@@ -130,7 +130,7 @@ void Net::plan_gradients() {
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
     for (ValueId in : nodes_[i].inputs) {
       const ValueId r = root(in);
-      if (r != input_ && block_of[r] < 0) take(r);
+      if ((r != input_ || compute_input_grad_) && block_of[r] < 0) take(r);
     }
     const ValueId produced = nodes_[i].output;  // op outputs are roots
     if (block_of[produced] >= 0) blocks[block_of[produced]].in_use = false;
@@ -153,6 +153,10 @@ void Net::plan_gradients() {
 const Tensor& Net::input() const { return values_.at(input_).data; }
 const Tensor& Net::output() const { return values_.at(output_).data; }
 const Tensor& Net::output_grad() const { return values_.at(output_).grad; }
+const Tensor& Net::input_grad() const {
+  CONVNET_CHECK(compute_input_grad_, "the net was planned without an input gradient");
+  return values_.at(input_).grad;
+}
 
 void Net::forward(Mode mode) {
   CONVNET_CHECK(planned_, "Net::forward before plan()");

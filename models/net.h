@@ -57,6 +57,9 @@ class Net {
   // A zero-copy view of `value` with another shape of the same numel.
   ValueId add_reshape(ValueId value, const Shape& shape);
   void set_output(ValueId value);
+  // Also compute the gradient of the network input (off by default: training
+  // never needs it). Call before plan().
+  void set_compute_input_grad(bool enabled) { compute_input_grad_ = enabled; }
 
   const Shape& shape(ValueId value) const { return values_.at(value).shape; }
 
@@ -67,6 +70,7 @@ class Net {
   const Tensor& input() const;        // (N, C, H, W), filled by the caller
   const Tensor& output() const;       // e.g. logits (N, K)
   const Tensor& output_grad() const;  // filled by the caller before backward()
+  const Tensor& input_grad() const;   // only with set_compute_input_grad(true)
   void forward(Mode mode);
   // Gradients of the output_grad() projection: parameter gradients accumulate
   // into the store (zero them first with store.zero_grads()).
@@ -104,6 +108,7 @@ class Net {
   std::vector<Node> nodes_;
   ValueId input_ = -1, output_ = -1;
   bool planned_ = false;
+  bool compute_input_grad_ = false;
   std::vector<Tensor> storage_;  // owning allocations behind values and the gradient pool
   int64_t activation_bytes_ = 0, gradient_bytes_ = 0;
 };

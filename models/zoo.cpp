@@ -167,6 +167,7 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   NetBuilder builder(context, *net, store);
   const ValueId logits = entry.build(builder, net->add_input(input_shape), spec, classes);
   net->set_output(logits);
+  net->set_compute_input_grad(spec.compute_input_grad);
   net->plan();
   return net;
 }

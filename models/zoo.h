@@ -24,6 +24,7 @@ struct ModelSpec {
   int64_t in_channels = 3;
   bool memory_efficient = true;  // DenseNet: shared concatenation buffers (Pleiss et al.)
   bool resnet_v1 = false;        // ImageNet ResNet bottlenecks: stride in the first 1x1 conv
+  bool compute_input_grad = false;  // also compute d(output)/d(input) (tests, saliency)
 };
 
 struct ModelInfo {

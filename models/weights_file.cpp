@@ -1,0 +1,187 @@
+#include "models/weights_file.h"
+
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "core/error.h"
+#include "core/hdf5_handle.h"
+
+namespace convnet {
+namespace {
+
+// HDF5 prints its own error stack by default; convnet reports errors itself.
+void silence_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+void write_int_attribute(hid_t location, const char* name, int64_t value) {
+  Hdf5Id space(H5Screate(H5S_SCALAR), H5Sclose, "creating a dataspace");
+  Hdf5Id attr(H5Acreate2(location, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose, name);
+  CONVNET_CHECK(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) >= 0, "writing attribute ", name);
+}
+
+void write_string_attribute(hid_t location, const char* name, const std::string& value) {
+  Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  Hdf5Id space(H5Screate(H5S_SCALAR), H5Sclose, "creating a dataspace");
+  Hdf5Id attr(H5Acreate2(location, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose, name);
+  const char* text = value.c_str();
+  CONVNET_CHECK(H5Awrite(attr.get(), type.get(), &text) >= 0, "writing attribute ", name);
+}
+
+int64_t read_int_attribute(hid_t location, const std::string& path, const char* name) {
+  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing root attribute '", name, "'");
+  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  int64_t value = 0;
+  CONVNET_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0, path, ": attribute '", name,
+                "' is not an integer");
+  return value;
+}
+
+std::string read_string_attribute(hid_t location, const std::string& path, const char* name) {
+  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing root attribute '", name, "'");
+  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
+  CONVNET_CHECK(H5Tget_class(file_type.get()) == H5T_STRING, path, ": attribute '", name,
+                "' is not a string");
+  if (H5Tis_variable_str(file_type.get()) > 0) {
+    Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_cset(type.get(), H5Tget_cset(file_type.get()));
+    char* text = nullptr;
+    CONVNET_CHECK(H5Aread(attr.get(), type.get(), &text) >= 0, path, ": reading attribute ", name);
+    std::string value = text ? text : "";
+    Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
+    H5Dvlen_reclaim(type.get(), space.get(), H5P_DEFAULT, &text);
+    return value;
+  }
+  const std::size_t size = H5Tget_size(file_type.get());
+  std::vector<char> buffer(size + 1, '\0');
+  CONVNET_CHECK(H5Aread(attr.get(), file_type.get(), buffer.data()) >= 0, path,
+                ": reading attribute ", name);
+  return std::string(buffer.data());
+}
+
+Shape dataset_shape(hid_t dataset) {
+  Hdf5Id space(H5Dget_space(dataset), H5Sclose, "reading a dataset's shape");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  return Shape(std::vector<int64_t>(dims.begin(), dims.end()));
+}
+
+}  // namespace
+
+void save_weights(const std::string& path, const WeightsMetadata& metadata,
+                  const ParamStore& store) {
+  silence_hdf5();
+  CONVNET_CHECK(store.finalized(), "saving the weights of an unfinalized model");
+  const std::string temp = path + ".tmp-" + std::to_string(getpid());
+  {
+    Hdf5Id file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+                ("creating " + temp + " (is the directory writable?)").c_str());
+    write_string_attribute(file.get(), "model", metadata.model);
+    write_int_attribute(file.get(), "num_classes", metadata.num_classes);
+    write_int_attribute(file.get(), "in_channels", metadata.in_channels);
+    write_int_attribute(file.get(), "format_version", kWeightsFormatVersion);
+    Hdf5Id group(H5Gcreate2(file.get(), "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+                 "creating group /model");
+    auto& mutable_store = const_cast<ParamStore&>(store);
+    for (std::size_t i = 0; i < store.entries().size(); ++i) {
+      const ParamEntry& e = store.entries()[i];
+      const int id = static_cast<int>(i);
+      const std::vector<hsize_t> dims(e.shape.dims().begin(), e.shape.dims().end());
+      Hdf5Id space(e.kind == EntryKind::counter
+                       ? H5Screate(H5S_SCALAR)
+                       : H5Screate_simple(e.shape.rank(), dims.data(), nullptr),
+                   H5Sclose, e.name.c_str());
+      const hid_t file_type = e.kind == EntryKind::counter ? H5T_STD_I64LE : H5T_IEEE_F32LE;
+      Hdf5Id dataset(H5Dcreate2(group.get(), e.name.c_str(), file_type, space.get(), H5P_DEFAULT,
+                                H5P_DEFAULT, H5P_DEFAULT),
+                     H5Dclose, ("creating dataset " + e.name + " in " + temp).c_str());
+      herr_t status;
+      if (e.kind == EntryKind::counter) {
+        const int64_t value = mutable_store.counter(id);
+        status = H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
+      } else {
+        const Tensor t = e.kind == EntryKind::buffer ? store.buffer(id) : store.param(id);
+        status = H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                          t.data<float>());
+      }
+      CONVNET_CHECK(status >= 0, "writing ", e.name, " to ", temp, " (disk full?)");
+    }
+    CONVNET_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0, "flushing ", temp, " (disk full?)");
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    std::remove(temp.c_str());
+    throw Error("cannot rename " + temp + " to " + path);
+  }
+}
+
+WeightsMetadata read_weights_metadata(const std::string& path) {
+  silence_hdf5();
+  CONVNET_CHECK(access(path.c_str(), R_OK) == 0, path, ": file does not exist or is not readable");
+  CONVNET_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or truncated)");
+  Hdf5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
+              ("opening " + path).c_str());
+  WeightsMetadata m;
+  m.model = read_string_attribute(file.get(), path, "model");
+  m.num_classes = read_int_attribute(file.get(), path, "num_classes");
+  m.in_channels = read_int_attribute(file.get(), path, "in_channels");
+  m.format_version = read_int_attribute(file.get(), path, "format_version");
+  CONVNET_CHECK(m.format_version >= 1 && m.format_version <= kWeightsFormatVersion, path,
+                ": unsupported format_version ", m.format_version, " (this convnet reads 1 to ",
+                kWeightsFormatVersion, ")");
+  return m;
+}
+
+void load_weights(const std::string& path, ParamStore& store, const std::string& expected_model) {
+  const WeightsMetadata m = read_weights_metadata(path);
+  CONVNET_CHECK(expected_model.empty() || m.model == expected_model, path, " holds weights of ",
+                m.model, ", not ", expected_model);
+  CONVNET_CHECK(store.finalized(), "loading weights into an unfinalized model");
+  Hdf5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
+              ("opening " + path).c_str());
+  CONVNET_CHECK(H5Lexists(file.get(), "model", H5P_DEFAULT) > 0, path, ": missing group /model");
+  Hdf5Id group(H5Gopen2(file.get(), "model", H5P_DEFAULT), H5Gclose,
+               ("opening /model in " + path).c_str());
+  H5G_info_t info;
+  CONVNET_CHECK(H5Gget_info(group.get(), &info) >= 0, path, ": reading /model");
+  for (std::size_t i = 0; i < store.entries().size(); ++i) {
+    const ParamEntry& e = store.entries()[i];
+    const int id = static_cast<int>(i);
+    CONVNET_CHECK(H5Lexists(group.get(), e.name.c_str(), H5P_DEFAULT) > 0, path, ": missing key ",
+                  e.name, " (expected shape ", e.shape, ")");
+    Hdf5Id dataset(H5Dopen2(group.get(), e.name.c_str(), H5P_DEFAULT), H5Dclose,
+                   (path + ": opening " + e.name).c_str());
+    const Shape shape = dataset_shape(dataset.get());
+    CONVNET_CHECK(shape == e.shape, path, ": key ", e.name, " has shape ", shape,
+                  " in the file but ", e.shape, " in the model");
+    herr_t status;
+    if (e.kind == EntryKind::counter) {
+      status = H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                       &store.counter(id));
+    } else {
+      const Tensor t = e.kind == EntryKind::buffer ? store.buffer(id) : store.param(id);
+      status =
+          H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data<float>());
+    }
+    CONVNET_CHECK(status >= 0, path, ": reading ", e.name, " failed (corrupt or truncated file)");
+  }
+  if (info.nlinks != store.entries().size()) {
+    // Name the first key the model does not have.
+    for (hsize_t k = 0; k < info.nlinks; ++k) {
+      char name[1024] = {0};
+      H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, k, name, sizeof(name),
+                         H5P_DEFAULT);
+      CONVNET_CHECK(store.find(name) >= 0, path, ": key ", name, " is not a parameter of ",
+                    m.model.empty() ? std::string("this model") : m.model);
+    }
+  }
+}
+
+}  // namespace convnet

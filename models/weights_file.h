@@ -1,0 +1,42 @@
+// The weights file: a model's parameters and buffers in HDF5, named and shaped
+// exactly like the torchvision state_dict (docs/formats.md):
+//
+//   /                      attributes: model (string), num_classes (int64), in_channels (int64),
+//                                      format_version (int64)
+//   /model/<state_dict key>  float32 dataset of the parameter's shape, or an int64
+//                            scalar dataset for num_batches_tracked
+//
+// Written to PATH.tmp-<pid>, flushed and renamed over PATH, so an interrupted
+// write never leaves a file that looks complete. tools/torchvision_weights.py
+// converts between this file and a torchvision state_dict.
+#pragma once
+
+#include <string>
+
+#include "models/param_store.h"
+
+namespace convnet {
+
+struct WeightsMetadata {
+  std::string model;
+  int64_t num_classes = 0;
+  int64_t in_channels = 0;
+  int64_t format_version = 0;
+};
+
+constexpr int64_t kWeightsFormatVersion = 1;
+
+// Writes every entry of the (finalized) store.
+void save_weights(const std::string& path, const WeightsMetadata& metadata,
+                  const ParamStore& store);
+
+// Reads the root attributes; throws naming the file when it is not a weights file.
+WeightsMetadata read_weights_metadata(const std::string& path);
+
+// Loads every entry of the store from the file. Throws convnet::Error naming
+// the file and the first key that is missing, extra, or of another shape
+// (with both shapes), or a model name other than `expected_model` (when not empty).
+void load_weights(const std::string& path, ParamStore& store,
+                  const std::string& expected_model = "");
+
+}  // namespace convnet

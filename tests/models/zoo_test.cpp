@@ -1,0 +1,164 @@
+#include "models/zoo.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "core/error.h"
+#include "models/densenet.h"
+#include "models/weights_file.h"
+
+namespace convnet {
+namespace {
+
+int64_t count(Context& context, const std::string& name, int64_t classes) {
+  ParamStore store;
+  const int64_t size = model_info(name).default_image_size;
+  build_model(context, {.name = name, .num_classes = classes}, store, Shape{1, 3, size, size});
+  return store.num_parameters();
+}
+
+// The reference counts of torchvision, timm (se_resnet50) and He et al.'s CIFAR ResNets.
+TEST(ModelZoo, ParameterCountsEqualTheReferences) {
+  Context context({.num_threads = 1});
+  const std::map<std::string, int64_t> imagenet{
+      {"resnet18", 11689512},    {"resnet34", 21797672},    {"resnet50", 25557032},
+      {"resnet101", 44549160},   {"resnet152", 60192808},   {"densenet121", 7978856},
+      {"densenet161", 28681000}, {"densenet169", 14149480}, {"densenet201", 20013928},
+      {"se_resnet50", 28088024}};
+  for (const auto& [name, expected] : imagenet)
+    EXPECT_EQ(count(context, name, 1000), expected) << name;
+  const std::map<std::string, int64_t> cifar{{"resnet20", 269722},   {"resnet32", 464154},
+                                             {"resnet44", 658586},   {"resnet56", 853018},
+                                             {"resnet110", 1727962}, {"resnet1202", 19421274}};
+  for (const auto& [name, expected] : cifar) EXPECT_EQ(count(context, name, 10), expected) << name;
+}
+
+TEST(ModelZoo, UnknownModelListsValidNames) {
+  try {
+    model_info("resnet19");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("unknown model 'resnet19'"), std::string::npos) << m;
+    EXPECT_NE(m.find("resnet18"), std::string::npos) << m;
+    EXPECT_NE(m.find("densenet_bc_100_k12"), std::string::npos) << m;
+  }
+}
+
+TEST(ModelZoo, GrayscaleInputAndClassCount) {
+  Context context;
+  ParamStore store;
+  auto net = build_model(context, {.name = "resnet20", .num_classes = 7, .in_channels = 1}, store,
+                         Shape{2, 1, 28, 28});
+  EXPECT_EQ(net->output().shape(), (Shape{2, 7}));
+  EXPECT_EQ(store.entries()[0].shape, (Shape{16, 1, 3, 3}));
+  EXPECT_THROW(
+      build_model(context, {.name = "resnet20", .in_channels = 1}, store, Shape{2, 3, 28, 28}),
+      Error);
+}
+
+void fill_random(const Tensor& t, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = dist(rng);
+}
+
+// max |a - b| / max |b|: the error relative to the tensor's scale.
+double relative_error(const Tensor& a, const Tensor& b) {
+  const std::vector<float> x = a.to_vector(), y = b.to_vector();
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    diff = std::max(diff, std::abs(double(x[i]) - y[i]));
+    scale = std::max(scale, std::abs(double(y[i])));
+  }
+  return diff / std::max(scale, 1e-30);
+}
+
+// Memory-efficient and naive dense blocks compute the same function: same
+// logits and the same gradient for every parameter and for the input.
+TEST(DenseNet, MemoryEfficientEqualsNaive) {
+  Context context;
+  for (const int64_t bn_size : {int64_t{4}, int64_t{0}}) {
+    const std::string name = "densenet_bc_100_k12";
+    auto run = [&](bool efficient, ParamStore& store, std::vector<float>* running) {
+      auto net = build_model(context,
+                             {.name = bn_size ? "densenet_bc_100_k12" : "densenet40_k12",
+                              .memory_efficient = efficient,
+                              .compute_input_grad = true},
+                             store, Shape{2, 3, 16, 16});
+      initialize_parameters(store, 7);
+      std::mt19937 rng(3);
+      fill_random(net->input(), rng);
+      net->forward(Mode::training);
+      fill_random(net->output_grad(), rng);
+      store.zero_grads();
+      net->backward();
+      *running = store.flat_buffers().to_vector();
+      return net;
+    };
+    ParamStore naive_store, efficient_store;
+    std::vector<float> naive_running, efficient_running;
+    auto naive = run(false, naive_store, &naive_running);
+    auto efficient = run(true, efficient_store, &efficient_running);
+    ASSERT_EQ(naive_store.num_parameters(), efficient_store.num_parameters());
+    // Same arithmetic in a different memory layout: the only differences are
+    // oneDNN choosing other blockings/orders for the copies' consumers, so
+    // float32 rounding (~1e-6 relative) is the bound.
+    EXPECT_LT(relative_error(efficient->output(), naive->output()), 1e-5) << name;
+    EXPECT_LT(relative_error(efficient->input_grad(), naive->input_grad()), 1e-4);
+    for (std::size_t i = 0; i < naive_store.entries().size(); ++i) {
+      const ParamEntry& e = naive_store.entries()[i];
+      ASSERT_EQ(e.name, efficient_store.entries()[i].name);
+      if (e.kind != EntryKind::parameter) continue;
+      EXPECT_LT(relative_error(efficient_store.grad(i), naive_store.grad(i)), 1e-4) << e.name;
+    }
+    for (std::size_t i = 0; i < naive_running.size(); ++i)
+      ASSERT_NEAR(efficient_running[i], naive_running[i], 1e-5 * (1 + std::abs(naive_running[i])));
+    // The efficient block plans less activation memory.
+    EXPECT_LT(efficient->activation_bytes(), naive->activation_bytes());
+  }
+}
+
+TEST(WeightsFile, RoundTripAndMismatchErrors) {
+  Context context;
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/zoo_test_weights_" + std::to_string(getpid()) + ".h5";
+  ParamStore store;
+  build_model(context, {.name = "resnet20"}, store, Shape{1, 3, 32, 32});
+  initialize_parameters(store, 11);
+  store.counter(store.find("bn1.num_batches_tracked")) = 42;
+  save_weights(path, {.model = "resnet20", .num_classes = 10, .in_channels = 3}, store);
+  EXPECT_EQ(read_weights_metadata(path).model, "resnet20");
+
+  ParamStore loaded;
+  build_model(context, {.name = "resnet20"}, loaded, Shape{1, 3, 32, 32});
+  load_weights(path, loaded, "resnet20");
+  EXPECT_EQ(loaded.flat_params().to_vector(), store.flat_params().to_vector());
+  EXPECT_EQ(loaded.flat_buffers().to_vector(), store.flat_buffers().to_vector());
+  EXPECT_EQ(loaded.counter(loaded.find("bn1.num_batches_tracked")), 42);
+
+  ParamStore other;
+  build_model(context, {.name = "resnet20", .num_classes = 100}, other, Shape{1, 3, 32, 32});
+  try {
+    load_weights(path, other);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("key fc.weight has shape (10, 64) in the file but (100, 64)"),
+        std::string::npos)
+        << e.what();
+  }
+  ParamStore deeper;
+  build_model(context, {.name = "resnet32"}, deeper, Shape{1, 3, 32, 32});
+  EXPECT_THROW(load_weights(path, deeper, "resnet32"), Error);  // another model
+  EXPECT_THROW(load_weights(path, deeper), Error);              // missing keys
+  EXPECT_THROW(load_weights(dir + "/does_not_exist.h5", loaded), Error);
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace convnet
