@@ -14,6 +14,7 @@ void print_usage() {
   std::printf(
       "usage: convnet COMMAND [OPTIONS]\n\n"
       "commands:\n"
+      "  bench      training-step throughput of a model on synthetic data\n"
       "  models     list every model with its parameter count and input size\n"
       "  version    print the version and the backends this build has\n\n"
       "Run 'convnet COMMAND --help' for a command's options.\n");
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "version" || command == "--version") return print_version();
     if (command == "models") return convnet::models_command(args);
+    if (command == "bench") return convnet::bench_command(args);
     std::fprintf(stderr, "convnet: unknown command '%s'\n", command.c_str());
     print_usage();
     return 2;

@@ -1,0 +1,103 @@
+// convnet bench: training-step throughput of one model on synthetic data
+// (forward, softmax cross-entropy, backward, SGD step), one JSON line out.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "launch/commands.h"
+#include "layers/sgd.h"
+#include "layers/softmax_cross_entropy.h"
+#include "models/zoo.h"
+
+namespace convnet {
+namespace {
+
+bool parse_on_off(const std::string& option, const std::string& value) {
+  if (value == "on") return true;
+  if (value == "off") return false;
+  throw Error("--" + option + " must be on or off, got '" + value + "'");
+}
+
+}  // namespace
+
+int bench_command(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  std::string model, memory_efficient;
+  int64_t batch = 0, size = 0, channels = 3, classes = 0;
+  int steps = 0, threads = 0, warmup = 0;
+  po::options_description options("convnet bench [OPTIONS]: training-step throughput");
+  options.add_options()("help,h", "show this help")("model", po::value(&model)->required(),
+                                                    "model name (see 'convnet models')")(
+      "batch-size", po::value(&batch)->default_value(16), "images per step")(
+      "image-size", po::value(&size)->default_value(0),
+      "input height and width (0: the model's default)")(
+      "in-channels", po::value(&channels)->default_value(3), "input channels")(
+      "num-classes", po::value(&classes)->default_value(0), "classes (0: the model's default)")(
+      "steps", po::value(&steps)->default_value(5), "timed steps")(
+      "warmup", po::value(&warmup)->default_value(1), "untimed steps first")(
+      "threads", po::value(&threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS or all)")(
+      "memory-efficient", po::value(&memory_efficient)->default_value("on"),
+      "DenseNet shared concatenation buffers: on|off");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(options).run(), vm);
+  if (vm.count("help")) {
+    std::cout << options;
+    return 0;
+  }
+  po::notify(vm);
+  CONVNET_CHECK(batch > 0 && steps > 0 && warmup >= 0 && threads >= 0,
+                "--batch-size and --steps must be > 0, --warmup and --threads >= 0");
+  const ModelInfo& info = model_info(model);
+  if (size == 0) size = info.default_image_size;
+  if (classes == 0) classes = info.default_classes;
+
+  Context context({.num_threads = threads});
+  ParamStore store;
+  auto net = build_model(context,
+                         {.name = model,
+                          .num_classes = classes,
+                          .in_channels = channels,
+                          .memory_efficient = parse_on_off("memory-efficient", memory_efficient)},
+                         store, Shape{batch, channels, size, size});
+  initialize_parameters(store, 0);
+  auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
+  Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(false),
+          store.num_parameters());
+
+  std::mt19937 rng(0);
+  std::normal_distribution<float> pixel(0.0f, 1.0f);
+  float* x = net->input().data<float>();
+  for (int64_t i = 0; i < net->input().numel(); ++i) x[i] = pixel(rng);
+  std::vector<int64_t> labels(batch);
+  for (auto& l : labels) l = std::uniform_int_distribution<int64_t>(0, classes - 1)(rng);
+
+  std::vector<double> seconds;
+  for (int step = 0; step < warmup + steps; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    store.zero_grads();
+    net->forward(Mode::training);
+    loss->forward(net->output(), labels);
+    loss->backward(net->output_grad());
+    net->backward();
+    sgd.step(store.flat_params(), store.flat_grads(), 0.1);
+    const auto end = std::chrono::steady_clock::now();
+    if (step >= warmup) seconds.push_back(std::chrono::duration<double>(end - start).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const double median = seconds[seconds.size() / 2];
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf(
+      "{\"model\": \"%s\", \"batch_size\": %ld, \"image_size\": %ld, \"img_per_s\": %.3f, "
+      "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s}\n",
+      model.c_str(), static_cast<long>(batch), static_cast<long>(size), batch / median,
+      static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
+      context.num_threads(), memory_efficient == "on" ? "true" : "false");
+  return 0;
+}
+
+}  // namespace convnet
