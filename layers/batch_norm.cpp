@@ -37,13 +37,14 @@ void BatchNorm2d::forward(Mode mode, const Tensor& x, const Tensor& weight, cons
                 name_, ": expected more than 1 value per channel when training, got input shape ",
                 input_shape_);
   forward_impl(mode, x, weight, bias, running_mean, running_var, y);
-  if (mode == Mode::training) trained_ = true;
+  forward_done_ = true;
+  last_mode_ = mode;
 }
 
 void BatchNorm2d::recompute(const Tensor& x, const Tensor& weight, const Tensor& bias,
                             const Tensor& y) {
-  CONVNET_CHECK(trained_, "layer ", name_,
-                ": recompute needs the statistics of a training forward, and none has run");
+  CONVNET_CHECK(forward_done_, "layer ", name_,
+                ": recompute needs the statistics of a forward, and none has run");
   check_tensor(name_, "input", x, input_shape_);
   check_tensor(name_, "weight", weight, param_shape());
   check_tensor(name_, "bias", bias, param_shape());
@@ -54,15 +55,15 @@ void BatchNorm2d::recompute(const Tensor& x, const Tensor& weight, const Tensor&
 void BatchNorm2d::backward(const Tensor& x, const Tensor& weight, const Tensor& dy,
                            const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
                            const Tensor& dbias) {
-  CONVNET_CHECK(trained_, "layer ", name_,
-                ": backward needs the statistics of a training forward, and none has run");
+  CONVNET_CHECK(forward_done_, "layer ", name_,
+                ": backward needs the statistics of a forward, and none has run");
   check_tensor(name_, "input", x, input_shape_);
   check_tensor(name_, "weight", weight, param_shape());
   check_tensor(name_, "output gradient", dy, output_shape());
   if (dx.defined()) check_tensor(name_, "input gradient", dx, input_shape_);
   check_tensor(name_, "weight gradient", dweight, param_shape());
   check_tensor(name_, "bias gradient", dbias, param_shape());
-  backward_impl(x, weight, dy, dx, dx_mode, dweight, dbias);
+  backward_impl(last_mode_, x, weight, dy, dx, dx_mode, dweight, dbias);
 }
 
 }  // namespace convnet

@@ -16,11 +16,12 @@
 //   weight, bias              (C)             the affine scale (gamma) and shift (beta)
 //   running_mean, running_var (C)             buffers, updated in place by training forward
 //
-// Backward differentiates the LAST TRAINING forward: it uses the batch mean
-// and variance that forward saved inside the layer (so x must be that
-// forward's input, and an inference forward in between does not disturb it).
-// The gradient flows through the batch statistics, as in PyTorch training.
-// Calling backward before any training forward is an error.
+// Backward differentiates the LAST forward (x must be that forward's input):
+// after a training forward it uses the batch mean and variance saved inside
+// the layer and the gradient flows through them, as in PyTorch training;
+// after an inference forward the statistics are the running ones, saved at
+// that forward, and are constants (as PyTorch in eval mode). Calling backward
+// before any forward is an error.
 //
 // Gradients (see layers/layer.h): dweight and dbias accumulate; dx overwrites
 // or accumulates as dx_mode says, and is skipped when dx is undefined.
@@ -59,11 +60,11 @@ class BatchNorm2d {
   // for backward) or the running statistics (inference).
   void forward(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
                const Tensor& running_mean, const Tensor& running_var, const Tensor& y);
-  // Recomputes the last training forward's output for the same x, from the
-  // batch statistics it saved, without touching the running statistics (the
+  // Recomputes the last forward's output for the same x, from the
+  // statistics it saved, without touching the running statistics (the
   // memory-efficient DenseNet recomputes BN outputs during backward this way).
   void recompute(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y);
-  // Gradients of the last training forward: dx (per dx_mode), dweight += sum(dy * x_hat),
+  // Gradients of the last forward: dx (per dx_mode), dweight += sum(dy * x_hat),
   // dbias += sum(dy).
   void backward(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
                 GradMode dx_mode, const Tensor& dweight, const Tensor& dbias);
@@ -75,15 +76,17 @@ class BatchNorm2d {
                             const Tensor& y) = 0;
   virtual void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                               const Tensor& y) = 0;
-  virtual void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy,
+  // `mode` is that of the last forward.
+  virtual void backward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& dy,
                              const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
                              const Tensor& dbias) = 0;
 
  private:
   std::string name_;
   BatchNormOptions options_;
-  Shape input_shape_;     // (N, C, H, W)
-  bool trained_ = false;  // a training forward has saved statistics for backward
+  Shape input_shape_;          // (N, C, H, W)
+  bool forward_done_ = false;  // a forward has saved statistics for backward
+  Mode last_mode_ = Mode::training;
 };
 
 std::unique_ptr<BatchNorm2d> make_batch_norm2d_onednn(Context& context, std::string name,

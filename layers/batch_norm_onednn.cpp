@@ -39,13 +39,18 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
 
     dnnl::batch_normalization_forward::desc infer_desc(dnnl::prop_kind::forward_inference, x_md_,
                                                        eps, affine | flags::use_global_stats);
-    infer_ = dnnl::batch_normalization_forward(
-        dnnl::batch_normalization_forward::primitive_desc(infer_desc, engine));
+    const dnnl::batch_normalization_forward::primitive_desc infer_pd(infer_desc, engine);
+    infer_ = dnnl::batch_normalization_forward(infer_pd);
 
     dnnl::batch_normalization_backward::desc bwd_desc(dnnl::prop_kind::backward, x_md_, x_md_, eps,
                                                       affine);
     bwd_ = dnnl::batch_normalization_backward(
         dnnl::batch_normalization_backward::primitive_desc(bwd_desc, engine, train_pd_));
+    // After an inference forward the statistics are constants.
+    dnnl::batch_normalization_backward::desc bwd_global_desc(
+        dnnl::prop_kind::backward, x_md_, x_md_, eps, affine | flags::use_global_stats);
+    bwd_global_ = dnnl::batch_normalization_backward(
+        dnnl::batch_normalization_backward::primitive_desc(bwd_global_desc, engine, infer_pd));
 
     // The training forward's batch statistics, kept for backward.
     mean_ = Tensor::empty(param_shape(), context_.allocator());
@@ -66,15 +71,18 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
                     const Tensor& running_mean, const Tensor& running_var,
                     const Tensor& y) override {
     const bool training = mode == Mode::training;
-    const Tensor& mean = training ? mean_ : running_mean;
-    const Tensor& variance = training ? variance_ : running_var;
+    if (!training) {
+      // Saved so that backward and recompute use the statistics of this forward.
+      mean_.copy_from(running_mean);
+      variance_.copy_from(running_var);
+    }
     onednn_call("batch norm " + name() + " forward", [&] {
       (training ? train_ : infer_)
           .execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
                                 {DNNL_ARG_SCALE, mem(c_md_, weight)},
                                 {DNNL_ARG_SHIFT, mem(c_md_, bias)},
-                                {DNNL_ARG_MEAN, mem(c_md_, mean)},
-                                {DNNL_ARG_VARIANCE, mem(c_md_, variance)},
+                                {DNNL_ARG_MEAN, mem(c_md_, mean_)},
+                                {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
                                 {DNNL_ARG_DST, mem(x_md_, y)}});
       rt_.stream.wait();
     });
@@ -113,15 +121,17 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
     }
   }
 
-  void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
-                     GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
+  void backward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& dy,
+                     const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
+                     const Tensor& dbias) override {
     // The primitive always computes diff_src; it goes to scratch unless it overwrites dx.
     const bool direct = dx.defined() && dx_mode == GradMode::overwrite;
     if (!direct && !dx_scratch_.defined())
       dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
     const Tensor& target = direct ? dx : dx_scratch_;
     onednn_call("batch norm " + name() + " backward", [&] {
-      bwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
+      (mode == Mode::training ? bwd_ : bwd_global_)
+          .execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
                                 {DNNL_ARG_MEAN, mem(c_md_, mean_)},
                                 {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
                                 {DNNL_ARG_DIFF_DST, mem(x_md_, dy)},
@@ -143,9 +153,9 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
   memory::desc c_md_;  // (C) for weight, bias, statistics and their gradients
   dnnl::batch_normalization_forward::primitive_desc train_pd_;
   dnnl::batch_normalization_forward train_, infer_;
-  dnnl::batch_normalization_backward bwd_;
-  Tensor mean_;             // (C) batch mean of the last training forward
-  Tensor variance_;         // (C) biased batch variance of the last training forward
+  dnnl::batch_normalization_backward bwd_, bwd_global_;
+  Tensor mean_;             // (C) mean used by the last forward (batch or running)
+  Tensor variance_;         // (C) variance used by the last forward (biased batch or running)
   Tensor unused_shift_;     // (C) zeros, only to satisfy the backward primitive
   Tensor dweight_scratch_;  // (C)
   Tensor dbias_scratch_;    // (C)

@@ -85,8 +85,10 @@ class ReluOp final : public Op {
 class MaxPoolOp final : public Op {
  public:
   explicit MaxPoolOp(std::unique_ptr<MaxPool2d> pool) : pool_(std::move(pool)) {}
-  void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
-    pool_->forward(mode, in[0], out);
+  // Always records the argmax (same output in both modes), so that a net run
+  // in inference mode can still be differentiated (eval-mode gradients).
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    pool_->forward(Mode::training, in[0], out);
   }
   void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
                 const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {

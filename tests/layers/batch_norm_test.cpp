@@ -137,9 +137,15 @@ TEST_P(BatchNormTest, OnednnMatchesReference) {
   EXPECT_TRUE(all_close(running_mean, rm1, 0, 0));
   EXPECT_TRUE(all_close(running_var, rv1, 0, 0));
 
-  // Backward still differentiates the training forward, not the inference one.
-  bn->backward(x, w, dy, dx, GradMode::overwrite, dw, db);
-  EXPECT_TRUE(all_close(dx, g.dx, 1e-4, 1e-4));
+  // Backward now differentiates the inference forward: running statistics are
+  // constants (PyTorch's eval mode). Same bounds as above.
+  const ref::BatchNormGrads gi =
+      ref::batch_norm_backward(o, Mode::inference, xr, wr, ref::from_tensor(dy), rm1, rv1);
+  Tensor dw_inf = testing::zeros(context_, channels), db_inf = testing::zeros(context_, channels);
+  bn->backward(x, w, dy, dx, GradMode::overwrite, dw_inf, db_inf);
+  EXPECT_TRUE(all_close(dx, gi.dx, 1e-4, 1e-4));
+  EXPECT_TRUE(all_close(dw_inf, gi.dweight, 1e-4, 1e-4));
+  EXPECT_TRUE(all_close(db_inf, gi.dbias, 1e-4, 1e-4));
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormTest, ::testing::ValuesIn(kCases),
@@ -266,7 +272,7 @@ TEST(BatchNormBadInput, SingleValuePerChannelIsRejectedOnlyInTraining) {
   EXPECT_NO_THROW(bn->forward(Mode::inference, x, p, p, p, var, y));
 }
 
-TEST(BatchNormBadInput, RejectsBackwardBeforeTrainingAndWrongShapes) {
+TEST(BatchNormBadInput, RejectsBackwardBeforeAnyForwardAndWrongShapes) {
   Context context;
   const Shape input{2, 2, 3, 3};
   auto bn = BatchNorm2d::create(context, "bn", {.channels = 2}, input);
@@ -275,8 +281,8 @@ TEST(BatchNormBadInput, RejectsBackwardBeforeTrainingAndWrongShapes) {
   Tensor var = testing::zeros(context, Shape{2});
   var.fill(1.0f);
   Tensor y = testing::zeros(context, input);
-  bn->forward(Mode::inference, x, p, p, p, var, y);
-  EXPECT_THROW(bn->backward(x, p, y, x, GradMode::overwrite, p, p), Error);  // no training yet
+  EXPECT_THROW(bn->backward(x, p, y, x, GradMode::overwrite, p, p), Error);  // no forward yet
+  EXPECT_THROW(bn->recompute(x, p, p, y), Error);
   Tensor wrong = testing::zeros(context, Shape{2, 2, 3, 4});
   Tensor wrong_c = testing::zeros(context, Shape{3});
   EXPECT_THROW(bn->forward(Mode::training, wrong, p, p, p, var, y), Error);
