@@ -19,6 +19,8 @@ struct OnednnRuntime {
 
 // Memory descriptor with the tensor's shape and strides (f32 only on the CPU).
 dnnl::memory::desc onednn_desc(const Tensor& tensor);
+// Dense memory of a layout (nchw: row-major; nchw8c: oneDNN's nChw8c).
+dnnl::memory::desc onednn_desc(const Shape& shape, Layout layout);
 // Same, viewing the tensor with another shape (e.g. (N, C) as (N, C, 1, 1)).
 dnnl::memory::desc onednn_desc(const Shape& shape, const std::vector<int64_t>& strides);
 // Memory object pointing at the tensor's data (no copy).

@@ -11,9 +11,13 @@ Storage::Storage(Allocator& allocator, std::size_t bytes)
 
 Storage::~Storage() { allocator_.deallocate(data_, bytes_); }
 
-Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype) {
+std::string to_string(Layout layout) { return layout == Layout::nchw ? "nchw" : "nchw8c"; }
+
+Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype, Layout layout) {
   CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape,
                 " has a zero-sized or negative dimension");
+  CONVNET_CHECK(layout == Layout::nchw || (shape.rank() == 4 && shape[1] % 8 == 0),
+                "layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
   Tensor t;
   t.storage_ = std::make_shared<Storage>(allocator, shape.numel() * dtype_size(dtype));
   t.data_ = t.storage_->data();
@@ -21,12 +25,13 @@ Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype) {
   t.strides_ = shape.contiguous_strides();
   t.dtype_ = dtype;
   t.device_ = allocator.device();
+  t.layout_ = layout;
   return t;
 }
 
-Tensor Tensor::zeros(const Shape& shape, Allocator& allocator, DType dtype) {
+Tensor Tensor::zeros(const Shape& shape, Allocator& allocator, DType dtype, Layout layout) {
   CONVNET_CHECK(allocator.device() == Device::cpu, "Tensor::zeros needs a host allocator");
-  Tensor t = empty(shape, allocator, dtype);
+  Tensor t = empty(shape, allocator, dtype, layout);
   std::memset(t.data_, 0, t.numel() * dtype_size(dtype));
   return t;
 }
@@ -48,7 +53,9 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
   return t;
 }
 
-bool Tensor::is_contiguous() const { return strides_ == shape_.contiguous_strides(); }
+bool Tensor::is_contiguous() const {
+  return layout_ == Layout::nchw && strides_ == shape_.contiguous_strides();
+}
 
 template <>
 float* Tensor::data<float>() const {
@@ -60,13 +67,20 @@ float& Tensor::at(std::initializer_list<int64_t> index) const {
   CONVNET_CHECK(static_cast<int>(index.size()) == rank(), "index of rank ", index.size(),
                 " into a tensor of shape ", shape_);
   CONVNET_CHECK(device_ == Device::cpu, "Tensor::at on device memory");
-  int64_t offset = 0;
   int i = 0;
   for (int64_t v : index) {
     CONVNET_CHECK(v >= 0 && v < shape_[i], "index ", v, " out of range for dim ", i, " of ",
                   shape_);
-    offset += v * strides_[i++];
+    ++i;
   }
+  const int64_t* ix = index.begin();
+  if (layout_ == Layout::nchw8c) {
+    const int64_t c = shape_[1], h = shape_[2], w = shape_[3];
+    return data<float>()[ix[0] * c * h * w + (ix[1] / 8) * h * w * 8 + ix[2] * w * 8 + ix[3] * 8 +
+                         ix[1] % 8];
+  }
+  int64_t offset = 0;
+  for (int d = 0; d < rank(); ++d) offset += ix[d] * strides_[d];
   return data<float>()[offset];
 }
 
@@ -76,6 +90,8 @@ Tensor Tensor::slice(int dim, int64_t begin, int64_t end) const {
   CONVNET_CHECK(dim >= 0 && dim < rank(), "slice dim ", dim, " of a tensor of shape ", shape_);
   CONVNET_CHECK(0 <= begin && begin < end && end <= shape_[dim], "slice [", begin, ", ", end,
                 ") of dim ", dim, " of a tensor of shape ", shape_);
+  CONVNET_CHECK(layout_ == Layout::nchw || dim == 0, "a ", to_string(layout_),
+                " tensor can be sliced along the batch only");
   Tensor t = *this;
   t.shape_[dim] = end - begin;
   t.data_ = static_cast<char*>(data_) + begin * strides_[dim] * dtype_size(dtype_);
@@ -83,7 +99,7 @@ Tensor Tensor::slice(int dim, int64_t begin, int64_t end) const {
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {
-  CONVNET_CHECK(is_contiguous(), "reshape of a non-contiguous tensor of shape ", shape_);
+  CONVNET_CHECK(is_contiguous(), "reshape of a non-contiguous or blocked tensor of shape ", shape_);
   CONVNET_CHECK(shape.numel() == numel(), "cannot reshape ", shape_, " to ", shape);
   Tensor t = *this;
   t.shape_ = shape;
@@ -91,32 +107,11 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return t;
 }
 
-namespace {
-
-// Calls fn(offset_in_elements) for every element in row-major logical order.
-template <typename Fn>
-void for_each_offset(const Shape& shape, const std::vector<int64_t>& strides, Fn fn) {
-  const int r = shape.rank();
-  std::vector<int64_t> index(r, 0);
-  const int64_t n = shape.numel();
-  int64_t offset = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    fn(k, offset);
-    for (int d = r - 1; d >= 0; --d) {
-      offset += strides[d];
-      if (++index[d] < shape[d]) break;
-      offset -= strides[d] * shape[d];
-      index[d] = 0;
-    }
-  }
-}
-
-}  // namespace
 
 void Tensor::fill(float value) const {
   CONVNET_CHECK(device_ == Device::cpu, "Tensor::fill on device memory");
   float* p = data<float>();
-  for_each_offset(shape_, strides_, [&](int64_t, int64_t offset) { p[offset] = value; });
+  for_each_element([&](int64_t, int64_t offset) { p[offset] = value; });
 }
 
 void Tensor::copy_from(const Tensor& source) const {
@@ -129,14 +124,14 @@ void Tensor::copy_from(const Tensor& source) const {
   }
   std::vector<float> values = source.to_vector();
   float* p = data<float>();
-  for_each_offset(shape_, strides_, [&](int64_t k, int64_t offset) { p[offset] = values[k]; });
+  for_each_element([&](int64_t k, int64_t offset) { p[offset] = values[k]; });
 }
 
 std::vector<float> Tensor::to_vector() const {
   CONVNET_CHECK(device_ == Device::cpu, "to_vector on device memory");
   std::vector<float> values(numel());
   const float* p = data<float>();
-  for_each_offset(shape_, strides_, [&](int64_t k, int64_t offset) { values[k] = p[offset]; });
+  for_each_element([&](int64_t k, int64_t offset) { values[k] = p[offset]; });
   return values;
 }
 

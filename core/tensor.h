@@ -10,11 +10,18 @@
 // channel slices of one shared buffer: each is a strided view.
 //
 // Element access is for tests and small host-side code; layers hand data()
-// to oneDNN/cuDNN with shape and strides.
+// to oneDNN/cuDNN with shape and strides (or layout).
+//
+// Layout: the shape is always logical, (N, C, H, W). Layout::nchw tensors are
+// strided as above. Layout::nchw8c is oneDNN's nChw8c, the CPU backend's fast
+// activation layout: physically (N, C/8, H, W, 8), eight channels interleaved
+// per pixel; it requires rank 4 and C % 8 == 0 (so there is no padding),
+// has no strides, and supports batch slices only.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/allocator.h"
@@ -40,14 +47,19 @@ class Storage {
   std::size_t bytes_;
 };
 
+enum class Layout { nchw, nchw8c };
+std::string to_string(Layout layout);
+
 class Tensor {
  public:
   Tensor() = default;  // an empty (undefined) tensor: defined() is false
 
-  // Owning, contiguous, uninitialised.
-  static Tensor empty(const Shape& shape, Allocator& allocator, DType dtype = DType::f32);
-  // Owning, contiguous, zero-filled (host allocators only).
-  static Tensor zeros(const Shape& shape, Allocator& allocator, DType dtype = DType::f32);
+  // Owning, contiguous (or blocked), uninitialised.
+  static Tensor empty(const Shape& shape, Allocator& allocator, DType dtype = DType::f32,
+                      Layout layout = Layout::nchw);
+  // Owning, zero-filled (host allocators only).
+  static Tensor zeros(const Shape& shape, Allocator& allocator, DType dtype = DType::f32,
+                      Layout layout = Layout::nchw);
   // Non-owning view of external memory, contiguous strides unless given.
   static Tensor wrap(void* data, const Shape& shape, DType dtype = DType::f32,
                      Device device = Device::cpu, std::vector<int64_t> strides = {});
@@ -57,10 +69,13 @@ class Tensor {
   int64_t dim(int i) const { return shape_[i]; }
   int rank() const { return shape_.rank(); }
   int64_t numel() const { return shape_.numel(); }
-  const std::vector<int64_t>& strides() const { return strides_; }  // in elements
+  // In elements; for Layout::nchw8c only strides()[0] (the batch stride) is meaningful.
+  const std::vector<int64_t>& strides() const { return strides_; }
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
+  Layout layout() const { return layout_; }
   bool owns_storage() const { return storage_ != nullptr; }
+  // Row-major dense (always false for Layout::nchw8c).
   bool is_contiguous() const;
 
   // Raw pointer to the first element.
@@ -72,15 +87,20 @@ class Tensor {
   // Host f32 element access by multi-index (tests and small host code only).
   float& at(std::initializer_list<int64_t> index) const;
 
-  // View of elements [begin, end) along `dim`, sharing storage and strides.
+  // View of elements [begin, end) along `dim`, sharing storage and strides
+  // (dim 0 only for Layout::nchw8c).
   Tensor slice(int dim, int64_t begin, int64_t end) const;
   // Contiguous tensor viewed with another shape of the same numel.
   Tensor reshape(const Shape& shape) const;
 
   // Host-side helpers (Device::cpu, f32).
   void fill(float value) const;
-  void copy_from(const Tensor& source) const;  // same shape, any strides
+  void copy_from(const Tensor& source) const;  // same shape, any strides or layout
   std::vector<float> to_vector() const;        // logical (row-major) order
+
+  // Calls fn(logical_index, element_offset) for every element in logical order.
+  template <typename Fn>
+  void for_each_element(Fn fn) const;
 
  private:
   std::shared_ptr<Storage> storage_;  // null for wrapped memory
@@ -88,10 +108,38 @@ class Tensor {
   Shape shape_;
   std::vector<int64_t> strides_;
   DType dtype_ = DType::f32;
+  Layout layout_ = Layout::nchw;
   Device device_ = Device::cpu;
 };
 
 template <>
 float* Tensor::data<float>() const;
+
+template <typename Fn>
+void Tensor::for_each_element(Fn fn) const {
+  if (layout_ == Layout::nchw8c) {
+    const int64_t n = shape_[0], c = shape_[1], h = shape_[2], w = shape_[3];
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < c; ++j)
+        for (int64_t y = 0; y < h; ++y)
+          for (int64_t x = 0; x < w; ++x)
+            fn(k++, i * c * h * w + (j / 8) * h * w * 8 + y * w * 8 + x * 8 + j % 8);
+    return;
+  }
+  const int r = shape_.rank();
+  std::vector<int64_t> index(r, 0);
+  const int64_t total = shape_.numel();
+  int64_t offset = 0;
+  for (int64_t k = 0; k < total; ++k) {
+    fn(k, offset);
+    for (int d = r - 1; d >= 0; --d) {
+      offset += strides_[d];
+      if (++index[d] < shape_[d]) break;
+      offset -= strides_[d] * shape_[d];
+      index[d] = 0;
+    }
+  }
+}
 
 }  // namespace convnet

@@ -22,6 +22,12 @@ Conv2d::Conv2d(std::string name, const Conv2dOptions& options, const Shape& inpu
   CONVNET_CHECK(h > 0 && w > 0, "layer ", name_, ": kernel ", o.kernel, " with padding ", o.padding,
                 " does not fit input shape ", input_shape);
   output_shape_ = Shape{input_shape[0], o.out_channels, h, w};
+  CONVNET_CHECK(o.input_layout == Layout::nchw || o.in_channels % 8 == 0, "layer ", name_,
+                ": layout nchw8c needs input channels that are a multiple of 8, got ",
+                o.in_channels);
+  CONVNET_CHECK(o.output_layout == Layout::nchw || o.out_channels % 8 == 0, "layer ", name_,
+                ": layout nchw8c needs output channels that are a multiple of 8, got ",
+                o.out_channels);
 }
 
 Shape Conv2d::weight_shape() const {
@@ -37,21 +43,21 @@ std::unique_ptr<Conv2d> Conv2d::create(Context& context, std::string name,
 }
 
 void Conv2d::forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
-  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "input", x, input_shape_, options_.input_layout);
   check_tensor(name_, "weight", weight, weight_shape());
   if (options_.bias) check_tensor(name_, "bias", bias, bias_shape());
   CONVNET_CHECK(options_.bias || !bias.defined(), "layer ", name_,
                 ": bias given to a conv without bias");
-  check_tensor(name_, "output", y, output_shape_);
+  check_tensor(name_, "output", y, output_shape_, options_.output_layout);
   forward_impl(x, weight, bias, y);
 }
 
 void Conv2d::backward(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
                       GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) {
-  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "input", x, input_shape_, options_.input_layout);
   check_tensor(name_, "weight", weight, weight_shape());
-  check_tensor(name_, "output gradient", dy, output_shape_);
-  if (dx.defined()) check_tensor(name_, "input gradient", dx, input_shape_);
+  check_tensor(name_, "output gradient", dy, output_shape_, options_.output_layout);
+  if (dx.defined()) check_tensor(name_, "input gradient", dx, input_shape_, options_.input_layout);
   check_tensor(name_, "weight gradient", dweight, weight_shape());
   if (options_.bias) check_tensor(name_, "bias gradient", dbias, bias_shape());
   backward_impl(x, weight, dy, dx, dx_mode, dweight, dbias);

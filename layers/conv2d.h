@@ -2,10 +2,11 @@
 // symmetric zero padding, optional groups and bias.
 //
 // Shapes:
-//   x      (N, C_in, H, W)                     contiguous
+//   x      (N, C_in, H, W)                     options.input_layout
 //   weight (C_out, C_in / groups, K, K)
 //   bias   (C_out)                             only when options.bias
-//   y      (N, C_out, H_out, W_out)            H_out = (H + 2 * padding - K) / stride + 1
+//   y      (N, C_out, H_out, W_out)            H_out = (H + 2 * padding - K) / stride + 1,
+//                                              options.output_layout
 //
 // Gradients (see layers/layer.h): dweight and dbias accumulate; dx overwrites
 // or accumulates as dx_mode says, and is skipped when dx is undefined (the
@@ -29,6 +30,10 @@ struct Conv2dOptions {
   int64_t padding = 0;
   int64_t groups = 1;
   bool bias = false;
+  // Activation layouts: x and dx in input_layout; y and dy in output_layout
+  // (nchw8c needs channels that are multiples of 8).
+  Layout input_layout = Layout::nchw;
+  Layout output_layout = Layout::nchw;
 };
 
 class Conv2d {

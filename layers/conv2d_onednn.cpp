@@ -1,6 +1,14 @@
 // Conv2d on oneDNN: forward, backward-data and backward-weights primitives are
-// built once in the constructor for the layer's shape, with plain (NCHW/OIHW)
-// memory so that tensors are passed without reorders.
+// built once in the constructor for the layer's shape and layouts.
+//
+// Activations are passed in the layouts the options name, without reorders.
+// With plain NCHW activations the weights are plain OIHW too (oneDNN then
+// runs its im2col+GEMM kernels). With blocked (nchw8c) activations oneDNN
+// picks its preferred weight layout for each primitive (its direct AVX2/AVX-512
+// kernels); the plain weights of the parameter buffer are reordered into it
+// on every call, and the weight gradient is reordered back: weights are small
+// next to activations, so this costs little and keeps one plain parameter
+// buffer for the optimizer, the allreduce and the weights file.
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/onednn.h"
@@ -11,6 +19,29 @@ namespace {
 
 using dnnl::memory;
 using tag = memory::format_tag;
+
+// A primitive's view of the weights: either the plain tensor itself, or a
+// buffer in the primitive's preferred layout with reorders to and from plain.
+struct WeightsLayout {
+  memory::desc desc;  // what the primitive reads or writes
+  bool reordered = false;
+  Tensor buffer;  // desc.get_size() bytes when reordered
+  dnnl::reorder from_plain, to_plain;
+
+  void init(const memory::desc& plain, const memory::desc& preferred, Context& context,
+            const dnnl::engine& engine) {
+    desc = preferred;
+    reordered = preferred != plain;
+    if (!reordered) return;
+    const int64_t floats = static_cast<int64_t>(preferred.get_size() / sizeof(float));
+    buffer = Tensor::empty(Shape{floats}, context.allocator());
+    from_plain = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plain, engine, preferred));
+    to_plain = dnnl::reorder(dnnl::reorder::primitive_desc(engine, preferred, engine, plain));
+  }
+  memory buffer_memory(const dnnl::engine& engine) const {
+    return memory(desc, engine, buffer.raw_data());
+  }
+};
 
 class Conv2dOnednn final : public Conv2d {
  public:
@@ -24,34 +55,41 @@ class Conv2dOnednn final : public Conv2d {
   void build() {
     const Conv2dOptions& o = options();
     const memory::dims strides{o.stride, o.stride}, padding{o.padding, o.padding};
-    x_md_ = memory::desc(input_shape().dims(), memory::data_type::f32, tag::nchw);
-    y_md_ = memory::desc(output_shape().dims(), memory::data_type::f32, tag::nchw);
+    x_md_ = onednn_desc(input_shape(), o.input_layout);
+    y_md_ = onednn_desc(output_shape(), o.output_layout);
     if (o.groups == 1) {
-      w_md_ = memory::desc(weight_shape().dims(), memory::data_type::f32, tag::oihw);
+      w_plain_md_ = memory::desc(weight_shape().dims(), memory::data_type::f32, tag::oihw);
     } else {
-      w_md_ = memory::desc(
+      w_plain_md_ = memory::desc(
           {o.groups, o.out_channels / o.groups, o.in_channels / o.groups, o.kernel, o.kernel},
           memory::data_type::f32, tag::goihw);
     }
+    const bool blocked = o.output_layout == Layout::nchw8c;
+    const memory::desc w_md =
+        blocked ? memory::desc(w_plain_md_.dims(), memory::data_type::f32, tag::any) : w_plain_md_;
     b_md_ =
         o.bias ? memory::desc({o.out_channels}, memory::data_type::f32, tag::x) : memory::desc();
     const auto algo = dnnl::algorithm::convolution_direct;
     const auto& engine = rt_.engine;
 
-    dnnl::convolution_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, x_md_, w_md_,
+    dnnl::convolution_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, x_md_, w_md,
                                              b_md_, y_md_, strides, padding, padding);
-    fwd_pd_ = dnnl::convolution_forward::primitive_desc(fwd_desc, engine);
-    fwd_ = dnnl::convolution_forward(fwd_pd_);
+    const dnnl::convolution_forward::primitive_desc fwd_pd(fwd_desc, engine);
+    fwd_ = dnnl::convolution_forward(fwd_pd);
+    fwd_weights_.init(w_plain_md_, fwd_pd.weights_desc(), context_, engine);
 
-    dnnl::convolution_backward_data::desc bwd_data_desc(algo, x_md_, w_md_, y_md_, strides, padding,
+    dnnl::convolution_backward_data::desc bwd_data_desc(algo, x_md_, w_md, y_md_, strides, padding,
                                                         padding);
-    bwd_data_ = dnnl::convolution_backward_data(
-        dnnl::convolution_backward_data::primitive_desc(bwd_data_desc, engine, fwd_pd_));
+    const dnnl::convolution_backward_data::primitive_desc bwd_data_pd(bwd_data_desc, engine,
+                                                                      fwd_pd);
+    bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd);
+    bwd_data_weights_.init(w_plain_md_, bwd_data_pd.weights_desc(), context_, engine);
 
-    dnnl::convolution_backward_weights::desc bwd_w_desc(algo, x_md_, w_md_, b_md_, y_md_, strides,
+    dnnl::convolution_backward_weights::desc bwd_w_desc(algo, x_md_, w_md, b_md_, y_md_, strides,
                                                         padding, padding);
-    bwd_weights_ = dnnl::convolution_backward_weights(
-        dnnl::convolution_backward_weights::primitive_desc(bwd_w_desc, engine, fwd_pd_));
+    const dnnl::convolution_backward_weights::primitive_desc bwd_w_pd(bwd_w_desc, engine, fwd_pd);
+    bwd_weights_ = dnnl::convolution_backward_weights(bwd_w_pd);
+    diff_weights_.init(w_plain_md_, bwd_w_pd.diff_weights_desc(), context_, engine);
 
     // oneDNN overwrites its outputs; parameter gradients accumulate through these.
     dweight_scratch_ = Tensor::empty(weight_shape(), context_.allocator());
@@ -62,13 +100,21 @@ class Conv2dOnednn final : public Conv2d {
     return onednn_memory(md, rt_.engine, t);
   }
 
+  // The weights as `view` wants them, reordering from the plain tensor if needed.
+  memory weights_for(const WeightsLayout& view, const Tensor& weight) const {
+    if (!view.reordered) return mem(w_plain_md_, weight);
+    memory source = mem(w_plain_md_, weight), target = view.buffer_memory(rt_.engine);
+    view.from_plain.execute(rt_.stream, source, target);
+    return target;
+  }
+
   void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                     const Tensor& y) override {
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
-                                         {DNNL_ARG_WEIGHTS, mem(w_md_, weight)},
-                                         {DNNL_ARG_DST, mem(y_md_, y)}};
-    if (options().bias) args.emplace(DNNL_ARG_BIAS, mem(b_md_, bias));
     onednn_call("conv2d " + name() + " forward", [&] {
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
+                                           {DNNL_ARG_WEIGHTS, weights_for(fwd_weights_, weight)},
+                                           {DNNL_ARG_DST, mem(y_md_, y)}};
+      if (options().bias) args.emplace(DNNL_ARG_BIAS, mem(b_md_, bias));
       fwd_.execute(rt_.stream, args);
       rt_.stream.wait();
     });
@@ -79,22 +125,27 @@ class Conv2dOnednn final : public Conv2d {
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
       if (!direct && !dx_scratch_.defined())
-        dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+        dx_scratch_ =
+            Tensor::empty(input_shape(), context_.allocator(), DType::f32, options().input_layout);
       const Tensor& target = direct ? dx : dx_scratch_;
       onednn_call("conv2d " + name() + " backward data", [&] {
         bwd_data_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
-                                       {DNNL_ARG_WEIGHTS, mem(w_md_, weight)},
+                                       {DNNL_ARG_WEIGHTS, weights_for(bwd_data_weights_, weight)},
                                        {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
         rt_.stream.wait();
       });
       if (!direct) add_into(dx, dx_scratch_);
     }
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
-                                         {DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
-                                         {DNNL_ARG_DIFF_WEIGHTS, mem(w_md_, dweight_scratch_)}};
-    if (options().bias) args.emplace(DNNL_ARG_DIFF_BIAS, mem(b_md_, dbias_scratch_));
     onednn_call("conv2d " + name() + " backward weights", [&] {
+      memory plain_dw = mem(w_plain_md_, dweight_scratch_);
+      memory dw =
+          diff_weights_.reordered ? diff_weights_.buffer_memory(rt_.engine) : plain_dw;
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
+                                           {DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
+                                           {DNNL_ARG_DIFF_WEIGHTS, dw}};
+      if (options().bias) args.emplace(DNNL_ARG_DIFF_BIAS, mem(b_md_, dbias_scratch_));
       bwd_weights_.execute(rt_.stream, args);
+      if (diff_weights_.reordered) diff_weights_.to_plain.execute(rt_.stream, dw, plain_dw);
       rt_.stream.wait();
     });
     add_into(dweight, dweight_scratch_);
@@ -103,11 +154,11 @@ class Conv2dOnednn final : public Conv2d {
 
   Context& context_;
   OnednnRuntime& rt_;
-  memory::desc x_md_, w_md_, b_md_, y_md_;
-  dnnl::convolution_forward::primitive_desc fwd_pd_;
+  memory::desc x_md_, w_plain_md_, b_md_, y_md_;
   dnnl::convolution_forward fwd_;
   dnnl::convolution_backward_data bwd_data_;
   dnnl::convolution_backward_weights bwd_weights_;
+  WeightsLayout fwd_weights_, bwd_data_weights_, diff_weights_;
   Tensor dweight_scratch_;  // (C_out, C_in / groups, K, K)
   Tensor dbias_scratch_;    // (C_out)
   Tensor dx_scratch_;       // (N, C_in, H, W), only for GradMode::accumulate

@@ -22,6 +22,14 @@ void check_tensor(const std::string& layer, const char* tensor_name, const Tenso
                 tensor_name, " of shape ", tensor.shape(), " must be contiguous");
 }
 
+void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
+                  const Shape& expected, Layout layout) {
+  if (layout == Layout::nchw) return check_tensor(layer, tensor_name, tensor, expected);
+  check_tensor(layer, tensor_name, tensor, expected, Strides::any);
+  CONVNET_CHECK(tensor.layout() == layout, "layer ", layer, ": ", tensor_name, " has layout ",
+                to_string(tensor.layout()), ", expected ", to_string(layout));
+}
+
 namespace {
 
 // Calls fn(dst_ptr, src_ptr, count) over matching contiguous runs of the last dimension.
@@ -30,7 +38,10 @@ void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
   CONVNET_CHECK(dst.shape() == src.shape(), "gradient shape ", src.shape(), " into ", dst.shape());
   float* d = dst.data<float>();
   const float* s = src.data<float>();
-  if (dst.is_contiguous() && src.is_contiguous()) {
+  CONVNET_CHECK(dst.layout() == src.layout(), "gradient of layout ", to_string(src.layout()),
+                " into ", to_string(dst.layout()));
+  // Dense tensors of one layout (nchw8c tensors are always dense) match element for element.
+  if ((dst.is_contiguous() && src.is_contiguous()) || dst.layout() == Layout::nchw8c) {
     fn(d, s, dst.numel());
     return;
   }

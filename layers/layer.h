@@ -40,9 +40,12 @@ void check_shape(const std::string& layer, const char* tensor_name, const Shape&
 enum class Strides { contiguous, any };
 
 // Throws (naming the layer and the tensor) unless the tensor is defined, f32,
-// has the expected shape and, for Strides::contiguous, is contiguous.
+// has the expected shape and, for Strides::contiguous, is contiguous (nchw).
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
                   const Shape& expected, Strides strides = Strides::contiguous);
+// Same, for a dense tensor of the given layout (nchw: contiguous; nchw8c: blocked).
+void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
+                  const Shape& expected, Layout layout);
 
 // dst (+)= src according to mode; same shape, any strides (host f32).
 void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode);

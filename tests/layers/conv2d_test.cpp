@@ -36,6 +36,32 @@ const Case kCases[] = {
     {"depthwise",
      {2, 3, 4, 4},
      {.in_channels = 3, .out_channels = 3, .kernel = 3, .padding = 1, .groups = 3}},
+    // Blocked activations (oneDNN's direct kernels, weights reordered per call).
+    {"blocked_3x3",
+     {2, 8, 5, 5},
+     {.in_channels = 8,
+      .out_channels = 16,
+      .kernel = 3,
+      .padding = 1,
+      .input_layout = Layout::nchw8c,
+      .output_layout = Layout::nchw8c}},
+    {"blocked_1x1_stride2_bias",
+     {1, 16, 7, 7},
+     {.in_channels = 16,
+      .out_channels = 8,
+      .kernel = 1,
+      .stride = 2,
+      .bias = true,
+      .input_layout = Layout::nchw8c,
+      .output_layout = Layout::nchw8c}},
+    {"stem_plain_to_blocked",
+     {2, 3, 9, 9},
+     {.in_channels = 3,
+      .out_channels = 8,
+      .kernel = 7,
+      .stride = 2,
+      .padding = 3,
+      .output_layout = Layout::nchw8c}},
 };
 
 void PrintTo(const Case& c, std::ostream* out) { *out << c.label; }
@@ -77,11 +103,12 @@ TEST_P(Conv2dTest, ReferenceGradientsMatchFiniteDifferences) {
 TEST_P(Conv2dTest, OnednnMatchesReference) {
   const Case& c = GetParam();
   auto conv = Conv2d::create(context_, std::string("conv_") + c.label, c.options, c.input);
-  Tensor x = testing::to_tensor(context_, random_array(c.input, rng_));
+  const Layout in_layout = c.options.input_layout, out_layout = c.options.output_layout;
+  Tensor x = testing::to_tensor(context_, random_array(c.input, rng_), in_layout);
   Tensor w = testing::to_tensor(context_, random_array(conv->weight_shape(), rng_));
   Tensor b = c.options.bias ? testing::to_tensor(context_, random_array(conv->bias_shape(), rng_))
                             : Tensor();
-  Tensor y = testing::zeros(context_, conv->output_shape());
+  Tensor y = testing::zeros(context_, conv->output_shape(), out_layout);
   conv->forward(x, w, b, y);
 
   const ref::Array xr = ref::from_tensor(x), wr = ref::from_tensor(w);
@@ -89,11 +116,11 @@ TEST_P(Conv2dTest, OnednnMatchesReference) {
   EXPECT_TRUE(all_close(y, ref::conv2d_forward(c.options, xr, wr, c.options.bias ? &br : nullptr),
                         1e-4, 1e-4));
 
-  Tensor dy = testing::to_tensor(context_, random_array(conv->output_shape(), rng_));
+  Tensor dy = testing::to_tensor(context_, random_array(conv->output_shape(), rng_), out_layout);
   const ref::Conv2dGrads g = ref::conv2d_backward(c.options, xr, wr, ref::from_tensor(dy));
 
   // Parameter gradients accumulate onto what is there; dx overwrites.
-  Tensor dx = testing::to_tensor(context_, random_array(c.input, rng_));  // garbage to overwrite
+  Tensor dx = testing::to_tensor(context_, random_array(c.input, rng_), in_layout);  // garbage
   Tensor dw = testing::zeros(context_, conv->weight_shape());
   dw.fill(0.5f);
   Tensor db = c.options.bias ? testing::zeros(context_, conv->bias_shape()) : Tensor();
@@ -108,7 +135,7 @@ TEST_P(Conv2dTest, OnednnMatchesReference) {
   }
 
   // GradMode::accumulate adds dx onto the existing values (a fanned-out input).
-  Tensor dx2 = testing::zeros(context_, c.input);
+  Tensor dx2 = testing::zeros(context_, c.input, in_layout);
   dx2.fill(1.0f);
   conv->backward(x, w, dy, dx2, GradMode::accumulate, dw, db);
   ref::Array dx_expected = g.dx;

@@ -65,12 +65,16 @@ double dot(const ref::Array& a, const ref::Array& b) {
   return all_close(analytic, numeric, rtol, atol);
 }
 
-Tensor to_tensor(Context& context, const ref::Array& array) {
-  return ref::to_tensor(array, context.allocator());
+Tensor to_tensor(Context& context, const ref::Array& array, Layout layout) {
+  Tensor plain = ref::to_tensor(array, context.allocator());
+  if (layout == Layout::nchw) return plain;
+  Tensor t = Tensor::empty(array.shape, context.allocator(), DType::f32, layout);
+  t.copy_from(plain);
+  return t;
 }
 
-Tensor zeros(Context& context, const Shape& shape) {
-  return Tensor::zeros(shape, context.allocator());
+Tensor zeros(Context& context, const Shape& shape, Layout layout) {
+  return Tensor::zeros(shape, context.allocator(), DType::f32, layout);
 }
 
 }  // namespace convnet::testing

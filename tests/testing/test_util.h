@@ -40,9 +40,9 @@ double dot(const ref::Array& a, const ref::Array& b);
                                             const ref::Array& analytic, double eps = 1e-5,
                                             double rtol = 1e-6, double atol = 1e-7);
 
-// Tensor of the array's values, from the context's allocator.
-Tensor to_tensor(Context& context, const ref::Array& array);
+// Tensor of the array's values, from the context's allocator, in a layout.
+Tensor to_tensor(Context& context, const ref::Array& array, Layout layout = Layout::nchw);
 // Zero-filled tensor.
-Tensor zeros(Context& context, const Shape& shape);
+Tensor zeros(Context& context, const Shape& shape, Layout layout = Layout::nchw);
 
 }  // namespace convnet::testing
