@@ -27,12 +27,13 @@ class Add {
   // Validates that a and b have the same shape (rank >= 1, every extent > 0)
   // and builds the backend's primitives for it.
   static std::unique_ptr<Add> create(Context& context, std::string name, const Shape& a_shape,
-                                     const Shape& b_shape);
+                                     const Shape& b_shape, Layout layout = Layout::nchw);
   virtual ~Add() = default;
 
   const std::string& name() const { return name_; }
   const Shape& input_shape() const { return shape_; }  // of a and of b
   const Shape& output_shape() const { return shape_; }
+  Layout layout() const { return layout_; }  // of every tensor
 
   // y = a + b; y may be a itself.
   void forward(const Tensor& a, const Tensor& b, const Tensor& y);
@@ -41,7 +42,7 @@ class Add {
                 GradMode db_mode);
 
  protected:
-  Add(std::string name, const Shape& a_shape, const Shape& b_shape);
+  Add(std::string name, const Shape& a_shape, const Shape& b_shape, Layout layout);
   virtual void forward_impl(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
   virtual void backward_impl(const Tensor& dy, const Tensor& da, GradMode da_mode, const Tensor& db,
                              GradMode db_mode) = 0;
@@ -49,10 +50,11 @@ class Add {
  private:
   std::string name_;
   Shape shape_;  // any rank, e.g. (N, C, H, W)
+  Layout layout_;
 };
 
 std::unique_ptr<Add> make_add_onednn(Context& context, std::string name, const Shape& a_shape,
-                                     const Shape& b_shape);
+                                     const Shape& b_shape, Layout layout);
 
 namespace ref {
 Array add_forward(const Array& a, const Array& b);

@@ -13,14 +13,15 @@ using dnnl::memory;
 
 class AddOnednn final : public Add {
  public:
-  AddOnednn(Context& context, std::string name, const Shape& a_shape, const Shape& b_shape)
-      : Add(std::move(name), a_shape, b_shape), rt_(context.onednn()) {
+  AddOnednn(Context& context, std::string name, const Shape& a_shape, const Shape& b_shape,
+            Layout layout)
+      : Add(std::move(name), a_shape, b_shape, layout), rt_(context.onednn()) {
     onednn_call("building add " + this->name(), [&] { build(); });
   }
 
  private:
   void build() {
-    md_ = onednn_desc(input_shape(), input_shape().contiguous_strides());
+    md_ = onednn_desc(input_shape(), layout());
     dnnl::binary::desc desc(dnnl::algorithm::binary_add, md_, md_, md_);
     add_ = dnnl::binary(dnnl::binary::primitive_desc(desc, rt_.engine));
   }
@@ -42,15 +43,15 @@ class AddOnednn final : public Add {
   }
 
   OnednnRuntime& rt_;
-  memory::desc md_;  // plain, of the layer's shape
+  memory::desc md_;  // the layer's shape and layout
   dnnl::binary add_;
 };
 
 }  // namespace
 
 std::unique_ptr<Add> make_add_onednn(Context& context, std::string name, const Shape& a_shape,
-                                     const Shape& b_shape) {
-  return std::make_unique<AddOnednn>(context, std::move(name), a_shape, b_shape);
+                                     const Shape& b_shape, Layout layout) {
+  return std::make_unique<AddOnednn>(context, std::move(name), a_shape, b_shape, layout);
 }
 
 }  // namespace convnet

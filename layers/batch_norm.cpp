@@ -11,6 +11,7 @@ BatchNorm2d::BatchNorm2d(std::string name, const BatchNormOptions& options,
                 options.channels);
   CONVNET_CHECK(input_shape[1] == options.channels, "layer ", name_, ": input shape ", input_shape,
                 " has ", input_shape[1], " channels, expected ", options.channels);
+  check_layout(name_, input_shape, options.layout);
   CONVNET_CHECK(options.eps > 0, "layer ", name_, ": eps must be > 0, got ", options.eps);
   CONVNET_CHECK(options.momentum >= 0 && options.momentum <= 1, "layer ", name_,
                 ": momentum must be in [0, 1], got ", options.momentum);
@@ -26,12 +27,12 @@ std::unique_ptr<BatchNorm2d> BatchNorm2d::create(Context& context, std::string n
 
 void BatchNorm2d::forward(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
                           const Tensor& running_mean, const Tensor& running_var, const Tensor& y) {
-  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "input", x, input_shape_, options_.layout);
   check_tensor(name_, "weight", weight, param_shape());
   check_tensor(name_, "bias", bias, param_shape());
   check_tensor(name_, "running mean", running_mean, param_shape(), Strides::any);
   check_tensor(name_, "running variance", running_var, param_shape(), Strides::any);
-  check_tensor(name_, "output", y, output_shape());
+  check_tensor(name_, "output", y, output_shape(), options_.layout);
   // The unbiased variance of a single value is undefined (PyTorch raises the same error).
   CONVNET_CHECK(mode == Mode::inference || input_shape_.numel() / options_.channels > 1, "layer ",
                 name_, ": expected more than 1 value per channel when training, got input shape ",
@@ -45,10 +46,10 @@ void BatchNorm2d::recompute(const Tensor& x, const Tensor& weight, const Tensor&
                             const Tensor& y) {
   CONVNET_CHECK(forward_done_, "layer ", name_,
                 ": recompute needs the statistics of a forward, and none has run");
-  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "input", x, input_shape_, options_.layout);
   check_tensor(name_, "weight", weight, param_shape());
   check_tensor(name_, "bias", bias, param_shape());
-  check_tensor(name_, "output", y, output_shape());
+  check_tensor(name_, "output", y, output_shape(), options_.layout);
   recompute_impl(x, weight, bias, y);
 }
 
@@ -57,10 +58,10 @@ void BatchNorm2d::backward(const Tensor& x, const Tensor& weight, const Tensor& 
                            const Tensor& dbias) {
   CONVNET_CHECK(forward_done_, "layer ", name_,
                 ": backward needs the statistics of a forward, and none has run");
-  check_tensor(name_, "input", x, input_shape_);
+  check_tensor(name_, "input", x, input_shape_, options_.layout);
   check_tensor(name_, "weight", weight, param_shape());
-  check_tensor(name_, "output gradient", dy, output_shape());
-  if (dx.defined()) check_tensor(name_, "input gradient", dx, input_shape_);
+  check_tensor(name_, "output gradient", dy, output_shape(), options_.layout);
+  if (dx.defined()) check_tensor(name_, "input gradient", dx, input_shape_, options_.layout);
   check_tensor(name_, "weight gradient", dweight, param_shape());
   check_tensor(name_, "bias gradient", dbias, param_shape());
   backward_impl(last_mode_, x, weight, dy, dx, dx_mode, dweight, dbias);

@@ -37,8 +37,9 @@ namespace convnet {
 
 struct BatchNormOptions {
   int64_t channels = 0;
-  double eps = 1e-5;      // added to the variance; must be > 0
-  double momentum = 0.1;  // weight of the new batch statistics in [0, 1]
+  double eps = 1e-5;             // added to the variance; must be > 0
+  double momentum = 0.1;         // weight of the new batch statistics in [0, 1]
+  Layout layout = Layout::nchw;  // of x, y, dy and dx
 };
 
 class BatchNorm2d {

@@ -26,7 +26,7 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
 
  private:
   void build() {
-    x_md_ = memory::desc(input_shape().dims(), memory::data_type::f32, tag::nchw);
+    x_md_ = onednn_desc(input_shape(), options().layout);
     c_md_ = memory::desc(param_shape().dims(), memory::data_type::f32, tag::x);
     const auto& engine = rt_.engine;
     const float eps = static_cast<float>(options().eps);
@@ -127,7 +127,8 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
     // The primitive always computes diff_src; it goes to scratch unless it overwrites dx.
     const bool direct = dx.defined() && dx_mode == GradMode::overwrite;
     if (!direct && !dx_scratch_.defined())
-      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+      dx_scratch_ =
+          Tensor::empty(input_shape(), context_.allocator(), DType::f32, options().layout);
     const Tensor& target = direct ? dx : dx_scratch_;
     onednn_call("batch norm " + name() + " backward", [&] {
       (mode == Mode::training ? bwd_ : bwd_global_)

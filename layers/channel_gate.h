@@ -31,14 +31,17 @@ class ChannelGate {
  public:
   // Validates that x is (N, C, H, W) with every extent > 0 and s is (N, C),
   // and builds the backend's primitives for these shapes.
+  // x, y, dy, dx in `layout` (nchw8c allowed); s and ds are always row-major (N, C).
   static std::unique_ptr<ChannelGate> create(Context& context, std::string name,
-                                             const Shape& input_shape, const Shape& gate_shape);
+                                             const Shape& input_shape, const Shape& gate_shape,
+                                             Layout layout = Layout::nchw);
   virtual ~ChannelGate() = default;
 
   const std::string& name() const { return name_; }
   const Shape& input_shape() const { return input_shape_; }
   const Shape& gate_shape() const { return gate_shape_; }
   const Shape& output_shape() const { return input_shape_; }
+  Layout layout() const { return layout_; }
 
   // y = x * sigmoid(s), broadcast over H, W; y may be x itself.
   void forward(const Tensor& x, const Tensor& s, const Tensor& y);
@@ -47,7 +50,7 @@ class ChannelGate {
                 GradMode dx_mode, const Tensor& ds, GradMode ds_mode);
 
  protected:
-  ChannelGate(std::string name, const Shape& input_shape, const Shape& gate_shape);
+  ChannelGate(std::string name, const Shape& input_shape, const Shape& gate_shape, Layout layout);
   virtual void forward_impl(const Tensor& x, const Tensor& s, const Tensor& y) = 0;
   virtual void backward_impl(const Tensor& x, const Tensor& s, const Tensor& dy, const Tensor& dx,
                              GradMode dx_mode, const Tensor& ds, GradMode ds_mode) = 0;
@@ -56,11 +59,12 @@ class ChannelGate {
   std::string name_;
   Shape input_shape_;  // (N, C, H, W)
   Shape gate_shape_;   // (N, C)
+  Layout layout_;
 };
 
 std::unique_ptr<ChannelGate> make_channel_gate_onednn(Context& context, std::string name,
                                                       const Shape& input_shape,
-                                                      const Shape& gate_shape);
+                                                      const Shape& gate_shape, Layout layout);
 
 namespace ref {
 Array channel_gate_forward(const Array& x, const Array& s);

@@ -22,8 +22,8 @@ using dnnl::memory;
 class ChannelGateOnednn final : public ChannelGate {
  public:
   ChannelGateOnednn(Context& context, std::string name, const Shape& input_shape,
-                    const Shape& gate_shape)
-      : ChannelGate(std::move(name), input_shape, gate_shape),
+                    const Shape& gate_shape, Layout layout)
+      : ChannelGate(std::move(name), input_shape, gate_shape, layout),
         context_(context),
         rt_(context.onednn()) {
     onednn_call("building channel gate " + this->name(), [&] { build(); });
@@ -32,10 +32,12 @@ class ChannelGateOnednn final : public ChannelGate {
  private:
   void build() {
     const Shape& x = input_shape();
-    x_md_ = onednn_desc(x, x.contiguous_strides());
+    x_md_ = onednn_desc(x, layout());
     s_md_ = onednn_desc(gate_shape(), gate_shape().contiguous_strides());
     const Shape g4{x[0], x[1], 1, 1};
-    g4_md_ = onednn_desc(g4, g4.contiguous_strides());
+    // Described in x's layout: for (N, C, 1, 1) with C % 8 == 0, nChw8c and
+    // row-major are the same bytes, and matching layouts keep oneDNN on its fast path.
+    g4_md_ = onednn_desc(g4, layout());
     dnnl::eltwise_forward::desc sigmoid_desc(dnnl::prop_kind::forward_inference,
                                              dnnl::algorithm::eltwise_logistic, s_md_);
     sigmoid_ =
@@ -59,7 +61,7 @@ class ChannelGateOnednn final : public ChannelGate {
   // out = in * gate_, broadcast over H, W.
   void scale(const Tensor& in, const Tensor& out) {
     mul_.execute(rt_.stream, {{DNNL_ARG_SRC_0, mem(x_md_, in)},
-                              {DNNL_ARG_SRC_1, mem(g4_md_, gate4_)},
+                              {DNNL_ARG_SRC_1, memory(g4_md_, rt_.engine, gate4_.raw_data())},
                               {DNNL_ARG_DST, mem(x_md_, out)}});
   }
 
@@ -82,7 +84,7 @@ class ChannelGateOnednn final : public ChannelGate {
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
       if (!direct && !dx_scratch_.defined())
-        dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+        dx_scratch_ = Tensor::empty(input_shape(), context_.allocator(), DType::f32, layout());
       const Tensor& target = direct ? dx : dx_scratch_;
       onednn_call("channel gate " + name() + " backward data", [&] {
         scale(dy, target);
@@ -94,22 +96,29 @@ class ChannelGateOnednn final : public ChannelGate {
 
   // ds (per mode) = sum_hw(dy * x) * g * (1 - g), with g = gate_.
   void gate_gradient(const Tensor& x, const Tensor& dy, const Tensor& ds, GradMode mode) const {
-    CONVNET_CHECK(x.is_contiguous() && dy.is_contiguous() && ds.is_contiguous(), "layer ", name(),
-                  ": backward needs contiguous input, output gradient and gate logits gradient");
+    CONVNET_CHECK(ds.is_contiguous(), "layer ", name(),
+                  ": gate logits gradient must be contiguous");
     const float* xp = x.data<float>();
     const float* dyp = dy.data<float>();
     const float* gp = gate_.data<float>();
     float* dsp = ds.data<float>();
     const int64_t rows = gate_shape().numel();
+    const int64_t channels = input_shape()[1];
     const int64_t hw = input_shape()[2] * input_shape()[3];
+    // Element (n, c, p) of x and dy: nchw at i * hw + p; nchw8c, eight channels
+    // interleaved, at n * C * hw + (c / 8) * 8 * hw + 8 * p + c % 8.
+    const bool blocked = layout() == Layout::nchw8c;
+    const int64_t step = blocked ? 8 : 1;
     const bool accumulate = mode == GradMode::accumulate;
 #pragma omp parallel for
     for (int64_t i = 0; i < rows; ++i) {
-      const float* xr = xp + i * hw;
-      const float* dyr = dyp + i * hw;
+      const int64_t n = i / channels, c = i % channels;
+      const int64_t base = blocked ? n * channels * hw + (c / 8) * 8 * hw + c % 8 : i * hw;
+      const float* xr = xp + base;
+      const float* dyr = dyp + base;
       double sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < hw; ++j) sum += static_cast<double>(dyr[j]) * xr[j];
+      for (int64_t j = 0; j < hw; ++j) sum += static_cast<double>(dyr[j * step]) * xr[j * step];
       const double g = gp[i];
       const float value = static_cast<float>(sum * g * (1 - g));
       dsp[i] = accumulate ? dsp[i] + value : value;
@@ -132,8 +141,9 @@ class ChannelGateOnednn final : public ChannelGate {
 
 std::unique_ptr<ChannelGate> make_channel_gate_onednn(Context& context, std::string name,
                                                       const Shape& input_shape,
-                                                      const Shape& gate_shape) {
-  return std::make_unique<ChannelGateOnednn>(context, std::move(name), input_shape, gate_shape);
+                                                      const Shape& gate_shape, Layout layout) {
+  return std::make_unique<ChannelGateOnednn>(context, std::move(name), input_shape, gate_shape,
+                                             layout);
 }
 
 }  // namespace convnet

@@ -138,8 +138,7 @@ class Conv2dOnednn final : public Conv2d {
     }
     onednn_call("conv2d " + name() + " backward weights", [&] {
       memory plain_dw = mem(w_plain_md_, dweight_scratch_);
-      memory dw =
-          diff_weights_.reordered ? diff_weights_.buffer_memory(rt_.engine) : plain_dw;
+      memory dw = diff_weights_.reordered ? diff_weights_.buffer_memory(rt_.engine) : plain_dw;
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
                                            {DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
                                            {DNNL_ARG_DIFF_WEIGHTS, dw}};

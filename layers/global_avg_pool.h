@@ -21,13 +21,16 @@ namespace convnet {
 class GlobalAvgPool {
  public:
   // Validates the wiring and builds the backend's primitives for this shape.
+  // The input may be blocked (nchw8c); the (N, C) output is always row-major.
   static std::unique_ptr<GlobalAvgPool> create(Context& context, std::string name,
-                                               const Shape& input_shape);
+                                               const Shape& input_shape,
+                                               Layout input_layout = Layout::nchw);
   virtual ~GlobalAvgPool() = default;
 
   const std::string& name() const { return name_; }
   const Shape& input_shape() const { return input_shape_; }
   const Shape& output_shape() const { return output_shape_; }
+  Layout input_layout() const { return input_layout_; }  // of x and dx
 
   // y[n, c] = mean over (h, w) of x[n, c, h, w].
   void forward(const Tensor& x, const Tensor& y);
@@ -35,7 +38,7 @@ class GlobalAvgPool {
   void backward(const Tensor& dy, const Tensor& dx, GradMode dx_mode);
 
  protected:
-  GlobalAvgPool(std::string name, const Shape& input_shape);
+  GlobalAvgPool(std::string name, const Shape& input_shape, Layout input_layout);
   virtual void forward_impl(const Tensor& x, const Tensor& y) = 0;
   virtual void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) = 0;
 
@@ -43,10 +46,12 @@ class GlobalAvgPool {
   std::string name_;
   Shape input_shape_;   // (N, C, H, W)
   Shape output_shape_;  // (N, C)
+  Layout input_layout_;
 };
 
 std::unique_ptr<GlobalAvgPool> make_global_avg_pool_onednn(Context& context, std::string name,
-                                                           const Shape& input_shape);
+                                                           const Shape& input_shape,
+                                                           Layout input_layout);
 
 namespace ref {
 Array global_avg_pool_forward(const Array& x);

@@ -15,8 +15,11 @@ using tag = memory::format_tag;
 
 class GlobalAvgPoolOnednn final : public GlobalAvgPool {
  public:
-  GlobalAvgPoolOnednn(Context& context, std::string name, const Shape& input_shape)
-      : GlobalAvgPool(std::move(name), input_shape), context_(context), rt_(context.onednn()) {
+  GlobalAvgPoolOnednn(Context& context, std::string name, const Shape& input_shape,
+                      Layout input_layout)
+      : GlobalAvgPool(std::move(name), input_shape, input_layout),
+        context_(context),
+        rt_(context.onednn()) {
     onednn_call("building global_avg_pool " + this->name(), [&] { build(); });
   }
 
@@ -24,8 +27,11 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
   void build() {
     const Shape& in = input_shape();
     const memory::dims strides{1, 1}, kernel{in[2], in[3]}, padding{0, 0};
-    x_md_ = memory::desc(in.dims(), memory::data_type::f32, tag::nchw);
-    y_md_ = memory::desc({in[0], in[1], 1, 1}, memory::data_type::f32, tag::nchw);
+    x_md_ = onednn_desc(in, input_layout());
+    // With a blocked input the output is described as blocked too (oneDNN's fast
+    // kernels want matching layouts): for (N, C, 1, 1) with C % 8 == 0, nChw8c
+    // and row-major (N, C) are the same bytes.
+    y_md_ = onednn_desc(Shape{in[0], in[1], 1, 1}, input_layout());
     // No padding, so include/exclude padding both divide by H * W.
     const auto algo = dnnl::algorithm::pooling_avg_exclude_padding;
     const auto& engine = rt_.engine;
@@ -42,10 +48,11 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
   memory mem(const memory::desc& md, const Tensor& t) const {
     return onednn_memory(md, rt_.engine, t);
   }
+  memory output_mem(const Tensor& t) const { return memory(y_md_, rt_.engine, t.raw_data()); }
 
   void forward_impl(const Tensor& x, const Tensor& y) override {
     onednn_call("global_avg_pool " + name() + " forward", [&] {
-      fwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)}, {DNNL_ARG_DST, mem(y_md_, y)}});
+      fwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)}, {DNNL_ARG_DST, output_mem(y)}});
       rt_.stream.wait();
     });
   }
@@ -53,11 +60,11 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
     if (!direct && !dx_scratch_.defined())
-      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator(), DType::f32, input_layout());
     const Tensor& target = direct ? dx : dx_scratch_;
     onednn_call("global_avg_pool " + name() + " backward", [&] {
       bwd_.execute(rt_.stream,
-                   {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
+                   {{DNNL_ARG_DIFF_DST, output_mem(dy)}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
       rt_.stream.wait();
     });
     if (!direct) add_into(dx, dx_scratch_);
@@ -75,8 +82,9 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
 }  // namespace
 
 std::unique_ptr<GlobalAvgPool> make_global_avg_pool_onednn(Context& context, std::string name,
-                                                           const Shape& input_shape) {
-  return std::make_unique<GlobalAvgPoolOnednn>(context, std::move(name), input_shape);
+                                                           const Shape& input_shape,
+                                                           Layout input_layout) {
+  return std::make_unique<GlobalAvgPoolOnednn>(context, std::move(name), input_shape, input_layout);
 }
 
 }  // namespace convnet

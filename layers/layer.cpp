@@ -30,6 +30,11 @@ void check_tensor(const std::string& layer, const char* tensor_name, const Tenso
                 to_string(tensor.layout()), ", expected ", to_string(layout));
 }
 
+void check_layout(const std::string& layer, const Shape& shape, Layout layout) {
+  CONVNET_CHECK(layout == Layout::nchw || (shape.rank() == 4 && shape[1] % 8 == 0), "layer ", layer,
+                ": layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+}
+
 namespace {
 
 // Calls fn(dst_ptr, src_ptr, count) over matching contiguous runs of the last dimension.

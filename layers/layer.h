@@ -47,6 +47,9 @@ void check_tensor(const std::string& layer, const char* tensor_name, const Tenso
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
                   const Shape& expected, Layout layout);
 
+// Throws unless `layout` can hold `shape` (nchw8c: rank 4, C a multiple of 8).
+void check_layout(const std::string& layer, const Shape& shape, Layout layout);
+
 // dst (+)= src according to mode; same shape, any strides (host f32).
 void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode);
 // dst += src elementwise (host f32, same shape).

@@ -33,6 +33,7 @@ struct MaxPool2dOptions {
   int64_t kernel = 0;
   int64_t stride = 0;
   int64_t padding = 0;
+  Layout layout = Layout::nchw;  // of x, y, dy and dx
 };
 
 class MaxPool2d {

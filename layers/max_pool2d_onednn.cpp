@@ -25,8 +25,8 @@ class MaxPool2dOnednn final : public MaxPool2d {
     const MaxPool2dOptions& o = options();
     const memory::dims strides{o.stride, o.stride}, kernel{o.kernel, o.kernel},
         padding{o.padding, o.padding};
-    x_md_ = memory::desc(input_shape().dims(), memory::data_type::f32, tag::nchw);
-    y_md_ = memory::desc(output_shape().dims(), memory::data_type::f32, tag::nchw);
+    x_md_ = onednn_desc(input_shape(), options().layout);
+    y_md_ = onednn_desc(output_shape(), options().layout);
     const auto algo = dnnl::algorithm::pooling_max;
     const auto& engine = rt_.engine;
 
@@ -71,7 +71,8 @@ class MaxPool2dOnednn final : public MaxPool2d {
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
     if (!direct && !dx_scratch_.defined())
-      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+      dx_scratch_ =
+          Tensor::empty(input_shape(), context_.allocator(), DType::f32, options().layout);
     const Tensor& target = direct ? dx : dx_scratch_;
     onednn_call("max_pool2d " + name() + " backward", [&] {
       bwd_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},

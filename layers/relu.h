@@ -24,12 +24,14 @@ class Relu {
  public:
   // Validates the shape (rank >= 1, every extent > 0) and builds the backend's
   // primitives for it.
-  static std::unique_ptr<Relu> create(Context& context, std::string name, const Shape& shape);
+  static std::unique_ptr<Relu> create(Context& context, std::string name, const Shape& shape,
+                                      Layout layout = Layout::nchw);
   virtual ~Relu() = default;
 
   const std::string& name() const { return name_; }
   const Shape& input_shape() const { return shape_; }
   const Shape& output_shape() const { return shape_; }
+  Layout layout() const { return layout_; }  // of x, y, dy and dx
 
   // y = max(x, 0); y may be x itself.
   void forward(const Tensor& x, const Tensor& y);
@@ -37,7 +39,7 @@ class Relu {
   void backward(const Tensor& y, const Tensor& dy, const Tensor& dx, GradMode dx_mode);
 
  protected:
-  Relu(std::string name, const Shape& shape);
+  Relu(std::string name, const Shape& shape, Layout layout);
   virtual void forward_impl(const Tensor& x, const Tensor& y) = 0;
   virtual void backward_impl(const Tensor& y, const Tensor& dy, const Tensor& dx,
                              GradMode dx_mode) = 0;
@@ -45,9 +47,11 @@ class Relu {
  private:
   std::string name_;
   Shape shape_;  // any rank, e.g. (N, C, H, W)
+  Layout layout_;
 };
 
-std::unique_ptr<Relu> make_relu_onednn(Context& context, std::string name, const Shape& shape);
+std::unique_ptr<Relu> make_relu_onednn(Context& context, std::string name, const Shape& shape,
+                                       Layout layout);
 
 namespace ref {
 Array relu_forward(const Array& x);

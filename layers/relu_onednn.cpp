@@ -14,14 +14,14 @@ using dnnl::memory;
 
 class ReluOnednn final : public Relu {
  public:
-  ReluOnednn(Context& context, std::string name, const Shape& shape)
-      : Relu(std::move(name), shape), context_(context), rt_(context.onednn()) {
+  ReluOnednn(Context& context, std::string name, const Shape& shape, Layout layout)
+      : Relu(std::move(name), shape, layout), context_(context), rt_(context.onednn()) {
     onednn_call("building relu " + this->name(), [&] { build(); });
   }
 
  private:
   void build() {
-    md_ = onednn_desc(input_shape(), input_shape().contiguous_strides());
+    md_ = onednn_desc(input_shape(), layout());
     const auto algo = dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
     dnnl::eltwise_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, md_,
                                          /*alpha=*/0.f);
@@ -45,7 +45,7 @@ class ReluOnednn final : public Relu {
                      GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
     if (!direct && !dx_scratch_.defined())
-      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
+      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator(), DType::f32, layout());
     const Tensor& target = direct ? dx : dx_scratch_;
     onednn_call("relu " + name() + " backward", [&] {
       bwd_.execute(
@@ -58,7 +58,7 @@ class ReluOnednn final : public Relu {
 
   Context& context_;
   OnednnRuntime& rt_;
-  memory::desc md_;  // plain, of the layer's shape
+  memory::desc md_;  // the layer's shape and layout
   dnnl::eltwise_forward fwd_;
   dnnl::eltwise_backward bwd_;
   Tensor dx_scratch_;  // the layer's shape, only for GradMode::accumulate
@@ -66,8 +66,9 @@ class ReluOnednn final : public Relu {
 
 }  // namespace
 
-std::unique_ptr<Relu> make_relu_onednn(Context& context, std::string name, const Shape& shape) {
-  return std::make_unique<ReluOnednn>(context, std::move(name), shape);
+std::unique_ptr<Relu> make_relu_onednn(Context& context, std::string name, const Shape& shape,
+                                       Layout layout) {
+  return std::make_unique<ReluOnednn>(context, std::move(name), shape, layout);
 }
 
 }  // namespace convnet

@@ -1,0 +1,136 @@
+// Every layer that accepts the blocked nchw8c activation layout computes the
+// same outputs and gradients as with plain NCHW (which the per-layer tests
+// check against the double-precision reference). oneDNN runs different
+// kernels for the two layouts, so sums may be ordered differently: 1e-5
+// relative (f32 rounding of short sums) is the bound; data movement (ReLU,
+// pooling, add, gate's dx) is in fact exact.
+#include <gtest/gtest.h>
+
+#include "layers/add.h"
+#include "layers/batch_norm.h"
+#include "layers/channel_gate.h"
+#include "layers/global_avg_pool.h"
+#include "layers/max_pool2d.h"
+#include "layers/relu.h"
+#include "tests/testing/test_util.h"
+
+namespace convnet {
+namespace {
+
+using testing::all_close;
+using testing::random_array;
+
+const Shape kShapes[] = {{2, 16, 5, 7}, {1, 8, 3, 3}, {3, 24, 4, 4}};
+
+class BlockedLayout : public ::testing::TestWithParam<Shape> {
+ protected:
+  Tensor make(const ref::Array& a, Layout layout) {
+    return testing::to_tensor(context_, a, layout);
+  }
+  Tensor zeros(const Shape& s, Layout layout) { return testing::zeros(context_, s, layout); }
+  Context context_;
+  std::mt19937 rng_{99};
+};
+
+TEST_P(BlockedLayout, BatchNormTrainingAndInference) {
+  const Shape shape = GetParam();
+  const Shape c{shape[1]};
+  const ref::Array x = random_array(shape, rng_), dy = random_array(shape, rng_);
+  const ref::Array w = random_array(c, rng_), b = random_array(c, rng_);
+  std::vector<ref::Array> results;
+  for (Layout layout : {Layout::nchw, Layout::nchw8c}) {
+    auto bn = BatchNorm2d::create(context_, "bn", {.channels = shape[1], .layout = layout}, shape);
+    Tensor mean = zeros(c, Layout::nchw), var = zeros(c, Layout::nchw);
+    var.fill(1.0f);
+    Tensor y = zeros(shape, layout), dx = zeros(shape, layout);
+    Tensor dw = zeros(c, Layout::nchw), db = zeros(c, Layout::nchw);
+    Tensor xt = make(x, layout), wt = make(w, Layout::nchw), bt = make(b, Layout::nchw);
+    bn->forward(Mode::training, xt, wt, bt, mean, var, y);
+    bn->backward(xt, wt, make(dy, layout), dx, GradMode::overwrite, dw, db);
+    for (const Tensor& t : {y, dx, dw, db, mean, var}) results.push_back(ref::from_tensor(t));
+    Tensor y_inf = zeros(shape, layout);
+    bn->forward(Mode::inference, xt, wt, bt, mean, var, y_inf);
+    results.push_back(ref::from_tensor(y_inf));
+  }
+  const std::size_t half = results.size() / 2;
+  for (std::size_t i = 0; i < half; ++i)
+    EXPECT_TRUE(all_close(results[half + i], results[i], 1e-5, 1e-6)) << "result " << i;
+}
+
+TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
+  const Shape shape = GetParam();
+  const Shape nc{shape[0], shape[1]};
+  const ref::Array a = random_array(shape, rng_), b = random_array(shape, rng_);
+  const ref::Array s = random_array(nc, rng_), d = random_array(shape, rng_);
+  const MaxPool2dOptions pool{.kernel = 3, .stride = 2, .padding = 1};
+  const ref::Array pdy = random_array(pool2d_output_shape("pool", shape, 3, 2, 1), rng_);
+  std::vector<ref::Array> results;
+  for (Layout layout : {Layout::nchw, Layout::nchw8c}) {
+    auto relu = Relu::create(context_, "relu", shape, layout);
+    Tensor y = zeros(shape, layout), dx = zeros(shape, layout);
+    relu->forward(make(a, layout), y);
+    relu->backward(y, make(d, layout), dx, GradMode::overwrite);
+    results.push_back(ref::from_tensor(y));
+    results.push_back(ref::from_tensor(dx));
+
+    MaxPool2dOptions o = pool;
+    o.layout = layout;
+    auto max_pool = MaxPool2d::create(context_, "pool", o, shape);
+    Tensor py = zeros(max_pool->output_shape(), layout), pdx = zeros(shape, layout);
+    max_pool->forward(Mode::training, make(a, layout), py);
+    max_pool->backward(make(pdy, layout), pdx, GradMode::overwrite);
+    results.push_back(ref::from_tensor(py));
+    results.push_back(ref::from_tensor(pdx));
+
+    auto gap = GlobalAvgPool::create(context_, "gap", shape, layout);
+    Tensor gy = zeros(nc, Layout::nchw), gdx = zeros(shape, layout);
+    gap->forward(make(a, layout), gy);
+    gap->backward(make(s, Layout::nchw), gdx, GradMode::overwrite);
+    results.push_back(ref::from_tensor(gy));
+    results.push_back(ref::from_tensor(gdx));
+
+    auto add = Add::create(context_, "add", shape, shape, layout);
+    Tensor ay = zeros(shape, layout), da = zeros(shape, layout), db = zeros(shape, layout);
+    da.fill(1.0f);
+    add->forward(make(a, layout), make(b, layout), ay);
+    add->backward(make(d, layout), da, GradMode::accumulate, db, GradMode::overwrite);
+    results.push_back(ref::from_tensor(ay));
+    results.push_back(ref::from_tensor(da));
+    results.push_back(ref::from_tensor(db));
+
+    auto gate = ChannelGate::create(context_, "gate", shape, nc, layout);
+    Tensor gate_y = zeros(shape, layout), gate_dx = zeros(shape, layout);
+    Tensor gate_ds = zeros(nc, Layout::nchw);
+    gate->forward(make(a, layout), make(s, Layout::nchw), gate_y);
+    gate->backward(make(a, layout), make(s, Layout::nchw), make(d, layout), gate_dx,
+                   GradMode::overwrite, gate_ds, GradMode::overwrite);
+    results.push_back(ref::from_tensor(gate_y));
+    results.push_back(ref::from_tensor(gate_dx));
+    results.push_back(ref::from_tensor(gate_ds));
+  }
+  const std::size_t half = results.size() / 2;
+  for (std::size_t i = 0; i < half; ++i)
+    EXPECT_TRUE(all_close(results[half + i], results[i], 1e-5, 1e-6)) << "result " << i;
+}
+
+TEST(BlockedLayoutBadInput, ChannelsMustBeAMultipleOfEight) {
+  Context context;
+  EXPECT_THROW(Relu::create(context, "relu", Shape{2, 12, 4, 4}, Layout::nchw8c), Error);
+  EXPECT_THROW(BatchNorm2d::create(context, "bn", {.channels = 3, .layout = Layout::nchw8c},
+                                   Shape{2, 3, 4, 4}),
+               Error);
+  auto relu = Relu::create(context, "relu", Shape{1, 8, 2, 2}, Layout::nchw8c);
+  Tensor plain = testing::zeros(context, Shape{1, 8, 2, 2});
+  try {
+    relu->forward(plain, plain);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has layout nchw, expected nchw8c"), std::string::npos)
+        << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BlockedLayout, ::testing::ValuesIn(kShapes));
+
+}  // namespace
+}  // namespace convnet
