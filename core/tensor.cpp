@@ -53,6 +53,14 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
   return t;
 }
 
+Tensor Tensor::wrap(void* data, const Shape& shape, Layout layout) {
+  CONVNET_CHECK(layout == Layout::nchw || (shape.rank() == 4 && shape[1] % 8 == 0),
+                "layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+  Tensor t = wrap(data, shape);
+  t.layout_ = layout;
+  return t;
+}
+
 bool Tensor::is_contiguous() const {
   return layout_ == Layout::nchw && strides_ == shape_.contiguous_strides();
 }
@@ -106,7 +114,6 @@ Tensor Tensor::reshape(const Shape& shape) const {
   t.strides_ = shape.contiguous_strides();
   return t;
 }
-
 
 void Tensor::fill(float value) const {
   CONVNET_CHECK(device_ == Device::cpu, "Tensor::fill on device memory");

@@ -63,6 +63,8 @@ class Tensor {
   // Non-owning view of external memory, contiguous strides unless given.
   static Tensor wrap(void* data, const Shape& shape, DType dtype = DType::f32,
                      Device device = Device::cpu, std::vector<int64_t> strides = {});
+  // Non-owning view of external dense memory in a layout.
+  static Tensor wrap(void* data, const Shape& shape, Layout layout);
 
   bool defined() const { return data_ != nullptr; }
   const Shape& shape() const { return shape_; }

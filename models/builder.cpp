@@ -235,16 +235,30 @@ class PadShortcutOp final : public Op {
 
 }  // namespace
 
-ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions& options) {
+namespace {
+void require_plain(const NetBuilder& b, ValueId x, const std::string& name) {
+  CONVNET_CHECK(b.layout(x) == Layout::nchw, "layer ", name, " needs plain nchw input");
+}
+}  // namespace
+
+ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions& conv_options) {
+  Conv2dOptions options = conv_options;
+  options.input_layout = layout(x);
+  // Blocked output for spatial maps; 1x1 maps (SE's squeeze) stay plain.
+  const bool spatial = shape(x)[2] * shape(x)[3] > 1;
+  options.output_layout =
+      blocked_ && spatial && options.out_channels % 8 == 0 ? Layout::nchw8c : Layout::nchw;
   auto layer = Conv2d::create(context_, name, options, shape(x));
   const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
   const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(), true) : -1;
   const Shape out = layer->output_shape();
-  return net_.add_op(std::make_unique<ConvOp>(std::move(layer), w, b), {x}, out);
+  return net_.add_op(std::make_unique<ConvOp>(std::move(layer), w, b), {x}, out,
+                     options.output_layout);
 }
 
 ValueId NetBuilder::batch_norm(ValueId x, const std::string& name) {
-  auto layer = BatchNorm2d::create(context_, name, {.channels = channels(x)}, shape(x));
+  auto layer =
+      BatchNorm2d::create(context_, name, {.channels = channels(x), .layout = layout(x)}, shape(x));
   const Shape c{channels(x)};
   const int w = store_.add_parameter(name + ".weight", c, true);
   const int b = store_.add_parameter(name + ".bias", c, true);
@@ -253,28 +267,32 @@ ValueId NetBuilder::batch_norm(ValueId x, const std::string& name) {
   const int count = store_.add_counter(name + ".num_batches_tracked");
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<BatchNormOp>(std::move(layer), w, b, mean, var, count), {x},
-                     out);
+                     out, layout(x));
 }
 
 ValueId NetBuilder::relu(ValueId x, const std::string& name) {
-  return net_.add_op(std::make_unique<ReluOp>(Relu::create(context_, name, shape(x))), {x},
-                     shape(x));
+  return net_.add_op(std::make_unique<ReluOp>(Relu::create(context_, name, shape(x), layout(x))),
+                     {x}, shape(x), layout(x));
 }
 
-ValueId NetBuilder::max_pool(ValueId x, const std::string& name, const MaxPool2dOptions& options) {
+ValueId NetBuilder::max_pool(ValueId x, const std::string& name,
+                             const MaxPool2dOptions& pool_options) {
+  MaxPool2dOptions options = pool_options;
+  options.layout = layout(x);
   auto layer = MaxPool2d::create(context_, name, options, shape(x));
   const Shape out = layer->output_shape();
-  return net_.add_op(std::make_unique<MaxPoolOp>(std::move(layer)), {x}, out);
+  return net_.add_op(std::make_unique<MaxPoolOp>(std::move(layer)), {x}, out, layout(x));
 }
 
 ValueId NetBuilder::avg_pool(ValueId x, const std::string& name, const AvgPool2dOptions& options) {
+  require_plain(*this, x, name);
   auto layer = AvgPool2d::create(context_, name, options, shape(x));
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<SimpleOp<AvgPool2d>>(std::move(layer)), {x}, out);
 }
 
 ValueId NetBuilder::global_avg_pool(ValueId x, const std::string& name) {
-  auto layer = GlobalAvgPool::create(context_, name, shape(x));
+  auto layer = GlobalAvgPool::create(context_, name, shape(x), layout(x));
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<SimpleOp<GlobalAvgPool>>(std::move(layer)), {x}, out);
 }
@@ -289,13 +307,17 @@ ValueId NetBuilder::linear(ValueId x, const std::string& name, int64_t out_featu
 }
 
 ValueId NetBuilder::add(ValueId a, ValueId b, const std::string& name) {
-  auto layer = Add::create(context_, name, shape(a), shape(b));
-  return net_.add_op(std::make_unique<AddOp>(std::move(layer)), {a, b}, shape(a));
+  CONVNET_CHECK(layout(a) == layout(b), "layer ", name, ": inputs of different layouts");
+  auto layer = Add::create(context_, name, shape(a), shape(b), layout(a));
+  return net_.add_op(std::make_unique<AddOp>(std::move(layer)), {a, b}, shape(a), layout(a));
 }
 
 ValueId NetBuilder::concat(const std::vector<ValueId>& inputs, const std::string& name) {
   std::vector<Shape> shapes;
-  for (ValueId v : inputs) shapes.push_back(shape(v));
+  for (ValueId v : inputs) {
+    require_plain(*this, v, name);
+    shapes.push_back(shape(v));
+  }
   auto layer = Concat::create(context_, name, {}, shapes);
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<ConcatOp>(std::move(layer)), inputs, out);
@@ -311,12 +333,13 @@ ValueId NetBuilder::squeeze_excitation(ValueId x, const std::string& name, int64
   s = relu(s, name + ".relu");
   s = conv(s, name + ".fc2", {.in_channels = hidden, .out_channels = c, .bias = true});
   s = net_.add_reshape(s, Shape{n, c});
-  auto layer = ChannelGate::create(context_, name + ".gate", shape(x), Shape{n, c});
-  return net_.add_op(std::make_unique<GateOp>(std::move(layer)), {x, s}, shape(x));
+  auto layer = ChannelGate::create(context_, name + ".gate", shape(x), Shape{n, c}, layout(x));
+  return net_.add_op(std::make_unique<GateOp>(std::move(layer)), {x, s}, shape(x), layout(x));
 }
 
 ValueId NetBuilder::pad_shortcut(ValueId x, const std::string& name, int64_t out_channels,
                                  int64_t stride) {
+  require_plain(*this, x, name);
   const Shape& in = shape(x);
   CONVNET_CHECK(out_channels >= in[1] && (out_channels - in[1]) % 2 == 0 && stride >= 1, "layer ",
                 name, ": cannot pad ", in, " to ", out_channels, " channels");

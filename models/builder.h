@@ -2,6 +2,13 @@
 // call registers the op's parameters in the ParamStore under torchvision's
 // state_dict names (name + ".weight", ".bias", ".running_mean", ...), builds
 // the layer for its input shape and appends the op to the Net.
+//
+// Layouts: with set_blocked_layout(true) convolutions over spatial maps write
+// the blocked nchw8c layout when their channel count allows it, and the ops
+// after them keep their input's layout, so a ResNet runs blocked end to end
+// (oneDNN's direct kernels, no reorders). Ops without a blocked kernel here
+// (average pooling, concatenation, option A shortcuts, dense blocks) require
+// plain input; families that use them build plain.
 #pragma once
 
 #include <string>
@@ -20,7 +27,9 @@ class NetBuilder {
   NetBuilder(Context& context, Net& net, ParamStore& store)
       : context_(context), net_(net), store_(store) {}
 
+  void set_blocked_layout(bool enabled) { blocked_ = enabled; }
   const Shape& shape(ValueId v) const { return net_.shape(v); }
+  Layout layout(ValueId v) const { return net_.layout(v); }
   int64_t channels(ValueId v) const { return net_.shape(v)[1]; }
 
   // Conv2d with NAME.weight (C_out, C_in/g, K, K) [and NAME.bias (C_out)].
@@ -51,6 +60,7 @@ class NetBuilder {
   Context& context_;
   Net& net_;
   ParamStore& store_;
+  bool blocked_ = false;
 };
 
 }  // namespace convnet

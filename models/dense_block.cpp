@@ -175,6 +175,7 @@ class DenseBlockOp final : public Op {
 
 ValueId add_dense_block(NetBuilder& builder, ValueId x, const std::string& name, int layers,
                         int64_t growth_rate, int64_t bn_size) {
+  CONVNET_CHECK(builder.layout(x) == Layout::nchw, "dense block ", name, " needs plain nchw input");
   auto op = std::make_unique<DenseBlockOp>(builder.context(), builder.store(), name,
                                            builder.shape(x), layers, growth_rate, bn_size);
   const Shape out = op->output_shape();

@@ -17,8 +17,8 @@ ValueId Net::add_input(const Shape& shape) {
   return input_;
 }
 
-ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs,
-                    const Shape& output_shape) {
+ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape,
+                    Layout output_layout) {
   CONVNET_CHECK(!planned_, "ops added after plan()");
   const int index = static_cast<int>(nodes_.size());
   for (ValueId v : inputs) {
@@ -26,7 +26,7 @@ ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs,
                   " is not a value of this net");
     values_[root(v)].consumers.push_back(index);
   }
-  values_.push_back({output_shape, index});
+  values_.push_back({output_shape, output_layout, index});
   const ValueId out = static_cast<ValueId>(values_.size() - 1);
   nodes_.push_back({std::move(op), std::move(inputs), out});
   return out;
@@ -35,6 +35,7 @@ ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs,
 ValueId Net::add_reshape(ValueId value, const Shape& shape) {
   CONVNET_CHECK(values_.at(value).shape.numel() == shape.numel(), "cannot reshape ",
                 values_.at(value).shape, " to ", shape);
+  CONVNET_CHECK(values_.at(value).layout == Layout::nchw, "cannot reshape a blocked value");
   Value v{shape};
   v.view_of = root(value);
   values_.push_back(std::move(v));
@@ -64,13 +65,13 @@ void Net::plan() {
       if (source >= 0 && node.op->can_run_in_place() && source == root(source) &&
           source != input_ && values_[source].consumers.size() == 1 &&
           !nodes_[values_[source].producer].op->backward_needs_output() &&
-          values_[source].shape == v.shape) {
+          values_[source].shape == v.shape && values_[source].layout == v.layout) {
         v.in_place_of = source;
         v.data = values_[source].data;
         continue;
       }
     }
-    storage_.push_back(Tensor::empty(v.shape, allocator));
+    storage_.push_back(Tensor::empty(v.shape, allocator, DType::f32, v.layout));
     v.data = storage_.back();
     activation_bytes_ += v.shape.numel() * 4;
   }
@@ -143,7 +144,8 @@ void Net::plan_gradients() {
   }
   for (ValueId id = 0; id < static_cast<ValueId>(values_.size()); ++id) {
     if (block_of[id] < 0) continue;
-    values_[id].grad = Tensor::wrap(block_tensors[block_of[id]].raw_data(), values_[id].shape);
+    values_[id].grad =
+        Tensor::wrap(block_tensors[block_of[id]].raw_data(), values_[id].shape, values_[id].layout);
   }
   for (Value& v : values_)
     if (v.view_of >= 0 && values_[v.view_of].grad.defined())

@@ -53,7 +53,8 @@ class Net {
   Net(Context& context, ParamStore& store);
 
   ValueId add_input(const Shape& shape);
-  ValueId add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape);
+  ValueId add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape,
+                 Layout output_layout = Layout::nchw);
   // A zero-copy view of `value` with another shape of the same numel.
   ValueId add_reshape(ValueId value, const Shape& shape);
   void set_output(ValueId value);
@@ -62,6 +63,7 @@ class Net {
   void set_compute_input_grad(bool enabled) { compute_input_grad_ = enabled; }
 
   const Shape& shape(ValueId value) const { return values_.at(value).shape; }
+  Layout layout(ValueId value) const { return values_.at(value).layout; }
 
   // Allocates activations and gradients and binds parameters (finalizing the
   // store on the first build). Must be called once, before forward.
@@ -84,10 +86,11 @@ class Net {
  private:
   struct Value {
     Shape shape;
-    int producer = -1;           // op index, -1 for the input
-    std::vector<int> consumers;  // op indices
-    ValueId view_of = -1;        // reshape source
-    ValueId in_place_of = -1;    // shares its storage with this value
+    Layout layout = Layout::nchw;  // of data and grad
+    int producer = -1;             // op index, -1 for the input
+    std::vector<int> consumers;    // op indices
+    ValueId view_of = -1;          // reshape source
+    ValueId in_place_of = -1;      // shares its storage with this value
     Tensor data;
     Tensor grad;
   };

@@ -22,9 +22,12 @@ struct ModelSpec {
   std::string name;
   int64_t num_classes = 0;  // 0: the model's default (1000 ImageNet, 10 CIFAR)
   int64_t in_channels = 3;
-  bool memory_efficient = true;  // DenseNet: shared concatenation buffers (Pleiss et al.)
-  bool resnet_v1 = false;        // ImageNet ResNet bottlenecks: stride in the first 1x1 conv
+  bool memory_efficient = true;     // DenseNet: shared concatenation buffers (Pleiss et al.)
+  bool resnet_v1 = false;           // ImageNet ResNet bottlenecks: stride in the first 1x1 conv
   bool compute_input_grad = false;  // also compute d(output)/d(input) (tests, saliency)
+  // Keep activations in the blocked nchw8c layout where the family supports it
+  // (ImageNet ResNets, pre-activation and SE variants); plain NCHW otherwise.
+  bool blocked_layout = true;
 };
 
 struct ModelInfo {
