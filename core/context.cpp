@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/onednn.h"
 
@@ -27,6 +29,21 @@ Context::Context(const ContextOptions& options) : options_(options) {
 }
 
 Context::~Context() = default;
+
+void* Context::scratch(Scratch slot, std::size_t bytes) {
+  const auto index = static_cast<std::size_t>(slot);
+  if (scratch_.size() < static_cast<std::size_t>(Scratch::count))
+    scratch_.resize(static_cast<std::size_t>(Scratch::count));
+  Tensor& buffer = scratch_[index];
+  const int64_t floats = static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float));
+  if (!buffer.defined() || buffer.numel() < floats)
+    buffer = Tensor::empty(Shape{std::max<int64_t>(floats, 1)}, *allocator_);
+  return buffer.raw_data();
+}
+
+Tensor Context::scratch_tensor(Scratch slot, const Shape& shape, Layout layout) {
+  return Tensor::wrap(scratch(slot, shape.numel() * sizeof(float)), shape, layout);
+}
 
 OnednnRuntime& Context::onednn() {
   CONVNET_CHECK(onednn_ != nullptr, "oneDNN runtime requested on a ", to_string(backend()),

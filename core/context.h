@@ -8,8 +8,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/allocator.h"
+#include "core/tensor.h"
 
 namespace convnet {
 
@@ -27,6 +29,9 @@ struct ContextOptions {
 
 struct OnednnRuntime;  // core/onednn.h
 
+// Slots of the context's scratch memory (see Context::scratch).
+enum class Scratch { activation, weights, weight_gradient, count };
+
 class Context {
  public:
   explicit Context(const ContextOptions& options = {});
@@ -40,11 +45,22 @@ class Context {
   // The oneDNN engine and stream; throws unless backend() is cpu.
   OnednnRuntime& onednn();
 
+  // Scratch memory shared by every layer of this context, one buffer per
+  // slot, grown on demand. Layers run one at a time, so a layer may use a
+  // slot within one call: the memory stays valid until the next request for
+  // the same slot. This replaces per-layer temporaries (the gradient of a
+  // fanned-out input, reordered weights), which would otherwise add up to
+  // several copies of the activations and parameters.
+  void* scratch(Scratch slot, std::size_t bytes);
+  // Dense f32 view of scratch memory of a shape and layout.
+  Tensor scratch_tensor(Scratch slot, const Shape& shape, Layout layout = Layout::nchw);
+
  private:
   ContextOptions options_;
   int num_threads_ = 1;
   std::unique_ptr<Allocator> allocator_;
   std::unique_ptr<OnednnRuntime> onednn_;
+  std::vector<Tensor> scratch_;  // one per Scratch slot
 };
 
 }  // namespace convnet

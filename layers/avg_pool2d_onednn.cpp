@@ -55,15 +55,13 @@ class AvgPool2dOnednn final : public AvgPool2d {
 
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
-    if (!direct && !dx_scratch_.defined())
-      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
-    const Tensor& target = direct ? dx : dx_scratch_;
+    const Tensor target = direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape());
     onednn_call("avg_pool2d " + name() + " backward", [&] {
       bwd_.execute(rt_.stream,
                    {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
       rt_.stream.wait();
     });
-    if (!direct) add_into(dx, dx_scratch_);
+    if (!direct) add_into(dx, target);
   }
 
   Context& context_;
@@ -71,7 +69,6 @@ class AvgPool2dOnednn final : public AvgPool2d {
   memory::desc x_md_, y_md_;
   dnnl::pooling_forward fwd_;
   dnnl::pooling_backward bwd_;
-  Tensor dx_scratch_;  // (N, C, H, W), only for GradMode::accumulate
 };
 
 }  // namespace

@@ -126,10 +126,8 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
                      const Tensor& dbias) override {
     // The primitive always computes diff_src; it goes to scratch unless it overwrites dx.
     const bool direct = dx.defined() && dx_mode == GradMode::overwrite;
-    if (!direct && !dx_scratch_.defined())
-      dx_scratch_ =
-          Tensor::empty(input_shape(), context_.allocator(), DType::f32, options().layout);
-    const Tensor& target = direct ? dx : dx_scratch_;
+    const Tensor target =
+        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout);
     onednn_call("batch norm " + name() + " backward", [&] {
       (mode == Mode::training ? bwd_ : bwd_global_)
           .execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
@@ -143,7 +141,7 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
                                 {DNNL_ARG_DIFF_SHIFT, mem(c_md_, dbias_scratch_)}});
       rt_.stream.wait();
     });
-    if (dx.defined() && !direct) add_into(dx, dx_scratch_);
+    if (dx.defined() && !direct) add_into(dx, target);
     add_into(dweight, dweight_scratch_);
     add_into(dbias, dbias_scratch_);
   }
@@ -160,7 +158,6 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
   Tensor unused_shift_;     // (C) zeros, only to satisfy the backward primitive
   Tensor dweight_scratch_;  // (C)
   Tensor dbias_scratch_;    // (C)
-  Tensor dx_scratch_;       // (N, C, H, W), only for GradMode::accumulate or an undefined dx
 };
 
 }  // namespace

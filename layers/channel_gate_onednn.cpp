@@ -83,14 +83,13 @@ class ChannelGateOnednn final : public ChannelGate {
     if (ds.defined()) gate_gradient(x, dy, ds, ds_mode);
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
-      if (!direct && !dx_scratch_.defined())
-        dx_scratch_ = Tensor::empty(input_shape(), context_.allocator(), DType::f32, layout());
-      const Tensor& target = direct ? dx : dx_scratch_;
+      const Tensor target =
+          direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), layout());
       onednn_call("channel gate " + name() + " backward data", [&] {
         scale(dy, target);
         rt_.stream.wait();
       });
-      if (!direct) add_into(dx, dx_scratch_);
+      if (!direct) add_into(dx, target);
     }
   }
 
@@ -132,9 +131,8 @@ class ChannelGateOnednn final : public ChannelGate {
   memory::desc g4_md_;  // (N, C, 1, 1) plain: the gate broadcast over H, W
   dnnl::eltwise_forward sigmoid_;
   dnnl::binary mul_;
-  Tensor gate_;        // (N, C): sigmoid(s) of the current call
-  Tensor gate4_;       // (N, C, 1, 1): a view of gate_
-  Tensor dx_scratch_;  // (N, C, H, W), only for GradMode::accumulate
+  Tensor gate_;   // (N, C): sigmoid(s) of the current call
+  Tensor gate4_;  // (N, C, 1, 1): a view of gate_
 };
 
 }  // namespace

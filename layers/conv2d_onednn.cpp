@@ -20,26 +20,28 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 
-// A primitive's view of the weights: either the plain tensor itself, or a
-// buffer in the primitive's preferred layout with reorders to and from plain.
+// A primitive's view of the weights: either the plain tensor itself, or the
+// context's scratch memory in the primitive's preferred layout, with reorders
+// from plain (weights) and back to plain, accumulating (weight gradients).
 struct WeightsLayout {
   memory::desc desc;  // what the primitive reads or writes
   bool reordered = false;
-  Tensor buffer;  // desc.get_size() bytes when reordered
-  dnnl::reorder from_plain, to_plain;
+  dnnl::reorder from_plain, accumulate_to_plain;
 
-  void init(const memory::desc& plain, const memory::desc& preferred, Context& context,
-            const dnnl::engine& engine) {
+  void init(const memory::desc& plain, const memory::desc& preferred, const dnnl::engine& engine) {
     desc = preferred;
     reordered = preferred != plain;
     if (!reordered) return;
-    const int64_t floats = static_cast<int64_t>(preferred.get_size() / sizeof(float));
-    buffer = Tensor::empty(Shape{floats}, context.allocator());
     from_plain = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plain, engine, preferred));
-    to_plain = dnnl::reorder(dnnl::reorder::primitive_desc(engine, preferred, engine, plain));
+    dnnl::post_ops sum;
+    sum.append_sum(1.0f);  // dst = dst + reorder(src)
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(sum);
+    accumulate_to_plain =
+        dnnl::reorder(dnnl::reorder::primitive_desc(engine, preferred, engine, plain, attr));
   }
-  memory buffer_memory(const dnnl::engine& engine) const {
-    return memory(desc, engine, buffer.raw_data());
+  memory scratch_memory(Context& context, Scratch slot, const dnnl::engine& engine) const {
+    return memory(desc, engine, context.scratch(slot, desc.get_size()));
   }
 };
 
@@ -76,23 +78,22 @@ class Conv2dOnednn final : public Conv2d {
                                              b_md_, y_md_, strides, padding, padding);
     const dnnl::convolution_forward::primitive_desc fwd_pd(fwd_desc, engine);
     fwd_ = dnnl::convolution_forward(fwd_pd);
-    fwd_weights_.init(w_plain_md_, fwd_pd.weights_desc(), context_, engine);
+    fwd_weights_.init(w_plain_md_, fwd_pd.weights_desc(), engine);
 
     dnnl::convolution_backward_data::desc bwd_data_desc(algo, x_md_, w_md, y_md_, strides, padding,
                                                         padding);
     const dnnl::convolution_backward_data::primitive_desc bwd_data_pd(bwd_data_desc, engine,
                                                                       fwd_pd);
     bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd);
-    bwd_data_weights_.init(w_plain_md_, bwd_data_pd.weights_desc(), context_, engine);
+    bwd_data_weights_.init(w_plain_md_, bwd_data_pd.weights_desc(), engine);
 
     dnnl::convolution_backward_weights::desc bwd_w_desc(algo, x_md_, w_md, b_md_, y_md_, strides,
                                                         padding, padding);
     const dnnl::convolution_backward_weights::primitive_desc bwd_w_pd(bwd_w_desc, engine, fwd_pd);
     bwd_weights_ = dnnl::convolution_backward_weights(bwd_w_pd);
-    diff_weights_.init(w_plain_md_, bwd_w_pd.diff_weights_desc(), context_, engine);
+    diff_weights_.init(w_plain_md_, bwd_w_pd.diff_weights_desc(), engine);
 
-    // oneDNN overwrites its outputs; parameter gradients accumulate through these.
-    dweight_scratch_ = Tensor::empty(weight_shape(), context_.allocator());
+    // oneDNN overwrites its outputs; the bias gradient accumulates through this.
     if (o.bias) dbias_scratch_ = Tensor::empty(bias_shape(), context_.allocator());
   }
 
@@ -101,9 +102,10 @@ class Conv2dOnednn final : public Conv2d {
   }
 
   // The weights as `view` wants them, reordering from the plain tensor if needed.
-  memory weights_for(const WeightsLayout& view, const Tensor& weight) const {
+  memory weights_for(const WeightsLayout& view, const Tensor& weight) {
     if (!view.reordered) return mem(w_plain_md_, weight);
-    memory source = mem(w_plain_md_, weight), target = view.buffer_memory(rt_.engine);
+    memory source = mem(w_plain_md_, weight);
+    memory target = view.scratch_memory(context_, Scratch::weights, rt_.engine);
     view.from_plain.execute(rt_.stream, source, target);
     return target;
   }
@@ -124,30 +126,38 @@ class Conv2dOnednn final : public Conv2d {
                      GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
-      if (!direct && !dx_scratch_.defined())
-        dx_scratch_ =
-            Tensor::empty(input_shape(), context_.allocator(), DType::f32, options().input_layout);
-      const Tensor& target = direct ? dx : dx_scratch_;
+      const Tensor target = direct ? dx
+                                   : context_.scratch_tensor(Scratch::activation, input_shape(),
+                                                             options().input_layout);
       onednn_call("conv2d " + name() + " backward data", [&] {
         bwd_data_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
                                        {DNNL_ARG_WEIGHTS, weights_for(bwd_data_weights_, weight)},
                                        {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
         rt_.stream.wait();
       });
-      if (!direct) add_into(dx, dx_scratch_);
+      if (!direct) add_into(dx, target);
     }
+    // The weight gradient goes to scratch (in the primitive's layout), then is
+    // added into dweight: by a reorder with a sum post-op, or add_into when plain.
+    const Tensor plain_scratch =
+        diff_weights_.reordered ? Tensor()
+                                : context_.scratch_tensor(Scratch::weight_gradient, weight_shape());
     onednn_call("conv2d " + name() + " backward weights", [&] {
-      memory plain_dw = mem(w_plain_md_, dweight_scratch_);
-      memory dw = diff_weights_.reordered ? diff_weights_.buffer_memory(rt_.engine) : plain_dw;
+      memory dw = diff_weights_.reordered
+                      ? diff_weights_.scratch_memory(context_, Scratch::weight_gradient, rt_.engine)
+                      : mem(w_plain_md_, plain_scratch);
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
                                            {DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
                                            {DNNL_ARG_DIFF_WEIGHTS, dw}};
       if (options().bias) args.emplace(DNNL_ARG_DIFF_BIAS, mem(b_md_, dbias_scratch_));
       bwd_weights_.execute(rt_.stream, args);
-      if (diff_weights_.reordered) diff_weights_.to_plain.execute(rt_.stream, dw, plain_dw);
+      if (diff_weights_.reordered) {
+        memory plain_dw = mem(w_plain_md_, dweight);
+        diff_weights_.accumulate_to_plain.execute(rt_.stream, dw, plain_dw);
+      }
       rt_.stream.wait();
     });
-    add_into(dweight, dweight_scratch_);
+    if (!diff_weights_.reordered) add_into(dweight, plain_scratch);
     if (options().bias) add_into(dbias, dbias_scratch_);
   }
 
@@ -158,9 +168,7 @@ class Conv2dOnednn final : public Conv2d {
   dnnl::convolution_backward_data bwd_data_;
   dnnl::convolution_backward_weights bwd_weights_;
   WeightsLayout fwd_weights_, bwd_data_weights_, diff_weights_;
-  Tensor dweight_scratch_;  // (C_out, C_in / groups, K, K)
-  Tensor dbias_scratch_;    // (C_out)
-  Tensor dx_scratch_;       // (N, C_in, H, W), only for GradMode::accumulate
+  Tensor dbias_scratch_;  // (C_out)
 };
 
 }  // namespace

@@ -59,15 +59,14 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
 
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
-    if (!direct && !dx_scratch_.defined())
-      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator(), DType::f32, input_layout());
-    const Tensor& target = direct ? dx : dx_scratch_;
+    const Tensor target =
+        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), input_layout());
     onednn_call("global_avg_pool " + name() + " backward", [&] {
       bwd_.execute(rt_.stream,
                    {{DNNL_ARG_DIFF_DST, output_mem(dy)}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
       rt_.stream.wait();
     });
-    if (!direct) add_into(dx, dx_scratch_);
+    if (!direct) add_into(dx, target);
   }
 
   Context& context_;
@@ -76,7 +75,6 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
   memory::desc y_md_;  // (N, C, 1, 1), the memory of the (N, C) output
   dnnl::pooling_forward fwd_;
   dnnl::pooling_backward bwd_;
-  Tensor dx_scratch_;  // (N, C, H, W), only for GradMode::accumulate
 };
 
 }  // namespace

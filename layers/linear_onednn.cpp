@@ -67,16 +67,15 @@ class LinearOnednn final : public Linear {
                      GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
-      if (!direct && !dx_scratch_.defined())
-        dx_scratch_ = Tensor::empty(input_shape(), context_.allocator());
-      const Tensor& target = direct ? dx : dx_scratch_;
+      const Tensor target =
+          direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape());
       onednn_call("linear " + name() + " backward data", [&] {
         bwd_data_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
                                        {DNNL_ARG_WEIGHTS, mem(w_md_, weight)},
                                        {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
         rt_.stream.wait();
       });
-      if (!direct) add_into(dx, dx_scratch_);
+      if (!direct) add_into(dx, target);
     }
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
                                          {DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
@@ -98,7 +97,6 @@ class LinearOnednn final : public Linear {
   dnnl::inner_product_backward_weights bwd_weights_;
   Tensor dweight_scratch_;  // (out_features, in_features)
   Tensor dbias_scratch_;    // (out_features)
-  Tensor dx_scratch_;       // (N, in_features), only for GradMode::accumulate
 };
 
 }  // namespace

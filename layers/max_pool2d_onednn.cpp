@@ -70,17 +70,15 @@ class MaxPool2dOnednn final : public MaxPool2d {
 
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
-    if (!direct && !dx_scratch_.defined())
-      dx_scratch_ =
-          Tensor::empty(input_shape(), context_.allocator(), DType::f32, options().layout);
-    const Tensor& target = direct ? dx : dx_scratch_;
+    const Tensor target =
+        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout);
     onednn_call("max_pool2d " + name() + " backward", [&] {
       bwd_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
                                 {DNNL_ARG_WORKSPACE, workspace_},
                                 {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
       rt_.stream.wait();
     });
-    if (!direct) add_into(dx, dx_scratch_);
+    if (!direct) add_into(dx, target);
   }
 
   Context& context_;
@@ -91,7 +89,6 @@ class MaxPool2dOnednn final : public MaxPool2d {
   dnnl::pooling_backward bwd_;
   Tensor workspace_storage_;  // (ceil(workspace bytes / 4)), raw bytes of the argmax workspace
   memory workspace_;          // oneDNN's view of workspace_storage_
-  Tensor dx_scratch_;         // (N, C, H, W), only for GradMode::accumulate
 };
 
 }  // namespace

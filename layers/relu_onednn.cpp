@@ -44,16 +44,15 @@ class ReluOnednn final : public Relu {
   void backward_impl(const Tensor& y, const Tensor& dy, const Tensor& dx,
                      GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
-    if (!direct && !dx_scratch_.defined())
-      dx_scratch_ = Tensor::empty(input_shape(), context_.allocator(), DType::f32, layout());
-    const Tensor& target = direct ? dx : dx_scratch_;
+    const Tensor target =
+        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), layout());
     onednn_call("relu " + name() + " backward", [&] {
       bwd_.execute(
           rt_.stream,
           {{DNNL_ARG_DST, mem(y)}, {DNNL_ARG_DIFF_DST, mem(dy)}, {DNNL_ARG_DIFF_SRC, mem(target)}});
       rt_.stream.wait();
     });
-    if (!direct) add_into(dx, dx_scratch_);
+    if (!direct) add_into(dx, target);
   }
 
   Context& context_;
@@ -61,7 +60,6 @@ class ReluOnednn final : public Relu {
   memory::desc md_;  // the layer's shape and layout
   dnnl::eltwise_forward fwd_;
   dnnl::eltwise_backward bwd_;
-  Tensor dx_scratch_;  // the layer's shape, only for GradMode::accumulate
 };
 
 }  // namespace
