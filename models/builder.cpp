@@ -70,6 +70,7 @@ class ReluOp final : public Op {
   explicit ReluOp(std::unique_ptr<Relu> relu) : relu_(std::move(relu)) {}
   bool can_run_in_place() const override { return true; }
   bool backward_needs_output() const override { return true; }
+  bool backward_needs_input(int) const override { return false; }
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
     relu_->forward(in[0], out);
   }
@@ -84,6 +85,7 @@ class ReluOp final : public Op {
 
 class MaxPoolOp final : public Op {
  public:
+  bool backward_needs_input(int) const override { return false; }
   explicit MaxPoolOp(std::unique_ptr<MaxPool2d> pool) : pool_(std::move(pool)) {}
   // Always records the argmax (same output in both modes), so that a net run
   // in inference mode can still be differentiated (eval-mode gradients).
@@ -103,6 +105,7 @@ class MaxPoolOp final : public Op {
 template <typename Layer>
 class SimpleOp final : public Op {
  public:
+  bool backward_needs_input(int) const override { return false; }
   explicit SimpleOp(std::unique_ptr<Layer> layer) : layer_(std::move(layer)) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
     layer_->forward(in[0], out);
@@ -142,6 +145,7 @@ class LinearOp final : public Op {
 
 class AddOp final : public Op {
  public:
+  bool backward_needs_input(int) const override { return false; }
   explicit AddOp(std::unique_ptr<Add> add) : add_(std::move(add)) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
     add_->forward(in[0], in[1], out);
@@ -172,6 +176,7 @@ class GateOp final : public Op {
 
 class ConcatOp final : public Op {
  public:
+  bool backward_needs_input(int) const override { return false; }
   explicit ConcatOp(std::unique_ptr<Concat> concat) : concat_(std::move(concat)) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
     concat_->forward(in, out);
@@ -188,6 +193,7 @@ class ConcatOp final : public Op {
 // y[:, pad : pad + C] = x[:, :, ::stride, ::stride], zeros elsewhere.
 class PadShortcutOp final : public Op {
  public:
+  bool backward_needs_input(int) const override { return false; }
   PadShortcutOp(const Shape& in, const Shape& out, int64_t stride)
       : in_(in), out_(out), stride_(stride), pad_((out[1] - in[1]) / 2) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {

@@ -62,6 +62,9 @@ class DenseBlockOp final : public Op {
   }
 
   const Shape& output_shape() const { return output_shape_; }
+  // Backward recomputes from the block output; the input was copied into it.
+  bool backward_needs_output() const override { return true; }
+  bool backward_needs_input(int) const override { return false; }
 
   void bind(ParamStore& store) override {
     store_ = &store;

@@ -49,36 +49,63 @@ ValueId Net::root(ValueId value) const {
   return value;
 }
 
+ValueId Net::storage_root(ValueId value) const {
+  value = root(value);
+  while (values_[value].in_place_of >= 0) value = root(values_[value].in_place_of);
+  return value;
+}
+
+// Blocks of memory handed to values while they are alive (best fit by size).
+struct Net::Pool {
+  struct Block {
+    int64_t elements;
+    bool in_use;
+  };
+  std::vector<Block> blocks;
+  int take(int64_t elements) {
+    int best = -1;
+    for (int b = 0; b < static_cast<int>(blocks.size()); ++b)
+      if (!blocks[b].in_use && blocks[b].elements >= elements &&
+          (best < 0 || blocks[b].elements < blocks[best].elements))
+        best = b;
+    if (best < 0) {
+      blocks.push_back({elements, false});
+      best = static_cast<int>(blocks.size()) - 1;
+    }
+    blocks[best].in_use = true;
+    return best;
+  }
+  void release(int block) { blocks[block].in_use = false; }
+};
+
 void Net::plan() {
   CONVNET_CHECK(!planned_, "Net::plan() called twice");
   CONVNET_CHECK(input_ >= 0 && output_ >= 0, "net without input or output");
   if (!store_.finalized()) store_.finalize(context_.allocator());
-  Allocator& allocator = context_.allocator();
 
-  // Activations, in op order so in-place and view sources exist first.
-  for (ValueId id = 0; id < static_cast<ValueId>(values_.size()); ++id) {
-    Value& v = values_[id];
-    if (v.view_of >= 0) continue;
-    if (v.producer >= 0) {
-      const Node& node = nodes_[v.producer];
-      const ValueId source = node.inputs.empty() ? -1 : node.inputs[0];
-      if (source >= 0 && node.op->can_run_in_place() && source == root(source) &&
-          source != input_ && values_[source].consumers.size() == 1 &&
-          !nodes_[values_[source].producer].op->backward_needs_output() &&
-          values_[source].shape == v.shape && values_[source].layout == v.layout) {
-        v.in_place_of = source;
-        v.data = values_[source].data;
-        continue;
-      }
-    }
-    storage_.push_back(Tensor::empty(v.shape, allocator, DType::f32, v.layout));
-    v.data = storage_.back();
-    activation_bytes_ += v.shape.numel() * 4;
+  Pool pool;
+  plan_activations(pool);
+  plan_gradients(pool);
+  std::vector<Tensor> blocks;
+  for (const Pool::Block& b : pool.blocks) {
+    storage_.push_back(Tensor::empty(Shape{b.elements}, context_.allocator()));
+    blocks.push_back(storage_.back());
+    pool_bytes_ += b.elements * 4;
   }
+  for (Value& v : values_) {
+    if (v.data_block >= 0)
+      v.data = Tensor::wrap(blocks[v.data_block].raw_data(), v.shape, v.layout);
+    if (v.grad_block >= 0)
+      v.grad = Tensor::wrap(blocks[v.grad_block].raw_data(), v.shape, v.layout);
+  }
+  // In-place results share their source's memory; views reshape their source.
   for (Value& v : values_)
-    if (v.view_of >= 0) v.data = values_[v.view_of].data.reshape(v.shape);
-
-  plan_gradients();
+    if (v.in_place_of >= 0) v.data = values_[v.in_place_of].data;
+  for (Value& v : values_) {
+    if (v.view_of < 0) continue;
+    v.data = values_[v.view_of].data.reshape(v.shape);
+    if (values_[v.view_of].grad.defined()) v.grad = values_[v.view_of].grad.reshape(v.shape);
+  }
 
   for (Node& node : nodes_) {
     node.op->bind(store_);
@@ -103,53 +130,69 @@ void Net::plan() {
   planned_ = true;
 }
 
-void Net::plan_gradients() {
-  // Simulate backward: a root value's gradient is live from its first write
-  // (the backward of its last consumer) to the backward of its producer.
-  struct Block {
-    int64_t elements;
-    bool in_use;
-  };
-  std::vector<Block> blocks;
-  std::vector<int> block_of(values_.size(), -1);
-  auto take = [&](ValueId r) {
-    const int64_t need = values_[r].shape.numel();
-    int best = -1;
-    for (int b = 0; b < static_cast<int>(blocks.size()); ++b)
-      if (!blocks[b].in_use && blocks[b].elements >= need &&
-          (best < 0 || blocks[b].elements < blocks[best].elements))
-        best = b;
-    if (best < 0) {
-      blocks.push_back({need, false});
-      best = static_cast<int>(blocks.size()) - 1;
+void Net::plan_activations(Pool& pool) {
+  // In place: an op like ReLU writes into its input when nothing else reads it.
+  for (Value& v : values_) {
+    if (v.view_of >= 0 || v.producer < 0) continue;
+    const Node& node = nodes_[v.producer];
+    const ValueId source = node.inputs.empty() ? -1 : node.inputs[0];
+    if (source >= 0 && node.op->can_run_in_place() && source == root(source) && source != input_ &&
+        values_[source].consumers.size() == 1 &&
+        !nodes_[values_[source].producer].op->backward_needs_output() &&
+        values_[source].shape == v.shape && values_[source].layout == v.layout)
+      v.in_place_of = source;
+  }
+  // Storage that backward reads is kept for the whole step; the rest is transient.
+  std::vector<bool> kept(values_.size(), false);
+  kept[storage_root(input_)] = kept[storage_root(output_)] = true;
+  std::vector<int> last_use(values_.size(), -1);
+  for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
+    const Node& node = nodes_[i];
+    for (std::size_t k = 0; k < node.inputs.size(); ++k) {
+      const ValueId s = storage_root(node.inputs[k]);
+      last_use[s] = i;
+      if (node.op->backward_needs_input(static_cast<int>(k))) kept[s] = true;
     }
-    blocks[best].in_use = true;
-    block_of[r] = best;
-  };
-  const ValueId out_root = root(output_);
-  take(out_root);
+    const ValueId out = storage_root(node.output);
+    last_use[out] = std::max(last_use[out], i);
+    if (node.op->backward_needs_output()) kept[out] = true;
+  }
+  for (ValueId id = 0; id < static_cast<ValueId>(values_.size()); ++id) {
+    Value& v = values_[id];
+    if (v.view_of >= 0 || v.in_place_of >= 0 || !kept[id]) continue;
+    storage_.push_back(Tensor::empty(v.shape, context_.allocator(), DType::f32, v.layout));
+    v.data = storage_.back();
+    activation_bytes_ += v.shape.numel() * 4;
+  }
+  // Transient storage, simulated in forward order.
+  for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
+    Value& out = values_[nodes_[i].output];
+    if (out.in_place_of < 0 && !kept[nodes_[i].output])
+      out.data_block = pool.take(out.shape.numel());
+    for (ValueId id : nodes_[i].inputs) {
+      const ValueId s = storage_root(id);
+      if (!kept[s] && last_use[s] == i && values_[s].data_block >= 0)
+        pool.release(values_[s].data_block);
+    }
+    if (!kept[nodes_[i].output] && out.in_place_of < 0 && last_use[nodes_[i].output] == i)
+      pool.release(out.data_block);  // never read
+  }
+}
+
+void Net::plan_gradients(Pool& pool) {
+  // After forward every transient block is free again. A root value's
+  // gradient is live from its first write (the backward of its last consumer)
+  // to the backward of its producer.
+  auto take = [&](ValueId r) { values_[r].grad_block = pool.take(values_[r].shape.numel()); };
+  take(root(output_));
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
     for (ValueId in : nodes_[i].inputs) {
       const ValueId r = root(in);
-      if ((r != input_ || compute_input_grad_) && block_of[r] < 0) take(r);
+      if ((r != input_ || compute_input_grad_) && values_[r].grad_block < 0) take(r);
     }
     const ValueId produced = nodes_[i].output;  // op outputs are roots
-    if (block_of[produced] >= 0) blocks[block_of[produced]].in_use = false;
+    if (values_[produced].grad_block >= 0) pool.release(values_[produced].grad_block);
   }
-  std::vector<Tensor> block_tensors;
-  for (const Block& b : blocks) {
-    storage_.push_back(Tensor::empty(Shape{b.elements}, context_.allocator()));
-    block_tensors.push_back(storage_.back());
-    gradient_bytes_ += b.elements * 4;
-  }
-  for (ValueId id = 0; id < static_cast<ValueId>(values_.size()); ++id) {
-    if (block_of[id] < 0) continue;
-    values_[id].grad =
-        Tensor::wrap(block_tensors[block_of[id]].raw_data(), values_[id].shape, values_[id].layout);
-  }
-  for (Value& v : values_)
-    if (v.view_of >= 0 && values_[v.view_of].grad.defined())
-      v.grad = values_[v.view_of].grad.reshape(v.shape);
 }
 
 const Tensor& Net::input() const { return values_.at(input_).data; }

@@ -3,11 +3,13 @@
 // A value is an activation tensor (N, ...) with its gradient. Ops run in the
 // order they were added (a topological order, as builders add them); backward
 // runs them in reverse. The net plans all memory once, in plan():
-//   - activations: one tensor per value, except that an op that may run in
-//     place (ReLU) writes into its input when that input has no other consumer;
-//     reshape values are views of another value;
-//   - activation gradients: taken from a pool while alive (from the backward of
-//     a value's last consumer to that of its producer) and reused afterwards;
+//   - activations: one tensor per value that backward reads; an op that may
+//     run in place (ReLU) writes into its input when that input has no other
+//     consumer; reshape values are views of another value; values that no
+//     backward reads (e.g. a residual branch's last BN output) live in a pool
+//     only from their producer to their last consumer in forward;
+//   - activation gradients: taken from the same pool while alive (from the
+//     backward of a value's last consumer to that of its producer);
 //   - parameters: views into the ParamStore's flat buffers.
 // A value consumed by several ops (a residual fan-out) receives the gradient of
 // the first consumer in backward order with GradMode::overwrite and of the
@@ -46,6 +48,9 @@ class Op {
   // True when backward reads this op's output; an in-place successor must not
   // overwrite it then.
   virtual bool backward_needs_output() const { return false; }
+  // False when backward never reads inputs[k] (its memory may then be reused
+  // once forward is past it).
+  virtual bool backward_needs_input(int k) const { return true; }
 };
 
 class Net {
@@ -78,9 +83,10 @@ class Net {
   // into the store (zero them first with store.zero_grads()).
   void backward();
 
-  // Bytes of activations and of the activation-gradient pool planned.
+  // Bytes of kept activations, and of the pool shared by transient
+  // activations (forward) and activation gradients (backward).
   int64_t activation_bytes() const { return activation_bytes_; }
-  int64_t gradient_bytes() const { return gradient_bytes_; }
+  int64_t gradient_bytes() const { return pool_bytes_; }
   ParamStore& store() { return store_; }
 
  private:
@@ -91,6 +97,8 @@ class Net {
     std::vector<int> consumers;    // op indices
     ValueId view_of = -1;          // reshape source
     ValueId in_place_of = -1;      // shares its storage with this value
+    int data_block = -1;           // pool block of a transient activation
+    int grad_block = -1;           // pool block of the gradient
     Tensor data;
     Tensor grad;
   };
@@ -103,7 +111,10 @@ class Net {
   };
 
   ValueId root(ValueId value) const;
-  void plan_gradients();
+  ValueId storage_root(ValueId value) const;  // follows views and in-place sharing
+  struct Pool;
+  void plan_activations(Pool& pool);
+  void plan_gradients(Pool& pool);
 
   Context& context_;
   ParamStore& store_;
@@ -113,7 +124,7 @@ class Net {
   bool planned_ = false;
   bool compute_input_grad_ = false;
   std::vector<Tensor> storage_;  // owning allocations behind values and the gradient pool
-  int64_t activation_bytes_ = 0, gradient_bytes_ = 0;
+  int64_t activation_bytes_ = 0, gradient_bytes_ = 0, pool_bytes_ = 0;
 };
 
 }  // namespace convnet
