@@ -30,7 +30,7 @@ struct ContextOptions {
 struct OnednnRuntime;  // core/onednn.h
 
 // Slots of the context's scratch memory (see Context::scratch).
-enum class Scratch { activation, weights, weight_gradient, count };
+enum class Scratch { activation, weights, weight_gradient, dense_block, count };
 
 class Context {
  public:

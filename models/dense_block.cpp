@@ -19,8 +19,6 @@ struct DenseLayer {
   std::unique_ptr<Conv2d> conv1, conv2;  // conv2 null without a bottleneck
   int norm1_ids[5], norm2_ids[5];
   int conv1_id, conv2_id;
-  Tensor bottleneck;      // (N, bn_size*k, H, W) conv1 output, kept for norm2's backward
-  Tensor bottleneck_act;  // (N, bn_size*k, H, W) relu(norm2(bottleneck)), kept for conv2
 };
 
 class DenseBlockOp final : public Op {
@@ -66,31 +64,47 @@ class DenseBlockOp final : public Op {
   bool backward_needs_output() const override { return true; }
   bool backward_needs_input(int) const override { return false; }
 
-  void bind(ParamStore& store) override {
-    store_ = &store;
-    Allocator& a = context_.allocator();
+  void bind(ParamStore& store) override { store_ = &store; }
+
+  // Carves the block's temporaries out of the context's dense-block scratch,
+  // which every dense block of the net shares (its size is the largest
+  // block's, not their sum). Called at the start of forward and backward.
+  void map_scratch() {
     const int64_t n = input_shape_[0], h = input_shape_[2], w = input_shape_[3];
-    const int64_t widest = layers_.back().in_channels;
-    // Shared scratch, sized for the widest layer input.
-    concat_ = Tensor::empty(Shape{n, widest, h, w}, a);
-    activation_ = Tensor::empty(Shape{n, widest, h, w}, a);
-    dconcat_ = Tensor::empty(Shape{n, widest, h, w}, a);
-    dactivation_ = Tensor::empty(Shape{n, widest, h, w}, a);
+    const Shape wide{n, layers_.back().in_channels, h, w};
     const Shape new_features{n, growth_, h, w};
-    features_ = Tensor::empty(new_features, a);
-    dfeatures_ = Tensor::empty(new_features, a);
-    if (bn_size_ > 0) {
-      const Shape mid{n, bn_size_ * growth_, h, w};
-      dmid_a_ = Tensor::empty(mid, a);
-      dmid_b_ = Tensor::empty(mid, a);
-      for (DenseLayer& l : layers_) {
-        l.bottleneck = Tensor::empty(mid, a);
-        l.bottleneck_act = Tensor::empty(mid, a);
-      }
+    const Shape mid{n, std::max<int64_t>(bn_size_ * growth_, 1), h, w};
+    const Shape* shapes[] = {&wide,         &wide, &wide, &wide, &new_features,
+                             &new_features, &mid,  &mid,  &mid,  &mid};
+    int64_t total = 0;
+    for (const Shape* s : shapes) total += s->numel();
+    float* base = static_cast<float*>(
+        context_.scratch(Scratch::dense_block, static_cast<std::size_t>(total) * sizeof(float)));
+    Tensor* targets[] = {&concat_,    &activation_, &dconcat_,        &dactivation_, &features_,
+                         &dfeatures_, &bottleneck_, &bottleneck_act_, &dmid_a_,      &dmid_b_};
+    for (int k = 0; k < 10; ++k) {
+      *targets[k] = Tensor::wrap(base, *shapes[k]);
+      base += shapes[k]->numel();
     }
   }
 
+  // relu(norm2(conv1(act))) into bottleneck_ and bottleneck_act_; norm2 runs
+  // in `mode` in forward and from its saved statistics when recomputing.
+  void bottleneck_forward(DenseLayer& l, const Tensor& act, Mode mode, bool recompute) {
+    l.conv1->forward(act, param(l.conv1_id), Tensor(), bottleneck_);
+    if (recompute) {
+      l.norm2->recompute(bottleneck_, param(l.norm2_ids[0]), param(l.norm2_ids[1]),
+                         bottleneck_act_);
+    } else {
+      l.norm2->forward(mode, bottleneck_, param(l.norm2_ids[0]), param(l.norm2_ids[1]),
+                       buffer(l.norm2_ids[2]), buffer(l.norm2_ids[3]), bottleneck_act_);
+      if (mode == Mode::training) ++store_->counter(l.norm2_ids[4]);
+    }
+    l.relu2->forward(bottleneck_act_, bottleneck_act_);
+  }
+
   void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    map_scratch();
     write_gradient(out.slice(1, 0, input_shape_[1]), in[0], GradMode::overwrite);  // a copy
     for (DenseLayer& l : layers_) {
       const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
@@ -101,12 +115,8 @@ class DenseBlockOp final : public Op {
       if (mode == Mode::training) ++store_->counter(l.norm1_ids[4]);
       l.relu1->forward(act, act);
       if (bn_size_ > 0) {
-        l.conv1->forward(act, param(l.conv1_id), Tensor(), l.bottleneck);
-        l.norm2->forward(mode, l.bottleneck, param(l.norm2_ids[0]), param(l.norm2_ids[1]),
-                         buffer(l.norm2_ids[2]), buffer(l.norm2_ids[3]), l.bottleneck_act);
-        if (mode == Mode::training) ++store_->counter(l.norm2_ids[4]);
-        l.relu2->forward(l.bottleneck_act, l.bottleneck_act);
-        l.conv2->forward(l.bottleneck_act, param(l.conv2_id), Tensor(), features_);
+        bottleneck_forward(l, act, mode, /*recompute=*/false);
+        l.conv2->forward(bottleneck_act_, param(l.conv2_id), Tensor(), features_);
       } else {
         l.conv1->forward(act, param(l.conv1_id), Tensor(), features_);
       }
@@ -119,6 +129,7 @@ class DenseBlockOp final : public Op {
   // net releases it after this op, so it may be modified in place.
   void backward(const std::vector<Tensor>&, const Tensor& out, const Tensor& dout,
                 const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    map_scratch();
     for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
       DenseLayer& l = *it;
       const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
@@ -132,11 +143,12 @@ class DenseBlockOp final : public Op {
       l.norm1->recompute(cat, param(l.norm1_ids[0]), param(l.norm1_ids[1]), act);
       l.relu1->forward(act, act);
       if (bn_size_ > 0) {
-        l.conv2->backward(l.bottleneck_act, param(l.conv2_id), dfeatures_, dmid_a_,
+        bottleneck_forward(l, act, Mode::training, /*recompute=*/true);
+        l.conv2->backward(bottleneck_act_, param(l.conv2_id), dfeatures_, dmid_a_,
                           GradMode::overwrite, grad(l.conv2_id), Tensor());
-        l.relu2->backward(l.bottleneck_act, dmid_a_, dmid_b_, GradMode::overwrite);
-        l.norm2->backward(l.bottleneck, param(l.norm2_ids[0]), dmid_b_, dmid_a_,
-                          GradMode::overwrite, grad(l.norm2_ids[0]), grad(l.norm2_ids[1]));
+        l.relu2->backward(bottleneck_act_, dmid_a_, dmid_b_, GradMode::overwrite);
+        l.norm2->backward(bottleneck_, param(l.norm2_ids[0]), dmid_b_, dmid_a_, GradMode::overwrite,
+                          grad(l.norm2_ids[0]), grad(l.norm2_ids[1]));
         l.conv1->backward(act, param(l.conv1_id), dmid_a_, dact, GradMode::overwrite,
                           grad(l.conv1_id), Tensor());
       } else {
@@ -171,7 +183,8 @@ class DenseBlockOp final : public Op {
   std::vector<DenseLayer> layers_;
   Tensor concat_, activation_, dconcat_, dactivation_;  // shared, (N, C_widest, H, W)
   Tensor features_, dfeatures_;                         // (N, k, H, W)
-  Tensor dmid_a_, dmid_b_;                              // (N, bn_size*k, H, W)
+  Tensor bottleneck_, bottleneck_act_;  // (N, bn_size*k, H, W) conv1 output, its BN-ReLU
+  Tensor dmid_a_, dmid_b_;              // (N, bn_size*k, H, W)
 };
 
 }  // namespace

@@ -4,12 +4,13 @@
 // is the only per-block feature storage: the block input occupies channels
 // [0, C0) and layer j writes its k new channels at [C0 + j*k, C0 + (j+1)*k).
 // Layer j's concatenated input is those first C0 + j*k channels, copied into a
-// scratch buffer shared by all layers of the block (oneDNN's fast kernels need
-// dense memory); its BN-ReLU output lives in a second shared scratch buffer.
-// Neither is kept: backward recomputes them from the block output and the
-// batch statistics BN saved. What is kept per layer is only the bottleneck's
-// activations (conv1 output and its BN-ReLU, 2 x bn_size*k channels). Feature
-// memory is therefore linear in depth instead of quadratic.
+// scratch buffer (oneDNN's fast kernels need dense memory); its BN-ReLU output,
+// the bottleneck conv's output and that output's BN-ReLU live in further
+// scratch buffers. None of them is kept: backward recomputes each layer's
+// from the block output, with the batch statistics its BNs saved (one extra
+// 1x1 convolution per layer). The scratch is the context's, shared by every
+// dense block of the net. Feature memory is therefore linear in depth instead
+// of quadratic, with nothing stored per layer beyond its k output channels.
 //
 // Parameters are registered under torchvision's names:
 //   NAME.denselayer{j}.norm1.*, .conv1.weight, .norm2.*, .conv2.weight
