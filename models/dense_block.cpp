@@ -74,15 +74,15 @@ class DenseBlockOp final : public Op {
     const Shape wide{n, layers_.back().in_channels, h, w};
     const Shape new_features{n, growth_, h, w};
     const Shape mid{n, std::max<int64_t>(bn_size_ * growth_, 1), h, w};
-    const Shape* shapes[] = {&wide,         &wide, &wide, &wide, &new_features,
-                             &new_features, &mid,  &mid,  &mid,  &mid};
+    const Shape* shapes[] = {&wide, &wide, &wide, &new_features, &new_features,
+                             &mid,  &mid,  &mid,  &mid};
     int64_t total = 0;
     for (const Shape* s : shapes) total += s->numel();
     float* base = static_cast<float*>(
         context_.scratch(Scratch::dense_block, static_cast<std::size_t>(total) * sizeof(float)));
-    Tensor* targets[] = {&concat_,    &activation_, &dconcat_,        &dactivation_, &features_,
-                         &dfeatures_, &bottleneck_, &bottleneck_act_, &dmid_a_,      &dmid_b_};
-    for (int k = 0; k < 10; ++k) {
+    Tensor* targets[] = {&concat_,     &activation_,     &dactivation_, &features_, &dfeatures_,
+                         &bottleneck_, &bottleneck_act_, &dmid_a_,      &dmid_b_};
+    for (int k = 0; k < 9; ++k) {
       *targets[k] = Tensor::wrap(base, *shapes[k]);
       base += shapes[k]->numel();
     }
@@ -134,7 +134,6 @@ class DenseBlockOp final : public Op {
       DenseLayer& l = *it;
       const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
       const Tensor cat = prefix_view(concat_, in_shape), act = prefix_view(activation_, in_shape);
-      const Tensor dcat = prefix_view(dconcat_, in_shape);
       const Tensor dact = prefix_view(dactivation_, in_shape);
       write_gradient(dfeatures_, dout.slice(1, l.in_channels, l.in_channels + growth_),
                      GradMode::overwrite);
@@ -155,8 +154,10 @@ class DenseBlockOp final : public Op {
         l.conv1->backward(act, param(l.conv1_id), dfeatures_, dact, GradMode::overwrite,
                           grad(l.conv1_id), Tensor());
       }
-      l.relu1->backward(act, dact, dcat, GradMode::overwrite);
-      l.norm1->backward(cat, param(l.norm1_ids[0]), dcat, dact, GradMode::overwrite,
+      // ReLU and BN backward run in place on dact (oneDNN supports diff_src ==
+      // diff_dst for both), which saves a fourth block-wide buffer.
+      l.relu1->backward(act, dact, dact, GradMode::overwrite);
+      l.norm1->backward(cat, param(l.norm1_ids[0]), dact, dact, GradMode::overwrite,
                         grad(l.norm1_ids[0]), grad(l.norm1_ids[1]));
       add_into(dout.slice(1, 0, l.in_channels), dact);
     }
@@ -181,10 +182,10 @@ class DenseBlockOp final : public Op {
   Shape input_shape_, output_shape_;  // (N, C0, H, W), (N, C0 + L*k, H, W)
   int64_t growth_, bn_size_;
   std::vector<DenseLayer> layers_;
-  Tensor concat_, activation_, dconcat_, dactivation_;  // shared, (N, C_widest, H, W)
-  Tensor features_, dfeatures_;                         // (N, k, H, W)
-  Tensor bottleneck_, bottleneck_act_;  // (N, bn_size*k, H, W) conv1 output, its BN-ReLU
-  Tensor dmid_a_, dmid_b_;              // (N, bn_size*k, H, W)
+  Tensor concat_, activation_, dactivation_;  // shared, (N, C_widest, H, W)
+  Tensor features_, dfeatures_;               // (N, k, H, W)
+  Tensor bottleneck_, bottleneck_act_;        // (N, bn_size*k, H, W) conv1 output, its BN-ReLU
+  Tensor dmid_a_, dmid_b_;                    // (N, bn_size*k, H, W)
 };
 
 }  // namespace

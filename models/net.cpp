@@ -186,11 +186,18 @@ void Net::plan_gradients(Pool& pool) {
   auto take = [&](ValueId r) { values_[r].grad_block = pool.take(values_[r].shape.numel()); };
   take(root(output_));
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
+    const ValueId produced = nodes_[i].output;  // op outputs are roots
+    const ValueId source = values_[produced].in_place_of;
+    if (source >= 0 && values_[source].grad_block < 0 && values_[produced].grad_block >= 0) {
+      // An in-place op (ReLU) also runs its backward in place: its only input
+      // is read by nothing else, so the input gradient overwrites the output's.
+      values_[source].grad_block = values_[produced].grad_block;
+      continue;
+    }
     for (ValueId in : nodes_[i].inputs) {
       const ValueId r = root(in);
       if ((r != input_ || compute_input_grad_) && values_[r].grad_block < 0) take(r);
     }
-    const ValueId produced = nodes_[i].output;  // op outputs are roots
     if (values_[produced].grad_block >= 0) pool.release(values_[produced].grad_block);
   }
 }
