@@ -74,15 +74,14 @@ class DenseBlockOp final : public Op {
     const Shape wide{n, layers_.back().in_channels, h, w};
     const Shape new_features{n, growth_, h, w};
     const Shape mid{n, std::max<int64_t>(bn_size_ * growth_, 1), h, w};
-    const Shape* shapes[] = {&wide, &wide, &wide, &new_features, &new_features,
-                             &mid,  &mid,  &mid,  &mid};
+    const Shape* shapes[] = {&wide, &wide, &wide, &new_features, &new_features, &mid, &mid, &mid};
     int64_t total = 0;
     for (const Shape* s : shapes) total += s->numel();
     float* base = static_cast<float*>(
         context_.scratch(Scratch::dense_block, static_cast<std::size_t>(total) * sizeof(float)));
-    Tensor* targets[] = {&concat_,     &activation_,     &dactivation_, &features_, &dfeatures_,
-                         &bottleneck_, &bottleneck_act_, &dmid_a_,      &dmid_b_};
-    for (int k = 0; k < 9; ++k) {
+    Tensor* targets[] = {&concat_,    &activation_, &dactivation_,    &features_,
+                         &dfeatures_, &bottleneck_, &bottleneck_act_, &dmid_};
+    for (int k = 0; k < 8; ++k) {
       *targets[k] = Tensor::wrap(base, *shapes[k]);
       base += shapes[k]->numel();
     }
@@ -143,12 +142,12 @@ class DenseBlockOp final : public Op {
       l.relu1->forward(act, act);
       if (bn_size_ > 0) {
         bottleneck_forward(l, act, Mode::training, /*recompute=*/true);
-        l.conv2->backward(bottleneck_act_, param(l.conv2_id), dfeatures_, dmid_a_,
+        l.conv2->backward(bottleneck_act_, param(l.conv2_id), dfeatures_, dmid_,
                           GradMode::overwrite, grad(l.conv2_id), Tensor());
-        l.relu2->backward(bottleneck_act_, dmid_a_, dmid_b_, GradMode::overwrite);
-        l.norm2->backward(bottleneck_, param(l.norm2_ids[0]), dmid_b_, dmid_a_, GradMode::overwrite,
+        l.relu2->backward(bottleneck_act_, dmid_, dmid_, GradMode::overwrite);  // in place
+        l.norm2->backward(bottleneck_, param(l.norm2_ids[0]), dmid_, dmid_, GradMode::overwrite,
                           grad(l.norm2_ids[0]), grad(l.norm2_ids[1]));
-        l.conv1->backward(act, param(l.conv1_id), dmid_a_, dact, GradMode::overwrite,
+        l.conv1->backward(act, param(l.conv1_id), dmid_, dact, GradMode::overwrite,
                           grad(l.conv1_id), Tensor());
       } else {
         l.conv1->backward(act, param(l.conv1_id), dfeatures_, dact, GradMode::overwrite,
@@ -185,7 +184,7 @@ class DenseBlockOp final : public Op {
   Tensor concat_, activation_, dactivation_;  // shared, (N, C_widest, H, W)
   Tensor features_, dfeatures_;               // (N, k, H, W)
   Tensor bottleneck_, bottleneck_act_;        // (N, bn_size*k, H, W) conv1 output, its BN-ReLU
-  Tensor dmid_a_, dmid_b_;                    // (N, bn_size*k, H, W)
+  Tensor dmid_;                               // (N, bn_size*k, H, W)
 };
 
 }  // namespace
