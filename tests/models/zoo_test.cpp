@@ -157,6 +157,30 @@ TEST(WeightsFile, RoundTripAndMismatchErrors) {
   EXPECT_THROW(load_weights(path, deeper, "resnet32"), Error);  // another model
   EXPECT_THROW(load_weights(path, deeper), Error);              // missing keys
   EXPECT_THROW(load_weights(dir + "/does_not_exist.h5", loaded), Error);
+
+  // A truncated file (a copy cut in half) is rejected with its name, and the
+  // store keeps working.
+  const std::string cut = path + ".cut";
+  {
+    std::FILE* in = std::fopen(path.c_str(), "rb");
+    std::FILE* out = std::fopen(cut.c_str(), "wb");
+    ASSERT_TRUE(in && out);
+    std::fseek(in, 0, SEEK_END);
+    const long size = std::ftell(in);
+    std::fseek(in, 0, SEEK_SET);
+    std::vector<char> bytes(size / 2);
+    ASSERT_EQ(std::fread(bytes.data(), 1, bytes.size(), in), bytes.size());
+    std::fwrite(bytes.data(), 1, bytes.size(), out);
+    std::fclose(in);
+    std::fclose(out);
+  }
+  try {
+    load_weights(cut, loaded);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(cut), std::string::npos) << e.what();
+  }
+  std::remove(cut.c_str());
   std::remove(path.c_str());
 }
 
