@@ -24,8 +24,8 @@ dnnl::memory::desc onednn_desc(const Shape& shape, Layout layout) {
 dnnl::memory onednn_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine,
                            const Tensor& tensor) {
   CONVNET_CHECK(tensor.device() == Device::cpu, "oneDNN memory from a device tensor");
-  const bool blocked_desc = desc.data.format_kind == dnnl_blocked &&
-                            desc.data.format_desc.blocking.inner_nblks > 0;
+  const bool blocked_desc =
+      desc.data.format_kind == dnnl_blocked && desc.data.format_desc.blocking.inner_nblks > 0;
   CONVNET_CHECK(blocked_desc == (tensor.layout() == Layout::nchw8c), "tensor of shape ",
                 tensor.shape(), " has layout ", to_string(tensor.layout()),
                 " but the primitive was built for the other layout");

@@ -98,7 +98,8 @@ int bench_command(const std::vector<std::string>& args) {
       model.c_str(), static_cast<long>(batch), static_cast<long>(size), batch / median,
       static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
       context.num_threads(), memory_efficient == "on" ? "true" : "false",
-      static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->gradient_bytes() >> 20),
+      static_cast<long>(net->activation_bytes() >> 20),
+      static_cast<long>(net->gradient_bytes() >> 20),
       static_cast<long>(context.allocator().peak_bytes_in_use() >> 20));
   return 0;
 }
