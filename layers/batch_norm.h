@@ -40,6 +40,9 @@ struct BatchNormOptions {
   double eps = 1e-5;             // added to the variance; must be > 0
   double momentum = 0.1;         // weight of the new batch statistics in [0, 1]
   Layout layout = Layout::nchw;  // of x, y, dy and dx
+  // y = relu(batch_norm(x)) in one pass (oneDNN's fused kernel); backward then
+  // takes dy with respect to the ReLU output and uses a mask kept by forward.
+  bool fuse_relu = false;
 };
 
 class BatchNorm2d {

@@ -30,15 +30,20 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
     c_md_ = memory::desc(param_shape().dims(), memory::data_type::f32, tag::x);
     const auto& engine = rt_.engine;
     const float eps = static_cast<float>(options().eps);
-    const flags affine = flags::use_scale | flags::use_shift;
+    const flags affine = flags::use_scale | flags::use_shift |
+                         (options().fuse_relu ? flags::fuse_norm_relu : flags::none);
 
     dnnl::batch_normalization_forward::desc train_desc(dnnl::prop_kind::forward_training, x_md_,
                                                        eps, affine);
     train_pd_ = dnnl::batch_normalization_forward::primitive_desc(train_desc, engine);
     train_ = dnnl::batch_normalization_forward(train_pd_);
 
-    dnnl::batch_normalization_forward::desc infer_desc(dnnl::prop_kind::forward_inference, x_md_,
-                                                       eps, affine | flags::use_global_stats);
+    // With a fused ReLU the inference pass also records the ReLU mask (as a
+    // training-kind pass with given statistics), so that it can be differentiated.
+    dnnl::batch_normalization_forward::desc infer_desc(
+        options().fuse_relu ? dnnl::prop_kind::forward_training
+                            : dnnl::prop_kind::forward_inference,
+        x_md_, eps, affine | flags::use_global_stats);
     const dnnl::batch_normalization_forward::primitive_desc infer_pd(infer_desc, engine);
     infer_ = dnnl::batch_normalization_forward(infer_pd);
 
@@ -52,6 +57,12 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
     bwd_global_ = dnnl::batch_normalization_backward(
         dnnl::batch_normalization_backward::primitive_desc(bwd_global_desc, engine, infer_pd));
 
+    if (options().fuse_relu) {
+      const int64_t floats =
+          static_cast<int64_t>((train_pd_.workspace_desc().get_size() + 3) / sizeof(float));
+      relu_mask_ = Tensor::empty(Shape{std::max<int64_t>(floats, 1)}, context_.allocator());
+      mask_md_ = train_pd_.workspace_desc();
+    }
     // The training forward's batch statistics, kept for backward.
     mean_ = Tensor::empty(param_shape(), context_.allocator());
     variance_ = Tensor::empty(param_shape(), context_.allocator());
@@ -65,6 +76,10 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
 
   memory mem(const memory::desc& md, const Tensor& t) const {
     return onednn_memory(md, rt_.engine, t);
+  }
+  // The fused ReLU's mask (an empty memory, ignored by oneDNN, without fusion).
+  memory mask_memory() const {
+    return options().fuse_relu ? memory(mask_md_, rt_.engine, relu_mask_.raw_data()) : memory();
   }
 
   void forward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -83,7 +98,8 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
                                 {DNNL_ARG_SHIFT, mem(c_md_, bias)},
                                 {DNNL_ARG_MEAN, mem(c_md_, mean_)},
                                 {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
-                                {DNNL_ARG_DST, mem(x_md_, y)}});
+                                {DNNL_ARG_DST, mem(x_md_, y)},
+                                {DNNL_ARG_WORKSPACE, mask_memory()}});
       rt_.stream.wait();
     });
     if (training) update_running_stats(running_mean, running_var);
@@ -98,7 +114,8 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
                                   {DNNL_ARG_SHIFT, mem(c_md_, bias)},
                                   {DNNL_ARG_MEAN, mem(c_md_, mean_)},
                                   {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
-                                  {DNNL_ARG_DST, mem(x_md_, y)}});
+                                  {DNNL_ARG_DST, mem(x_md_, y)},
+                                  {DNNL_ARG_WORKSPACE, mask_memory()}});
       rt_.stream.wait();
     });
   }
@@ -138,7 +155,8 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
                                 {DNNL_ARG_SHIFT, mem(c_md_, unused_shift_)},
                                 {DNNL_ARG_DIFF_SRC, mem(x_md_, target)},
                                 {DNNL_ARG_DIFF_SCALE, mem(c_md_, dweight_scratch_)},
-                                {DNNL_ARG_DIFF_SHIFT, mem(c_md_, dbias_scratch_)}});
+                                {DNNL_ARG_DIFF_SHIFT, mem(c_md_, dbias_scratch_)},
+                                {DNNL_ARG_WORKSPACE, mask_memory()}});
       rt_.stream.wait();
     });
     if (dx.defined() && !direct) add_into(dx, target);
@@ -153,9 +171,11 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
   dnnl::batch_normalization_forward::primitive_desc train_pd_;
   dnnl::batch_normalization_forward train_, infer_;
   dnnl::batch_normalization_backward bwd_, bwd_global_;
-  Tensor mean_;             // (C) mean used by the last forward (batch or running)
-  Tensor variance_;         // (C) variance used by the last forward (biased batch or running)
-  Tensor unused_shift_;     // (C) zeros, only to satisfy the backward primitive
+  Tensor mean_;          // (C) mean used by the last forward (batch or running)
+  Tensor variance_;      // (C) variance used by the last forward (biased batch or running)
+  Tensor unused_shift_;  // (C) zeros, only to satisfy the backward primitive
+  Tensor relu_mask_;     // the fused ReLU's mask (oneDNN workspace), when fused
+  memory::desc mask_md_;
   Tensor dweight_scratch_;  // (C)
   Tensor dbias_scratch_;    // (C)
 };

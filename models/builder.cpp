@@ -263,8 +263,17 @@ ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions
 }
 
 ValueId NetBuilder::batch_norm(ValueId x, const std::string& name) {
-  auto layer =
-      BatchNorm2d::create(context_, name, {.channels = channels(x), .layout = layout(x)}, shape(x));
+  return add_batch_norm(x, name, /*fuse_relu=*/false);
+}
+
+ValueId NetBuilder::batch_norm_relu(ValueId x, const std::string& name) {
+  return add_batch_norm(x, name, /*fuse_relu=*/true);
+}
+
+ValueId NetBuilder::add_batch_norm(ValueId x, const std::string& name, bool fuse_relu) {
+  auto layer = BatchNorm2d::create(
+      context_, name, {.channels = channels(x), .layout = layout(x), .fuse_relu = fuse_relu},
+      shape(x));
   const Shape c{channels(x)};
   const int w = store_.add_parameter(name + ".weight", c, true);
   const int b = store_.add_parameter(name + ".bias", c, true);

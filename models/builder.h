@@ -37,6 +37,8 @@ class NetBuilder {
   // BatchNorm2d with NAME.{weight, bias, running_mean, running_var, num_batches_tracked}.
   ValueId batch_norm(ValueId x, const std::string& name);
   ValueId relu(ValueId x, const std::string& name);
+  // relu(batch_norm(x)) as one fused op (BN's parameters under NAME).
+  ValueId batch_norm_relu(ValueId x, const std::string& name);
   ValueId max_pool(ValueId x, const std::string& name, const MaxPool2dOptions& options);
   ValueId avg_pool(ValueId x, const std::string& name, const AvgPool2dOptions& options);
   // (N, C, H, W) -> (N, C)
@@ -59,6 +61,8 @@ class NetBuilder {
  private:
   Context& context_;
   Net& net_;
+  ValueId add_batch_norm(ValueId x, const std::string& name, bool fuse_relu);
+
   ParamStore& store_;
   bool blocked_ = false;
 };

@@ -14,11 +14,11 @@ ValueId naive_dense_block(NetBuilder& b, ValueId x, const std::string& name,
     const std::string layer = name + ".denselayer" + std::to_string(j + 1);
     ValueId in = features.size() == 1 ? features[0] : b.concat(features, layer + ".concat");
     const int64_t channels = b.channels(in);
-    ValueId y = b.relu(b.batch_norm(in, layer + ".norm1"), layer + ".relu1");
+    ValueId y = b.batch_norm_relu(in, layer + ".norm1");
     if (c.bn_size > 0) {
       const int64_t width = c.bn_size * c.growth_rate;
       y = b.conv(y, layer + ".conv1", {.in_channels = channels, .out_channels = width});
-      y = b.relu(b.batch_norm(y, layer + ".norm2"), layer + ".relu2");
+      y = b.batch_norm_relu(y, layer + ".norm2");
       y = b.conv(y, layer + ".conv2",
                  {.in_channels = width, .out_channels = c.growth_rate, .kernel = 3, .padding = 1});
     } else {
@@ -42,7 +42,7 @@ ValueId build_densenet(NetBuilder& b, ValueId x, const DenseNetConfig& c, int64_
                 .kernel = 7,
                 .stride = 2,
                 .padding = 3});
-    x = b.relu(b.batch_norm(x, "features.norm0"), "features.relu0");
+    x = b.batch_norm_relu(x, "features.norm0");
     x = b.max_pool(x, "features.pool0", {.kernel = 3, .stride = 2, .padding = 1});
   } else {
     x = b.conv(x, "features.conv0",
@@ -57,13 +57,13 @@ ValueId build_densenet(NetBuilder& b, ValueId x, const DenseNetConfig& c, int64_
       const std::string t = "features.transition" + std::to_string(i + 1);
       const int64_t channels = b.channels(x);
       const int64_t out = static_cast<int64_t>(c.compression * channels);
-      x = b.relu(b.batch_norm(x, t + ".norm"), t + ".relu");
+      x = b.batch_norm_relu(x, t + ".norm");
       x = b.conv(x, t + ".conv", {.in_channels = channels, .out_channels = out});
       x = b.avg_pool(x, t + ".pool", {.kernel = 2, .stride = 2});
     }
   }
   const std::string final_norm = "features.norm" + std::to_string(num_blocks + 1);
-  x = b.relu(b.batch_norm(x, final_norm), "features.relu_final");
+  x = b.batch_norm_relu(x, final_norm);
   x = b.global_avg_pool(x, "avgpool");
   return b.linear(x, "classifier", num_classes);
 }

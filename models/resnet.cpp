@@ -25,11 +25,11 @@ class ResNetBuilder {
     int64_t channels = c_.stem_channels;
     if (c_.imagenet_stem) {
       x = b_.conv(x, "conv1", conv_options(b_.channels(x), channels, 7, 2));
-      x = b_.relu(b_.batch_norm(x, "bn1"), "relu");
+      x = b_.batch_norm_relu(x, "bn1");
       x = b_.max_pool(x, "maxpool", {.kernel = 3, .stride = 2, .padding = 1});
     } else {
       x = b_.conv(x, "conv1", conv_options(b_.channels(x), channels, 3, 1));
-      if (!c_.preact) x = b_.relu(b_.batch_norm(x, "bn1"), "relu");
+      if (!c_.preact) x = b_.batch_norm_relu(x, "bn1");
     }
     for (std::size_t s = 0; s < c_.blocks.size(); ++s) {
       const int64_t planes = c_.widths[s];
@@ -39,7 +39,7 @@ class ResNetBuilder {
         x = c_.preact ? preact_block(x, name, planes, stride) : block(x, name, planes, stride);
       }
     }
-    if (c_.preact) x = b_.relu(b_.batch_norm(x, "final_bn"), "final_relu");
+    if (c_.preact) x = b_.batch_norm_relu(x, "final_bn");
     x = b_.global_avg_pool(x, "avgpool");
     return b_.linear(x, "fc", num_classes);
   }
@@ -54,14 +54,14 @@ class ResNetBuilder {
     if (c_.bottleneck) {
       const int64_t s1 = c_.stride_in_1x1 ? stride : 1, s3 = c_.stride_in_1x1 ? 1 : stride;
       y = b_.conv(x, join(name, "conv1"), conv_options(in, planes, 1, s1));
-      y = b_.relu(b_.batch_norm(y, join(name, "bn1")), join(name, "relu1"));
+      y = b_.batch_norm_relu(y, join(name, "bn1"));
       y = b_.conv(y, join(name, "conv2"), conv_options(planes, planes, 3, s3));
-      y = b_.relu(b_.batch_norm(y, join(name, "bn2")), join(name, "relu2"));
+      y = b_.batch_norm_relu(y, join(name, "bn2"));
       y = b_.conv(y, join(name, "conv3"), conv_options(planes, out, 1, 1));
       y = b_.batch_norm(y, join(name, "bn3"));
     } else {
       y = b_.conv(x, join(name, "conv1"), conv_options(in, planes, 3, stride));
-      y = b_.relu(b_.batch_norm(y, join(name, "bn1")), join(name, "relu1"));
+      y = b_.batch_norm_relu(y, join(name, "bn1"));
       y = b_.conv(y, join(name, "conv2"), conv_options(planes, out, 3, 1));
       y = b_.batch_norm(y, join(name, "bn2"));
     }
@@ -82,17 +82,17 @@ class ResNetBuilder {
   // addition; a projection shortcut reads the pre-activated input.
   ValueId preact_block(ValueId x, const std::string& name, int64_t planes, int64_t stride) {
     const int64_t in = b_.channels(x), out = planes * expansion();
-    const ValueId pre = b_.relu(b_.batch_norm(x, join(name, "bn1")), join(name, "relu1"));
+    const ValueId pre = b_.batch_norm_relu(x, join(name, "bn1"));
     ValueId y;
     if (c_.bottleneck) {
       y = b_.conv(pre, join(name, "conv1"), conv_options(in, planes, 1, 1));
-      y = b_.relu(b_.batch_norm(y, join(name, "bn2")), join(name, "relu2"));
+      y = b_.batch_norm_relu(y, join(name, "bn2"));
       y = b_.conv(y, join(name, "conv2"), conv_options(planes, planes, 3, stride));
-      y = b_.relu(b_.batch_norm(y, join(name, "bn3")), join(name, "relu3"));
+      y = b_.batch_norm_relu(y, join(name, "bn3"));
       y = b_.conv(y, join(name, "conv3"), conv_options(planes, out, 1, 1));
     } else {
       y = b_.conv(pre, join(name, "conv1"), conv_options(in, planes, 3, stride));
-      y = b_.relu(b_.batch_norm(y, join(name, "bn2")), join(name, "relu2"));
+      y = b_.batch_norm_relu(y, join(name, "bn2"));
       y = b_.conv(y, join(name, "conv2"), conv_options(planes, out, 3, 1));
     }
     if (c_.squeeze_excitation) y = b_.squeeze_excitation(y, join(name, "se"), 16);

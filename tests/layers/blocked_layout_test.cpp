@@ -113,6 +113,44 @@ TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
     EXPECT_TRUE(all_close(results[half + i], results[i], 1e-5, 1e-6)) << "result " << i;
 }
 
+// BatchNorm with a fused ReLU equals BatchNorm then ReLU, forward and
+// backward, in both modes and layouts (same kernels' arithmetic, so 1e-5).
+TEST_P(BlockedLayout, FusedBatchNormReluEqualsSeparate) {
+  const Shape shape = GetParam();
+  const Shape c{shape[1]};
+  const ref::Array x = random_array(shape, rng_), dy = random_array(shape, rng_);
+  const ref::Array w = random_array(c, rng_), b = random_array(c, rng_);
+  for (Layout layout : {Layout::nchw, Layout::nchw8c})
+    for (Mode mode : {Mode::training, Mode::inference}) {
+      std::vector<ref::Array> results;
+      for (bool fused : {false, true}) {
+        auto bn = BatchNorm2d::create(
+            context_, "bn", {.channels = shape[1], .layout = layout, .fuse_relu = fused}, shape);
+        auto relu = Relu::create(context_, "relu", shape, layout);
+        Tensor mean = zeros(c, Layout::nchw), var = zeros(c, Layout::nchw);
+        var.fill(1.5f);
+        Tensor y = zeros(shape, layout), dx = zeros(shape, layout), dr = zeros(shape, layout);
+        Tensor dw = zeros(c, Layout::nchw), db = zeros(c, Layout::nchw);
+        Tensor xt = make(x, layout), wt = make(w, Layout::nchw), bt = make(b, Layout::nchw);
+        Tensor dyt = make(dy, layout);
+        bn->forward(mode, xt, wt, bt, mean, var, y);
+        if (!fused) relu->forward(y, y);
+        if (!fused) relu->backward(y, dyt, dr, GradMode::overwrite);
+        bn->backward(xt, wt, fused ? dyt : dr, dx, GradMode::overwrite, dw, db);
+        for (const Tensor& t : {y, dx, dw, db, mean, var}) results.push_back(ref::from_tensor(t));
+        if (fused) {  // recompute reproduces the fused output
+          Tensor again = zeros(shape, layout);
+          bn->recompute(xt, wt, bt, again);
+          EXPECT_TRUE(all_close(ref::from_tensor(again), results[6], 1e-6, 1e-6));
+        }
+      }
+      for (std::size_t i = 0; i < 6; ++i)
+        EXPECT_TRUE(all_close(results[6 + i], results[i], 1e-5, 1e-6))
+            << "result " << i << (mode == Mode::training ? " training " : " inference ")
+            << to_string(layout);
+    }
+}
+
 TEST(BlockedLayoutBadInput, ChannelsMustBeAMultipleOfEight) {
   Context context;
   EXPECT_THROW(Relu::create(context, "relu", Shape{2, 12, 4, 4}, Layout::nchw8c), Error);
