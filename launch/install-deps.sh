@@ -15,6 +15,7 @@ packages=(
   libgtest-dev
   clang-format
   python3-torch python3-torchvision python3-h5py  # peer benchmarks and torchvision parity tests
+  zlib1g-dev dataset-fashion-mnist  # gzipped IDX files; real test and demo data
 )
 
 missing=()

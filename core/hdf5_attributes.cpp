@@ -1,0 +1,83 @@
+#include "core/hdf5_attributes.h"
+
+#include "core/error.h"
+#include "core/hdf5_handle.h"
+
+namespace convnet {
+
+void write_int_attribute(hid_t location, const char* name, int64_t value) {
+  Hdf5Id space(H5Screate(H5S_SCALAR), H5Sclose, "creating a dataspace");
+  Hdf5Id attr(H5Acreate2(location, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose, name);
+  CONVNET_CHECK(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) >= 0, "writing attribute ", name);
+}
+
+void write_string_attribute(hid_t location, const char* name, const std::string& value) {
+  Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  Hdf5Id space(H5Screate(H5S_SCALAR), H5Sclose, "creating a dataspace");
+  Hdf5Id attr(H5Acreate2(location, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose, name);
+  const char* text = value.c_str();
+  CONVNET_CHECK(H5Awrite(attr.get(), type.get(), &text) >= 0, "writing attribute ", name);
+}
+
+int64_t read_int_attribute(hid_t location, const std::string& path, const char* name) {
+  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing root attribute '", name, "'");
+  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  int64_t value = 0;
+  CONVNET_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0, path, ": attribute '", name,
+                "' is not an integer");
+  return value;
+}
+
+std::string read_string_attribute(hid_t location, const std::string& path, const char* name) {
+  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing root attribute '", name, "'");
+  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
+  CONVNET_CHECK(H5Tget_class(file_type.get()) == H5T_STRING, path, ": attribute '", name,
+                "' is not a string");
+  if (H5Tis_variable_str(file_type.get()) > 0) {
+    Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_cset(type.get(), H5Tget_cset(file_type.get()));
+    char* text = nullptr;
+    CONVNET_CHECK(H5Aread(attr.get(), type.get(), &text) >= 0, path, ": reading attribute ", name);
+    std::string value = text ? text : "";
+    Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
+    H5Dvlen_reclaim(type.get(), space.get(), H5P_DEFAULT, &text);
+    return value;
+  }
+  const std::size_t size = H5Tget_size(file_type.get());
+  std::vector<char> buffer(size + 1, '\0');
+  CONVNET_CHECK(H5Aread(attr.get(), file_type.get(), buffer.data()) >= 0, path,
+                ": reading attribute ", name);
+  return std::string(buffer.data());
+}
+
+void write_double_array_attribute(hid_t location, const char* name,
+                                  const std::vector<double>& values) {
+  const hsize_t n = values.size();
+  Hdf5Id space(H5Screate_simple(1, &n, nullptr), H5Sclose, "creating a dataspace");
+  Hdf5Id attr(H5Acreate2(location, name, H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose, name);
+  CONVNET_CHECK(H5Awrite(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0, "writing attribute ",
+                name);
+}
+
+void write_string_array_attribute(hid_t location, const char* name,
+                                  const std::vector<std::string>& values) {
+  Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const hsize_t n = values.size();
+  Hdf5Id space(H5Screate_simple(1, &n, nullptr), H5Sclose, "creating a dataspace");
+  Hdf5Id attr(H5Acreate2(location, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose, name);
+  std::vector<const char*> texts;
+  for (const std::string& v : values) texts.push_back(v.c_str());
+  CONVNET_CHECK(H5Awrite(attr.get(), type.get(), texts.data()) >= 0, "writing attribute ", name);
+}
+
+}  // namespace convnet
