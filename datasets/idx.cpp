@@ -11,8 +11,8 @@ IdxReader::IdxReader(const std::string& path) : path_(path) {
   const int got = gzread(file_, magic, 4);
   CONVNET_CHECK(got == 4 && magic[0] == 0 && magic[1] == 0, path,
                 ": not an IDX file (bad magic number)");
-  CONVNET_CHECK(magic[2] == 0x08, path, ": IDX element type 0x", std::hex, int(magic[2]),
-                std::dec, " is not unsigned byte (0x08)");
+  CONVNET_CHECK(magic[2] == 0x08, path, ": IDX element type 0x", std::hex, int(magic[2]), std::dec,
+                " is not unsigned byte (0x08)");
   const int rank = magic[3];
   CONVNET_CHECK(rank >= 1 && rank <= 4, path, ": IDX rank ", rank, " is not 1 to 4");
   for (int i = 0; i < rank; ++i) {

@@ -15,6 +15,7 @@ void print_usage() {
       "usage: convnet COMMAND [OPTIONS]\n\n"
       "commands:\n"
       "  bench      training-step throughput of a model on synthetic data\n"
+      "  convert    convert a dataset to convnet's HDF5 layout (idx)\n"
       "  models     list every model with its parameter count and input size\n"
       "  version    print the version and the backends this build has\n\n"
       "Run 'convnet COMMAND --help' for a command's options.\n");
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
     if (command == "version" || command == "--version") return print_version();
     if (command == "models") return convnet::models_command(args);
     if (command == "bench") return convnet::bench_command(args);
+    if (command == "convert") return convnet::convert_command(args);
     std::fprintf(stderr, "convnet: unknown command '%s'\n", command.c_str());
     print_usage();
     return 2;

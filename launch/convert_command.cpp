@@ -1,0 +1,126 @@
+// convnet convert KIND ...: converts datasets to convnet's HDF5 layouts
+// (docs/formats.md). KIND idx: MNIST / Fashion-MNIST IDX files.
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "core/error.h"
+#include "datasets/idx.h"
+#include "datasets/raw_dataset.h"
+#include "launch/commands.h"
+
+namespace convnet {
+namespace {
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> names;
+  std::stringstream in(text);
+  for (std::string name; std::getline(in, name, ',');) names.push_back(name);
+  return names;
+}
+
+// "\r12345/60000 images (20%), ETA 3 s" on a terminal; nothing otherwise.
+class Progress {
+ public:
+  explicit Progress(int64_t total) : total_(total), start_(clock::now()), tty_(isatty(2)) {}
+  void update(int64_t done) const {
+    if (!tty_) return;
+    const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
+    const double eta = done > 0 ? elapsed * (total_ - done) / done : 0;
+    std::fprintf(stderr, "\r%ld/%ld images (%ld%%), ETA %.0f s   ", long(done), long(total_),
+                 long(100 * done / total_), eta);
+    if (done == total_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  int64_t total_;
+  clock::time_point start_;
+  bool tty_;
+};
+
+int convert_idx(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  std::string images_path, labels_path, output, class_names;
+  bool compress = false;
+  po::options_description options(
+      "convnet convert idx [OPTIONS]: IDX images and labels (gzipped or not) to the raw layout");
+  options.add_options()("help,h", "show this help")("images", po::value(&images_path)->required(),
+                                                    "IDX file of uint8 images (N, H, W)")(
+      "labels", po::value(&labels_path)->required(), "IDX file of uint8 labels (N)")(
+      "output", po::value(&output)->required(), "HDF5 file to write")(
+      "class-names", po::value(&class_names)->default_value(""),
+      "comma-separated class names (default: 0, 1, ... up to the largest label)")(
+      "compress", po::bool_switch(&compress), "deflate-compress /images");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(options).run(), vm);
+  if (vm.count("help")) {
+    std::cout << options;
+    return 0;
+  }
+  po::notify(vm);
+
+  IdxReader labels_file(labels_path);
+  CONVNET_CHECK(labels_file.dims().size() == 1, labels_path, ": labels must be (N), got rank ",
+                labels_file.dims().size());
+  std::vector<uint8_t> raw_labels(labels_file.count());
+  labels_file.read(labels_file.count(), raw_labels.data());
+  std::vector<int64_t> labels(raw_labels.begin(), raw_labels.end());
+
+  IdxReader images(images_path);
+  CONVNET_CHECK(images.dims().size() == 3, images_path, ": images must be (N, H, W), got rank ",
+                images.dims().size());
+  CONVNET_CHECK(images.count() == labels_file.count(), images_path, " holds ", images.count(),
+                " images but ", labels_path, " holds ", labels_file.count(), " labels");
+
+  RawDatasetInfo info;
+  info.count = images.count();
+  info.height = images.dims()[1];
+  info.width = images.dims()[2];
+  info.channels = 1;
+  info.class_names = split_names(class_names);
+  int64_t largest = 0;
+  for (int64_t l : labels) largest = std::max(largest, l);
+  if (info.class_names.empty())
+    for (int64_t k = 0; k <= largest; ++k) info.class_names.push_back(std::to_string(k));
+  info.num_classes = static_cast<int64_t>(info.class_names.size());
+  info.source = "idx: " + images_path + ", " + labels_path;
+  info.compress = compress;
+
+  RawDatasetWriter writer(output, info);
+  Progress progress(info.count);
+  constexpr int64_t kBatch = 1024;
+  std::vector<uint8_t> buffer(kBatch * images.item_bytes());
+  for (int64_t done = 0; done < info.count;) {
+    const int64_t n = std::min(kBatch, info.count - done);
+    images.read(n, buffer.data());
+    writer.append(buffer.data(), labels.data() + done, n);
+    done += n;
+    progress.update(done);
+  }
+  writer.finish();
+  std::printf(
+      "{\"output\": \"%s\", \"count\": %ld, \"shape\": [%ld, %ld, %ld], \"classes\": %ld}\n",
+      output.c_str(), long(info.count), long(info.height), long(info.width), long(info.channels),
+      long(info.num_classes));
+  return 0;
+}
+
+}  // namespace
+
+int convert_command(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::printf(
+        "usage: convnet convert KIND [OPTIONS]\n\nkinds:\n  idx   MNIST / Fashion-MNIST IDX "
+        "files\n");
+    return args.empty() ? 2 : 0;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "idx") return convert_idx(rest);
+  throw Error("unknown dataset kind '" + args[0] + "' (this build converts: idx)");
+}
+
+}  // namespace convnet
