@@ -1,5 +1,7 @@
 #include "core/hdf5_attributes.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/hdf5_handle.h"
 
@@ -78,6 +80,28 @@ void write_string_array_attribute(hid_t location, const char* name,
   std::vector<const char*> texts;
   for (const std::string& v : values) texts.push_back(v.c_str());
   CONVNET_CHECK(H5Awrite(attr.get(), type.get(), texts.data()) >= 0, "writing attribute ", name);
+}
+
+std::vector<std::string> read_string_array_attribute(hid_t location, const std::string& path,
+                                                     const char* name) {
+  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing attribute '", name, "'");
+  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
+  CONVNET_CHECK(
+      H5Tget_class(file_type.get()) == H5T_STRING && H5Tis_variable_str(file_type.get()) > 0, path,
+      ": attribute '", name, "' is not an array of variable-length strings");
+  Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5Tget_cset(file_type.get()));
+  std::vector<char*> texts(std::max<hssize_t>(n, 0), nullptr);
+  CONVNET_CHECK(H5Aread(attr.get(), type.get(), texts.data()) >= 0, path, ": reading attribute ",
+                name);
+  std::vector<std::string> values;
+  for (char* t : texts) values.emplace_back(t ? t : "");
+  H5Dvlen_reclaim(type.get(), space.get(), H5P_DEFAULT, texts.data());
+  return values;
 }
 
 }  // namespace convnet

@@ -20,5 +20,7 @@ void write_string_array_attribute(hid_t location, const char* name,
 
 int64_t read_int_attribute(hid_t location, const std::string& path, const char* name);
 std::string read_string_attribute(hid_t location, const std::string& path, const char* name);
+std::vector<std::string> read_string_array_attribute(hid_t location, const std::string& path,
+                                                     const char* name);
 
 }  // namespace convnet

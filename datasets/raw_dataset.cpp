@@ -133,6 +133,9 @@ RawDataset::RawDataset(const std::string& path) : path_(path) {
                 ": unsupported format_version ", version);
   info_.num_classes = read_int_attribute(file_.get(), path, "num_classes");
   info_.source = read_string_attribute(file_.get(), path, "source");
+  info_.class_names = read_string_array_attribute(file_.get(), path, "class_names");
+  CONVNET_CHECK(static_cast<int64_t>(info_.class_names.size()) == info_.num_classes, path, ": ",
+                info_.class_names.size(), " class names for ", info_.num_classes, " classes");
   mean_ = read_double_array(file_.get(), path, "mean");
   std_ = read_double_array(file_.get(), path, "std");
   CONVNET_CHECK(H5Lexists(file_.get(), "images", H5P_DEFAULT) > 0 &&

@@ -91,6 +91,8 @@ TEST(RawDataset, RoundTripWithMeanAndStd) {
   EXPECT_EQ(dataset.info().count, 3);
   EXPECT_EQ(dataset.info().channels, 2);
   EXPECT_EQ(dataset.info().num_classes, 2);
+  EXPECT_EQ(dataset.info().class_names, (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_EQ(dataset.info().source, "test");
   EXPECT_EQ(dataset.read_labels(), labels);
   std::vector<uint8_t> back(12);
   dataset.read_images(0, 3, back.data());
