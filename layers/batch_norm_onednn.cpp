@@ -91,31 +91,28 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
       mean_.copy_from(running_mean);
       variance_.copy_from(running_var);
     }
-    onednn_call("batch norm " + name() + " forward", [&] {
-      (training ? train_ : infer_)
-          .execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
-                                {DNNL_ARG_SCALE, mem(c_md_, weight)},
-                                {DNNL_ARG_SHIFT, mem(c_md_, bias)},
-                                {DNNL_ARG_MEAN, mem(c_md_, mean_)},
-                                {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
-                                {DNNL_ARG_DST, mem(x_md_, y)},
-                                {DNNL_ARG_WORKSPACE, mask_memory()}});
-      rt_.stream.wait();
-    });
+    normalize(training ? train_ : infer_, "forward", x, weight, bias, y);
     if (training) update_running_stats(running_mean, running_var);
   }
 
-  // The inference primitive normalizes with given statistics: here the saved batch ones.
+  // The inference primitive normalizes with given statistics: here the saved ones.
   void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                       const Tensor& y) override {
-    onednn_call("batch norm " + name() + " recompute", [&] {
-      infer_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
-                                  {DNNL_ARG_SCALE, mem(c_md_, weight)},
-                                  {DNNL_ARG_SHIFT, mem(c_md_, bias)},
-                                  {DNNL_ARG_MEAN, mem(c_md_, mean_)},
-                                  {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
-                                  {DNNL_ARG_DST, mem(x_md_, y)},
-                                  {DNNL_ARG_WORKSPACE, mask_memory()}});
+    normalize(infer_, "recompute", x, weight, bias, y);
+  }
+
+  // Runs a forward primitive with the layer's statistics (mean_, variance_:
+  // written by the training primitive, read by the inference one).
+  void normalize(const dnnl::batch_normalization_forward& primitive, const char* what,
+                 const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
+    onednn_call("batch norm " + name() + " " + what, [&] {
+      primitive.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},
+                                     {DNNL_ARG_SCALE, mem(c_md_, weight)},
+                                     {DNNL_ARG_SHIFT, mem(c_md_, bias)},
+                                     {DNNL_ARG_MEAN, mem(c_md_, mean_)},
+                                     {DNNL_ARG_VARIANCE, mem(c_md_, variance_)},
+                                     {DNNL_ARG_DST, mem(x_md_, y)},
+                                     {DNNL_ARG_WORKSPACE, mask_memory()}});
       rt_.stream.wait();
     });
   }
