@@ -94,12 +94,11 @@ int bench_command(const std::vector<std::string>& args) {
   std::printf(
       "{\"model\": \"%s\", \"batch_size\": %ld, \"image_size\": %ld, \"img_per_s\": %.3f, "
       "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s, "
-      "\"activation_mib\": %ld, \"gradient_mib\": %ld, \"allocated_peak_mib\": %ld}\n",
+      "\"activation_mib\": %ld, \"pool_mib\": %ld, \"allocated_peak_mib\": %ld}\n",
       model.c_str(), static_cast<long>(batch), static_cast<long>(size), batch / median,
       static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
       context.num_threads(), memory_efficient == "on" ? "true" : "false",
-      static_cast<long>(net->activation_bytes() >> 20),
-      static_cast<long>(net->gradient_bytes() >> 20),
+      static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->pool_bytes() >> 20),
       static_cast<long>(context.allocator().peak_bytes_in_use() >> 20));
   return 0;
 }

@@ -38,20 +38,20 @@ class ConvOp final : public Op {
 
 class BatchNormOp final : public Op {
  public:
-  BatchNormOp(std::unique_ptr<BatchNorm2d> bn, int weight, int bias, int mean, int var, int count)
-      : bn_(std::move(bn)), ids_{weight, bias, mean, var, count} {}
+  BatchNormOp(std::unique_ptr<BatchNorm2d> bn, const BatchNormEntries& entries)
+      : bn_(std::move(bn)), entries_(entries) {}
   void bind(ParamStore& s) override {
     store_ = &s;
-    weight_ = s.param(ids_[0]);
-    bias_ = s.param(ids_[1]);
-    dweight_ = s.grad(ids_[0]);
-    dbias_ = s.grad(ids_[1]);
-    mean_ = s.buffer(ids_[2]);
-    var_ = s.buffer(ids_[3]);
+    weight_ = s.param(entries_.weight);
+    bias_ = s.param(entries_.bias);
+    dweight_ = s.grad(entries_.weight);
+    dbias_ = s.grad(entries_.bias);
+    mean_ = s.buffer(entries_.running_mean);
+    var_ = s.buffer(entries_.running_var);
   }
   void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
     bn_->forward(mode, in[0], weight_, bias_, mean_, var_, out);
-    if (mode == Mode::training) ++store_->counter(ids_[4]);
+    if (mode == Mode::training) ++store_->counter(entries_.batches);
   }
   void backward(const std::vector<Tensor>& in, const Tensor&, const Tensor& dout,
                 const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
@@ -60,7 +60,7 @@ class BatchNormOp final : public Op {
 
  private:
   std::unique_ptr<BatchNorm2d> bn_;
-  int ids_[5];
+  BatchNormEntries entries_;
   ParamStore* store_ = nullptr;
   Tensor weight_, bias_, dweight_, dbias_, mean_, var_;
 };
@@ -274,15 +274,9 @@ ValueId NetBuilder::add_batch_norm(ValueId x, const std::string& name, bool fuse
   auto layer = BatchNorm2d::create(
       context_, name, {.channels = channels(x), .layout = layout(x), .fuse_relu = fuse_relu},
       shape(x));
-  const Shape c{channels(x)};
-  const int w = store_.add_parameter(name + ".weight", c, true);
-  const int b = store_.add_parameter(name + ".bias", c, true);
-  const int mean = store_.add_buffer(name + ".running_mean", c);
-  const int var = store_.add_buffer(name + ".running_var", c);
-  const int count = store_.add_counter(name + ".num_batches_tracked");
+  const BatchNormEntries entries = store_.add_batch_norm(name, channels(x));
   const Shape out = layer->output_shape();
-  return net_.add_op(std::make_unique<BatchNormOp>(std::move(layer), w, b, mean, var, count), {x},
-                     out, layout(x));
+  return net_.add_op(std::make_unique<BatchNormOp>(std::move(layer), entries), {x}, out, layout(x));
 }
 
 ValueId NetBuilder::relu(ValueId x, const std::string& name) {

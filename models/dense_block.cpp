@@ -17,8 +17,8 @@ struct DenseLayer {
   std::unique_ptr<BatchNorm2d> norm1, norm2;
   std::unique_ptr<Relu> relu1, relu2;
   std::unique_ptr<Conv2d> conv1, conv2;  // conv2 null without a bottleneck
-  int norm1_ids[5], norm2_ids[5];
-  int conv1_id, conv2_id;
+  BatchNormEntries norm1_params, norm2_params;
+  int conv1_id = -1, conv2_id = -1;
 };
 
 class DenseBlockOp final : public Op {
@@ -34,7 +34,7 @@ class DenseBlockOp final : public Op {
       l.in_channels = c0 + j * growth;
       const Shape in{n, l.in_channels, h, w};
       l.norm1 = BatchNorm2d::create(context, p + ".norm1", {.channels = l.in_channels}, in);
-      register_bn(store, p + ".norm1", l.in_channels, l.norm1_ids);
+      l.norm1_params = store.add_batch_norm(p + ".norm1", l.in_channels);
       l.relu1 = Relu::create(context, p + ".relu1", in);
       if (bn_size > 0) {
         l.conv1 = Conv2d::create(context, p + ".conv1",
@@ -42,7 +42,7 @@ class DenseBlockOp final : public Op {
         l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
         const Shape mid{n, width, h, w};
         l.norm2 = BatchNorm2d::create(context, p + ".norm2", {.channels = width}, mid);
-        register_bn(store, p + ".norm2", width, l.norm2_ids);
+        l.norm2_params = store.add_batch_norm(p + ".norm2", width);
         l.relu2 = Relu::create(context, p + ".relu2", mid);
         l.conv2 = Conv2d::create(
             context, p + ".conv2",
@@ -92,12 +92,13 @@ class DenseBlockOp final : public Op {
   void bottleneck_forward(DenseLayer& l, const Tensor& act, Mode mode, bool recompute) {
     l.conv1->forward(act, param(l.conv1_id), Tensor(), bottleneck_);
     if (recompute) {
-      l.norm2->recompute(bottleneck_, param(l.norm2_ids[0]), param(l.norm2_ids[1]),
+      l.norm2->recompute(bottleneck_, param(l.norm2_params.weight), param(l.norm2_params.bias),
                          bottleneck_act_);
     } else {
-      l.norm2->forward(mode, bottleneck_, param(l.norm2_ids[0]), param(l.norm2_ids[1]),
-                       buffer(l.norm2_ids[2]), buffer(l.norm2_ids[3]), bottleneck_act_);
-      if (mode == Mode::training) ++store_->counter(l.norm2_ids[4]);
+      l.norm2->forward(mode, bottleneck_, param(l.norm2_params.weight), param(l.norm2_params.bias),
+                       buffer(l.norm2_params.running_mean), buffer(l.norm2_params.running_var),
+                       bottleneck_act_);
+      if (mode == Mode::training) ++store_->counter(l.norm2_params.batches);
     }
     l.relu2->forward(bottleneck_act_, bottleneck_act_);
   }
@@ -109,9 +110,10 @@ class DenseBlockOp final : public Op {
       const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
       const Tensor cat = prefix_view(concat_, in_shape), act = prefix_view(activation_, in_shape);
       write_gradient(cat, out.slice(1, 0, l.in_channels), GradMode::overwrite);
-      l.norm1->forward(mode, cat, param(l.norm1_ids[0]), param(l.norm1_ids[1]),
-                       buffer(l.norm1_ids[2]), buffer(l.norm1_ids[3]), act);
-      if (mode == Mode::training) ++store_->counter(l.norm1_ids[4]);
+      l.norm1->forward(mode, cat, param(l.norm1_params.weight), param(l.norm1_params.bias),
+                       buffer(l.norm1_params.running_mean), buffer(l.norm1_params.running_var),
+                       act);
+      if (mode == Mode::training) ++store_->counter(l.norm1_params.batches);
       l.relu1->forward(act, act);
       if (bn_size_ > 0) {
         bottleneck_forward(l, act, mode, /*recompute=*/false);
@@ -138,15 +140,16 @@ class DenseBlockOp final : public Op {
                      GradMode::overwrite);
       // Recompute the concatenated input and its BN-ReLU from the kept features.
       write_gradient(cat, out.slice(1, 0, l.in_channels), GradMode::overwrite);
-      l.norm1->recompute(cat, param(l.norm1_ids[0]), param(l.norm1_ids[1]), act);
+      l.norm1->recompute(cat, param(l.norm1_params.weight), param(l.norm1_params.bias), act);
       l.relu1->forward(act, act);
       if (bn_size_ > 0) {
         bottleneck_forward(l, act, Mode::training, /*recompute=*/true);
         l.conv2->backward(bottleneck_act_, param(l.conv2_id), dfeatures_, dmid_,
                           GradMode::overwrite, grad(l.conv2_id), Tensor());
         l.relu2->backward(bottleneck_act_, dmid_, dmid_, GradMode::overwrite);  // in place
-        l.norm2->backward(bottleneck_, param(l.norm2_ids[0]), dmid_, dmid_, GradMode::overwrite,
-                          grad(l.norm2_ids[0]), grad(l.norm2_ids[1]));
+        l.norm2->backward(bottleneck_, param(l.norm2_params.weight), dmid_, dmid_,
+                          GradMode::overwrite, grad(l.norm2_params.weight),
+                          grad(l.norm2_params.bias));
         l.conv1->backward(act, param(l.conv1_id), dmid_, dact, GradMode::overwrite,
                           grad(l.conv1_id), Tensor());
       } else {
@@ -156,22 +159,14 @@ class DenseBlockOp final : public Op {
       // ReLU and BN backward run in place on dact (oneDNN supports diff_src ==
       // diff_dst for both), which saves a fourth block-wide buffer.
       l.relu1->backward(act, dact, dact, GradMode::overwrite);
-      l.norm1->backward(cat, param(l.norm1_ids[0]), dact, dact, GradMode::overwrite,
-                        grad(l.norm1_ids[0]), grad(l.norm1_ids[1]));
+      l.norm1->backward(cat, param(l.norm1_params.weight), dact, dact, GradMode::overwrite,
+                        grad(l.norm1_params.weight), grad(l.norm1_params.bias));
       add_into(dout.slice(1, 0, l.in_channels), dact);
     }
     if (din[0].defined()) write_gradient(din[0], dout.slice(1, 0, input_shape_[1]), modes[0]);
   }
 
  private:
-  static void register_bn(ParamStore& store, const std::string& name, int64_t channels, int* ids) {
-    const Shape c{channels};
-    ids[0] = store.add_parameter(name + ".weight", c, true);
-    ids[1] = store.add_parameter(name + ".bias", c, true);
-    ids[2] = store.add_buffer(name + ".running_mean", c);
-    ids[3] = store.add_buffer(name + ".running_var", c);
-    ids[4] = store.add_counter(name + ".num_batches_tracked");
-  }
   Tensor param(int id) const { return store_->param(id); }
   Tensor grad(int id) const { return store_->grad(id); }
   Tensor buffer(int id) const { return store_->buffer(id); }

@@ -12,7 +12,9 @@ ValueId Net::add_input(const Shape& shape) {
   CONVNET_CHECK(input_ < 0, "a net has one input");
   CONVNET_CHECK(shape.rank() == 4 && shape.all_positive(), "net input shape ", shape,
                 " must be (N, C, H, W) with every extent > 0");
-  values_.push_back({shape});
+  Value v;
+  v.shape = shape;
+  values_.push_back(std::move(v));
   input_ = static_cast<ValueId>(values_.size() - 1);
   return input_;
 }
@@ -26,9 +28,17 @@ ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const S
                   " is not a value of this net");
     values_[root(v)].consumers.push_back(index);
   }
-  values_.push_back({output_shape, output_layout, index});
+  Value produced;
+  produced.shape = output_shape;
+  produced.layout = output_layout;
+  produced.producer = index;
+  values_.push_back(std::move(produced));
   const ValueId out = static_cast<ValueId>(values_.size() - 1);
-  nodes_.push_back({std::move(op), std::move(inputs), out});
+  Node node;
+  node.op = std::move(op);
+  node.inputs = std::move(inputs);
+  node.output = out;
+  nodes_.push_back(std::move(node));
   return out;
 }
 
@@ -36,7 +46,8 @@ ValueId Net::add_reshape(ValueId value, const Shape& shape) {
   CONVNET_CHECK(values_.at(value).shape.numel() == shape.numel(), "cannot reshape ",
                 values_.at(value).shape, " to ", shape);
   CONVNET_CHECK(values_.at(value).layout == Layout::nchw, "cannot reshape a blocked value");
-  Value v{shape};
+  Value v;
+  v.shape = shape;
   v.view_of = root(value);
   values_.push_back(std::move(v));
   return static_cast<ValueId>(values_.size() - 1);

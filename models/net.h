@@ -86,7 +86,7 @@ class Net {
   // Bytes of kept activations, and of the pool shared by transient
   // activations (forward) and activation gradients (backward).
   int64_t activation_bytes() const { return activation_bytes_; }
-  int64_t gradient_bytes() const { return pool_bytes_; }
+  int64_t pool_bytes() const { return pool_bytes_; }
   ParamStore& store() { return store_; }
 
  private:
@@ -124,7 +124,7 @@ class Net {
   bool planned_ = false;
   bool compute_input_grad_ = false;
   std::vector<Tensor> storage_;  // owning allocations behind values and the gradient pool
-  int64_t activation_bytes_ = 0, gradient_bytes_ = 0, pool_bytes_ = 0;
+  int64_t activation_bytes_ = 0, pool_bytes_ = 0;
 };
 
 }  // namespace convnet

@@ -36,6 +36,17 @@ int ParamStore::add_counter(const std::string& name) {
   return add({name, EntryKind::counter, Shape{}, false, 0});
 }
 
+BatchNormEntries ParamStore::add_batch_norm(const std::string& name, int64_t channels) {
+  const Shape c{channels};
+  BatchNormEntries e;
+  e.weight = add_parameter(name + ".weight", c, true);
+  e.bias = add_parameter(name + ".bias", c, true);
+  e.running_mean = add_buffer(name + ".running_mean", c);
+  e.running_var = add_buffer(name + ".running_var", c);
+  e.batches = add_counter(name + ".num_batches_tracked");
+  return e;
+}
+
 void ParamStore::finalize(Allocator& allocator) {
   CONVNET_CHECK(!finalized_, "parameter store finalized twice");
   num_params_ = 0;
@@ -87,6 +98,9 @@ Tensor ParamStore::param(int id) const { return view(params_, entry(id, EntryKin
 Tensor ParamStore::grad(int id) const { return view(grads_, entry(id, EntryKind::parameter)); }
 Tensor ParamStore::buffer(int id) const { return view(buffers_, entry(id, EntryKind::buffer)); }
 int64_t& ParamStore::counter(int id) { return counters_[entry(id, EntryKind::counter).offset]; }
+int64_t ParamStore::counter(int id) const {
+  return counters_[entry(id, EntryKind::counter).offset];
+}
 
 int ParamStore::find(const std::string& name) const {
   for (std::size_t i = 0; i < entries_.size(); ++i)

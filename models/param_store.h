@@ -35,6 +35,12 @@ struct ParamEntry {
   int64_t offset = 0;       // into the flat buffer of its kind (elements), or counter index
 };
 
+// The entries of one BatchNorm: NAME.weight, .bias, .running_mean,
+// .running_var and .num_batches_tracked.
+struct BatchNormEntries {
+  int weight = -1, bias = -1, running_mean = -1, running_var = -1, batches = -1;
+};
+
 class ParamStore {
  public:
   ParamStore() = default;
@@ -45,6 +51,8 @@ class ParamStore {
   int add_parameter(const std::string& name, const Shape& shape, bool bn_or_bias);
   int add_buffer(const std::string& name, const Shape& shape);
   int add_counter(const std::string& name);
+  // The five entries of a BatchNorm over `channels`, in torchvision's order.
+  BatchNormEntries add_batch_norm(const std::string& name, int64_t channels);
 
   // Allocates the flat buffers (zero-filled) and fixes the layout.
   void finalize(Allocator& allocator);
@@ -57,6 +65,7 @@ class ParamStore {
   Tensor grad(int id) const;
   Tensor buffer(int id) const;
   int64_t& counter(int id);
+  int64_t counter(int id) const;
 
   const std::vector<ParamEntry>& entries() const { return entries_; }  // state_dict order
   int find(const std::string& name) const;                             // -1 when absent

@@ -40,7 +40,6 @@ void save_weights(const std::string& path, const WeightsMetadata& metadata,
     write_int_attribute(file.get(), "format_version", kWeightsFormatVersion);
     Hdf5Id group(H5Gcreate2(file.get(), "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
                  "creating group /model");
-    auto& mutable_store = const_cast<ParamStore&>(store);
     for (std::size_t i = 0; i < store.entries().size(); ++i) {
       const ParamEntry& e = store.entries()[i];
       const int id = static_cast<int>(i);
@@ -55,7 +54,7 @@ void save_weights(const std::string& path, const WeightsMetadata& metadata,
                      H5Dclose, ("creating dataset " + e.name + " in " + temp).c_str());
       herr_t status;
       if (e.kind == EntryKind::counter) {
-        const int64_t value = mutable_store.counter(id);
+        const int64_t value = store.counter(id);
         status = H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
       } else {
         const Tensor t = e.kind == EntryKind::buffer ? store.buffer(id) : store.param(id);
