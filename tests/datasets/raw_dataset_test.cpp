@@ -113,7 +113,8 @@ TEST(RawDataset, BadInputLeavesNoFile) {
                       .width = 1,
                       .channels = 1,
                       .num_classes = 2,
-                      .class_names = {"a", "b"}};
+                      .class_names = {"a", "b"},
+                      .source = "test"};
   const uint8_t pixels[2] = {1, 2};
   const int64_t bad_label[2] = {0, 5};
   {
