@@ -39,6 +39,9 @@ class Hdf5Id {
   hid_t get() const { return id_; }
   explicit operator bool() const { return id_ >= 0; }
 
+  // Gives up ownership (the caller closes it).
+  hid_t release() { return std::exchange(id_, H5I_INVALID_HID); }
+
   void reset() {
     if (id_ >= 0 && closer_ != nullptr) {
       const herr_t status = closer_(id_);

@@ -76,7 +76,7 @@ int convert_idx(const std::vector<std::string>& args) {
   CONVNET_CHECK(images.count() == labels_file.count(), images_path, " holds ", images.count(),
                 " images but ", labels_path, " holds ", labels_file.count(), " labels");
 
-  RawDatasetInfo info;
+  DatasetInfo info;
   info.count = images.count();
   info.height = images.dims()[1];
   info.width = images.dims()[2];

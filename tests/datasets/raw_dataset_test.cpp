@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "datasets/dataset.h"
 #include "datasets/idx.h"
 
 namespace convnet {
@@ -70,13 +71,13 @@ TEST(Idx, BadFilesAreNamed) {
 
 TEST(RawDataset, RoundTripWithMeanAndStd) {
   const std::string path = temp_path("raw.h5");
-  RawDatasetInfo info{.count = 3,
-                      .height = 1,
-                      .width = 2,
-                      .channels = 2,
-                      .num_classes = 2,
-                      .class_names = {"cat", "dog"},
-                      .source = "test"};
+  DatasetInfo info{.count = 3,
+                   .height = 1,
+                   .width = 2,
+                   .channels = 2,
+                   .num_classes = 2,
+                   .class_names = {"cat", "dog"},
+                   .source = "test"};
   // Pixels (HWC): channel 0 takes 0 and 255, channel 1 always 51 (0.2).
   const std::vector<uint8_t> images{0, 51, 255, 51, 0, 51, 255, 51, 0, 51, 255, 51};
   const std::vector<int64_t> labels{1, 0, 1};
@@ -87,34 +88,34 @@ TEST(RawDataset, RoundTripWithMeanAndStd) {
     writer.append(images.data() + 8, labels.data() + 2, 1);
     writer.finish();
   }
-  RawDataset dataset(path);
+  Dataset dataset(path);
   EXPECT_EQ(dataset.info().count, 3);
   EXPECT_EQ(dataset.info().channels, 2);
   EXPECT_EQ(dataset.info().num_classes, 2);
   EXPECT_EQ(dataset.info().class_names, (std::vector<std::string>{"cat", "dog"}));
   EXPECT_EQ(dataset.info().source, "test");
-  EXPECT_EQ(dataset.read_labels(), labels);
+  EXPECT_EQ(dataset.labels(), labels);
   std::vector<uint8_t> back(12);
-  dataset.read_images(0, 3, back.data());
+  for (int64_t i = 0; i < 3; ++i) dataset.read_raw(i, back.data() + 4 * i);
   EXPECT_EQ(back, images);
   // Channel 0: half 0, half 1 -> mean 0.5, std 0.5. Channel 1: constant 0.2.
   EXPECT_NEAR(dataset.mean()[0], 0.5, 1e-12);
   EXPECT_NEAR(dataset.std()[0], 0.5, 1e-12);
   EXPECT_NEAR(dataset.mean()[1], 0.2, 1e-12);
   EXPECT_NEAR(dataset.std()[1], 0.0, 1e-6);
-  EXPECT_THROW(dataset.read_images(2, 2, back.data()), Error);
+  EXPECT_THROW(dataset.read_raw(3, back.data()), Error);
   std::remove(path.c_str());
 }
 
 TEST(RawDataset, BadInputLeavesNoFile) {
   const std::string path = temp_path("bad.h5");
-  RawDatasetInfo info{.count = 2,
-                      .height = 1,
-                      .width = 1,
-                      .channels = 1,
-                      .num_classes = 2,
-                      .class_names = {"a", "b"},
-                      .source = "test"};
+  DatasetInfo info{.count = 2,
+                   .height = 1,
+                   .width = 1,
+                   .channels = 1,
+                   .num_classes = 2,
+                   .class_names = {"a", "b"},
+                   .source = "test"};
   const uint8_t pixels[2] = {1, 2};
   const int64_t bad_label[2] = {0, 5};
   {
@@ -133,7 +134,7 @@ TEST(RawDataset, BadInputLeavesNoFile) {
   }
   EXPECT_FALSE(exists(path));
   EXPECT_FALSE(exists(path + ".tmp-" + std::to_string(getpid()))) << "temporary removed";
-  EXPECT_THROW(RawDataset(temp_path("missing.h5")), Error);
+  EXPECT_THROW(Dataset(temp_path("missing.h5")), Error);
   info.class_names = {"only one"};
   EXPECT_THROW(RawDatasetWriter(path, info), Error);
 }

@@ -1,0 +1,268 @@
+#include "datasets/dataset.h"
+
+#include <glob.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/hdf5_attributes.h"
+
+namespace convnet {
+
+struct Dataset::Shard {
+  std::string path;
+  DatasetInfo info;
+  std::vector<double> mean, std;
+  Hdf5Id file, data;             // data = /images (raw) or /encoded
+  std::vector<int64_t> offsets;  // encoded: (count + 1)
+  std::vector<uint8_t> cache;    // raw: every image when small enough
+  int64_t begin = 0;             // first global index
+};
+
+namespace {
+
+std::vector<double> read_doubles(hid_t location, const std::string& path, const char* name) {
+  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing attribute '", name, "'");
+  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<double> values(std::max<hssize_t>(n, 0));
+  CONVNET_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0, path,
+                ": reading attribute ", name);
+  return values;
+}
+
+// Opens /name and checks it is an integer dataset of `rank` dimensions.
+Hdf5Id open_dataset(hid_t file, const std::string& path, const char* name, int rank,
+                    H5T_sign_t sign, std::size_t type_size, std::vector<hsize_t>* dims) {
+  CONVNET_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0, path, ": missing dataset /", name);
+  Hdf5Id dataset(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose,
+                 (path + ": opening /" + name).c_str());
+  Hdf5Id type(H5Dget_type(dataset.get()), H5Tclose, "reading a dataset type");
+  CONVNET_CHECK(H5Tget_class(type.get()) == H5T_INTEGER && H5Tget_sign(type.get()) == sign &&
+                    H5Tget_size(type.get()) == type_size,
+                path, ": /", name, " must be ", sign == H5T_SGN_NONE ? "uint" : "int",
+                8 * type_size);
+  Hdf5Id space(H5Dget_space(dataset.get()), H5Sclose, "reading a dataset shape");
+  const int actual = H5Sget_simple_extent_ndims(space.get());
+  CONVNET_CHECK(actual == rank, path, ": /", name, " must have ", rank, " dimensions, not ",
+                actual);
+  dims->resize(rank);
+  H5Sget_simple_extent_dims(space.get(), dims->data(), nullptr);
+  return dataset;
+}
+
+void read_all(hid_t dataset, hid_t type, void* out, const std::string& what) {
+  CONVNET_CHECK(H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0, "reading ", what,
+                " failed (truncated or corrupt file?)");
+}
+
+// Reads elements [start, start + n) of dimension 0 of `dataset` into out.
+void read_rows(hid_t dataset, hid_t type, int64_t start, int64_t n, void* out,
+               const std::string& what) {
+  Hdf5Id file_space(H5Dget_space(dataset), H5Sclose, "selecting rows");
+  const int rank = H5Sget_simple_extent_ndims(file_space.get());
+  std::vector<hsize_t> dims(rank), offset(rank, 0);
+  H5Sget_simple_extent_dims(file_space.get(), dims.data(), nullptr);
+  offset[0] = static_cast<hsize_t>(start);
+  dims[0] = static_cast<hsize_t>(n);
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr, dims.data(),
+                      nullptr);
+  Hdf5Id memory_space(H5Screate_simple(rank, dims.data(), nullptr), H5Sclose, "selecting rows");
+  CONVNET_CHECK(H5Dread(dataset, type, memory_space.get(), file_space.get(), H5P_DEFAULT, out) >= 0,
+                "reading ", what, " failed (truncated or corrupt file?)");
+}
+
+}  // namespace
+
+std::vector<std::string> expand_dataset_paths(const std::string& spec) {
+  std::vector<std::string> paths;
+  std::stringstream in(spec);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (item.empty()) continue;
+    if (item.find_first_of("*?[") == std::string::npos) {
+      paths.push_back(item);
+      continue;
+    }
+    glob_t matches;
+    const int status = glob(item.c_str(), 0, nullptr, &matches);
+    std::vector<std::string> found;
+    if (status == 0)
+      for (std::size_t i = 0; i < matches.gl_pathc; ++i) found.push_back(matches.gl_pathv[i]);
+    globfree(&matches);
+    CONVNET_CHECK(!found.empty(), "dataset pattern '", item, "' matches no file");
+    std::sort(found.begin(), found.end());
+    paths.insert(paths.end(), found.begin(), found.end());
+  }
+  CONVNET_CHECK(!paths.empty(), "no dataset file given");
+  return paths;
+}
+
+Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
+    : paths_(expand_dataset_paths(spec)) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  for (const std::string& path : paths_) {
+    auto shard = std::make_unique<Shard>();
+    shard->path = path;
+    shard->begin = info_.count;
+    CONVNET_CHECK(access(path.c_str(), R_OK) == 0, path,
+                  ": dataset file does not exist or is not readable");
+    CONVNET_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or truncated)");
+    shard->file = Hdf5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
+                         (path + ": opening (truncated or damaged?)").c_str());
+    const hid_t root = shard->file.get();
+    DatasetInfo& info = shard->info;
+    const std::string layout = read_string_attribute(root, path, "layout");
+    CONVNET_CHECK(layout == "raw" || layout == "encoded", path, ": unknown layout '", layout, "'");
+    info.layout = layout == "raw" ? DatasetLayout::raw : DatasetLayout::encoded;
+    const int64_t version = read_int_attribute(root, path, "format_version");
+    CONVNET_CHECK(version >= 1 && version <= kDatasetFormatVersion, path,
+                  ": unsupported format_version ", version, " (this build reads 1..",
+                  kDatasetFormatVersion, ")");
+    info.num_classes = read_int_attribute(root, path, "num_classes");
+    CONVNET_CHECK(info.num_classes > 0, path, ": num_classes must be positive");
+    info.source = read_string_attribute(root, path, "source");
+    info.class_names = read_string_array_attribute(root, path, "class_names");
+    CONVNET_CHECK(static_cast<int64_t>(info.class_names.size()) == info.num_classes, path, ": ",
+                  info.class_names.size(), " class names for ", info.num_classes, " classes");
+    shard->mean = read_doubles(root, path, "mean");
+    shard->std = read_doubles(root, path, "std");
+
+    std::vector<hsize_t> dims;
+    if (info.layout == DatasetLayout::raw) {
+      shard->data = open_dataset(root, path, "images", 4, H5T_SGN_NONE, 1, &dims);
+      info.count = dims[0];
+      info.height = dims[1];
+      info.width = dims[2];
+      info.channels = dims[3];
+    } else {
+      shard->data = open_dataset(root, path, "encoded", 1, H5T_SGN_NONE, 1, &dims);
+      const int64_t bytes = dims[0];
+      Hdf5Id offsets = open_dataset(root, path, "offsets", 1, H5T_SGN_2, 8, &dims);
+      CONVNET_CHECK(dims[0] >= 1, path, ": /offsets is empty");
+      info.count = dims[0] - 1;
+      shard->offsets.resize(dims[0]);
+      read_all(offsets.get(), H5T_NATIVE_INT64, shard->offsets.data(), path + ": /offsets");
+      CONVNET_CHECK(shard->offsets.front() == 0 && shard->offsets.back() == bytes, path,
+                    ": /offsets must run from 0 to the size of /encoded (", bytes, ")");
+      for (int64_t i = 0; i < info.count; ++i)
+        CONVNET_CHECK(shard->offsets[i] <= shard->offsets[i + 1], path,
+                      ": /offsets decreases at sample ", i);
+      info.channels = read_int_attribute(root, path, "channels");
+      CONVNET_CHECK(info.channels == 1 || info.channels == 3, path,
+                    ": encoded datasets have 1 or 3 channels, not ", info.channels);
+    }
+    CONVNET_CHECK(info.count > 0, path, ": the dataset holds no samples");
+    CONVNET_CHECK(static_cast<int64_t>(shard->mean.size()) == info.channels &&
+                      static_cast<int64_t>(shard->std.size()) == info.channels,
+                  path, ": mean/std must have one value per channel (", info.channels, ")");
+    Hdf5Id labels = open_dataset(root, path, "labels", 1, H5T_SGN_2, 8, &dims);
+    CONVNET_CHECK(static_cast<int64_t>(dims[0]) == info.count, path, ": /labels holds ", dims[0],
+                  " labels but the images ", info.count);
+    std::vector<int64_t> shard_labels(info.count);
+    read_all(labels.get(), H5T_NATIVE_INT64, shard_labels.data(), path + ": /labels");
+    for (int64_t i = 0; i < info.count; ++i)
+      CONVNET_CHECK(shard_labels[i] >= 0 && shard_labels[i] < info.num_classes, path, ": /labels[",
+                    i, "] = ", shard_labels[i], " is outside [0, ", info.num_classes, ")");
+    labels_.insert(labels_.end(), shard_labels.begin(), shard_labels.end());
+
+    if (shards_.empty()) {
+      info_ = info;
+      info_.count = 0;
+      info_.source.clear();
+      mean_.assign(info.channels, 0.0);
+      std_.assign(info.channels, 0.0);
+    } else {
+      const std::string& first = paths_.front();
+      CONVNET_CHECK(info.layout == info_.layout && info.channels == info_.channels &&
+                        info.height == info_.height && info.width == info_.width,
+                    path, ": layout or image shape differs from ", first);
+      CONVNET_CHECK(info.class_names == info_.class_names, path, ": classes differ from ", first);
+    }
+    for (int64_t k = 0; k < info.channels; ++k) {
+      mean_[k] += shard->mean[k] * info.count;
+      std_[k] += shard->std[k] * info.count;
+    }
+    info_.count += info.count;
+    info_.source += (info_.source.empty() ? "" : "; ") + info.source;
+    shards_.push_back(std::move(shard));
+  }
+  for (int64_t k = 0; k < info_.channels; ++k) {
+    mean_[k] /= info_.count;
+    std_[k] /= info_.count;
+  }
+  if (info_.layout == DatasetLayout::raw &&
+      info_.count * info_.height * info_.width * info_.channels <= options.cache_bytes)
+    for (auto& shard : shards_) {
+      const DatasetInfo& info = shard->info;
+      shard->cache.resize(info.count * info.height * info.width * info.channels);
+      read_all(shard->data.get(), H5T_NATIVE_UINT8, shard->cache.data(), shard->path + ": /images");
+    }
+}
+
+Dataset::~Dataset() = default;
+
+const Dataset::Shard& Dataset::shard_of(int64_t index, int64_t* local) const {
+  CONVNET_CHECK(index >= 0 && index < info_.count, "sample ", index, " outside the dataset of ",
+                info_.count);
+  auto it =
+      std::upper_bound(shards_.begin(), shards_.end(), index,
+                       [](int64_t i, const std::unique_ptr<Shard>& s) { return i < s->begin; });
+  const Shard& shard = **(it - 1);
+  *local = index - shard.begin;
+  return shard;
+}
+
+std::string Dataset::describe(int64_t index) const {
+  int64_t local = 0;
+  const Shard& shard = shard_of(index, &local);
+  return shard.path + " sample " + std::to_string(local);
+}
+
+void Dataset::read_raw(int64_t index, uint8_t* out) const {
+  CONVNET_CHECK(info_.layout == DatasetLayout::raw, paths_.front(), ": not the raw layout");
+  int64_t local = 0;
+  const Shard& shard = shard_of(index, &local);
+  const int64_t bytes = info_.height * info_.width * info_.channels;
+  if (!shard.cache.empty()) {
+    std::memcpy(out, &shard.cache[local * bytes], bytes);
+    return;
+  }
+  read_rows(shard.data.get(), H5T_NATIVE_UINT8, local, 1, out,
+            shard.path + ": /images sample " + std::to_string(local));
+}
+
+std::vector<uint8_t> Dataset::read_encoded(int64_t index) const {
+  CONVNET_CHECK(info_.layout == DatasetLayout::encoded, paths_.front(), ": not the encoded layout");
+  int64_t local = 0;
+  const Shard& shard = shard_of(index, &local);
+  const int64_t begin = shard.offsets[local], end = shard.offsets[local + 1];
+  std::vector<uint8_t> bytes(end - begin);
+  if (end > begin)
+    read_rows(shard.data.get(), H5T_NATIVE_UINT8, begin, end - begin, bytes.data(),
+              shard.path + ": /encoded sample " + std::to_string(local));
+  return bytes;
+}
+
+Image Dataset::load(int64_t index) const {
+  Image image;
+  if (info_.layout == DatasetLayout::raw) {
+    image.height = info_.height;
+    image.width = info_.width;
+    image.channels = info_.channels;
+    image.pixels.resize(image.height * image.width * image.channels);
+    read_raw(index, image.pixels.data());
+    return image;
+  }
+  const std::vector<uint8_t> bytes = read_encoded(index);
+  try {
+    return decode_image(bytes.data(), bytes.size(), info_.channels);
+  } catch (const DecodeError& e) {
+    throw SampleError(describe(index) + " (/encoded): " + e.what());
+  }
+}
+
+}  // namespace convnet
