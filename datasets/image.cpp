@@ -22,9 +22,20 @@ struct TurboJpegHandle {
   tjhandle handle;
 };
 
-tjhandle decompressor() {
-  thread_local TurboJpegHandle h(false);
-  return h.handle;
+// After a failed call a handle may keep state that breaks the next decode
+// ("Bogus marker length"), so failures replace the thread's handle.
+std::unique_ptr<TurboJpegHandle>& decompressor_slot() {
+  thread_local std::unique_ptr<TurboJpegHandle> h;
+  if (!h) h = std::make_unique<TurboJpegHandle>(false);
+  return h;
+}
+
+tjhandle decompressor() { return decompressor_slot()->handle; }
+
+[[noreturn]] void jpeg_failure(const char* what, tjhandle tj) {
+  const std::string message = std::string(what) + tjGetErrorStr2(tj);
+  decompressor_slot().reset();
+  throw DecodeError(message);
 }
 
 tjhandle compressor() {
@@ -37,7 +48,7 @@ Image decode_jpeg(const uint8_t* data, std::size_t size, int64_t channels) {
   int width = 0, height = 0, subsampling = 0, colorspace = 0;
   if (tjDecompressHeader3(tj, data, static_cast<unsigned long>(size), &width, &height, &subsampling,
                           &colorspace) != 0)
-    throw DecodeError(std::string("JPEG header: ") + tjGetErrorStr2(tj));
+    jpeg_failure("JPEG header: ", tj);
   if (width <= 0 || height <= 0 || int64_t(width) * height > (int64_t(1) << 28))
     throw DecodeError("JPEG of unsupported size " + std::to_string(width) + "x" +
                       std::to_string(height));
@@ -51,7 +62,7 @@ Image decode_jpeg(const uint8_t* data, std::size_t size, int64_t channels) {
   // would otherwise decode to a half-grey picture and train silently.
   if (tjDecompress2(tj, data, static_cast<unsigned long>(size), image.pixels.data(), width, 0,
                     height, format, TJFLAG_STOPONWARNING) != 0)
-    throw DecodeError(std::string("JPEG data: ") + tjGetErrorStr2(tj));
+    jpeg_failure("JPEG data: ", tj);
   return image;
 }
 

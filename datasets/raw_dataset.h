@@ -18,13 +18,14 @@ namespace convnet {
 
 class RawDatasetWriter {
  public:
-  // info.layout must be raw; info.count images will be appended.
+  // info.layout must be raw; info.count images will be appended (0: any
+  // positive number, known at finish()).
   RawDatasetWriter(const std::string& path, const DatasetInfo& info);
 
   // Appends n images (n * H * W * C bytes, HWC order) and their labels;
   // labels must lie in [0, num_classes).
   void append(const uint8_t* images, const int64_t* labels, int64_t n);
-  // Checks that exactly `count` images came, writes the attributes, renames.
+  // Checks the count, writes the attributes, renames.
   void finish();
   int64_t written() const { return written_; }
 

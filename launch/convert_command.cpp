@@ -1,5 +1,6 @@
 // convnet convert KIND ...: converts datasets to convnet's HDF5 layouts
-// (docs/formats.md). KIND idx: MNIST / Fashion-MNIST IDX files.
+// (docs/formats.md). KIND idx: MNIST / Fashion-MNIST IDX files; cifar10 /
+// cifar100: the binary batches; imagefolder: a class-per-directory tree.
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -8,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "datasets/converters.h"
 #include "datasets/idx.h"
 #include "datasets/raw_dataset.h"
 #include "launch/commands.h"
@@ -26,12 +28,16 @@ std::vector<std::string> split_names(const std::string& text) {
 class Progress {
  public:
   explicit Progress(int64_t total) : total_(total), start_(clock::now()), tty_(isatty(2)) {}
+  void update(int64_t done, int64_t total) {
+    total_ = total;
+    update(done);
+  }
   void update(int64_t done) const {
     if (!tty_) return;
     const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
     const double eta = done > 0 ? elapsed * (total_ - done) / done : 0;
     std::fprintf(stderr, "\r%ld/%ld images (%ld%%), ETA %.0f s   ", long(done), long(total_),
-                 long(100 * done / total_), eta);
+                 long(100 * done / std::max<int64_t>(total_, 1)), eta);
     if (done == total_) std::fprintf(stderr, "\n");
   }
 
@@ -41,6 +47,88 @@ class Progress {
   clock::time_point start_;
   bool tty_;
 };
+
+void print_summary(const std::string& output, const ConvertSummary& summary) {
+  const DatasetInfo& info = summary.info;
+  std::printf(
+      "{\"output\": \"%s\", \"layout\": \"%s\", \"count\": %ld, \"shape\": [%ld, %ld, %ld], "
+      "\"classes\": %ld, \"skipped\": %ld}\n",
+      output.c_str(), layout_name(info.layout), long(info.count), long(info.height),
+      long(info.width), long(info.channels), long(info.num_classes), long(summary.skipped));
+}
+
+// Parses args into vm; prints help and returns false for --help.
+bool parse(const std::vector<std::string>& args,
+           const boost::program_options::options_description& options,
+           boost::program_options::variables_map* vm) {
+  namespace po = boost::program_options;
+  po::store(po::command_line_parser(args).options(options).run(), *vm);
+  if (vm->count("help")) {
+    std::cout << options;
+    return false;
+  }
+  po::notify(*vm);
+  return true;
+}
+
+int convert_cifar_command(int num_classes, const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  std::string input, output, split;
+  bool compress = false;
+  po::options_description options("convnet convert cifar" + std::to_string(num_classes) +
+                                  " [OPTIONS]: CIFAR binary batches to the raw layout");
+  options.add_options()("help,h", "show this help")(
+      "input", po::value(&input)->required(), "folder holding the binary batches (or its parent)")(
+      "output", po::value(&output)->required(), "HDF5 file to write")(
+      "split", po::value(&split)->default_value("train"), "train or test")(
+      "compress", po::bool_switch(&compress), "deflate-compress /images");
+  po::variables_map vm;
+  if (!parse(args, options, &vm)) return 0;
+  Progress progress(0);
+  const ConvertSummary summary =
+      convert_cifar(input, num_classes, split, output, compress,
+                    [&](int64_t done, int64_t total) { progress.update(done, total); });
+  print_summary(output, summary);
+  return 0;
+}
+
+int convert_image_folder_command(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  std::string input, output, size;
+  ImageFolderOptions folder;
+  po::options_description options(
+      "convnet convert imagefolder [OPTIONS]: a class-per-directory tree of JPEG/PNG files to "
+      "the encoded layout (or the raw layout with --size)");
+  options.add_options()("help,h", "show this help")("input", po::value(&input)->required(),
+                                                    "root folder with one subfolder per class")(
+      "output", po::value(&output)->required(), "HDF5 file to write")(
+      "resize", po::value(&folder.resize)->default_value(0),
+      "shrink the shorter side to this many pixels and re-encode as JPEG (0: store files as they "
+      "are)")("size", po::value(&size)->default_value(""),
+              "HxW: resize every image to exactly this size and write the raw layout")(
+      "channels", po::value(&folder.channels)->default_value(3), "3 (RGB) or 1 (grayscale)")(
+      "quality", po::value(&folder.quality)->default_value(90), "JPEG quality when re-encoding")(
+      "jobs", po::value(&folder.jobs)->default_value(1), "decoding/encoding threads")(
+      "skip-corrupt", po::bool_switch(&folder.skip_corrupt),
+      "warn about and skip files that do not decode (default: stop with an error)")(
+      "compress", po::bool_switch(&folder.compress), "deflate-compress /images (raw layout)");
+  po::variables_map vm;
+  if (!parse(args, options, &vm)) return 0;
+  if (!size.empty()) {
+    long h = 0, w = 0;
+    char x = 0, extra = 0;
+    CONVNET_CHECK(std::sscanf(size.c_str(), "%ld%c%ld%c", &h, &x, &w, &extra) == 3 && x == 'x' &&
+                      h > 0 && w > 0,
+                  "--size must be HxW (e.g. 64x64), got '", size, "'");
+    folder.height = h;
+    folder.width = w;
+  }
+  Progress progress(0);
+  const ConvertSummary summary = convert_image_folder(
+      input, output, folder, [&](int64_t done, int64_t total) { progress.update(done, total); });
+  print_summary(output, summary);
+  return 0;
+}
 
 int convert_idx(const std::vector<std::string>& args) {
   namespace po = boost::program_options;
@@ -56,12 +144,7 @@ int convert_idx(const std::vector<std::string>& args) {
       "comma-separated class names (default: 0, 1, ... up to the largest label)")(
       "compress", po::bool_switch(&compress), "deflate-compress /images");
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << options;
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse(args, options, &vm)) return 0;
 
   IdxReader labels_file(labels_path);
   CONVNET_CHECK(labels_file.dims().size() == 1, labels_path, ": labels must be (N), got rank ",
@@ -102,10 +185,7 @@ int convert_idx(const std::vector<std::string>& args) {
     progress.update(done);
   }
   writer.finish();
-  std::printf(
-      "{\"output\": \"%s\", \"count\": %ld, \"shape\": [%ld, %ld, %ld], \"classes\": %ld}\n",
-      output.c_str(), long(info.count), long(info.height), long(info.width), long(info.channels),
-      long(info.num_classes));
+  print_summary(output, ConvertSummary{info, 0});
   return 0;
 }
 
@@ -114,13 +194,20 @@ int convert_idx(const std::vector<std::string>& args) {
 int convert_command(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::printf(
-        "usage: convnet convert KIND [OPTIONS]\n\nkinds:\n  idx   MNIST / Fashion-MNIST IDX "
-        "files\n");
+        "usage: convnet convert KIND [OPTIONS]\n\nkinds:\n"
+        "  idx          MNIST / Fashion-MNIST IDX files (gzipped or not)\n"
+        "  cifar10      CIFAR-10 binary batches\n"
+        "  cifar100     CIFAR-100 binary batches (fine labels)\n"
+        "  imagefolder  class-per-directory JPEG/PNG tree (ImageNet layout)\n"
+        "\n`convnet convert KIND --help` lists a kind's options.\n");
     return args.empty() ? 2 : 0;
   }
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "idx") return convert_idx(rest);
-  throw Error("unknown dataset kind '" + args[0] + "' (this build converts: idx)");
+  if (args[0] == "cifar10") return convert_cifar_command(10, rest);
+  if (args[0] == "cifar100") return convert_cifar_command(100, rest);
+  if (args[0] == "imagefolder") return convert_image_folder_command(rest);
+  throw Error("unknown dataset kind '" + args[0] + "' (idx, cifar10, cifar100, imagefolder)");
 }
 
 }  // namespace convnet
