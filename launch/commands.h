@@ -11,5 +11,6 @@ namespace convnet {
 int models_command(const std::vector<std::string>& args);
 int bench_command(const std::vector<std::string>& args);
 int convert_command(const std::vector<std::string>& args);
+int bench_data_command(const std::vector<std::string>& args);
 
 }  // namespace convnet

@@ -15,7 +15,8 @@ void print_usage() {
       "usage: convnet COMMAND [OPTIONS]\n\n"
       "commands:\n"
       "  bench      training-step throughput of a model on synthetic data\n"
-      "  convert    convert a dataset to convnet's HDF5 layout (idx)\n"
+      "  bench-data loader images/s (decode + augmentation) on a dataset\n"
+      "  convert    convert a dataset to convnet's HDF5 layout (idx, cifar10/100, imagefolder)\n"
       "  models     list every model with its parameter count and input size\n"
       "  version    print the version and the backends this build has\n\n"
       "Run 'convnet COMMAND --help' for a command's options.\n");
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     if (command == "version" || command == "--version") return print_version();
     if (command == "models") return convnet::models_command(args);
     if (command == "bench") return convnet::bench_command(args);
+    if (command == "bench-data") return convnet::bench_data_command(args);
     if (command == "convert") return convnet::convert_command(args);
     std::fprintf(stderr, "convnet: unknown command '%s'\n", command.c_str());
     print_usage();

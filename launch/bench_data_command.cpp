@@ -1,0 +1,64 @@
+// convnet bench-data: loader throughput (decode + augmentation +
+// normalization into float batches), images/s in total and per thread.
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "core/error.h"
+#include "datasets/loader.h"
+#include "launch/commands.h"
+
+namespace convnet {
+
+int bench_data_command(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  std::string data, recipe;
+  LoaderOptions options;
+  int64_t batches = 0, warmup = 0;
+  bool eval = false;
+  po::options_description description(
+      "convnet bench-data [OPTIONS]: loader images/s on a dataset, no training");
+  description.add_options()("help,h", "show this help")(
+      "data", po::value(&data)->required(), "dataset file(s): a path, a comma list or a glob")(
+      "recipe", po::value(&recipe)->default_value("cifar"), "augmentation: none, cifar, imagenet")(
+      "eval", po::bool_switch(&eval), "the recipe's evaluation transform instead of training's")(
+      "size", po::value(&options.augment.size)->default_value(0),
+      "output size (imagenet: crop, default 224)")(
+      "batch-size", po::value(&options.batch_size)->default_value(64), "images per batch")(
+      "loader-threads", po::value(&options.threads)->default_value(1), "loader threads")(
+      "batches", po::value(&batches)->default_value(50), "timed batches")(
+      "warmup", po::value(&warmup)->default_value(2), "untimed batches first")(
+      "seed", po::value(&options.augment.seed)->default_value(0), "augmentation seed");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(description).run(), vm);
+  if (vm.count("help")) {
+    std::cout << description;
+    return 0;
+  }
+  po::notify(vm);
+  options.augment.recipe = parse_recipe(recipe);
+  options.augment.train = !eval;
+  options.prefetch = 2 * options.threads;
+  auto dataset = std::make_shared<Dataset>(data);
+  Loader loader(dataset, options);
+  Batch batch;
+  for (int64_t i = 0; i < warmup; ++i) loader.next(&batch);
+  const auto start = std::chrono::steady_clock::now();
+  int64_t images = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    loader.next(&batch);
+    images += batch.count;
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double rate = images / seconds;
+  std::printf(
+      "{\"data\": \"%s\", \"layout\": \"%s\", \"recipe\": \"%s\", \"train\": %s, \"size\": [%ld, "
+      "%ld], \"threads\": %d, \"img_per_s\": %.1f, \"img_per_s_per_thread\": %.1f}\n",
+      data.c_str(), layout_name(dataset->info().layout), recipe.c_str(), eval ? "false" : "true",
+      long(loader.height()), long(loader.width()), options.threads, rate, rate / options.threads);
+  return 0;
+}
+
+}  // namespace convnet
