@@ -38,6 +38,7 @@ ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const S
   node.op = std::move(op);
   node.inputs = std::move(inputs);
   node.output = out;
+  node.entries_end = store_.registered();
   nodes_.push_back(std::move(node));
   return out;
 }
@@ -93,6 +94,7 @@ void Net::plan() {
   CONVNET_CHECK(!planned_, "Net::plan() called twice");
   CONVNET_CHECK(input_ >= 0 && output_ >= 0, "net without input or output");
   if (!store_.finalized()) store_.finalize(context_.allocator());
+  plan_gradient_readiness();
 
   Pool pool;
   plan_activations(pool);
@@ -226,13 +228,44 @@ void Net::forward(Mode mode) {
   for (Node& node : nodes_) node.op->forward(mode, node.input_tensors, values_[node.output].data);
 }
 
-void Net::backward() {
+void Net::plan_gradient_readiness() {
+  // After the backward of node k, nodes 0..k-1 are still to run: the final
+  // prefix of the flat gradients ends where the first of their parameters starts.
+  const std::vector<ParamEntry>& entries = store_.entries();
+  std::vector<int64_t> first_offset(nodes_.size(), store_.num_parameters());
+  int begin = 0;
+  for (std::size_t k = 0; k < nodes_.size(); ++k) {
+    for (int e = begin; e < nodes_[k].entries_end; ++e)
+      if (entries[e].kind == EntryKind::parameter)
+        first_offset[k] = std::min(first_offset[k], entries[e].offset);
+    begin = nodes_[k].entries_end;
+  }
+  int64_t ready = store_.num_parameters();
+  for (std::size_t k = 0; k < nodes_.size(); ++k) {
+    nodes_[k].grads_ready_after = ready;
+    ready = std::min(ready, first_offset[k]);
+  }
+  // Parameters registered after the last op (none in the zoo) are final only at the end.
+  for (int e = begin; e < static_cast<int>(entries.size()); ++e)
+    if (entries[e].kind == EntryKind::parameter)
+      for (Node& node : nodes_)
+        node.grads_ready_after = std::min(node.grads_ready_after, entries[e].offset);
+}
+
+void Net::backward(const std::function<void(int64_t)>& on_gradients_ready) {
   CONVNET_CHECK(planned_, "Net::backward before plan()");
+  int64_t reported = 0;
   for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) {
     Node& node = *it;
     const Value& out = values_[node.output];
     node.op->backward(node.input_tensors, out.data, out.grad, node.input_grads, node.grad_modes);
+    if (on_gradients_ready && node.grads_ready_after > reported) {
+      reported = node.grads_ready_after;
+      on_gradients_ready(reported);
+    }
   }
+  if (on_gradients_ready && reported < store_.num_parameters())
+    on_gradients_ready(store_.num_parameters());
 }
 
 }  // namespace convnet

@@ -17,6 +17,7 @@
 // computed.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,7 +82,14 @@ class Net {
   void forward(Mode mode);
   // Gradients of the output_grad() projection: parameter gradients accumulate
   // into the store (zero them first with store.zero_grads()).
-  void backward();
+  //
+  // on_gradients_ready(n), when given, is called during backward each time
+  // the leading n elements of store.flat_grads() have become final (n grows;
+  // the last call has n = num_parameters()). Parameters registered before an
+  // op was added belong to that op; the flat buffer is in reverse
+  // registration order, so buckets at its front are done first and their
+  // allreduce can overlap the rest of backward.
+  void backward(const std::function<void(int64_t)>& on_gradients_ready = {});
 
   // Bytes of kept activations, and of the pool shared by transient
   // activations (forward) and activation gradients (backward).
@@ -108,6 +116,8 @@ class Net {
     ValueId output;
     std::vector<Tensor> input_tensors, input_grads;  // cached for the hot path
     std::vector<GradMode> grad_modes;
+    int entries_end = 0;            // store entries registered up to this op
+    int64_t grads_ready_after = 0;  // leading final gradient elements once this op's backward ran
   };
 
   ValueId root(ValueId value) const;
@@ -115,6 +125,7 @@ class Net {
   struct Pool;
   void plan_activations(Pool& pool);
   void plan_gradients(Pool& pool);
+  void plan_gradient_readiness();
 
   Context& context_;
   ParamStore& store_;

@@ -67,6 +67,11 @@ class ParamStore {
   int64_t& counter(int id);
   int64_t counter(int id) const;
 
+  // Entries registered so far by the current build (the rebind cursor after
+  // finalize): lets a Net attribute entries to the op built after them.
+  int registered() const {
+    return finalized_ ? static_cast<int>(rebind_cursor_) : static_cast<int>(entries_.size());
+  }
   const std::vector<ParamEntry>& entries() const { return entries_; }  // state_dict order
   int find(const std::string& name) const;                             // -1 when absent
   int64_t num_parameters() const { return num_params_; }               // trainable elements
