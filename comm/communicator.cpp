@@ -1,0 +1,117 @@
+#include "comm/communicator.h"
+
+#include <cstdlib>
+#include <exception>
+
+#include "core/error.h"
+
+namespace convnet {
+
+std::string to_string(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum:
+      return "sum";
+    case ReduceOp::average:
+      return "average";
+  }
+  return "unknown";
+}
+
+std::string to_string(ThreadSupport support) {
+  switch (support) {
+    case ThreadSupport::serialized:
+      return "serialized";
+    case ThreadSupport::multiple:
+      return "multiple";
+  }
+  return "unknown";
+}
+
+// ---- PendingReduce ----------------------------------------------------------
+
+PendingReduce& PendingReduce::operator=(PendingReduce&& other) noexcept {
+  if (this != &other) {
+    PendingReduce finished = std::move(*this);  // its destructor waits
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+PendingReduce::~PendingReduce() {
+  if (!impl_) return;
+  // Never return while the reduction may still write into the caller's buffer.
+  try {
+    impl_->wait();
+  } catch (const std::exception& e) {
+    CONVNET_WARN_IF_NOT(false,
+                        "a reduction in flight failed in its handle's destructor: ", e.what());
+  }
+}
+
+bool PendingReduce::test() {
+  if (impl_ && impl_->test()) impl_.reset();
+  return impl_ == nullptr;
+}
+
+void PendingReduce::wait() {
+  if (!impl_) return;
+  impl_->wait();
+  impl_.reset();
+}
+
+// ---- Communicator -----------------------------------------------------------
+
+Communicator::Communicator(int rank, int size, int local_rank, int local_size)
+    : rank_(rank), size_(size), local_rank_(local_rank), local_size_(local_size) {
+  CONVNET_CHECK(size > 0 && rank >= 0 && rank < size, "rank ", rank, " of ", size);
+  CONVNET_CHECK(local_size > 0 && local_size <= size && local_rank >= 0 && local_rank < local_size,
+                "local rank ", local_rank, " of ", local_size, " (", size, " ranks in all)");
+}
+
+void Communicator::barrier() { barrier_impl(); }
+
+void Communicator::broadcast(void* data, std::size_t bytes, int root) {
+  CONVNET_CHECK(root >= 0 && root < size(), "broadcast root ", root, " is not a rank of ", size());
+  CONVNET_CHECK(data != nullptr || bytes == 0, "broadcast of ", bytes, " bytes from null");
+  broadcast_impl(data, bytes, root);
+}
+
+void Communicator::broadcast(std::string& text, int root) {
+  uint64_t length = text.size();
+  broadcast(length, root);
+  text.resize(length);
+  broadcast(text.data(), length, root);
+}
+
+void Communicator::allreduce(float* data, std::size_t count, ReduceOp op) {
+  CONVNET_CHECK(data != nullptr || count == 0, "allreduce of ", count, " floats at null");
+  allreduce_impl(data, count, op);
+}
+
+void Communicator::allreduce(double* data, std::size_t count, ReduceOp op) {
+  CONVNET_CHECK(data != nullptr || count == 0, "allreduce of ", count, " doubles at null");
+  allreduce_impl(data, count, op);
+}
+
+void Communicator::allreduce(int64_t* data, std::size_t count) {
+  CONVNET_CHECK(data != nullptr || count == 0, "allreduce of ", count, " int64s at null");
+  allreduce_impl(data, count);
+}
+
+PendingReduce Communicator::allreduce_async(float* data, std::size_t count, ReduceOp op) {
+  CONVNET_CHECK(data != nullptr || count == 0, "allreduce_async of ", count, " floats at null");
+  return allreduce_async_impl(data, count, op);
+}
+
+int64_t Communicator::allreduce_max(int64_t value) { return allreduce_max_impl(value); }
+
+bool Communicator::any(bool value) { return allreduce_max_impl(value ? 1 : 0) > 0; }
+
+std::unique_ptr<Communicator> Communicator::duplicate() { return duplicate_impl(); }
+
+void Communicator::abort(int exit_code) {
+  abort_impl(exit_code);
+  std::_Exit(exit_code);  // not reached: implementations do not return
+}
+
+}  // namespace convnet
