@@ -104,4 +104,18 @@ std::vector<std::string> read_string_array_attribute(hid_t location, const std::
   return values;
 }
 
+std::vector<double> read_double_array_attribute(hid_t location, const std::string& path,
+                                                const char* name) {
+  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing attribute '", name, "'");
+  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<double> values(std::max<hssize_t>(n, 0));
+  CONVNET_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0, path,
+                ": reading attribute ", name);
+  return values;
+}
+
+bool has_attribute(hid_t location, const char* name) { return H5Aexists(location, name) > 0; }
+
 }  // namespace convnet

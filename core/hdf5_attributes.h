@@ -22,5 +22,8 @@ int64_t read_int_attribute(hid_t location, const std::string& path, const char* 
 std::string read_string_attribute(hid_t location, const std::string& path, const char* name);
 std::vector<std::string> read_string_array_attribute(hid_t location, const std::string& path,
                                                      const char* name);
+std::vector<double> read_double_array_attribute(hid_t location, const std::string& path,
+                                                const char* name);
+bool has_attribute(hid_t location, const char* name);
 
 }  // namespace convnet

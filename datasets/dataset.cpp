@@ -24,17 +24,6 @@ struct Dataset::Shard {
 
 namespace {
 
-std::vector<double> read_doubles(hid_t location, const std::string& path, const char* name) {
-  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing attribute '", name, "'");
-  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
-  Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
-  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
-  std::vector<double> values(std::max<hssize_t>(n, 0));
-  CONVNET_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0, path,
-                ": reading attribute ", name);
-  return values;
-}
-
 // Opens /name and checks it is an integer dataset of `rank` dimensions.
 Hdf5Id open_dataset(hid_t file, const std::string& path, const char* name, int rank,
                     H5T_sign_t sign, std::size_t type_size, std::vector<hsize_t>* dims) {
@@ -128,8 +117,8 @@ Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
     info.class_names = read_string_array_attribute(root, path, "class_names");
     CONVNET_CHECK(static_cast<int64_t>(info.class_names.size()) == info.num_classes, path, ": ",
                   info.class_names.size(), " class names for ", info.num_classes, " classes");
-    shard->mean = read_doubles(root, path, "mean");
-    shard->std = read_doubles(root, path, "std");
+    shard->mean = read_double_array_attribute(root, path, "mean");
+    shard->std = read_double_array_attribute(root, path, "std");
 
     std::vector<hsize_t> dims;
     if (info.layout == DatasetLayout::raw) {

@@ -12,5 +12,8 @@ int models_command(const std::vector<std::string>& args);
 int bench_command(const std::vector<std::string>& args);
 int convert_command(const std::vector<std::string>& args);
 int bench_data_command(const std::vector<std::string>& args);
+int train_command(const std::vector<std::string>& args);
+int eval_command(const std::vector<std::string>& args);
+int predict_command(const std::vector<std::string>& args);
 
 }  // namespace convnet

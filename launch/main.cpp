@@ -17,7 +17,10 @@ void print_usage() {
       "  bench      training-step throughput of a model on synthetic data\n"
       "  bench-data loader images/s (decode + augmentation) on a dataset\n"
       "  convert    convert a dataset to convnet's HDF5 layout (idx, cifar10/100, imagefolder)\n"
+      "  eval       top-1/top-5/loss of a model file on a dataset (also under mpirun)\n"
       "  models     list every model with its parameter count and input size\n"
+      "  predict    write a model's logits for a dataset to HDF5 (also under mpirun)\n"
+      "  train      train a model, data-parallel under mpirun / srun\n"
       "  version    print the version and the backends this build has\n\n"
       "Run 'convnet COMMAND --help' for a command's options.\n");
 }
@@ -46,6 +49,9 @@ int main(int argc, char** argv) {
     if (command == "version" || command == "--version") return print_version();
     if (command == "models") return convnet::models_command(args);
     if (command == "bench") return convnet::bench_command(args);
+    if (command == "train") return convnet::train_command(args);
+    if (command == "eval") return convnet::eval_command(args);
+    if (command == "predict") return convnet::predict_command(args);
     if (command == "bench-data") return convnet::bench_data_command(args);
     if (command == "convert") return convnet::convert_command(args);
     std::fprintf(stderr, "convnet: unknown command '%s'\n", command.c_str());

@@ -38,6 +38,9 @@ void save_weights(const std::string& path, const WeightsMetadata& metadata,
     write_int_attribute(file.get(), "num_classes", metadata.num_classes);
     write_int_attribute(file.get(), "in_channels", metadata.in_channels);
     write_int_attribute(file.get(), "format_version", kWeightsFormatVersion);
+    if (!metadata.mean.empty()) write_double_array_attribute(file.get(), "mean", metadata.mean);
+    if (!metadata.std.empty()) write_double_array_attribute(file.get(), "std", metadata.std);
+    if (metadata.image_size > 0) write_int_attribute(file.get(), "image_size", metadata.image_size);
     Hdf5Id group(H5Gcreate2(file.get(), "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
                  "creating group /model");
     for (std::size_t i = 0; i < store.entries().size(); ++i) {
@@ -82,6 +85,12 @@ WeightsMetadata read_weights_metadata(const std::string& path) {
   m.num_classes = read_int_attribute(file.get(), path, "num_classes");
   m.in_channels = read_int_attribute(file.get(), path, "in_channels");
   m.format_version = read_int_attribute(file.get(), path, "format_version");
+  if (has_attribute(file.get(), "mean"))
+    m.mean = read_double_array_attribute(file.get(), path, "mean");
+  if (has_attribute(file.get(), "std"))
+    m.std = read_double_array_attribute(file.get(), path, "std");
+  if (has_attribute(file.get(), "image_size"))
+    m.image_size = read_int_attribute(file.get(), path, "image_size");
   CONVNET_CHECK(m.format_version >= 1 && m.format_version <= kWeightsFormatVersion, path,
                 ": unsupported format_version ", m.format_version, " (this convnet reads 1 to ",
                 kWeightsFormatVersion, ")");

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "models/param_store.h"
 
@@ -22,6 +23,11 @@ struct WeightsMetadata {
   int64_t num_classes = 0;
   int64_t in_channels = 0;
   int64_t format_version = 0;
+  // What training fed the model (optional attributes; empty/0 when absent, as
+  // in a file converted from torchvision): per-channel input normalization in
+  // 0..1 units, and the input height = width.
+  std::vector<double> mean, std;
+  int64_t image_size = 0;
 };
 
 constexpr int64_t kWeightsFormatVersion = 1;

@@ -1,0 +1,203 @@
+// convnet eval / convnet predict: a weights or checkpoint file on a dataset,
+// sharded exactly over the ranks of an mpirun job (every sample once).
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "comm/mpi_communicator.h"
+#include "core/error.h"
+#include "core/hdf5_handle.h"
+#include "datasets/dataset_file.h"
+#include "launch/commands.h"
+#include "models/weights_file.h"
+#include "trainer/evaluator.h"
+
+namespace convnet {
+namespace {
+
+struct EvalSetup {
+  std::string checkpoint, data;
+  int64_t batch_size = 64, resize = 0, crop = 0;
+  int threads = 0, loader_threads = 2;
+};
+
+void add_eval_options(boost::program_options::options_description& options, EvalSetup& s) {
+  namespace po = boost::program_options;
+  options.add_options()("help,h", "show this help")(
+      "checkpoint", po::value(&s.checkpoint)->required(),
+      "weights file (convnet train's model.h5, tools/torchvision_weights.py) or checkpoint")(
+      "data", po::value(&s.data)->required(), "dataset: HDF5 file, comma list or glob")(
+      "batch-size", po::value(&s.batch_size)->default_value(64), "images per rank and batch")(
+      "resize", po::value(&s.resize)->default_value(0),
+      "resize the shorter side to this before a center crop (0: crop x 256/224 when --crop is "
+      "given)")("crop", po::value(&s.crop)->default_value(0),
+                "center crop size (0: the model's training size)")(
+      "threads", po::value(&s.threads)->default_value(0), "compute threads per rank (0: auto)")(
+      "loader-threads", po::value(&s.loader_threads)->default_value(2), "loader threads per rank");
+}
+
+bool parse(const std::vector<std::string>& args,
+           const boost::program_options::options_description& options) {
+  namespace po = boost::program_options;
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(options).run(), vm);
+  if (vm.count("help")) {
+    std::cout << options;
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
+// Loads the model and runs it over this rank's shard.
+struct Evaluation {
+  EvalTotals totals;
+  std::vector<float> logits;  // (count, K) of this rank, in dataset order
+  int64_t begin = 0, classes = 0, total = 0;
+};
+
+Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool keep_logits) {
+  const WeightsMetadata meta = read_weights_metadata(s.checkpoint);
+  auto dataset = std::make_shared<Dataset>(s.data);
+  CONVNET_CHECK(dataset->info().channels == meta.in_channels, s.data, " has ",
+                dataset->info().channels, "-channel images, ", s.checkpoint, " expects ",
+                meta.in_channels);
+  CONVNET_CHECK(dataset->info().num_classes <= meta.num_classes, s.data, " has ",
+                dataset->info().num_classes, " classes, ", s.checkpoint, " only ",
+                meta.num_classes);
+  LoaderOptions options;
+  options.train = false;
+  options.batch_size = s.batch_size;
+  options.world = communicator.size();
+  options.rank = communicator.rank();
+  options.threads = s.loader_threads;
+  // The training normalization when the file records it, else the dataset's.
+  options.augment.mean = meta.mean;
+  options.augment.std = meta.std;
+  if (s.resize > 0 || s.crop > 0) {
+    options.augment.recipe = Recipe::imagenet;
+    options.augment.size = s.crop > 0 ? s.crop : (meta.image_size > 0 ? meta.image_size : 224);
+    options.augment.resize = s.resize;
+  } else if (dataset->info().layout == DatasetLayout::encoded) {
+    options.augment.size = meta.image_size;
+  }
+  Loader loader(dataset, options);
+  const int threads = s.threads > 0 ? s.threads
+                                    : std::max(1, int(std::thread::hardware_concurrency()) /
+                                                      std::max(1, communicator.local_size()));
+  Context context({.num_threads = threads});
+  ParamStore store;
+  ModelNets nets(
+      context,
+      {.name = meta.model, .num_classes = meta.num_classes, .in_channels = meta.in_channels}, store,
+      meta.in_channels, loader.height(), loader.width());
+  nets.get(s.batch_size);  // finalizes the store
+  load_weights(s.checkpoint, store, meta.model);
+  Evaluation result;
+  result.classes = meta.num_classes;
+  result.total = dataset->size();
+  bool first = true;
+  result.totals = evaluate(nets, loader, [&](const Batch& batch, const Tensor& logits) {
+    if (first) result.begin = batch.indices.front();
+    first = false;
+    if (keep_logits)
+      result.logits.insert(result.logits.end(), logits.data<float>(),
+                           logits.data<float>() + logits.numel());
+  });
+  if (first) result.begin = 0;
+  return result;
+}
+
+template <typename Body>
+int run_collective(const char* command, Body body) {
+  auto communicator = make_communicator();
+  try {
+    return body(*communicator);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "convnet %s: error: %s\n", command, e.what());
+    if (communicator->size() > 1) communicator->abort(1);
+    return 1;
+  }
+}
+
+}  // namespace
+
+int eval_command(const std::vector<std::string>& args) {
+  EvalSetup setup;
+  boost::program_options::options_description options(
+      "convnet eval [OPTIONS]: top-1, top-5 and loss of a model on a dataset (one JSON line)");
+  add_eval_options(options, setup);
+  if (!parse(args, options)) return 0;
+  return run_collective("eval", [&](Communicator& communicator) {
+    Evaluation result = run_evaluation(setup, communicator, false);
+    result.totals.reduce(communicator);
+    if (communicator.rank() == 0)
+      std::printf("{\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"count\": %ld}\n",
+                  result.totals.top1(), result.totals.top5(), result.totals.loss(),
+                  long(result.totals.count));
+    return 0;
+  });
+}
+
+int predict_command(const std::vector<std::string>& args) {
+  EvalSetup setup;
+  std::string output;
+  boost::program_options::options_description options(
+      "convnet predict [OPTIONS]: logits of a model for every sample, in dataset order");
+  add_eval_options(options, setup);
+  options.add_options()("output", boost::program_options::value(&output)->required(),
+                        "HDF5 file to write: /logits float32 (N, K), /labels int64 (N)");
+  if (!parse(args, options)) return 0;
+  return run_collective("predict", [&](Communicator& communicator) {
+    const Evaluation result = run_evaluation(setup, communicator, true);
+    // Ranks write their rows in turn into rank 0's temporary file; rank 0
+    // renames it when all are in.
+    int64_t pid = getpid();
+    communicator.broadcast(pid, 0);
+    const std::string temp = output + ".tmp-" + std::to_string(pid);
+    const int64_t rows = static_cast<int64_t>(result.logits.size()) / result.classes;
+    std::vector<int64_t> labels;
+    auto dataset = Dataset(setup.data);  // labels only
+    for (int64_t i = 0; i < rows; ++i) labels.push_back(dataset.labels()[result.begin + i]);
+    for (int r = 0; r < communicator.size(); ++r) {
+      if (r == communicator.rank()) {
+        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+        Hdf5Id file;
+        Hdf5Id logits, label_set;
+        if (r == 0) {
+          file = Hdf5Id(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+                        ("creating " + temp).c_str());
+          const hsize_t n = result.total, k = result.classes;
+          logits =
+              create_dataset(file.get(), "logits", H5T_IEEE_F32LE, {n, k}, {}, {}, false, temp);
+          label_set = create_dataset(file.get(), "labels", H5T_STD_I64LE, {n}, {}, {}, false, temp);
+        } else {
+          file = Hdf5Id(H5Fopen(temp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose,
+                        ("opening " + temp).c_str());
+          logits = Hdf5Id(H5Dopen2(file.get(), "logits", H5P_DEFAULT), H5Dclose, "/logits");
+          label_set = Hdf5Id(H5Dopen2(file.get(), "labels", H5P_DEFAULT), H5Dclose, "/labels");
+        }
+        if (rows > 0) {
+          write_rows(logits.get(), H5T_NATIVE_FLOAT, result.begin, rows, result.logits.data(),
+                     "/logits to " + temp);
+          write_rows(label_set.get(), H5T_NATIVE_INT64, result.begin, rows, labels.data(),
+                     "/labels to " + temp);
+        }
+        CONVNET_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0, "flushing ", temp);
+      }
+      communicator.barrier();
+    }
+    if (communicator.rank() == 0) {
+      CONVNET_CHECK(std::rename(temp.c_str(), output.c_str()) == 0, "cannot rename ", temp, " to ",
+                    output);
+      std::printf("{\"output\": \"%s\", \"count\": %ld, \"classes\": %ld}\n", output.c_str(),
+                  long(result.total), long(result.classes));
+    }
+    return 0;
+  });
+}
+
+}  // namespace convnet

@@ -1,0 +1,54 @@
+// An options table for Boost.Program_options that also prints the resolved
+// values as INI text (the format --config reads), so the configuration a run
+// saves can be fed back to it. Every option has help text and a default.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace convnet {
+
+class OptionTable {
+ public:
+  explicit OptionTable(const std::string& caption) : description_(caption) {}
+
+  template <typename T>
+  OptionTable& add(const char* name, T* target, const char* help) {
+    description_.add_options()(
+        name, boost::program_options::value<T>(target)->default_value(*target), help);
+    printers_.emplace_back(name, [target] {
+      std::ostringstream text;
+      text << std::boolalpha << *target;
+      return text.str();
+    });
+    return *this;
+  }
+  // A switch: `--name` alone means true; `--name=false` or `name = false` in a file.
+  OptionTable& add_switch(const char* name, bool* target, const char* help) {
+    description_.add_options()(
+        name,
+        boost::program_options::value<bool>(target)->default_value(*target)->implicit_value(true),
+        help);
+    printers_.emplace_back(name, [target] { return std::string(*target ? "true" : "false"); });
+    return *this;
+  }
+  const boost::program_options::options_description& description() const { return description_; }
+  boost::program_options::options_description& description() { return description_; }
+
+  // "name = value" lines of every option in the table.
+  std::string ini() const {
+    std::string text;
+    for (const auto& [name, print] : printers_) text += name + " = " + print() + "\n";
+    return text;
+  }
+
+ private:
+  boost::program_options::options_description description_;
+  std::vector<std::pair<std::string, std::function<std::string()>>> printers_;
+};
+
+}  // namespace convnet

@@ -1,0 +1,103 @@
+// convnet train: data-parallel training (trainer/trainer.h) from the command
+// line and/or an INI file (--config FILE; the command line wins).
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+
+#include "comm/mpi_communicator.h"
+#include "core/error.h"
+#include "launch/commands.h"
+#include "launch/option_table.h"
+#include "trainer/trainer.h"
+
+namespace convnet {
+
+int train_command(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  TrainConfig c;
+  OptionTable table("convnet train [OPTIONS] (also under mpirun / srun: one replica per rank)");
+  table.add("model", &c.model, "model name (see 'convnet models')")
+      .add("train-data", &c.train_data, "training dataset: HDF5 file, comma list or glob")
+      .add("val-data", &c.val_data, "validation dataset, evaluated after every epoch (optional)")
+      .add("in-channels", &c.in_channels, "input channels (0: the dataset's)")
+      .add("num-classes", &c.num_classes, "classes (0: the dataset's)")
+      .add("recipe", &c.recipe,
+           "augmentation: none, cifar (pad-4 crop + flip), imagenet (random-resized crop + flip); "
+           "auto: imagenet for encoded data, cifar for raw images up to 64x64, none otherwise")
+      .add("crop", &c.crop, "imagenet recipe: crop size (0: 224)")
+      .add_switch("memory-efficient", &c.memory_efficient, "DenseNet shared concatenation buffers")
+      .add_switch("skip-corrupt", &c.skip_corrupt,
+                  "replace undecodable training images by the next sample (warned, counted)")
+      .add("epochs", &c.epochs, "epochs")
+      .add("batch-size", &c.batch_size, "images per rank and micro-batch")
+      .add("accumulate", &c.accumulate, "micro-batches per rank and step (gradient accumulation)")
+      .add("max-steps", &c.max_steps, "stop after this many steps (0: run all epochs)")
+      .add("lr", &c.lr, "base learning rate")
+      .add("lr-scaling", &c.lr_scaling, "none, or linear: lr x global batch / 256 (Goyal et al.)")
+      .add("schedule", &c.schedule, "constant, step, multistep or cosine (per iteration)")
+      .add("milestones", &c.milestones,
+           "multistep: comma-separated epochs where lr *= gamma (default: 50% and 75% of --epochs)")
+      .add("step-size", &c.step_size, "step: epochs between lr *= gamma")
+      .add("gamma", &c.gamma, "lr decay factor of step/multistep")
+      .add("warmup-epochs", &c.warmup_epochs, "linear warmup from 0 over this many epochs")
+      .add("momentum", &c.momentum, "SGD momentum")
+      .add_switch("nesterov", &c.nesterov, "Nesterov momentum")
+      .add("weight-decay", &c.weight_decay, "L2 weight decay")
+      .add_switch("no-bn-decay", &c.no_bn_decay, "no weight decay on BN parameters and biases")
+      .add("label-smoothing", &c.label_smoothing, "label smoothing in [0, 1)")
+      .add("seed", &c.seed, "seed of initialization, data order and augmentation")
+      .add("run-dir", &c.run_dir, "directory for config.ini, metrics.jsonl and model.h5")
+      .add("threads", &c.threads, "compute threads per rank (0: cores / ranks on the node)")
+      .add("loader-threads", &c.loader_threads, "data loader threads per rank")
+      .add("bucket-mb", &c.bucket_mb, "gradient allreduce bucket size, MiB")
+      .add_switch("overlap", &c.overlap, "allreduce gradient buckets while backward runs")
+      .add("log-every", &c.log_every, "steps between log lines and metrics records")
+      .add("eval-batch-size", &c.eval_batch_size, "evaluation batch per rank (0: --batch-size)");
+  std::string config_file;
+  po::options_description extra;
+  extra.add_options()("help,h", "show this help")("config", po::value(&config_file),
+                                                  "INI file with the options above (name = value)");
+  po::options_description all;
+  all.add(table.description()).add(extra);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).run(), vm);
+  if (vm.count("help")) {
+    std::cout << all;
+    return 0;
+  }
+  if (vm.count("config")) {
+    const std::string path = vm["config"].as<std::string>();
+    std::ifstream in(path);
+    CONVNET_CHECK(in.good(), "--config ", path, ": cannot read");
+    try {
+      po::store(po::parse_config_file(in, table.description()), vm);  // command line kept
+    } catch (const po::error& e) {
+      throw Error("--config " + path + ": " + e.what());
+    }
+  }
+  po::notify(vm);
+  CONVNET_CHECK(!c.model.empty(), "--model is required (see 'convnet models')");
+  CONVNET_CHECK(!c.train_data.empty(), "--train-data is required");
+
+  auto communicator = make_communicator();
+  try {
+    const TrainResult result = train(c, table.ini(), *communicator);
+    if (communicator->rank() == 0) {
+      std::printf("{\"steps\": %ld, \"train_loss\": %.6g, \"train_top1\": %.6g", long(result.steps),
+                  result.train_loss, result.train_top1);
+      if (result.evaluated)
+        std::printf(", \"val_loss\": %.6g, \"val_top1\": %.6g, \"val_top5\": %.6g", result.val_loss,
+                    result.val_top1, result.val_top5);
+      std::printf(", \"model\": \"%s\"}\n", result.model_path.c_str());
+    }
+  } catch (const std::exception& e) {
+    // A rank that stops alone would leave the others waiting in a collective:
+    // end the whole job.
+    std::fprintf(stderr, "convnet: error: %s\n", e.what());
+    if (communicator->size() > 1) communicator->abort(1);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace convnet

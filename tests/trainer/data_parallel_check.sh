@@ -1,0 +1,71 @@
+#!/bin/bash
+# Multi-rank checks of convnet train / eval / predict (ctest runs them; see
+# tests/CMakeLists.txt). usage: data_parallel_check.sh CHECK CONVNET MPIEXEC DATA WORKDIR
+#   equivalence  2 ranks x batch 8 == 1 rank x batch 8 x --accumulate 2 (same
+#                samples per micro-batch), with and without overlap; and a run
+#                that sees other samples differs (the comparison can fail)
+#   eval         exact sharded evaluation for 1, 2 and 3 ranks: count = N and
+#                identical metrics (N = 1,001); predict writes every row in dataset order
+set -euo pipefail
+check=$1 convnet=$2 mpiexec=$3 data=$4 work=$5
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$work" && mkdir -p "$work"
+mpi() { local n=$1; shift; timeout -k 5 240 "$mpiexec" -np "$n" --oversubscribe --bind-to none "$@"; }
+common=(--model resnet20 --train-data "$data" --max-steps 4 --lr 0.1 --seed 3 --threads 1
+        --loader-threads 1 --log-every 1 --bucket-mb 0.05)
+
+case $check in
+equivalence)
+  mpi 2 "$convnet" train "${common[@]}" --batch-size 8 --run-dir "$work/np2" >"$work/np2.log"
+  mpi 2 "$convnet" train "${common[@]}" --batch-size 8 --overlap=false --run-dir "$work/np2_serial" >"$work/np2_serial.log"
+  "$convnet" train "${common[@]}" --batch-size 8 --accumulate 2 --run-dir "$work/np1_acc2" >"$work/np1.log"
+  "$convnet" train "${common[@]}" --batch-size 8 --run-dir "$work/np1_b8" >"$work/np1_b8.log"
+  # Overlap changes when buckets are reduced, not what: bit-identical.
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np2_serial/model.h5" 0
+  # Float summation order differs (average of two means vs. sum of halves):
+  # rounding ~1e-7 relative per step, 4 steps.
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np1_acc2/model.h5" 1e-4
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np1_b8/model.h5" 1e-4 differ
+  # The losses of every step agree too.
+  diff <(grep -o '"loss": [0-9.e-]*' "$work/np2/metrics.jsonl" | cut -c1-14) \
+       <(grep -o '"loss": [0-9.e-]*' "$work/np1_acc2/metrics.jsonl" | cut -c1-14)
+  echo "equivalence: ok"
+  ;;
+eval)
+  "$convnet" train "${common[@]}" --batch-size 8 --run-dir "$work/model" >/dev/null
+  # The first 1,001 samples (not divisible by 2 or 3), attributes kept.
+  /usr/bin/python3 - "$data" "$work/small.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as src, h5py.File(sys.argv[2], "w") as dst:
+    for name, value in src.attrs.items():
+        dst.attrs[name] = value
+    dst["images"] = src["images"][:1001]
+    dst["labels"] = src["labels"][:1001]
+PY
+  data=$work/small.h5
+  for n in 1 2 3; do
+    mpi $n "$convnet" eval --checkpoint "$work/model/model.h5" --data "$data" --batch-size 96 \
+      --threads 1 --loader-threads 1 | tail -1 >"$work/eval$n.json"
+    cat "$work/eval$n.json"
+    grep -q '"count": 1001}' "$work/eval$n.json"
+    mpi $n "$convnet" predict --checkpoint "$work/model/model.h5" --data "$data" --batch-size 96 \
+      --threads 1 --loader-threads 1 --output "$work/predict$n.h5" >/dev/null
+  done
+  cmp "$work/eval1.json" "$work/eval2.json"
+  cmp "$work/eval1.json" "$work/eval3.json"
+  /usr/bin/python3 - "$work" "$data" <<'PY'
+import sys, h5py, numpy as np
+work, data = sys.argv[1], sys.argv[2]
+labels = np.asarray(h5py.File(data, "r")["labels"])
+ref = np.asarray(h5py.File(f"{work}/predict1.h5", "r")["logits"])
+for n in (1, 2, 3):
+    f = h5py.File(f"{work}/predict{n}.h5", "r")
+    assert f["logits"].shape == (1001, 10), f["logits"].shape
+    assert (np.asarray(f["labels"]) == labels).all(), f"labels out of order with {n} ranks"
+    assert np.allclose(np.asarray(f["logits"]), ref, atol=1e-5), f"logits differ with {n} ranks"
+print("predict: rows in dataset order for 1, 2, 3 ranks")
+PY
+  echo "eval: ok"
+  ;;
+*) echo "unknown check $check" >&2; exit 2 ;;
+esac

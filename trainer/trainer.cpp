@@ -1,0 +1,321 @@
+#include "trainer/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "comm/gradient_reducer.h"
+#include "core/error.h"
+#include "datasets/loader.h"
+#include "layers/sgd.h"
+#include "models/weights_file.h"
+#include "trainer/evaluator.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/progress.h"
+
+namespace convnet {
+namespace {
+
+std::vector<double> parse_milestones(const std::string& text, int64_t epochs) {
+  std::vector<double> milestones;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (item.empty()) continue;
+    char* end = nullptr;
+    const double value = std::strtod(item.c_str(), &end);
+    CONVNET_CHECK(end && *end == '\0' && value > 0, "--milestones: '", item,
+                  "' is not a positive number of epochs");
+    milestones.push_back(value);
+  }
+  if (text.empty()) milestones = {epochs * 0.5, epochs * 0.75};  // decay once floor(e) passes them
+  return milestones;
+}
+
+Recipe resolve_recipe(const std::string& name, const DatasetInfo& info) {
+  if (name != "auto") return parse_recipe(name);
+  if (info.layout == DatasetLayout::encoded) return Recipe::imagenet;
+  return std::max(info.height, info.width) <= 64 ? Recipe::cifar : Recipe::none;
+}
+
+std::string format_duration(double seconds) {
+  const int64_t s = std::max<int64_t>(0, std::llround(seconds));
+  char text[32];
+  if (s >= 3600)
+    std::snprintf(text, sizeof text, "%ldh%02ldm", long(s / 3600), long(s / 60 % 60));
+  else
+    std::snprintf(text, sizeof text, "%ldm%02lds", long(s / 60), long(s % 60));
+  return text;
+}
+
+// Broadcasts parameters, BN buffers and counters from rank 0.
+void broadcast_model(Communicator& communicator, ParamStore& store, bool parameters) {
+  if (communicator.size() == 1) return;
+  if (parameters)
+    communicator.broadcast(store.flat_params().data<float>(), store.num_parameters() * 4, 0);
+  if (store.num_buffer_elements() > 0)
+    communicator.broadcast(store.flat_buffers().data<float>(), store.num_buffer_elements() * 4, 0);
+  if (!store.counters().empty())
+    communicator.broadcast(store.counters().data(), store.counters().size() * 8, 0);
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& config, const std::string& config_text,
+                  Communicator& communicator) {
+  const bool root = communicator.rank() == 0;
+  const int world = communicator.size();
+  CONVNET_CHECK(config.epochs > 0, "--epochs must be positive, got ", config.epochs);
+  CONVNET_CHECK(config.batch_size > 0, "--batch-size must be positive, got ", config.batch_size);
+  CONVNET_CHECK(config.accumulate > 0, "--accumulate must be positive, got ", config.accumulate);
+  CONVNET_CHECK(config.log_every > 0, "--log-every must be positive, got ", config.log_every);
+  CONVNET_CHECK(config.bucket_mb > 0, "--bucket-mb must be positive, got ", config.bucket_mb);
+  CONVNET_CHECK(config.lr_scaling == "none" || config.lr_scaling == "linear",
+                "--lr-scaling must be none or linear, got '", config.lr_scaling, "'");
+  CONVNET_CHECK(config.label_smoothing >= 0 && config.label_smoothing < 1,
+                "--label-smoothing must lie in [0, 1), got ", config.label_smoothing);
+  model_info(config.model);  // an unknown name is an error listing the valid ones
+
+  // ---- Data
+  auto train_data = std::make_shared<Dataset>(config.train_data);
+  const DatasetInfo& info = train_data->info();
+  const int64_t channels = config.in_channels > 0 ? config.in_channels : info.channels;
+  const int64_t classes = config.num_classes > 0 ? config.num_classes : info.num_classes;
+  CONVNET_CHECK(channels == info.channels, "--in-channels ", channels, " but ", config.train_data,
+                " has ", info.channels, "-channel images");
+  CONVNET_CHECK(classes >= info.num_classes, "--num-classes ", classes, " but ", config.train_data,
+                " has ", info.num_classes, " classes");
+  LoaderOptions loader_options;
+  loader_options.augment.recipe = resolve_recipe(config.recipe, info);
+  loader_options.augment.size = config.crop;
+  loader_options.augment.seed = config.seed;
+  loader_options.batch_size = config.batch_size;
+  loader_options.world = world;
+  loader_options.rank = communicator.rank();
+  loader_options.accumulate = config.accumulate;
+  loader_options.threads = config.loader_threads;
+  loader_options.prefetch = std::max(4, 2 * config.loader_threads);
+  loader_options.skip_corrupt = config.skip_corrupt;
+  Loader loader(train_data, loader_options);
+  const int64_t steps_per_epoch = loader.steps_per_epoch();
+  int64_t total_steps = steps_per_epoch * config.epochs;
+  if (config.max_steps > 0) total_steps = std::min(total_steps, config.max_steps);
+
+  std::shared_ptr<Dataset> val_data;
+  if (!config.val_data.empty()) {
+    val_data = std::make_shared<Dataset>(config.val_data);
+    CONVNET_CHECK(val_data->info().channels == channels && val_data->info().num_classes <= classes,
+                  config.val_data, ": channels or classes do not match ", config.train_data);
+  }
+  LoaderOptions eval_options = loader_options;
+  eval_options.train = false;
+  eval_options.batch_size = config.eval_batch_size > 0 ? config.eval_batch_size : config.batch_size;
+  eval_options.augment.mean = loader.mean();  // the training set's normalization
+  eval_options.augment.std = loader.std();
+  eval_options.augment.size = loader.height();
+  if (eval_options.augment.recipe == Recipe::imagenet && val_data &&
+      val_data->info().layout == DatasetLayout::raw && val_data->info().height == loader.height() &&
+      val_data->info().width == loader.width())
+    eval_options.augment.recipe = Recipe::none;  // already at the model's input size
+
+  // ---- Model, optimizer, communication
+  const int local_ranks = std::max(1, communicator.local_size());
+  const int threads = config.threads > 0
+                          ? config.threads
+                          : std::max(1, int(std::thread::hardware_concurrency()) / local_ranks);
+  Context context({.num_threads = threads});
+  ParamStore store;
+  const ModelSpec spec{.name = config.model,
+                       .num_classes = classes,
+                       .in_channels = channels,
+                       .memory_efficient = config.memory_efficient};
+  ModelNets nets(context, spec, store, channels, loader.height(), loader.width());
+  Net& net = nets.get(config.batch_size);
+  initialize_parameters(store, config.seed);
+  broadcast_model(communicator, store, true);
+  SoftmaxCrossEntropy& loss = nets.loss(config.batch_size, config.label_smoothing);
+  Sgd sgd(context,
+          {.momentum = config.momentum,
+           .weight_decay = config.weight_decay,
+           .nesterov = config.nesterov},
+          store.decay_segments(config.no_bn_decay), store.num_parameters());
+  const int64_t global_batch = config.batch_size * world * config.accumulate;
+  LrScheduleOptions schedule_options;
+  schedule_options.kind = parse_lr_schedule(config.schedule);
+  schedule_options.base_lr =
+      config.lr * (config.lr_scaling == "linear" ? global_batch / 256.0 : 1.0);
+  schedule_options.warmup_epochs = config.warmup_epochs;
+  schedule_options.milestones = parse_milestones(config.milestones, config.epochs);
+  schedule_options.step_size = config.step_size;
+  schedule_options.gamma = config.gamma;
+  schedule_options.epochs = config.epochs;
+  const LrSchedule schedule(schedule_options, steps_per_epoch);
+  GradientReducer reducer(communicator, store.flat_grads().data<float>(), store.num_parameters(),
+                          {.bucket_bytes = static_cast<std::size_t>(config.bucket_mb * (1 << 20)),
+                           .overlap = config.overlap});
+
+  // ---- Run directory and output (rank 0)
+  std::unique_ptr<ProgressReporter> progress;
+  if (root) {
+    std::error_code error;
+    std::filesystem::create_directories(config.run_dir, error);
+    CONVNET_CHECK(!error, "cannot create run directory ", config.run_dir, ": ", error.message());
+    const std::string config_path = config.run_dir + "/config.ini";
+    std::ofstream(config_path) << config_text;
+    CONVNET_CHECK(std::filesystem::exists(config_path), "cannot write ", config_path);
+    progress = std::make_unique<ProgressReporter>(config.run_dir + "/metrics.jsonl");
+    std::ostringstream header;
+    header << "convnet train: " << config.model << " (" << store.num_parameters()
+           << " parameters), " << info.count << " training images " << loader.height() << "x"
+           << loader.width() << "x" << channels << ", " << classes << " classes, recipe "
+           << recipe_name(loader_options.augment.recipe) << "\n"
+           << "world " << world << " x batch " << config.batch_size << " x accumulate "
+           << config.accumulate << " = global batch " << global_batch << ", " << steps_per_epoch
+           << " steps/epoch, " << threads << " threads/rank, base lr " << schedule_options.base_lr
+           << ", " << communicator.describe() << "\n"
+           << "activations " << (net.activation_bytes() >> 20) << " MiB + pool "
+           << (net.pool_bytes() >> 20) << " MiB per rank\n--- resolved configuration ("
+           << config_path << ")\n"
+           << config_text << "---";
+    progress->message(header.str());
+  }
+
+  // ---- Training loop
+  TrainResult result;
+  const float scale = 1.0f / static_cast<float>(config.accumulate);
+  double interval_stats[4] = {0, 0, 0, 0};  // loss sum, correct top-1, correct top-5, samples
+  double interval_start = progress ? progress->elapsed() : 0, interval_wait = 0;
+  int64_t interval_steps = 0;
+  double last_wait = loader.wait_seconds();
+  Batch batch;
+  for (int64_t step = 0; step < total_steps; ++step) {
+    const int64_t epoch = step / steps_per_epoch;
+    store.zero_grads();
+    reducer.begin_step();
+    double step_stats[5] = {0, 0, 0, 0, 0};  // + non-finite losses
+    for (int64_t a = 0; a < config.accumulate; ++a) {
+      loader.next(&batch);
+      std::memcpy(net.input().data<float>(), batch.images.data(), batch.images.size() * 4);
+      net.forward(Mode::training);
+      const double value = loss.forward(net.output(), batch.labels);
+      step_stats[0] += value * batch.count;
+      step_stats[1] += count_top_k(net.output(), batch.labels, 1);
+      step_stats[2] += count_top_k(net.output(), batch.labels, std::min<int64_t>(5, classes));
+      step_stats[3] += batch.count;
+      step_stats[4] += std::isfinite(value) ? 0 : 1;
+      loss.backward(net.output_grad());
+      if (config.accumulate > 1) {
+        float* g = net.output_grad().data<float>();
+        for (int64_t i = 0; i < net.output_grad().numel(); ++i) g[i] *= scale;
+      }
+      if (a + 1 == config.accumulate)
+        net.backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
+      else
+        net.backward();
+    }
+    reducer.finish();
+    communicator.allreduce(step_stats, 5, ReduceOp::sum);
+    CONVNET_CHECK(step_stats[4] == 0, "non-finite loss at step ", step + 1, " (epoch ", epoch + 1,
+                  ") on ", int64_t(step_stats[4]),
+                  " micro-batch(es); stopping before the weights are updated (lower --lr, or "
+                  "add --warmup-epochs)");
+    const double lr = schedule.lr(step);
+    sgd.step(store.flat_params(), store.flat_grads(), lr);
+    for (int k = 0; k < 4; ++k) interval_stats[k] += step_stats[k];
+    ++interval_steps;
+    result.steps = step + 1;
+
+    const bool epoch_end = (step + 1) % steps_per_epoch == 0 || step + 1 == total_steps;
+    const bool log_now = (step + 1) % config.log_every == 0 || epoch_end;
+    if (progress) {
+      const double now = progress->elapsed();
+      const double span = std::max(1e-9, now - interval_start);
+      const double wait = loader.wait_seconds() - last_wait + interval_wait;
+      const double img_per_s = interval_stats[3] / span;
+      const double eta = (total_steps - step - 1) * span / interval_steps;
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "epoch %ld/%ld step %ld/%ld loss %.4f top1 %.2f%% %.1f img/s data-wait %.0f%% "
+                    "lr %.4g ETA %s",
+                    long(epoch + 1), long(config.epochs), long(step % steps_per_epoch + 1),
+                    long(steps_per_epoch), interval_stats[0] / interval_stats[3],
+                    100 * interval_stats[1] / interval_stats[3], img_per_s, 100 * wait / span, lr,
+                    format_duration(eta).c_str());
+      progress->status(line, log_now);
+      if (log_now) {
+        result.train_loss = interval_stats[0] / interval_stats[3];
+        result.train_top1 = interval_stats[1] / interval_stats[3];
+        progress->record(JsonLine()
+                             .add("kind", std::string("train"))
+                             .add("epoch", epoch + 1)
+                             .add("step", step + 1)
+                             .add("time", now)
+                             .add("loss", result.train_loss)
+                             .add("top1", result.train_top1)
+                             .add("top5", interval_stats[2] / interval_stats[3])
+                             .add("lr", lr)
+                             .add("img_per_s", img_per_s)
+                             .add("data_wait", wait / span)
+                             .add("exposed_comm_s", reducer.last_step().exposed_s));
+      }
+    }
+    if (log_now) {
+      std::fill(interval_stats, interval_stats + 4, 0.0);
+      interval_steps = 0;
+      interval_start = progress ? progress->elapsed() : 0;
+      interval_wait = 0;
+      last_wait = loader.wait_seconds();
+    }
+
+    if (epoch_end && val_data) {
+      broadcast_model(communicator, store, false);  // rank 0's BN statistics everywhere
+      Loader val_loader(val_data, eval_options);
+      EvalTotals totals = evaluate(nets, val_loader);
+      totals.reduce(communicator);
+      result.evaluated = true;
+      result.val_loss = totals.loss();
+      result.val_top1 = totals.top1();
+      result.val_top5 = totals.top5();
+      if (progress) {
+        char line[160];
+        std::snprintf(line, sizeof line,
+                      "epoch %ld validation: loss %.4f top1 %.2f%% top5 %.2f%% (%ld images)",
+                      long(epoch + 1), result.val_loss, 100 * result.val_top1,
+                      100 * result.val_top5, long(totals.count));
+        progress->message(line);
+        progress->record(JsonLine()
+                             .add("kind", std::string("eval"))
+                             .add("epoch", epoch + 1)
+                             .add("step", step + 1)
+                             .add("time", progress->elapsed())
+                             .add("loss", result.val_loss)
+                             .add("top1", result.val_top1)
+                             .add("top5", result.val_top5)
+                             .add("count", int64_t(totals.count)));
+      }
+      interval_start = progress ? progress->elapsed() : 0;
+      last_wait = loader.wait_seconds();
+    }
+  }
+
+  // ---- Final model (rank 0's BN statistics)
+  broadcast_model(communicator, store, false);
+  result.model_path = config.run_dir + "/model.h5";
+  if (root) {
+    WeightsMetadata metadata;
+    metadata.model = config.model;
+    metadata.num_classes = classes;
+    metadata.in_channels = channels;
+    metadata.mean = loader.mean();
+    metadata.std = loader.std();
+    metadata.image_size = loader.height();
+    save_weights(result.model_path, metadata, store);
+    progress->message("saved " + result.model_path);
+  }
+  return result;
+}
+
+}  // namespace convnet

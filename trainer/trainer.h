@@ -1,0 +1,40 @@
+// Data-parallel training: every rank runs this same loop on a full model
+// replica and its own part of each global batch (datasets/loader.h).
+//
+// One step, per rank:
+//   zero gradients
+//   for each of the `accumulate` micro-batches: forward, loss, backward
+//     (dlogits scaled by 1/accumulate, so the buffer holds the mean)
+//   the last backward reports finished gradient prefixes to the
+//   GradientReducer, which averages buckets over ranks while backward runs
+//   wait for the remaining buckets; agree on metrics (one small allreduce)
+//   stop with an error on a non-finite loss (every rank, same step)
+//   SGD with the schedule's learning rate
+// So P ranks x batch B and 1 rank x --accumulate P over the same micro-batches
+// reach the same weights up to float summation order. BatchNorm statistics
+// are per replica (as DDP); rank 0's are broadcast before evaluation and saving.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "comm/communicator.h"
+#include "trainer/config.h"
+
+namespace convnet {
+
+struct TrainResult {
+  int64_t steps = 0;
+  double train_loss = 0, train_top1 = 0;  // of the last log interval
+  double val_loss = 0, val_top1 = 0, val_top5 = 0;
+  bool evaluated = false;
+  std::string model_path;  // run_dir/model.h5
+};
+
+// Trains as configured; rank 0 writes run_dir/config.ini (the resolved
+// configuration `config_text`), run_dir/metrics.jsonl and run_dir/model.h5.
+// Throws convnet::Error on bad input or a non-finite loss.
+TrainResult train(const TrainConfig& config, const std::string& config_text,
+                  Communicator& communicator);
+
+}  // namespace convnet
