@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "launch/commands.h"
 #include "launch/option_table.h"
+#include "trainer/stop_signals.h"
 #include "trainer/trainer.h"
 
 namespace convnet {
@@ -52,7 +53,15 @@ int train_command(const std::vector<std::string>& args) {
       .add("bucket-mb", &c.bucket_mb, "gradient allreduce bucket size, MiB")
       .add_switch("overlap", &c.overlap, "allreduce gradient buckets while backward runs")
       .add("log-every", &c.log_every, "steps between log lines and metrics records")
-      .add("eval-batch-size", &c.eval_batch_size, "evaluation batch per rank (0: --batch-size)");
+      .add("eval-batch-size", &c.eval_batch_size, "evaluation batch per rank (0: --batch-size)")
+      .add("checkpoint-every", &c.checkpoint_every,
+           "checkpoint interval: N or Nepochs, or Nsteps (also at the end and on a stop signal)")
+      .add("keep", &c.keep, "checkpoints kept in the run directory (plus the best by val top-1)")
+      .add("resume", &c.resume,
+           "auto: continue from the newest intact checkpoint in --run-dir (fresh start if none); "
+           "or a checkpoint file")
+      .add_switch("allow-changed-micro-batch", &c.allow_changed_micro_batch,
+                  "resume even when --batch-size or the rank count changes the micro-batch");
   std::string config_file;
   po::options_description extra;
   extra.add_options()("help,h", "show this help")("config", po::value(&config_file),
@@ -82,6 +91,7 @@ int train_command(const std::vector<std::string>& args) {
   auto communicator = make_communicator();
   try {
     const TrainResult result = train(c, table.ini(), *communicator);
+    if (result.stopped_early) return kExitResumable;
     if (communicator->rank() == 0) {
       std::printf("{\"steps\": %ld, \"train_loss\": %.6g, \"train_top1\": %.6g", long(result.steps),
                   result.train_loss, result.train_top1);

@@ -1,8 +1,10 @@
 #include "models/weights_file.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -26,13 +28,39 @@ Shape dataset_shape(hid_t dataset) {
 
 }  // namespace
 
-void save_weights(const std::string& path, const WeightsMetadata& metadata,
-                  const ParamStore& store) {
+Hdf5Id create_checksummed_dataset(hid_t location, const std::string& name, hid_t file_type,
+                                  const Shape& shape, const std::string& file_name) {
+  const std::vector<hsize_t> dims(shape.dims().begin(), shape.dims().end());
+  Hdf5Id props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "creating dataset properties");
+  if (shape.rank() == 0) {
+    // Scalars cannot be chunked (no Fletcher32): a compact dataset lives in
+    // its object header, which the v1.8+ file format checksums.
+    H5Pset_layout(props.get(), H5D_COMPACT);
+  } else {
+    // One chunk of up to 4 MiB along the first dimension, Fletcher32 on each.
+    std::vector<hsize_t> chunk = dims;
+    const hsize_t row = shape.numel() / shape[0];
+    chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], (hsize_t(1) << 20) / row));
+    H5Pset_chunk(props.get(), shape.rank(), chunk.data());
+    H5Pset_fletcher32(props.get());
+  }
+  Hdf5Id space(shape.rank() == 0 ? H5Screate(H5S_SCALAR)
+                                 : H5Screate_simple(shape.rank(), dims.data(), nullptr),
+               H5Sclose, name.c_str());
+  return Hdf5Id(H5Dcreate2(location, name.c_str(), file_type, space.get(), H5P_DEFAULT, props.get(),
+                           H5P_DEFAULT),
+                H5Dclose, ("creating dataset " + name + " in " + file_name).c_str());
+}
+
+void save_weights(const std::string& path, const WeightsMetadata& metadata, const ParamStore& store,
+                  const std::function<void(hid_t)>& write_extra) {
   silence_hdf5();
   CONVNET_CHECK(store.finalized(), "saving the weights of an unfinalized model");
   const std::string temp = path + ".tmp-" + std::to_string(getpid());
-  {
-    Hdf5Id file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+  try {
+    Hdf5Id access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "creating file access properties");
+    H5Pset_libver_bounds(access.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // metadata checksums
+    Hdf5Id file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose,
                 ("creating " + temp + " (is the directory writable?)").c_str());
     write_string_attribute(file.get(), "model", metadata.model);
     write_int_attribute(file.get(), "num_classes", metadata.num_classes);
@@ -46,15 +74,9 @@ void save_weights(const std::string& path, const WeightsMetadata& metadata,
     for (std::size_t i = 0; i < store.entries().size(); ++i) {
       const ParamEntry& e = store.entries()[i];
       const int id = static_cast<int>(i);
-      const std::vector<hsize_t> dims(e.shape.dims().begin(), e.shape.dims().end());
-      Hdf5Id space(e.kind == EntryKind::counter
-                       ? H5Screate(H5S_SCALAR)
-                       : H5Screate_simple(e.shape.rank(), dims.data(), nullptr),
-                   H5Sclose, e.name.c_str());
       const hid_t file_type = e.kind == EntryKind::counter ? H5T_STD_I64LE : H5T_IEEE_F32LE;
-      Hdf5Id dataset(H5Dcreate2(group.get(), e.name.c_str(), file_type, space.get(), H5P_DEFAULT,
-                                H5P_DEFAULT, H5P_DEFAULT),
-                     H5Dclose, ("creating dataset " + e.name + " in " + temp).c_str());
+      Hdf5Id dataset = create_checksummed_dataset(
+          group.get(), e.name, file_type, e.kind == EntryKind::counter ? Shape{} : e.shape, temp);
       herr_t status;
       if (e.kind == EntryKind::counter) {
         const int64_t value = store.counter(id);
@@ -66,11 +88,18 @@ void save_weights(const std::string& path, const WeightsMetadata& metadata,
       }
       CONVNET_CHECK(status >= 0, "writing ", e.name, " to ", temp, " (disk full?)");
     }
+    if (write_extra) write_extra(file.get());
     CONVNET_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0, "flushing ", temp, " (disk full?)");
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    std::remove(temp.c_str());
-    throw Error("cannot rename " + temp + " to " + path);
+    group.reset();
+    CONVNET_CHECK(H5Fclose(file.release()) >= 0, "closing ", temp, " (disk full?)");
+    const int fd = open(temp.c_str(), O_RDONLY);
+    CONVNET_CHECK(fd >= 0 && fsync(fd) == 0, "syncing ", temp, " to disk (disk full?)");
+    close(fd);
+    CONVNET_CHECK(std::rename(temp.c_str(), path.c_str()) == 0, "cannot rename ", temp, " to ",
+                  path);
+  } catch (...) {
+    std::remove(temp.c_str());  // the previous file at `path` stays as it was
+    throw;
   }
 }
 

@@ -11,9 +11,11 @@
 // converts between this file and a torchvision state_dict.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "core/hdf5_handle.h"
 #include "models/param_store.h"
 
 namespace convnet {
@@ -32,9 +34,18 @@ struct WeightsMetadata {
 
 constexpr int64_t kWeightsFormatVersion = 1;
 
-// Writes every entry of the (finalized) store.
-void save_weights(const std::string& path, const WeightsMetadata& metadata,
-                  const ParamStore& store);
+// Writes every entry of the (finalized) store; arrays are chunked with
+// HDF5 Fletcher32 checksums (scalars are compact, covered by the file
+// format's metadata checksums), so damage is detected when read. write_extra,
+// when given, adds objects to the open file before it is flushed, fsync'ed and
+// renamed (the checkpoint extends the file this way). On failure the
+// temporary file is removed and an existing file at `path` is untouched.
+void save_weights(const std::string& path, const WeightsMetadata& metadata, const ParamStore& store,
+                  const std::function<void(hid_t)>& write_extra = {});
+
+// A float32 or int64 dataset with the same checksums, for write_extra.
+Hdf5Id create_checksummed_dataset(hid_t location, const std::string& name, hid_t file_type,
+                                  const Shape& shape, const std::string& file_name);
 
 // Reads the root attributes; throws naming the file when it is not a weights file.
 WeightsMetadata read_weights_metadata(const std::string& path);

@@ -47,6 +47,12 @@ struct TrainConfig {
   bool overlap = true;  // allreduce buckets during backward
   int64_t log_every = 50;
   int64_t eval_batch_size = 0;  // 0: batch_size
+
+  // Checkpoints and resume
+  std::string checkpoint_every = "1";  // N or Nepochs, or Nsteps
+  int64_t keep = 3;                    // newest checkpoints kept (plus the best)
+  std::string resume = "";             // "", "auto" (newest good one in run_dir) or a file
+  bool allow_changed_micro_batch = false;
 };
 
 }  // namespace convnet

@@ -31,7 +31,9 @@ JsonLine& JsonLine::add(const char* key, const std::string& value) {
 }
 
 ProgressReporter::ProgressReporter(const std::string& metrics_path)
-    : tty_(isatty(1)), start_(std::chrono::steady_clock::now()) {
+    // mpirun hands ranks a pseudo-terminal even when its own output goes to a
+    // file: redraw in place only outside a parallel launcher.
+    : tty_(isatty(1) && launcher_rank() < 0), start_(std::chrono::steady_clock::now()) {
   if (!metrics_path.empty()) {
     metrics_ = std::fopen(metrics_path.c_str(), "a");
     CONVNET_CHECK(metrics_ != nullptr, "cannot open ", metrics_path, " for writing");

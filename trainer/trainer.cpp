@@ -13,9 +13,11 @@
 #include "datasets/loader.h"
 #include "layers/sgd.h"
 #include "models/weights_file.h"
+#include "trainer/checkpoint.h"
 #include "trainer/evaluator.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/progress.h"
+#include "trainer/stop_signals.h"
 
 namespace convnet {
 namespace {
@@ -39,6 +41,24 @@ Recipe resolve_recipe(const std::string& name, const DatasetInfo& info) {
   if (name != "auto") return parse_recipe(name);
   if (info.layout == DatasetLayout::encoded) return Recipe::imagenet;
   return std::max(info.height, info.width) <= 64 ? Recipe::cifar : Recipe::none;
+}
+
+struct CheckpointSchedule {
+  int64_t epochs = 0, steps = 0;  // one of them > 0
+};
+
+// "2" or "2epochs": every 2 epochs; "500steps": every 500 steps.
+CheckpointSchedule parse_checkpoint_every(const std::string& text) {
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  const std::string unit = end ? end : "";
+  CONVNET_CHECK(end != text.c_str() && value > 0 &&
+                    (unit.empty() || unit == "epochs" || unit == "epoch" || unit == "steps" ||
+                     unit == "step"),
+                "--checkpoint-every must be N, Nepochs or Nsteps with N > 0, got '", text, "'");
+  CheckpointSchedule schedule;
+  (unit.rfind("step", 0) == 0 ? schedule.steps : schedule.epochs) = value;
+  return schedule;
 }
 
 std::string format_duration(double seconds) {
@@ -88,6 +108,32 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
                 " has ", info.channels, "-channel images");
   CONVNET_CHECK(classes >= info.num_classes, "--num-classes ", classes, " but ", config.train_data,
                 " has ", info.num_classes, " classes");
+  // ---- Resume: the checkpoint decides the step, the data position and the
+  // micro-batching (the global batch and per-replica micro-batch are kept).
+  std::string resume_path = config.resume;
+  if (config.resume == "auto") {
+    resume_path = root ? find_resumable_checkpoint(config.run_dir) : "";
+    communicator.broadcast(resume_path, 0);
+  }
+  CheckpointState resume;
+  int64_t accumulate = config.accumulate;
+  if (!resume_path.empty()) {
+    resume = read_checkpoint_state(resume_path);
+    const int64_t micro_batches = resume.world_size * resume.accumulate;
+    if (!config.allow_changed_micro_batch) {
+      CONVNET_CHECK(
+          config.batch_size == resume.batch_size, resume_path, " was made with --batch-size ",
+          resume.batch_size, " per micro-batch; resuming with ", config.batch_size,
+          " changes BN statistics and the data order (pass --allow-changed-micro-batch to "
+          "accept)");
+      CONVNET_CHECK(
+          micro_batches % world == 0, resume_path, " was made by ", resume.world_size,
+          " rank(s) x ", resume.accumulate, " micro-batch(es) per step: ", world,
+          " ranks do not divide its ", micro_batches,
+          " micro-batches (pass --allow-changed-micro-batch to accept another global batch)");
+      accumulate = micro_batches / world;
+    }
+  }
   LoaderOptions loader_options;
   loader_options.augment.recipe = resolve_recipe(config.recipe, info);
   loader_options.augment.size = config.crop;
@@ -95,11 +141,12 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   loader_options.batch_size = config.batch_size;
   loader_options.world = world;
   loader_options.rank = communicator.rank();
-  loader_options.accumulate = config.accumulate;
+  loader_options.accumulate = accumulate;
   loader_options.threads = config.loader_threads;
   loader_options.prefetch = std::max(4, 2 * config.loader_threads);
   loader_options.skip_corrupt = config.skip_corrupt;
-  Loader loader(train_data, loader_options);
+  const int64_t start_step = resume.global_step;
+  Loader loader(train_data, loader_options, {resume.epoch, resume.step_in_epoch * accumulate});
   const int64_t steps_per_epoch = loader.steps_per_epoch();
   int64_t total_steps = steps_per_epoch * config.epochs;
   if (config.max_steps > 0) total_steps = std::min(total_steps, config.max_steps);
@@ -142,7 +189,10 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
            .weight_decay = config.weight_decay,
            .nesterov = config.nesterov},
           store.decay_segments(config.no_bn_decay), store.num_parameters());
-  const int64_t global_batch = config.batch_size * world * config.accumulate;
+  if (!resume_path.empty()) load_checkpoint(resume_path, store, sgd, config.model);
+  const CheckpointSchedule checkpoints = parse_checkpoint_every(config.checkpoint_every);
+  CONVNET_CHECK(config.keep > 0, "--keep must be positive, got ", config.keep);
+  const int64_t global_batch = config.batch_size * world * accumulate;
   LrScheduleOptions schedule_options;
   schedule_options.kind = parse_lr_schedule(config.schedule);
   schedule_options.base_lr =
@@ -173,7 +223,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
            << loader.width() << "x" << channels << ", " << classes << " classes, recipe "
            << recipe_name(loader_options.augment.recipe) << "\n"
            << "world " << world << " x batch " << config.batch_size << " x accumulate "
-           << config.accumulate << " = global batch " << global_batch << ", " << steps_per_epoch
+           << accumulate << " = global batch " << global_batch << ", " << steps_per_epoch
            << " steps/epoch, " << threads << " threads/rank, base lr " << schedule_options.base_lr
            << ", " << communicator.describe() << "\n"
            << "activations " << (net.activation_bytes() >> 20) << " MiB + pool "
@@ -181,22 +231,45 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
            << config_path << ")\n"
            << config_text << "---";
     progress->message(header.str());
+    if (!resume_path.empty())
+      progress->message("resuming from " + resume_path + " at step " + std::to_string(start_step) +
+                        " (epoch " + std::to_string(resume.epoch + 1) + "), made by " +
+                        std::to_string(resume.world_size) + " rank(s) x " +
+                        std::to_string(resume.accumulate) + " micro-batch(es)");
   }
+  const auto make_metadata = [&] {
+    WeightsMetadata metadata;
+    metadata.model = config.model;
+    metadata.num_classes = classes;
+    metadata.in_channels = channels;
+    metadata.mean = loader.mean();
+    metadata.std = loader.std();
+    metadata.image_size = loader.height();
+    return metadata;
+  };
+  CheckpointState state = resume;
+  state.world_size = world;
+  state.batch_size = config.batch_size;
+  state.accumulate = accumulate;
+  state.seed = static_cast<int64_t>(config.seed);
+  state.config = config_text;
+  StopSignals signals;
 
   // ---- Training loop
   TrainResult result;
-  const float scale = 1.0f / static_cast<float>(config.accumulate);
+  const float scale = 1.0f / static_cast<float>(accumulate);
   double interval_stats[4] = {0, 0, 0, 0};  // loss sum, correct top-1, correct top-5, samples
   double interval_start = progress ? progress->elapsed() : 0, interval_wait = 0;
   int64_t interval_steps = 0;
   double last_wait = loader.wait_seconds();
   Batch batch;
-  for (int64_t step = 0; step < total_steps; ++step) {
+  for (int64_t step = start_step; step < total_steps; ++step) {
     const int64_t epoch = step / steps_per_epoch;
     store.zero_grads();
     reducer.begin_step();
-    double step_stats[5] = {0, 0, 0, 0, 0};  // + non-finite losses
-    for (int64_t a = 0; a < config.accumulate; ++a) {
+    // loss sum, correct top-1, correct top-5, samples, non-finite losses, stop requests
+    double step_stats[6] = {0, 0, 0, 0, 0, 0};
+    for (int64_t a = 0; a < accumulate; ++a) {
       loader.next(&batch);
       std::memcpy(net.input().data<float>(), batch.images.data(), batch.images.size() * 4);
       net.forward(Mode::training);
@@ -207,17 +280,18 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       step_stats[3] += batch.count;
       step_stats[4] += std::isfinite(value) ? 0 : 1;
       loss.backward(net.output_grad());
-      if (config.accumulate > 1) {
+      if (accumulate > 1) {
         float* g = net.output_grad().data<float>();
         for (int64_t i = 0; i < net.output_grad().numel(); ++i) g[i] *= scale;
       }
-      if (a + 1 == config.accumulate)
+      if (a + 1 == accumulate)
         net.backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
       else
         net.backward();
     }
     reducer.finish();
-    communicator.allreduce(step_stats, 5, ReduceOp::sum);
+    step_stats[5] = signals.requested() ? 1 : 0;
+    communicator.allreduce(step_stats, 6, ReduceOp::sum);
     CONVNET_CHECK(step_stats[4] == 0, "non-finite loss at step ", step + 1, " (epoch ", epoch + 1,
                   ") on ", int64_t(step_stats[4]),
                   " micro-batch(es); stopping before the weights are updated (lower --lr, or "
@@ -298,6 +372,42 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       }
       interval_start = progress ? progress->elapsed() : 0;
       last_wait = loader.wait_seconds();
+      state.val_top1 = result.val_top1;
+      state.val_loss = result.val_loss;
+      if (result.val_top1 > state.best_top1) {
+        state.best_top1 = result.val_top1;
+        state.best_step = step + 1;
+      }
+    }
+
+    // ---- Checkpoint: on schedule, at the end, or when a signal asked to stop
+    const bool stop = step_stats[5] > 0;
+    const bool due = (checkpoints.steps > 0 && (step + 1) % checkpoints.steps == 0) ||
+                     (checkpoints.epochs > 0 && (step + 1) % steps_per_epoch == 0 &&
+                      ((step + 1) / steps_per_epoch) % checkpoints.epochs == 0) ||
+                     step + 1 == total_steps || stop;
+    if (due) {
+      state.global_step = step + 1;
+      state.epoch = (step + 1) / steps_per_epoch;
+      state.step_in_epoch = (step + 1) % steps_per_epoch;
+      state.samples_seen = (step + 1) * global_batch;
+      state.sgd_steps = sgd.step_count();
+      broadcast_model(communicator, store, false);  // rank 0's BN statistics
+      if (root) {
+        const std::string path = checkpoint_path(config.run_dir, step + 1);
+        save_checkpoint(path, make_metadata(), store, sgd, state);
+        write_latest_pointer(config.run_dir, path);
+        prune_checkpoints(config.run_dir, config.keep, state.best_step);
+        result.checkpoint_path = path;
+      }
+    }
+    if (stop) {
+      result.stopped_early = true;
+      if (progress)
+        progress->message("stopped by a signal after step " + std::to_string(step + 1) +
+                          "; checkpoint " + result.checkpoint_path +
+                          " (continue with --resume auto)");
+      return result;
     }
   }
 
@@ -305,14 +415,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   broadcast_model(communicator, store, false);
   result.model_path = config.run_dir + "/model.h5";
   if (root) {
-    WeightsMetadata metadata;
-    metadata.model = config.model;
-    metadata.num_classes = classes;
-    metadata.in_channels = channels;
-    metadata.mean = loader.mean();
-    metadata.std = loader.std();
-    metadata.image_size = loader.height();
-    save_weights(result.model_path, metadata, store);
+    save_weights(result.model_path, make_metadata(), store);
     progress->message("saved " + result.model_path);
   }
   return result;

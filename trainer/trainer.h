@@ -28,11 +28,15 @@ struct TrainResult {
   double train_loss = 0, train_top1 = 0;  // of the last log interval
   double val_loss = 0, val_top1 = 0, val_top5 = 0;
   bool evaluated = false;
-  std::string model_path;  // run_dir/model.h5
+  std::string model_path;       // run_dir/model.h5
+  std::string checkpoint_path;  // the last checkpoint written (rank 0)
+  bool stopped_early = false;   // a signal stopped the run after a checkpoint
 };
 
 // Trains as configured; rank 0 writes run_dir/config.ini (the resolved
-// configuration `config_text`), run_dir/metrics.jsonl and run_dir/model.h5.
+// configuration `config_text`), run_dir/metrics.jsonl, checkpoints
+// (trainer/checkpoint.h) and run_dir/model.h5. SIGTERM/SIGUSR1/SIGINT end the
+// run after the current step and a checkpoint (stopped_early).
 // Throws convnet::Error on bad input or a non-finite loss.
 TrainResult train(const TrainConfig& config, const std::string& config_text,
                   Communicator& communicator);

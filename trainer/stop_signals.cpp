@@ -1,0 +1,32 @@
+#include "trainer/stop_signals.h"
+
+#include <csignal>
+
+namespace convnet {
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+constexpr int kSignals[] = {SIGTERM, SIGUSR1, SIGINT};
+struct sigaction g_previous[3];
+
+void record(int signal) { g_signal = signal; }
+
+}  // namespace
+
+StopSignals::StopSignals() {
+  g_signal = 0;
+  struct sigaction action = {};
+  action.sa_handler = record;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &action, &g_previous[i]);
+}
+
+StopSignals::~StopSignals() {
+  for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &g_previous[i], nullptr);
+}
+
+bool StopSignals::requested() const { return g_signal != 0; }
+int StopSignals::signal_number() const { return g_signal; }
+
+}  // namespace convnet
