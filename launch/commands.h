@@ -15,5 +15,6 @@ int bench_data_command(const std::vector<std::string>& args);
 int train_command(const std::vector<std::string>& args);
 int eval_command(const std::vector<std::string>& args);
 int predict_command(const std::vector<std::string>& args);
+int inspect_command(const std::vector<std::string>& args);
 
 }  // namespace convnet

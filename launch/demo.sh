@@ -36,8 +36,8 @@ classes="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle 
 mpi_flags=(-np "$ranks" --oversubscribe --bind-to none)
 [[ $(id -u) -eq 0 ]] && mpi_flags+=(--allow-run-as-root)
 mpirun "${mpi_flags[@]}" "$convnet" train --model resnet20 \
-  --train-data "$demo/fashion_train.h5" --epochs "$epochs" --batch-size 64 --recipe none \
-  --lr 0.1 --schedule cosine --weight-decay 5e-4 --threads 1 --loader-threads 1 \
+  --train-data "$demo/fashion_train.h5" --epochs "$epochs" --batch-size 32 --recipe none \
+  --lr 0.05 --nesterov --schedule cosine --weight-decay 5e-4 --threads 1 --loader-threads 1 \
   --log-every 100 --run-dir "$demo/run"
 
 result=$("$convnet" eval --checkpoint "$demo/run/model.h5" --data "$demo/fashion_test.h5" \

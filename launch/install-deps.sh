@@ -17,6 +17,7 @@ packages=(
   python3-torch python3-torchvision python3-h5py  # peer benchmarks and torchvision parity tests
   zlib1g-dev dataset-fashion-mnist  # gzipped IDX files; real test and demo data
   libturbojpeg0-dev libpng-dev  # JPEG/PNG decoding in converters and the loader
+  slurm-wlm munge  # the one-node Slurm cluster of the launch test
 )
 
 missing=()

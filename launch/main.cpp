@@ -18,6 +18,7 @@ void print_usage() {
       "  bench-data loader images/s (decode + augmentation) on a dataset\n"
       "  convert    convert a dataset to convnet's HDF5 layout (idx, cifar10/100, imagefolder)\n"
       "  eval       top-1/top-5/loss of a model file on a dataset (also under mpirun)\n"
+      "  inspect    a checkpoint's, weights file's or dataset's metadata as JSON\n"
       "  models     list every model with its parameter count and input size\n"
       "  predict    write a model's logits for a dataset to HDF5 (also under mpirun)\n"
       "  train      train a model, data-parallel under mpirun / srun\n"
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
     if (command == "train") return convnet::train_command(args);
     if (command == "eval") return convnet::eval_command(args);
     if (command == "predict") return convnet::predict_command(args);
+    if (command == "inspect") return convnet::inspect_command(args);
     if (command == "bench-data") return convnet::bench_data_command(args);
     if (command == "convert") return convnet::convert_command(args);
     std::fprintf(stderr, "convnet: unknown command '%s'\n", command.c_str());

@@ -23,6 +23,10 @@ JsonLine& JsonLine::add(const char* key, int64_t value) {
 JsonLine& JsonLine::add(const char* key, const std::string& value) {
   std::string escaped;
   for (char c : value) {
+    if (c == '\n') {
+      escaped += "\\n";
+      continue;
+    }
     if (c == '"' || c == '\\') escaped += '\\';
     escaped += c;
   }
