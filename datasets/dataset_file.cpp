@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
 
@@ -62,11 +63,7 @@ TemporaryHdf5File::~TemporaryHdf5File() {
 void TemporaryHdf5File::commit() {
   CONVNET_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) >= 0, "flushing ", temp_, " (disk full?)");
   CONVNET_CHECK(H5Fclose(file_.release()) >= 0, "closing ", temp_, " (disk full?)");
-  const int fd = open(temp_.c_str(), O_RDONLY);
-  CONVNET_CHECK(fd >= 0 && fsync(fd) == 0, "syncing ", temp_, " to disk");
-  close(fd);
-  CONVNET_CHECK(std::rename(temp_.c_str(), path_.c_str()) == 0, "cannot rename ", temp_, " to ",
-                path_);
+  fsync_and_rename(temp_, path_);
   committed_ = true;
 }
 

@@ -14,6 +14,7 @@
 #include "comm/gradient_reducer.h"
 #include "comm/mpi_communicator.h"
 #include "launch/commands.h"
+#include "launch/option_table.h"
 #include "layers/sgd.h"
 #include "layers/softmax_cross_entropy.h"
 #include "models/zoo.h"
@@ -53,12 +54,7 @@ int bench_command(const std::vector<std::string>& args) {
       "overlap", po::value(&overlap)->default_value(true)->implicit_value(true),
       "allreduce buckets while backward runs (mpirun)");
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << options;
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(args, options, &vm)) return 0;
   CONVNET_CHECK(batch > 0 && steps > 0 && warmup >= 0 && threads >= 0,
                 "--batch-size and --steps must be > 0, --warmup and --threads >= 0");
   const ModelInfo& info = model_info(model);

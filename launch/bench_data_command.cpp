@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "datasets/loader.h"
 #include "launch/commands.h"
+#include "launch/option_table.h"
 
 namespace convnet {
 
@@ -31,12 +32,7 @@ int bench_data_command(const std::vector<std::string>& args) {
       "warmup", po::value(&warmup)->default_value(2), "untimed batches first")(
       "seed", po::value(&options.augment.seed)->default_value(0), "augmentation seed");
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(description).run(), vm);
-  if (vm.count("help")) {
-    std::cout << description;
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(args, description, &vm)) return 0;
   options.augment.recipe = parse_recipe(recipe);
   options.augment.train = !eval;
   options.prefetch = 2 * options.threads;

@@ -13,6 +13,7 @@
 #include "datasets/idx.h"
 #include "datasets/raw_dataset.h"
 #include "launch/commands.h"
+#include "launch/option_table.h"
 
 namespace convnet {
 namespace {
@@ -57,20 +58,6 @@ void print_summary(const std::string& output, const ConvertSummary& summary) {
       long(info.width), long(info.channels), long(info.num_classes), long(summary.skipped));
 }
 
-// Parses args into vm; prints help and returns false for --help.
-bool parse(const std::vector<std::string>& args,
-           const boost::program_options::options_description& options,
-           boost::program_options::variables_map* vm) {
-  namespace po = boost::program_options;
-  po::store(po::command_line_parser(args).options(options).run(), *vm);
-  if (vm->count("help")) {
-    std::cout << options;
-    return false;
-  }
-  po::notify(*vm);
-  return true;
-}
-
 int convert_cifar_command(int num_classes, const std::vector<std::string>& args) {
   namespace po = boost::program_options;
   std::string input, output, split;
@@ -83,7 +70,7 @@ int convert_cifar_command(int num_classes, const std::vector<std::string>& args)
       "split", po::value(&split)->default_value("train"), "train or test")(
       "compress", po::bool_switch(&compress), "deflate-compress /images");
   po::variables_map vm;
-  if (!parse(args, options, &vm)) return 0;
+  if (!parse_command_line(args, options, &vm)) return 0;
   Progress progress(0);
   const ConvertSummary summary =
       convert_cifar(input, num_classes, split, output, compress,
@@ -113,7 +100,7 @@ int convert_image_folder_command(const std::vector<std::string>& args) {
       "warn about and skip files that do not decode (default: stop with an error)")(
       "compress", po::bool_switch(&folder.compress), "deflate-compress /images (raw layout)");
   po::variables_map vm;
-  if (!parse(args, options, &vm)) return 0;
+  if (!parse_command_line(args, options, &vm)) return 0;
   if (!size.empty()) {
     long h = 0, w = 0;
     char x = 0, extra = 0;
@@ -144,7 +131,7 @@ int convert_idx(const std::vector<std::string>& args) {
       "comma-separated class names (default: 0, 1, ... up to the largest label)")(
       "compress", po::bool_switch(&compress), "deflate-compress /images");
   po::variables_map vm;
-  if (!parse(args, options, &vm)) return 0;
+  if (!parse_command_line(args, options, &vm)) return 0;
 
   IdxReader labels_file(labels_path);
   CONVNET_CHECK(labels_file.dims().size() == 1, labels_path, ": labels must be (N), got rank ",

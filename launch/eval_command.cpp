@@ -12,6 +12,7 @@
 #include "core/hdf5_handle.h"
 #include "datasets/dataset_file.h"
 #include "launch/commands.h"
+#include "launch/option_table.h"
 #include "models/weights_file.h"
 #include "trainer/evaluator.h"
 
@@ -37,19 +38,6 @@ void add_eval_options(boost::program_options::options_description& options, Eval
                 "center crop size (0: the model's training size)")(
       "threads", po::value(&s.threads)->default_value(0), "compute threads per rank (0: auto)")(
       "loader-threads", po::value(&s.loader_threads)->default_value(2), "loader threads per rank");
-}
-
-bool parse(const std::vector<std::string>& args,
-           const boost::program_options::options_description& options) {
-  namespace po = boost::program_options;
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << options;
-    return false;
-  }
-  po::notify(vm);
-  return true;
 }
 
 // Loads the model and runs it over this rank's shard.
@@ -130,7 +118,8 @@ int eval_command(const std::vector<std::string>& args) {
   boost::program_options::options_description options(
       "convnet eval [OPTIONS]: top-1, top-5 and loss of a model on a dataset (one JSON line)");
   add_eval_options(options, setup);
-  if (!parse(args, options)) return 0;
+  boost::program_options::variables_map vm;
+  if (!parse_command_line(args, options, &vm)) return 0;
   return run_collective("eval", [&](Communicator& communicator) {
     Evaluation result = run_evaluation(setup, communicator, false);
     result.totals.reduce(communicator);
@@ -150,7 +139,8 @@ int predict_command(const std::vector<std::string>& args) {
   add_eval_options(options, setup);
   options.add_options()("output", boost::program_options::value(&output)->required(),
                         "HDF5 file to write: /logits float32 (N, K), /labels int64 (N)");
-  if (!parse(args, options)) return 0;
+  boost::program_options::variables_map vm;
+  if (!parse_command_line(args, options, &vm)) return 0;
   return run_collective("predict", [&](Communicator& communicator) {
     const Evaluation result = run_evaluation(setup, communicator, true);
     // Ranks write their rows in turn into rank 0's temporary file; rank 0

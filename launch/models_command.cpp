@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "launch/commands.h"
+#include "launch/option_table.h"
 #include "models/zoo.h"
 
 namespace convnet {
@@ -16,12 +17,7 @@ int models_command(const std::vector<std::string>& args) {
       "classes of the classifier (0: the model's default, 1000 ImageNet / 10 CIFAR)")(
       "in-channels", po::value<int64_t>(&channels)->default_value(3), "input channels");
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << options;
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(args, options, &vm)) return 0;
   Context context({.num_threads = 1});
   std::printf("%-22s %-14s %14s  %s\n", "model", "family", "parameters", "input");
   for (const ModelInfo& info : model_zoo()) {

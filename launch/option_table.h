@@ -5,12 +5,29 @@
 
 #include <boost/program_options.hpp>
 #include <functional>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace convnet {
+
+// Parses args into vm. Prints the options and returns false for --help (the
+// caller then exits 0); unknown options and bad values throw Boost's errors,
+// which name the option.
+inline bool parse_command_line(const std::vector<std::string>& args,
+                               const boost::program_options::options_description& options,
+                               boost::program_options::variables_map* vm) {
+  namespace po = boost::program_options;
+  po::store(po::command_line_parser(args).options(options).run(), *vm);
+  if (vm->count("help")) {
+    std::cout << options;
+    return false;
+  }
+  po::notify(*vm);
+  return true;
+}
 
 class OptionTable {
  public:

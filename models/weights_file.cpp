@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
 #include "core/hdf5_handle.h"
@@ -92,11 +93,7 @@ void save_weights(const std::string& path, const WeightsMetadata& metadata, cons
     CONVNET_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0, "flushing ", temp, " (disk full?)");
     group.reset();
     CONVNET_CHECK(H5Fclose(file.release()) >= 0, "closing ", temp, " (disk full?)");
-    const int fd = open(temp.c_str(), O_RDONLY);
-    CONVNET_CHECK(fd >= 0 && fsync(fd) == 0, "syncing ", temp, " to disk (disk full?)");
-    close(fd);
-    CONVNET_CHECK(std::rename(temp.c_str(), path.c_str()) == 0, "cannot rename ", temp, " to ",
-                  path);
+    fsync_and_rename(temp, path);
   } catch (...) {
     std::remove(temp.c_str());  // the previous file at `path` stays as it was
     throw;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 
+#include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
 #include "core/hdf5_handle.h"
@@ -216,8 +217,7 @@ void write_latest_pointer(const std::string& run_dir, const std::string& path) {
     out.flush();
     CONVNET_CHECK(out.good(), "writing ", temp, " (disk full?)");
   }
-  CONVNET_CHECK(std::rename(temp.c_str(), pointer.c_str()) == 0, "cannot rename ", temp, " to ",
-                pointer);
+  fsync_and_rename(temp, pointer);
 }
 
 void prune_checkpoints(const std::string& run_dir, int64_t keep, int64_t best_step) {

@@ -9,18 +9,14 @@
 #include "core/error.h"
 #include "datasets/dataset.h"
 #include "datasets/image.h"
+#include "tests/testing/test_util.h"
 
 namespace convnet {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string temp_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir(name); }
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream(path, std::ios::binary)

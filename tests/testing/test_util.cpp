@@ -1,6 +1,9 @@
 #include "tests/testing/test_util.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 namespace convnet::testing {
@@ -75,6 +78,13 @@ Tensor to_tensor(Context& context, const ref::Array& array, Layout layout) {
 
 Tensor zeros(Context& context, const Shape& shape, Layout layout) {
   return Tensor::zeros(shape, context.allocator(), DType::f32, layout);
+}
+
+std::string fresh_temp_dir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 }  // namespace convnet::testing

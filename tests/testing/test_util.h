@@ -15,6 +15,10 @@
 
 namespace convnet::testing {
 
+// A new empty directory under GoogleTest's temporary directory, named after
+// `name` and the process id (parallel test processes do not collide).
+std::string fresh_temp_dir(const std::string& name);
+
 // Uniform values in [lo, hi).
 ref::Array random_array(const Shape& shape, std::mt19937& rng, double lo = -1.0, double hi = 1.0);
 // Sum of elementwise products.

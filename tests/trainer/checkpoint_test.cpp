@@ -10,18 +10,14 @@
 #include "core/hdf5_attributes.h"
 #include "core/hdf5_handle.h"
 #include "models/zoo.h"
+#include "tests/testing/test_util.h"
 
 namespace convnet {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string temp_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir(name); }
 
 struct Model {
   Context context;
@@ -34,6 +30,14 @@ struct Model {
                                 store.num_parameters());
   }
 };
+
+WeightsMetadata resnet20_metadata() {
+  WeightsMetadata metadata;
+  metadata.model = "resnet20";
+  metadata.num_classes = 10;
+  metadata.in_channels = 3;
+  return metadata;
+}
 
 // A model after one SGD step (so the momentum buffer is live) and a state.
 std::string write_checkpoint(const std::string& dir, int64_t step, Model& model) {
@@ -53,7 +57,7 @@ std::string write_checkpoint(const std::string& dir, int64_t step, Model& model)
   state.best_top1 = 0.5;
   state.best_step = step;
   const std::string path = checkpoint_path(dir, step);
-  save_checkpoint(path, {.model = "resnet20", .num_classes = 10, .in_channels = 3}, model.store,
+  save_checkpoint(path, resnet20_metadata(), model.store,
                   *model.sgd, state);
   return path;
 }
@@ -130,9 +134,9 @@ TEST(Checkpoint, ResumeSkipsDamagedAndPartialFiles) {
   fs::copy_file(good, checkpoint_path(dir, 40));
   fs::resize_file(checkpoint_path(dir, 40), fs::file_size(good) / 2);
   EXPECT_EQ(list_checkpoints(dir).size(), 3u);
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   EXPECT_EQ(find_resumable_checkpoint(dir), good);
-  const std::string warnings = testing::internal::GetCapturedStderr();
+  const std::string warnings = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(warnings.find("checkpoint-000000040.h5"), std::string::npos) << warnings;
   EXPECT_NE(warnings.find("checkpoint-000000020.h5: /model/fc.weight"), std::string::npos)
       << warnings;
@@ -153,7 +157,7 @@ TEST(Checkpoint, BadFilesAreNamed) {
         << e.what();
   }
   const std::string weights = dir + "/weights.h5";
-  save_weights(weights, {.model = "resnet20", .num_classes = 10, .in_channels = 3}, model.store);
+  save_weights(weights, resnet20_metadata(), model.store);
   EXPECT_THROW(read_checkpoint_state(weights), Error);
   {
     Hdf5Id file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose, "open");
@@ -181,7 +185,7 @@ TEST(Checkpoint, FailedWriteKeepsThePreviousFile) {
   const auto before = fs::file_size(path);
   // A failure while writing (here: thrown by the extra writer, as a full
   // disk would throw from H5Dwrite) leaves the old file and no temporary.
-  EXPECT_THROW(save_weights(path, {.model = "resnet20", .num_classes = 10, .in_channels = 3},
+  EXPECT_THROW(save_weights(path, resnet20_metadata(),
                             model.store, [](hid_t) { throw Error("disk full (simulated)"); }),
                Error);
   EXPECT_EQ(fs::file_size(path), before);

@@ -1,0 +1,28 @@
+#include "core/durable_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace convnet {
+
+void fsync_and_rename(const std::string& temp, const std::string& path) {
+  const int fd = open(temp.c_str(), O_RDONLY);
+  const bool synced = fd >= 0 && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  CONVNET_CHECK(synced, "syncing ", temp, " to disk (disk full?)");
+  CONVNET_CHECK(std::rename(temp.c_str(), path.c_str()) == 0, "cannot rename ", temp, " to ", path);
+  // The rename itself is durable once the directory is synced.
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  const int dir_fd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir_fd >= 0) {
+    fsync(dir_fd);
+    close(dir_fd);
+  }
+}
+
+}  // namespace convnet
