@@ -30,7 +30,14 @@ struct ContextOptions {
 struct OnednnRuntime;  // core/onednn.h
 
 // Slots of the context's scratch memory (see Context::scratch).
-enum class Scratch { activation, weights, weight_gradient, dense_block, count };
+enum class Scratch {
+  activation,
+  weights,
+  weight_gradient,
+  dense_block,
+  layout_copy,  // an activation copied into another layout for one primitive call
+  count
+};
 
 class Context {
  public:

@@ -10,6 +10,7 @@
 // next to activations, so this costs little and keeps one plain parameter
 // buffer for the optimizer, the allreduce and the weights file.
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 
 #include "core/onednn.h"
 #include "layers/conv2d.h"
@@ -89,7 +90,25 @@ class Conv2dOnednn final : public Conv2d {
 
     dnnl::convolution_backward_weights::desc bwd_w_desc(algo, x_md_, w_md, b_md_, y_md_, strides,
                                                         padding, padding);
-    const dnnl::convolution_backward_weights::primitive_desc bwd_w_pd(bwd_w_desc, engine, fwd_pd);
+    dnnl::convolution_backward_weights::primitive_desc bwd_w_pd(bwd_w_desc, engine, fwd_pd);
+    if (blocked && std::string(bwd_w_pd.impl_info_str()).rfind("ref", 0) == 0) {
+      // oneDNN 2.6 has only its reference kernel for some layouts and shapes
+      // (a 1-channel plain input with a blocked gradient: 200 ms a call where
+      // the rest of resnet20 takes 20 ms; 3x3 convolutions over 2x2 maps).
+      // Its GEMM kernel handles plain input and gradient, so copy them to
+      // plain first: a reorder costs far less than the reference kernel.
+      x_plain_md_ = onednn_desc(input_shape(), Layout::nchw);
+      dy_plain_md_ = onednn_desc(output_shape(), Layout::nchw);
+      dnnl::convolution_backward_weights::desc plain_desc(algo, x_plain_md_, w_md, b_md_,
+                                                          dy_plain_md_, strides, padding, padding);
+      bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(plain_desc, engine, fwd_pd);
+      if (x_plain_md_ != x_md_)
+        x_to_plain_ =
+            dnnl::reorder(dnnl::reorder::primitive_desc(engine, x_md_, engine, x_plain_md_));
+      dy_to_plain_ =
+          dnnl::reorder(dnnl::reorder::primitive_desc(engine, y_md_, engine, dy_plain_md_));
+      plain_backward_weights_ = true;
+    }
     bwd_weights_ = dnnl::convolution_backward_weights(bwd_w_pd);
     diff_weights_.init(w_plain_md_, bwd_w_pd.diff_weights_desc(), engine);
 
@@ -146,9 +165,21 @@ class Conv2dOnednn final : public Conv2d {
       memory dw = diff_weights_.reordered
                       ? diff_weights_.scratch_memory(context_, Scratch::weight_gradient, rt_.engine)
                       : mem(w_plain_md_, plain_scratch);
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
-                                           {DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
-                                           {DNNL_ARG_DIFF_WEIGHTS, dw}};
+      memory src = mem(x_md_, x), diff_dst = mem(y_md_, dy);
+      if (plain_backward_weights_) {
+        memory plain_dy(dy_plain_md_, rt_.engine,
+                        context_.scratch(Scratch::activation, dy_plain_md_.get_size()));
+        dy_to_plain_.execute(rt_.stream, diff_dst, plain_dy);
+        diff_dst = plain_dy;
+        if (x_plain_md_ != x_md_) {
+          memory plain_x(x_plain_md_, rt_.engine,
+                         context_.scratch(Scratch::layout_copy, x_plain_md_.get_size()));
+          x_to_plain_.execute(rt_.stream, src, plain_x);
+          src = plain_x;
+        }
+      }
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw}};
       if (options().bias) args.emplace(DNNL_ARG_DIFF_BIAS, mem(b_md_, dbias_scratch_));
       bwd_weights_.execute(rt_.stream, args);
       if (diff_weights_.reordered) {
@@ -168,6 +199,10 @@ class Conv2dOnednn final : public Conv2d {
   dnnl::convolution_backward_data bwd_data_;
   dnnl::convolution_backward_weights bwd_weights_;
   WeightsLayout fwd_weights_, bwd_data_weights_, diff_weights_;
+  // Backward weights on plain copies of input and gradient (see build()).
+  bool plain_backward_weights_ = false;
+  memory::desc x_plain_md_, dy_plain_md_;
+  dnnl::reorder x_to_plain_, dy_to_plain_;
   Tensor dbias_scratch_;  // (C_out)
 };
 

@@ -191,28 +191,37 @@ class ConcatOp final : public Op {
 };
 
 // y[:, pad : pad + C] = x[:, :, ::stride, ::stride], zeros elsewhere.
+// Option A shortcut: y = x[:, :, ::stride, ::stride] placed between pad
+// zero channels on each side. In nchw8c the channel blocks are planes of
+// 8-float pixels, so with pad and C_in multiples of 8 the same loop moves
+// whole blocks (block = 8) instead of single channels (block = 1).
 class PadShortcutOp final : public Op {
  public:
   bool backward_needs_input(int) const override { return false; }
-  PadShortcutOp(const Shape& in, const Shape& out, int64_t stride)
-      : in_(in), out_(out), stride_(stride), pad_((out[1] - in[1]) / 2) {}
+  PadShortcutOp(const Shape& in, const Shape& out, int64_t stride, Layout layout)
+      : in_(in),
+        out_(out),
+        stride_(stride),
+        block_(layout == Layout::nchw8c ? 8 : 1),
+        pad_blocks_((out[1] - in[1]) / 2 / block_) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
     const float* x = in[0].data<float>();
     float* y = out.data<float>();
-    const int64_t n = out_[0], c_out = out_[1], h = out_[2], w = out_[3];
-    const int64_t c_in = in_[1], h_in = in_[2], w_in = in_[3];
+    const int64_t k = block_, n = out_[0], c_out = out_[1] / k, h = out_[2], w = out_[3];
+    const int64_t c_in = in_[1] / k, h_in = in_[2], w_in = in_[3];
 #pragma omp parallel for collapse(2)
     for (int64_t b = 0; b < n; ++b)
       for (int64_t c = 0; c < c_out; ++c) {
-        float* yp = y + (b * c_out + c) * h * w;
-        const int64_t ci = c - pad_;
+        float* yp = y + (b * c_out + c) * h * w * k;
+        const int64_t ci = c - pad_blocks_;
         if (ci < 0 || ci >= c_in) {
-          std::fill(yp, yp + h * w, 0.0f);
+          std::fill(yp, yp + h * w * k, 0.0f);
           continue;
         }
-        const float* xp = x + (b * c_in + ci) * h_in * w_in;
+        const float* xp = x + (b * c_in + ci) * h_in * w_in * k;
         for (int64_t i = 0; i < h; ++i)
-          for (int64_t j = 0; j < w; ++j) yp[i * w + j] = xp[i * stride_ * w_in + j * stride_];
+          for (int64_t j = 0; j < w; ++j)
+            std::copy_n(xp + (i * stride_ * w_in + j * stride_) * k, k, yp + (i * w + j) * k);
       }
   }
   void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
@@ -221,22 +230,24 @@ class PadShortcutOp final : public Op {
     const float* dy = dout.data<float>();
     float* dx = din[0].data<float>();
     const bool accumulate = modes[0] == GradMode::accumulate;
-    const int64_t n = out_[0], c_out = out_[1], h = out_[2], w = out_[3];
-    const int64_t c_in = in_[1], h_in = in_[2], w_in = in_[3];
+    const int64_t k = block_, n = out_[0], c_out = out_[1] / k, h = out_[2], w = out_[3];
+    const int64_t c_in = in_[1] / k, h_in = in_[2], w_in = in_[3];
 #pragma omp parallel for collapse(2)
     for (int64_t b = 0; b < n; ++b)
       for (int64_t ci = 0; ci < c_in; ++ci) {
-        float* xp = dx + (b * c_in + ci) * h_in * w_in;
-        if (!accumulate) std::fill(xp, xp + h_in * w_in, 0.0f);
-        const float* yp = dy + (b * c_out + ci + pad_) * h * w;
+        float* xp = dx + (b * c_in + ci) * h_in * w_in * k;
+        if (!accumulate) std::fill(xp, xp + h_in * w_in * k, 0.0f);
+        const float* yp = dy + (b * c_out + ci + pad_blocks_) * h * w * k;
         for (int64_t i = 0; i < h; ++i)
-          for (int64_t j = 0; j < w; ++j) xp[i * stride_ * w_in + j * stride_] += yp[i * w + j];
+          for (int64_t j = 0; j < w; ++j)
+            for (int64_t e = 0; e < k; ++e)
+              xp[(i * stride_ * w_in + j * stride_) * k + e] += yp[(i * w + j) * k + e];
       }
   }
 
  private:
   Shape in_, out_;
-  int64_t stride_, pad_;
+  int64_t stride_, block_, pad_blocks_;
 };
 
 }  // namespace
@@ -348,12 +359,15 @@ ValueId NetBuilder::squeeze_excitation(ValueId x, const std::string& name, int64
 
 ValueId NetBuilder::pad_shortcut(ValueId x, const std::string& name, int64_t out_channels,
                                  int64_t stride) {
-  require_plain(*this, x, name);
   const Shape& in = shape(x);
   CONVNET_CHECK(out_channels >= in[1] && (out_channels - in[1]) % 2 == 0 && stride >= 1, "layer ",
                 name, ": cannot pad ", in, " to ", out_channels, " channels");
+  CONVNET_CHECK(layout(x) == Layout::nchw || (out_channels - in[1]) % 16 == 0, "layer ", name,
+                ": a blocked shortcut pads whole blocks of 8 channels on each side, not ",
+                (out_channels - in[1]) / 2);
   const Shape out{in[0], out_channels, (in[2] - 1) / stride + 1, (in[3] - 1) / stride + 1};
-  return net_.add_op(std::make_unique<PadShortcutOp>(in, out, stride), {x}, out);
+  return net_.add_op(std::make_unique<PadShortcutOp>(in, out, stride, layout(x)), {x}, out,
+                     layout(x));
 }
 
 }  // namespace convnet

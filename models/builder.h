@@ -6,8 +6,9 @@
 // Layouts: with set_blocked_layout(true) convolutions over spatial maps write
 // the blocked nchw8c layout when their channel count allows it, and the ops
 // after them keep their input's layout, so a ResNet runs blocked end to end
-// (oneDNN's direct kernels, no reorders). Ops without a blocked kernel here
-// (average pooling, concatenation, option A shortcuts, dense blocks) require
+// (oneDNN's direct kernels, no reorders). Option A shortcuts work in both
+// layouts (blocked when they pad whole blocks of 8 channels). Ops without a
+// blocked kernel here (average pooling, concatenation, dense blocks) require
 // plain input; families that use them build plain.
 #pragma once
 

@@ -62,8 +62,8 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             ResNetConfig c = config;
             c.stride_in_1x1 = spec.resnet_v1;
-            // Option A shortcuts index plain memory; everything else runs blocked.
-            b.set_blocked_layout(spec.blocked_layout && !c.pad_shortcut);
+            // Option A shortcuts (16 -> 32 -> 64 channels) pad whole blocks of 8.
+            b.set_blocked_layout(spec.blocked_layout);
             return build_resnet(b, x, c, classes);
           }};
 }

@@ -62,6 +62,23 @@ const Case kCases[] = {
       .stride = 2,
       .padding = 3,
       .output_layout = Layout::nchw8c}},
+    // oneDNN 2.6 has only reference backward-weights kernels for these two;
+    // the layer computes them on plain copies (conv2d_onednn.cpp).
+    {"gray_stem_plain_to_blocked",
+     {2, 1, 6, 6},
+     {.in_channels = 1,
+      .out_channels = 16,
+      .kernel = 3,
+      .padding = 1,
+      .output_layout = Layout::nchw8c}},
+    {"blocked_3x3_on_2x2",
+     {2, 16, 2, 2},
+     {.in_channels = 16,
+      .out_channels = 8,
+      .kernel = 3,
+      .padding = 1,
+      .input_layout = Layout::nchw8c,
+      .output_layout = Layout::nchw8c}},
 };
 
 void PrintTo(const Case& c, std::ostream* out) { *out << c.label; }
