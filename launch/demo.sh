@@ -5,12 +5,12 @@
 # evaluates the saved model on the 10,000 test images.
 #
 # Environment: BUILD_DIR (default build), DEMO_DIR (default run/demo),
-# DEMO_EPOCHS (default 2), DEMO_RANKS (default 2).
+# DEMO_EPOCHS (default 3), DEMO_RANKS (default 2).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 demo=${DEMO_DIR:-$root/run/demo}
-epochs=${DEMO_EPOCHS:-2}
+epochs=${DEMO_EPOCHS:-3}
 ranks=${DEMO_RANKS:-2}
 fashion=/usr/share/datasets/fashion-mnist
 start=$SECONDS
