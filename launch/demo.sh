@@ -31,7 +31,7 @@ classes="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle 
   --output "$demo/fashion_test.h5"
 
 # One compute thread per rank on this 2-core machine; the loader's work on
-# 28x28 images is small. No augmentation: 2 epochs are too few for random
+# 28x28 images is small. No augmentation: 3 epochs are too few for random
 # crops to pay off.
 mpi_flags=(-np "$ranks" --oversubscribe --bind-to none)
 [[ $(id -u) -eq 0 ]] && mpi_flags+=(--allow-run-as-root)
