@@ -52,6 +52,9 @@ int train_command(const std::vector<std::string>& args) {
       .add("loader-threads", &c.loader_threads, "data loader threads per rank")
       .add("bucket-mb", &c.bucket_mb, "gradient allreduce bucket size, MiB")
       .add_switch("overlap", &c.overlap, "allreduce gradient buckets while backward runs")
+      .add("comm-timeout", &c.comm_timeout,
+           "seconds a rank may wait for the others (a rank that stopped answering) before the "
+           "job ends with an error; 0: wait forever")
       .add("log-every", &c.log_every, "steps between log lines and metrics records")
       .add("eval-batch-size", &c.eval_batch_size, "evaluation batch per rank (0: --batch-size)")
       .add("checkpoint-every", &c.checkpoint_every,

@@ -44,7 +44,8 @@ struct TrainConfig {
   int threads = 0;  // compute threads per rank (0: the node's cores / ranks on the node)
   int loader_threads = 2;
   double bucket_mb = 25;
-  bool overlap = true;  // allreduce buckets during backward
+  double comm_timeout = 600;  // seconds a rank may wait for the others before ending the job
+  bool overlap = true;        // allreduce buckets during backward
   int64_t log_every = 50;
   int64_t eval_batch_size = 0;  // 0: batch_size
 

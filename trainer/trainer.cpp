@@ -18,6 +18,7 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/progress.h"
 #include "trainer/stop_signals.h"
+#include "trainer/watchdog.h"
 
 namespace convnet {
 namespace {
@@ -254,6 +255,8 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   state.seed = static_cast<int64_t>(config.seed);
   state.config = config_text;
   StopSignals signals;
+  Watchdog watchdog(world > 1 ? config.comm_timeout : 0, communicator.rank(),
+                    [&communicator] { communicator.abort(1); });
 
   // ---- Training loop
   TrainResult result;
@@ -289,9 +292,12 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       else
         net.backward();
     }
-    reducer.finish();
     step_stats[5] = signals.requested() ? 1 : 0;
-    communicator.allreduce(step_stats, 6, ReduceOp::sum);
+    {
+      Watchdog::Scope waiting(watchdog, step + 1, "the gradient allreduce");
+      reducer.finish();
+      communicator.allreduce(step_stats, 6, ReduceOp::sum);
+    }
     CONVNET_CHECK(step_stats[4] == 0, "non-finite loss at step ", step + 1, " (epoch ", epoch + 1,
                   ") on ", int64_t(step_stats[4]),
                   " micro-batch(es); stopping before the weights are updated (lower --lr, or "
@@ -345,9 +351,12 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     }
 
     if (epoch_end && val_data) {
+      Watchdog::Scope waiting(watchdog, step + 1, "the evaluation");
       broadcast_model(communicator, store, false);  // rank 0's BN statistics everywhere
       Loader val_loader(val_data, eval_options);
+      watchdog.disarm();  // evaluating is local work
       EvalTotals totals = evaluate(nets, val_loader);
+      watchdog.arm(step + 1, "the evaluation");
       totals.reduce(communicator);
       result.evaluated = true;
       result.val_loss = totals.loss();
@@ -392,7 +401,10 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       state.step_in_epoch = (step + 1) % steps_per_epoch;
       state.samples_seen = (step + 1) * global_batch;
       state.sgd_steps = sgd.step_count();
-      broadcast_model(communicator, store, false);  // rank 0's BN statistics
+      {
+        Watchdog::Scope waiting(watchdog, step + 1, "the checkpoint broadcast");
+        broadcast_model(communicator, store, false);  // rank 0's BN statistics
+      }
       if (root) {
         const std::string path = checkpoint_path(config.run_dir, step + 1);
         save_checkpoint(path, make_metadata(), store, sgd, state);

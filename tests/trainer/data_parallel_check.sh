@@ -4,6 +4,7 @@
 #   equivalence  2 ranks x batch 8 == 1 rank x batch 8 x --accumulate 2 (same
 #                samples per micro-batch), with and without overlap; and a run
 #                that sees other samples differs (the comparison can fail)
+#   hang         a rank that stops answering ends the job within --comm-timeout
 #   eval         exact sharded evaluation for 1, 2 and 3 ranks: count = N and
 #                identical metrics (N = 1,001); predict writes every row in dataset order
 set -euo pipefail
@@ -66,6 +67,35 @@ for n in (1, 2, 3):
 print("predict: rows in dataset order for 1, 2, 3 ranks")
 PY
   echo "eval: ok"
+  ;;
+hang)
+  # Rank 1 stops answering (SIGSTOP) mid-run: rank 0's watchdog ends the job
+  # after --comm-timeout with a message naming itself, the step and the wait.
+  run=$work/hang
+  mpi 2 "$convnet" train --model resnet20 --train-data "$data" --threads 1 --loader-threads 1 \
+    --log-every 1 --batch-size 8 --max-steps 100000 --comm-timeout 5 --run-dir "$run" \
+    >"$run.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do
+    [[ -f $run/metrics.jsonl ]] && (( $(wc -l <"$run/metrics.jsonl") >= 3 )) && break
+    sleep 0.1
+  done
+  rank1=
+  for p in $(pgrep -f "convnet train .*--run-dir $run"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && rank1=$p
+  done
+  [[ -n $rank1 ]] || { echo "rank 1 not found" >&2; exit 1; }
+  kill -STOP "$rank1"
+  start=$SECONDS
+  status=0
+  wait "$pid" || status=$?
+  elapsed=$((SECONDS - start))
+  kill -9 "$rank1" 2>/dev/null || true
+  echo "mpirun ended $elapsed s after rank 1 stopped, status $status"
+  grep "rank 0 waited" "$run.log"
+  (( status != 0 && elapsed < 60 )) || { cat "$run.log"; exit 1; }
+  grep -q "rank 0 waited [0-9]* s for the other ranks in the gradient allreduce of step" "$run.log"
+  echo "hang: ok"
   ;;
 *) echo "unknown check $check" >&2; exit 2 ;;
 esac
