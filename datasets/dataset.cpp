@@ -10,6 +10,11 @@
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
 
+// Loader threads read through one Dataset at the same time.
+#ifndef H5_HAVE_THREADSAFE
+#error "convnet's loader needs a thread-safe HDF5 build (Debian's libhdf5-dev is one)"
+#endif
+
 namespace convnet {
 
 struct Dataset::Shard {

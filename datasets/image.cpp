@@ -57,6 +57,25 @@ Image decode_jpeg(const uint8_t* data, std::size_t size, int64_t channels) {
   image.width = width;
   image.channels = channels;
   image.pixels.resize(std::size_t(height) * width * channels);
+  if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
+    // libjpeg-turbo cannot convert CMYK to RGB (a few ImageNet files are
+    // CMYK). Adobe's files store inverted CMYK, so R = C * K / 255, as PIL.
+    std::vector<uint8_t> cmyk(std::size_t(height) * width * 4);
+    if (tjDecompress2(tj, data, static_cast<unsigned long>(size), cmyk.data(), width, 0, height,
+                      TJPF_CMYK, TJFLAG_STOPONWARNING) != 0)
+      jpeg_failure("JPEG data: ", tj);
+    for (std::size_t p = 0; p < std::size_t(height) * width; ++p) {
+      const unsigned k = cmyk[p * 4 + 3];
+      uint8_t rgb[3];
+      for (int c = 0; c < 3; ++c) rgb[c] = static_cast<uint8_t>(cmyk[p * 4 + c] * k / 255);
+      if (channels == 3) {
+        std::copy(rgb, rgb + 3, &image.pixels[p * 3]);
+      } else {  // ITU-R 601 luma, as libjpeg's RGB to gray
+        image.pixels[p] = static_cast<uint8_t>((299 * rgb[0] + 587 * rgb[1] + 114 * rgb[2]) / 1000);
+      }
+    }
+    return image;
+  }
   const int format = channels == 1 ? TJPF_GRAY : TJPF_RGB;
   // Warnings (e.g. premature end of data) are errors too: a truncated file
   // would otherwise decode to a half-grey picture and train silently.
@@ -218,7 +237,7 @@ Image resize(const Image& src, const CropBox& box, int64_t out_height, int64_t o
 void resize_normalize(const Image& src, const CropBox& box, int64_t out_height, int64_t out_width,
                       bool flip, const double* mean, const double* std, float* out,
                       int64_t plane_stride) {
-  float scale[4], shift[4];
+  std::vector<float> scale(src.channels), shift(src.channels);
   for (int64_t k = 0; k < src.channels; ++k) {
     scale[k] = static_cast<float>(1.0 / (255.0 * std[k]));
     shift[k] = static_cast<float>(-mean[k] / std[k]);

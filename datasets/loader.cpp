@@ -1,5 +1,7 @@
 #include "datasets/loader.h"
 
+#include <hdf5.h>
+
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -149,6 +151,9 @@ void Loader::fill(int64_t ticket, Batch* batch) {
 }
 
 void Loader::work() {
+  // Thread-safe HDF5 keeps error printing per thread: errors are reported
+  // through exceptions that name the file and sample.
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   for (;;) {
     int64_t ticket;
     {

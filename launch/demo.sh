@@ -33,6 +33,7 @@ classes="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle 
 # One compute thread per rank on this 2-core machine; the loader's work on
 # 28x28 images is small. No augmentation: 3 epochs are too few for random
 # crops to pay off.
+rm -rf "$demo/run"  # a new run each time (a run directory refuses a second fresh run)
 mpi_flags=(-np "$ranks" --oversubscribe --bind-to none)
 [[ $(id -u) -eq 0 ]] && mpi_flags+=(--allow-run-as-root)
 mpirun "${mpi_flags[@]}" "$convnet" train --model resnet20 \

@@ -43,7 +43,8 @@ void add_eval_options(boost::program_options::options_description& options, Eval
 // Loads the model and runs it over this rank's shard.
 struct Evaluation {
   EvalTotals totals;
-  std::vector<float> logits;  // (count, K) of this rank, in dataset order
+  std::vector<float> logits;    // (count, K) of this rank, in dataset order
+  std::vector<int64_t> labels;  // (count)
   int64_t begin = 0, classes = 0, total = 0;
 };
 
@@ -91,9 +92,11 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool k
   result.totals = evaluate(nets, loader, [&](const Batch& batch, const Tensor& logits) {
     if (first) result.begin = batch.indices.front();
     first = false;
-    if (keep_logits)
+    if (keep_logits) {
       result.logits.insert(result.logits.end(), logits.data<float>(),
                            logits.data<float>() + logits.numel());
+      result.labels.insert(result.labels.end(), batch.labels.begin(), batch.labels.end());
+    }
   });
   if (first) result.begin = 0;
   return result;
@@ -149,9 +152,7 @@ int predict_command(const std::vector<std::string>& args) {
     communicator.broadcast(pid, 0);
     const std::string temp = output + ".tmp-" + std::to_string(pid);
     const int64_t rows = static_cast<int64_t>(result.logits.size()) / result.classes;
-    std::vector<int64_t> labels;
-    auto dataset = Dataset(setup.data);  // labels only
-    for (int64_t i = 0; i < rows; ++i) labels.push_back(dataset.labels()[result.begin + i]);
+    const std::vector<int64_t>& labels = result.labels;
     for (int r = 0; r < communicator.size(); ++r) {
       if (r == communicator.rank()) {
         H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);

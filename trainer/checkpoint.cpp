@@ -71,6 +71,7 @@ void save_checkpoint(const std::string& path, const WeightsMetadata& metadata,
     write_int_attribute(file, "batch_size", state.batch_size);
     write_int_attribute(file, "accumulate", state.accumulate);
     write_int_attribute(file, "seed", state.seed);
+    write_int_attribute(file, "steps_per_epoch", state.steps_per_epoch);
     write_string_attribute(file, "config", state.config);
     write_double_attribute(file, "val_top1", state.val_top1);
     write_double_attribute(file, "val_loss", state.val_loss);
@@ -100,6 +101,7 @@ CheckpointState read_checkpoint_state(const std::string& path) {
   s.batch_size = read_int_attribute(f, path, "batch_size");
   s.accumulate = read_int_attribute(f, path, "accumulate");
   s.seed = read_int_attribute(f, path, "seed");
+  s.steps_per_epoch = read_int_attribute(f, path, "steps_per_epoch");
   s.config = read_string_attribute(f, path, "config");
   s.val_top1 = read_double_attribute(f, path, "val_top1");
   s.val_loss = read_double_attribute(f, path, "val_loss");
@@ -220,11 +222,17 @@ void write_latest_pointer(const std::string& run_dir, const std::string& path) {
   fsync_and_rename(temp, pointer);
 }
 
-void prune_checkpoints(const std::string& run_dir, int64_t keep, int64_t best_step) {
+void prune_checkpoints(const std::string& run_dir, int64_t keep, int64_t best_step,
+                       int64_t current_step) {
   const std::string best = best_step >= 0 ? checkpoint_path(run_dir, best_step) : "";
-  const std::vector<std::string> paths = list_checkpoints(run_dir);
+  const std::string current = checkpoint_path(run_dir, current_step);
+  // Only this run's history counts: files of later steps (left by a run this
+  // one resumed from an older checkpoint) are neither counted nor deleted.
+  std::vector<std::string> paths;
+  for (const std::string& path : list_checkpoints(run_dir))
+    if (path <= current) paths.push_back(path);  // zero-padded: lexical = numeric
   for (std::size_t i = static_cast<std::size_t>(std::max<int64_t>(keep, 1)); i < paths.size(); ++i)
-    if (paths[i] != best) std::remove(paths[i].c_str());
+    if (paths[i] != best && paths[i] != current) std::remove(paths[i].c_str());
 }
 
 }  // namespace convnet

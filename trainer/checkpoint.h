@@ -34,6 +34,7 @@ struct CheckpointState {
   int64_t sgd_steps = 0;      // Sgd::step_count (momentum initialised when > 0)
   int64_t world_size = 1, batch_size = 0, accumulate = 1;  // what produced it
   int64_t seed = 0;
+  int64_t steps_per_epoch = 0;          // of the global batch that made it (detects changed data)
   std::string config;                   // the resolved configuration (INI)
   double val_top1 = -1, val_loss = -1;  // last evaluation (-1: none yet)
   double best_top1 = -1;
@@ -68,7 +69,9 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir);
 std::string find_resumable_checkpoint(const std::string& run_dir);
 // Atomically points run_dir/latest at `path`'s file name.
 void write_latest_pointer(const std::string& run_dir, const std::string& path);
-// Deletes all but the newest `keep` checkpoints and the one of `best_step`.
-void prune_checkpoints(const std::string& run_dir, int64_t keep, int64_t best_step);
+// Deletes all but the newest `keep` checkpoints up to `current_step` and the
+// one of `best_step`; never the checkpoint of `current_step` itself.
+void prune_checkpoints(const std::string& run_dir, int64_t keep, int64_t best_step,
+                       int64_t current_step);
 
 }  // namespace convnet

@@ -1,6 +1,7 @@
 #include "trainer/evaluator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace convnet {
@@ -47,11 +48,12 @@ int64_t count_top_k(const Tensor& logits, const std::vector<int64_t>& labels, in
   for (int64_t i = 0; i < n; ++i) {
     const float* row = x + i * classes;
     const float target = row[labels[i]];
-    // Rank of the label: classes with a larger logit (ties favour the label,
-    // as torch.topk on distinct values).
-    int64_t larger = 0;
-    for (int64_t c = 0; c < classes; ++c) larger += row[c] > target;
-    correct += larger < k;
+    if (std::isnan(target)) continue;  // a NaN model is wrong, not right
+    // Rank of the label: other classes with a logit at least as large (ties
+    // count against the label, so constant logits are not "correct").
+    int64_t ahead = 0;
+    for (int64_t c = 0; c < classes; ++c) ahead += c != labels[i] && !(row[c] < target);
+    correct += ahead < k;
   }
   return correct;
 }

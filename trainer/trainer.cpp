@@ -11,6 +11,7 @@
 #include "comm/gradient_reducer.h"
 #include "core/error.h"
 #include "datasets/loader.h"
+#include "datasets/sample_order.h"
 #include "layers/sgd.h"
 #include "models/weights_file.h"
 #include "trainer/checkpoint.h"
@@ -118,8 +119,21 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   }
   CheckpointState resume;
   int64_t accumulate = config.accumulate;
+  if (resume_path.empty() && root) {
+    // A fresh run must not mix its checkpoints with an earlier run's: pruning
+    // and --resume auto would take theirs for its own.
+    const std::vector<std::string> earlier = list_checkpoints(config.run_dir);
+    CONVNET_CHECK(earlier.empty(), config.run_dir, " already holds checkpoints of an earlier run (",
+                  earlier.front(),
+                  "): pass --resume auto to continue it, or choose another --run-dir");
+  }
   if (!resume_path.empty()) {
     resume = read_checkpoint_state(resume_path);
+    CONVNET_CHECK(static_cast<int64_t>(config.seed) == resume.seed, resume_path,
+                  " was made with --seed ", resume.seed,
+                  " (the data order and augmentation "
+                  "follow it): resume with the same --seed, not ",
+                  config.seed);
     const int64_t micro_batches = resume.world_size * resume.accumulate;
     if (!config.allow_changed_micro_batch) {
       CONVNET_CHECK(
@@ -146,9 +160,22 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   loader_options.threads = config.loader_threads;
   loader_options.prefetch = std::max(4, 2 * config.loader_threads);
   loader_options.skip_corrupt = config.skip_corrupt;
-  const int64_t start_step = resume.global_step;
-  Loader loader(train_data, loader_options, {resume.epoch, resume.step_in_epoch * accumulate});
-  const int64_t steps_per_epoch = loader.steps_per_epoch();
+  // The position in the epoch, in steps of this run's global batch (the same
+  // as the checkpoint's unless --allow-changed-micro-batch changed it).
+  const int64_t steps_per_epoch =
+      convnet::steps_per_epoch(info.count, world * accumulate, config.batch_size);
+  int64_t step_in_epoch = resume.step_in_epoch;
+  if (!resume_path.empty()) {
+    const int64_t old_global = resume.batch_size * resume.world_size * resume.accumulate;
+    const int64_t new_global = config.batch_size * world * accumulate;
+    CONVNET_CHECK(old_global != new_global || resume.steps_per_epoch == steps_per_epoch,
+                  resume_path, " has ", resume.steps_per_epoch, " steps per epoch, ",
+                  config.train_data, " now gives ", steps_per_epoch,
+                  ": the training data changed since the checkpoint");
+    step_in_epoch = resume.step_in_epoch * old_global / new_global;  // samples seen, rounded down
+  }
+  const int64_t start_step = resume.epoch * steps_per_epoch + step_in_epoch;
+  Loader loader(train_data, loader_options, {resume.epoch, step_in_epoch * accumulate});
   int64_t total_steps = steps_per_epoch * config.epochs;
   if (config.max_steps > 0) total_steps = std::min(total_steps, config.max_steps);
 
@@ -253,6 +280,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   state.batch_size = config.batch_size;
   state.accumulate = accumulate;
   state.seed = static_cast<int64_t>(config.seed);
+  state.steps_per_epoch = steps_per_epoch;
   state.config = config_text;
   StopSignals signals;
   Watchdog watchdog(world > 1 ? config.comm_timeout : 0, communicator.rank(),
@@ -309,6 +337,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     result.steps = step + 1;
 
     const bool epoch_end = (step + 1) % steps_per_epoch == 0 || step + 1 == total_steps;
+    bool new_best = false;
     const bool log_now = (step + 1) % config.log_every == 0 || epoch_end;
     if (progress) {
       const double now = progress->elapsed();
@@ -386,6 +415,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       if (result.val_top1 > state.best_top1) {
         state.best_top1 = result.val_top1;
         state.best_step = step + 1;
+        new_best = true;  // kept by the retention rule, so it needs a checkpoint
       }
     }
 
@@ -394,7 +424,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     const bool due = (checkpoints.steps > 0 && (step + 1) % checkpoints.steps == 0) ||
                      (checkpoints.epochs > 0 && (step + 1) % steps_per_epoch == 0 &&
                       ((step + 1) / steps_per_epoch) % checkpoints.epochs == 0) ||
-                     step + 1 == total_steps || stop;
+                     step + 1 == total_steps || stop || new_best;
     if (due) {
       state.global_step = step + 1;
       state.epoch = (step + 1) / steps_per_epoch;
@@ -409,11 +439,14 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
         const std::string path = checkpoint_path(config.run_dir, step + 1);
         save_checkpoint(path, make_metadata(), store, sgd, state);
         write_latest_pointer(config.run_dir, path);
-        prune_checkpoints(config.run_dir, config.keep, state.best_step);
+        prune_checkpoints(config.run_dir, config.keep, state.best_step, step + 1);
         result.checkpoint_path = path;
       }
+      // The other ranks wait here, not armed: writing may take longer than
+      // --comm-timeout on a slow file system (rank 0 dying still ends the job).
+      communicator.barrier();
     }
-    if (stop) {
+    if (stop && step + 1 < total_steps) {
       result.stopped_early = true;
       if (progress)
         progress->message("stopped by a signal after step " + std::to_string(step + 1) +

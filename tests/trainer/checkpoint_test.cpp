@@ -57,8 +57,7 @@ std::string write_checkpoint(const std::string& dir, int64_t step, Model& model)
   state.best_top1 = 0.5;
   state.best_step = step;
   const std::string path = checkpoint_path(dir, step);
-  save_checkpoint(path, resnet20_metadata(), model.store,
-                  *model.sgd, state);
+  save_checkpoint(path, resnet20_metadata(), model.store, *model.sgd, state);
   return path;
 }
 
@@ -185,8 +184,8 @@ TEST(Checkpoint, FailedWriteKeepsThePreviousFile) {
   const auto before = fs::file_size(path);
   // A failure while writing (here: thrown by the extra writer, as a full
   // disk would throw from H5Dwrite) leaves the old file and no temporary.
-  EXPECT_THROW(save_weights(path, resnet20_metadata(),
-                            model.store, [](hid_t) { throw Error("disk full (simulated)"); }),
+  EXPECT_THROW(save_weights(path, resnet20_metadata(), model.store,
+                            [](hid_t) { throw Error("disk full (simulated)"); }),
                Error);
   EXPECT_EQ(fs::file_size(path), before);
   EXPECT_EQ(verify_hdf5_file(path), "");
@@ -207,10 +206,11 @@ TEST(Checkpoint, PruneKeepsNewestAndBest) {
   const std::string dir = temp_dir("ckpt_prune");
   Model model;
   for (int64_t step : {1, 2, 3, 4, 5}) write_checkpoint(dir, step, model);
-  prune_checkpoints(dir, 2, 2);
+  write_checkpoint(dir, 9, model);  // a later step left by another run: neither kept nor counted
+  prune_checkpoints(dir, 2, 2, 5);
   EXPECT_EQ(list_checkpoints(dir),
-            (std::vector<std::string>{checkpoint_path(dir, 5), checkpoint_path(dir, 4),
-                                      checkpoint_path(dir, 2)}));
+            (std::vector<std::string>{checkpoint_path(dir, 9), checkpoint_path(dir, 5),
+                                      checkpoint_path(dir, 4), checkpoint_path(dir, 2)}));
   write_latest_pointer(dir, checkpoint_path(dir, 5));
   std::ifstream latest(dir + "/latest");
   std::string name;

@@ -14,8 +14,9 @@ check=$1 convnet=$2 mpiexec=$3 data=$4 work=$5
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work" && mkdir -p "$work"
 mpi() { local n=$1; shift; timeout -k 5 240 "$mpiexec" -np "$n" --oversubscribe --bind-to none "$@"; }
-common=(--model resnet20 --train-data "$data" --lr 0.1 --seed 5 --threads 1 --loader-threads 1
-        --log-every 1 --batch-size 8 --schedule cosine --epochs 1)
+unseeded=(--model resnet20 --train-data "$data" --lr 0.1 --threads 1 --loader-threads 1
+          --log-every 1 --batch-size 8 --schedule cosine --epochs 1)
+common=("${unseeded[@]}" --seed 5)
 compare() { /usr/bin/python3 "$here/compare_weights.py" "$@"; }
 losses() { grep '"kind": "train"' "$1/metrics.jsonl" | grep -o '"step": [0-9]*, .*"loss": [0-9.e-]*' | sed 's/"time": [0-9.e-]*, //'; }
 
@@ -48,6 +49,14 @@ change_ranks)
   if mpi 3 "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/np2" --resume auto \
       >"$work/np3.log" 2>&1; then echo "3 ranks resumed a 2-micro-batch run" >&2; exit 1; fi
   grep -q "3 ranks do not divide its 2 micro-batches" "$work/np3.log"
+  # A fresh run into a directory with checkpoints, and a resume with another
+  # seed (another data order), are errors that say so.
+  if "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/np2" >"$work/fresh.log" 2>&1
+  then echo "a fresh run reused a run directory" >&2; exit 1; fi
+  grep -q "already holds checkpoints of an earlier run" "$work/fresh.log"
+  if "$convnet" train "${unseeded[@]}" --seed 6 --max-steps 6 --run-dir "$work/np2" \
+      --resume auto >"$work/seed.log" 2>&1; then echo "resumed with another seed" >&2; exit 1; fi
+  grep -q "was made with --seed 5" "$work/seed.log"
   echo "change_ranks: ok"
   ;;
 signal)
