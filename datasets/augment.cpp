@@ -15,26 +15,28 @@ uint64_t mix(uint64_t z) {
 }
 
 // Stored pixels, optionally shifted by (dy, dx) with zero padding and
-// mirrored, normalized into CHW. Covers recipes none and cifar.
+// mirrored, normalized into CHW (or HWC). Covers recipes none and cifar.
 void copy_normalize(const Image& image, int64_t dy, int64_t dx, bool flip,
                     const AugmentOptions& options, float* out) {
   const int64_t h = image.height, w = image.width, c = image.channels;
+  const int64_t channel_stride = options.channels_last ? 1 : h * w;
+  const int64_t pixel_stride = options.channels_last ? c : 1;
   for (int64_t k = 0; k < c; ++k) {
     const float scale = static_cast<float>(1.0 / (255.0 * options.std[k]));
     const float shift = static_cast<float>(-options.mean[k] / options.std[k]);
-    float* plane = out + k * h * w;
+    float* plane = out + k * channel_stride;
     for (int64_t y = 0; y < h; ++y) {
       const int64_t sy = y + dy;
-      float* row = plane + y * w;
+      float* row = plane + y * w * pixel_stride;
       if (sy < 0 || sy >= h) {
-        for (int64_t x = 0; x < w; ++x) row[x] = shift;
+        for (int64_t x = 0; x < w; ++x) row[x * pixel_stride] = shift;
         continue;
       }
       const uint8_t* src = &image.pixels[sy * w * c + k];
       for (int64_t x = 0; x < w; ++x) {
         const int64_t sx = x + dx;
         const float v = (sx < 0 || sx >= w) ? shift : src[sx * c] * scale + shift;
-        row[flip ? w - 1 - x : x] = v;
+        row[(flip ? w - 1 - x : x) * pixel_stride] = v;
       }
     }
   }
@@ -147,7 +149,8 @@ void preprocess(const Image& image, const AugmentOptions& options, int64_t epoch
     box = resize_center_crop(image.height, image.width, options.resize, out_height);
   }
   resize_normalize(image, box, out_height, out_width, flip, options.mean.data(), options.std.data(),
-                   out, out_height * out_width);
+                   out, options.channels_last ? 1 : out_height * out_width,
+                   options.channels_last ? image.channels : 1);
 }
 
 }  // namespace convnet

@@ -47,6 +47,7 @@ struct AugmentOptions {
   int64_t resize = 0;  // imagenet eval: shorter side before the center crop
   uint64_t seed = 0;
   std::vector<double> mean, std;  // per channel, 0..1 units
+  bool channels_last = false;     // write HWC (NHWC batches) instead of CHW
 };
 
 // The crop window RandomResizedCrop draws for an image (height, width):
@@ -56,7 +57,8 @@ CropBox random_resized_crop(int64_t height, int64_t width, SampleRng& rng);
 // window of the original image.
 CropBox resize_center_crop(int64_t height, int64_t width, int64_t resize, int64_t size);
 
-// Writes the preprocessed sample as (C, out_height, out_width) floats at out.
+// Writes the preprocessed sample as (C, out_height, out_width) floats at out,
+// or (out_height, out_width, C) with options.channels_last.
 // Throws std::invalid_argument when the image does not fit the recipe (e.g.
 // recipe none with an image of another size).
 void preprocess(const Image& image, const AugmentOptions& options, int64_t epoch, int64_t index,

@@ -236,7 +236,7 @@ Image resize(const Image& src, const CropBox& box, int64_t out_height, int64_t o
 
 void resize_normalize(const Image& src, const CropBox& box, int64_t out_height, int64_t out_width,
                       bool flip, const double* mean, const double* std, float* out,
-                      int64_t plane_stride) {
+                      int64_t channel_stride, int64_t pixel_stride) {
   std::vector<float> scale(src.channels), shift(src.channels);
   for (int64_t k = 0; k < src.channels; ++k) {
     scale[k] = static_cast<float>(1.0 / (255.0 * std[k]));
@@ -244,7 +244,7 @@ void resize_normalize(const Image& src, const CropBox& box, int64_t out_height, 
   }
   resample(src, box, out_height, out_width, [&](int64_t y, int64_t x, int64_t k, float v) {
     const int64_t ox = flip ? out_width - 1 - x : x;
-    out[k * plane_stride + y * out_width + ox] = v * scale[k] + shift[k];
+    out[k * channel_stride + (y * out_width + ox) * pixel_stride] = v * scale[k] + shift[k];
   });
 }
 

@@ -42,10 +42,11 @@ struct CropBox {
 Image resize(const Image& src, const CropBox& box, int64_t out_height, int64_t out_width);
 
 // Same resampling, writing normalized floats straight into a CHW plane set:
-// out[c * plane_stride + y * out_width + x] = (v / 255 - mean[c]) / std[c],
+// out[c * channel_stride + (y * out_width + x) * pixel_stride]
+//   = (v / 255 - mean[c]) / std[c]   (CHW: strides H*W and 1; HWC: 1 and C),
 // mirrored horizontally when `flip`.
 void resize_normalize(const Image& src, const CropBox& box, int64_t out_height, int64_t out_width,
                       bool flip, const double* mean, const double* std, float* out,
-                      int64_t plane_stride);
+                      int64_t channel_stride, int64_t pixel_stride);
 
 }  // namespace convnet

@@ -49,7 +49,7 @@ struct LoaderPosition {
 };
 
 struct Batch {
-  std::vector<float> images;     // (count, C, H, W)
+  std::vector<float> images;     // (count, C, H, W), or (count, H, W, C) with channels_last
   std::vector<int64_t> labels;   // (count)
   std::vector<int64_t> indices;  // (count) dataset indices (after any substitution)
   int64_t count = 0;

@@ -95,8 +95,8 @@ TEST(Image, ResizeNormalizeWritesPlanesAndFlips) {
   const Image image = gradient_image(4, 6, 3);
   const double mean[3] = {0.5, 0.25, 0.0}, std[3] = {0.5, 0.25, 1.0};
   std::vector<float> out(3 * 4 * 6), flipped(3 * 4 * 6);
-  resize_normalize(image, {0, 0, 4, 6}, 4, 6, false, mean, std, out.data(), 24);
-  resize_normalize(image, {0, 0, 4, 6}, 4, 6, true, mean, std, flipped.data(), 24);
+  resize_normalize(image, {0, 0, 4, 6}, 4, 6, false, mean, std, out.data(), 24, 1);
+  resize_normalize(image, {0, 0, 4, 6}, 4, 6, true, mean, std, flipped.data(), 24, 1);
   for (int64_t k = 0; k < 3; ++k)
     for (int64_t y = 0; y < 4; ++y)
       for (int64_t x = 0; x < 6; ++x) {

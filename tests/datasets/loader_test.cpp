@@ -186,6 +186,27 @@ TEST(Loader, CifarRecipeShiftsFlipsAndNormalizes) {
   EXPECT_GT(padded, 0);
 }
 
+// NHWC batches (for the GPU backend) hold the same values as NCHW ones.
+TEST(Loader, ChannelsLastIsATransposeOfNchw) {
+  auto data = std::make_shared<Dataset>(make_raw("nhwc.h5", 8, 6, 5, 3));
+  for (Recipe recipe : {Recipe::cifar, Recipe::imagenet}) {
+    LoaderOptions options = train_options(4, 1, 0, 1);
+    options.augment.recipe = recipe;
+    options.augment.size = recipe == Recipe::imagenet ? 4 : 0;
+    Loader nchw(data, options);
+    options.augment.channels_last = true;
+    Loader nhwc(data, options);
+    Batch a, b;
+    ASSERT_TRUE(nchw.next(&a));
+    ASSERT_TRUE(nhwc.next(&b));
+    const int64_t h = nchw.height(), w = nchw.width(), c = 3;
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t p = 0; p < h * w; ++p)
+          ASSERT_EQ(a.images[(n * c + k) * h * w + p], b.images[(n * h * w + p) * c + k]);
+  }
+}
+
 TEST(Loader, ImagenetRecipeOnEncodedData) {
   const std::string path = temp_path("encoded.h5");
   DatasetInfo info;
