@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
+#include <system_error>
 
 #include "core/error.h"
 #include "datasets/sample_order.h"
@@ -63,16 +64,25 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, const LoaderOptions& opti
     total_tickets_ = (eval_end_ - eval_begin_ + options_.batch_size - 1) / options_.batch_size;
     steps_per_epoch_ = total_tickets_;
   }
-  for (int t = 0; t < options_.threads; ++t) threads_.emplace_back([this] { work(); });
+  try {
+    for (int t = 0; t < options_.threads; ++t) threads_.emplace_back([this] { work(); });
+  } catch (const std::system_error& e) {
+    stop_threads();  // the ones that started; the destructor will not run
+    throw Error("loader: cannot start " + std::to_string(options_.threads) +
+                " threads (--loader-threads): " + e.what());
+  }
 }
 
-Loader::~Loader() {
+Loader::~Loader() { stop_threads(); }
+
+void Loader::stop_threads() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
   space_cv_.notify_all();
   for (std::thread& t : threads_) t.join();
+  threads_.clear();
 }
 
 LoaderPosition Loader::position() const {

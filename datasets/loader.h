@@ -87,6 +87,7 @@ class Loader {
     std::exception_ptr error;
   };
   void work();
+  void stop_threads();
   void fill(int64_t ticket, Batch* batch);
   std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch);
 
