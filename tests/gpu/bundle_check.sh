@@ -1,0 +1,21 @@
+#!/bin/bash
+# launch/gpu-bundle.sh makes a bundle packed under 60 MiB whose convnet runs in
+# an empty environment and loads every library from the bundle (its own glibc
+# loader included), none from this machine.
+# usage: bundle_check.sh SOURCE_DIR BUILD_DIR WORKDIR
+set -euo pipefail
+source=$1 build=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+XZ_OPT=-T2 "$source/launch/gpu-bundle.sh" "$build" "$work/convnet-bundle.tar.xz"
+size=$(stat -c %s "$work/convnet-bundle.tar.xz")
+(( size < 60 * 1048576 )) || { echo "bundle is $size bytes, over 60 MiB" >&2; exit 1; }
+tar -C "$work" -xf "$work/convnet-bundle.tar.xz"
+bundle=$work/convnet-bundle
+env -i PATH=/usr/bin:/bin "$bundle/run" convnet version
+outside=$(env -i PATH=/usr/bin:/bin LD_DEBUG=libs "$bundle/lib/ld-linux-x86-64.so.2" \
+  --library-path "$bundle/lib" "$bundle/bin/convnet" version 2>&1 |
+  grep 'calling init: /' | grep -v "calling init: $bundle/lib/" || true)
+[[ -z $outside ]] || { echo "libraries loaded from outside the bundle:"; echo "$outside"; exit 1; }
+env -i PATH=/usr/bin:/bin "$bundle/run" convnet bench --model resnet20 --batch-size 2 --steps 1 \
+  --threads 1 | grep -q '"img_per_s"'
+echo "bundle: ok"
