@@ -1,6 +1,11 @@
 // The GPU backend target. The GPU issue fills it with cuDNN layers and NCCL;
-// for now it answers how many CUDA devices this process sees.
+// for now it answers which CUDA devices this process sees and which library
+// versions it runs against.
 #include <cuda_runtime.h>
+#include <cudnn.h>
+#include <nccl.h>
+
+#include <sstream>
 
 #include "core/cuda/device.h"
 
@@ -10,6 +15,31 @@ int device_count() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;  // no driver or no GPU
   return count;
+}
+
+std::string runtime_status() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) return cudaGetErrorString(status);
+  return count > 0 ? "ok" : "no CUDA device";
+}
+
+std::string describe() {
+  std::ostringstream out;
+  int driver = 0, runtime = 0, nccl = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  ncclGetVersion(&nccl);
+  out << "driver " << driver / 1000 << "." << driver % 1000 / 10 << ", runtime " << runtime / 1000
+      << "." << runtime % 1000 / 10 << ", cuDNN " << cudnnGetVersion() << ", NCCL " << nccl
+      << ", status: " << runtime_status() << "\n";
+  for (int d = 0; d < device_count(); ++d) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, d) != cudaSuccess) continue;
+    out << "gpu " << d << ": " << p.name << ", sm_" << p.major << p.minor << ", "
+        << (p.totalGlobalMem >> 20) << " MiB\n";
+  }
+  return out.str();
 }
 
 }  // namespace convnet::cuda

@@ -1,7 +1,18 @@
-// CUDA device discovery (GPU backend only).
+// CUDA device discovery (GPU backend only). The GPU issue builds the cuDNN
+// layers and NCCL on top; these answer what a process can see, and why not.
 #pragma once
 
+#include <string>
+
 namespace convnet::cuda {
+
 // Number of CUDA devices visible to this process; 0 without a driver or GPU.
 int device_count();
+// Why device_count() is 0 ("no CUDA-capable device", "driver too old for
+// this runtime", ...), or "ok".
+std::string runtime_status();
+// One line per device: index, name, compute capability, memory; and the
+// driver, runtime, cuDNN and NCCL versions.
+std::string describe();
+
 }  // namespace convnet::cuda
