@@ -1,7 +1,9 @@
 #include "comm/communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <thread>
 
 #include "core/error.h"
 
@@ -112,6 +114,11 @@ std::unique_ptr<Communicator> Communicator::duplicate() { return duplicate_impl(
 void Communicator::abort(int exit_code) {
   abort_impl(exit_code);
   std::_Exit(exit_code);  // not reached: implementations do not return
+}
+
+int cores_per_local_rank(const Communicator& communicator) {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, cores / std::max(1, communicator.local_size()));
 }
 
 }  // namespace convnet

@@ -78,6 +78,11 @@ class PendingReduce {
   std::unique_ptr<Impl> impl_;
 };
 
+class Communicator;
+// This node's cores shared out among its ranks (at least 1): the default
+// number of compute threads per rank, so ranks on a node never oversubscribe.
+int cores_per_local_rank(const Communicator& communicator);
+
 class Communicator {
  public:
   virtual ~Communicator() = default;

@@ -4,15 +4,10 @@
 #include <stdexcept>
 
 #include "core/error.h"
+#include "datasets/splitmix64.h"
 
 namespace convnet {
 namespace {
-
-uint64_t mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // Stored pixels, optionally shifted by (dy, dx) with zero padding and
 // mirrored, normalized into CHW (or HWC). Covers recipes none and cifar.
@@ -64,12 +59,10 @@ const char* recipe_name(Recipe recipe) {
 }
 
 SampleRng::SampleRng(uint64_t seed, int64_t epoch, int64_t index)
-    : state_(mix(mix(mix(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index))) {}
+    : state_(splitmix64_mix(splitmix64_mix(splitmix64_mix(seed) ^ static_cast<uint64_t>(epoch)) ^
+                            static_cast<uint64_t>(index))) {}
 
-uint64_t SampleRng::next() {
-  state_ += 0x9E3779B97F4A7C15ull;
-  return mix(state_);
-}
+uint64_t SampleRng::next() { return splitmix64(state_); }
 
 double SampleRng::uniform() { return (next() >> 11) * 0x1.0p-53; }
 

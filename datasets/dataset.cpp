@@ -97,16 +97,11 @@ std::vector<std::string> expand_dataset_paths(const std::string& spec) {
 
 Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
     : paths_(expand_dataset_paths(spec)) {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   for (const std::string& path : paths_) {
     auto shard = std::make_unique<Shard>();
     shard->path = path;
     shard->begin = info_.count;
-    CONVNET_CHECK(access(path.c_str(), R_OK) == 0, path,
-                  ": dataset file does not exist or is not readable");
-    CONVNET_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or truncated)");
-    shard->file = Hdf5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
-                         (path + ": opening (truncated or damaged?)").c_str());
+    shard->file = open_hdf5_read_only(path, "dataset file");
     const hid_t root = shard->file.get();
     DatasetInfo& info = shard->info;
     const std::string layout = read_string_attribute(root, path, "layout");

@@ -1,12 +1,7 @@
 #include "datasets/dataset_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cmath>
-#include <cstdio>
 
-#include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
 
@@ -45,26 +40,6 @@ std::vector<double> ChannelStats::std() const {
   for (std::size_t k = 0; k < sum_.size(); ++k)
     std[k] = pixels_ > 0 ? std::sqrt(std::max(0.0, sum_sq_[k] / pixels_ - m[k] * m[k])) : 0.0;
   return std;
-}
-
-TemporaryHdf5File::TemporaryHdf5File(const std::string& path)
-    : path_(path), temp_(path + ".tmp-" + std::to_string(getpid())) {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  file_ = Hdf5Id(H5Fcreate(temp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
-                 ("creating " + temp_ + " (is the directory writable?)").c_str());
-}
-
-TemporaryHdf5File::~TemporaryHdf5File() {
-  if (committed_) return;
-  file_.reset();
-  std::remove(temp_.c_str());
-}
-
-void TemporaryHdf5File::commit() {
-  CONVNET_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) >= 0, "flushing ", temp_, " (disk full?)");
-  CONVNET_CHECK(H5Fclose(file_.release()) >= 0, "closing ", temp_, " (disk full?)");
-  fsync_and_rename(temp_, path_);
-  committed_ = true;
 }
 
 void write_dataset_attributes(hid_t root, const DatasetInfo& info, const ChannelStats& stats) {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/hdf5_handle.h"
+#include "core/hdf5_file.h"
 
 namespace convnet {
 
@@ -40,27 +40,6 @@ class ChannelStats {
  private:
   std::vector<double> sum_, sum_sq_;
   double pixels_ = 0;
-};
-
-// An HDF5 file written under PATH.tmp-<pid> and renamed over PATH by
-// commit() after a flush and fsync; the destructor removes an uncommitted
-// temporary file.
-class TemporaryHdf5File {
- public:
-  explicit TemporaryHdf5File(const std::string& path);
-  ~TemporaryHdf5File();
-  TemporaryHdf5File(const TemporaryHdf5File&) = delete;
-  TemporaryHdf5File& operator=(const TemporaryHdf5File&) = delete;
-
-  hid_t id() const { return file_.get(); }
-  const std::string& temp_path() const { return temp_; }
-  // Closes every object first: callers reset their dataset handles before.
-  void commit();
-
- private:
-  std::string path_, temp_;
-  Hdf5Id file_;
-  bool committed_ = false;
 };
 
 // Root attributes: layout, format_version, num_classes, class_names, mean,

@@ -1,17 +1,10 @@
 #include "datasets/sample_order.h"
 
 #include "core/error.h"
+#include "datasets/splitmix64.h"
 
 namespace convnet {
 namespace {
-
-// SplitMix64 (Steele, Lea and Flood 2014): a small, well-mixed, portable generator.
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // Uniform in [0, bound) without modulo bias (rejection of the short last range).
 uint64_t uniform_below(uint64_t bound, uint64_t& state) {

@@ -5,12 +5,12 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 
-#include "comm/mpi_communicator.h"
+#include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_handle.h"
 #include "datasets/dataset_file.h"
+#include "launch/collective_command.h"
 #include "launch/commands.h"
 #include "launch/option_table.h"
 #include "models/weights_file.h"
@@ -74,9 +74,7 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool k
     options.augment.size = meta.image_size;
   }
   Loader loader(dataset, options);
-  const int threads = s.threads > 0 ? s.threads
-                                    : std::max(1, int(std::thread::hardware_concurrency()) /
-                                                      std::max(1, communicator.local_size()));
+  const int threads = s.threads > 0 ? s.threads : cores_per_local_rank(communicator);
   Context context({.num_threads = threads});
   ParamStore store;
   ModelNets nets(
@@ -100,18 +98,6 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool k
   });
   if (first) result.begin = 0;
   return result;
-}
-
-template <typename Body>
-int run_collective(const char* command, Body body) {
-  auto communicator = make_communicator();
-  try {
-    return body(*communicator);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "convnet %s: error: %s\n", command, e.what());
-    if (communicator->size() > 1) communicator->abort(1);
-    return 1;
-  }
 }
 
 }  // namespace
@@ -182,8 +168,7 @@ int predict_command(const std::vector<std::string>& args) {
       communicator.barrier();
     }
     if (communicator.rank() == 0) {
-      CONVNET_CHECK(std::rename(temp.c_str(), output.c_str()) == 0, "cannot rename ", temp, " to ",
-                    output);
+      fsync_and_rename(temp, output);
       std::printf("{\"output\": \"%s\", \"count\": %ld, \"classes\": %ld}\n", output.c_str(),
                   long(result.total), long(result.classes));
     }

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <fstream>
 
-#include "comm/mpi_communicator.h"
 #include "core/error.h"
+#include "launch/collective_command.h"
 #include "launch/commands.h"
 #include "launch/option_table.h"
 #include "trainer/stop_signals.h"
@@ -91,11 +91,10 @@ int train_command(const std::vector<std::string>& args) {
   CONVNET_CHECK(!c.model.empty(), "--model is required (see 'convnet models')");
   CONVNET_CHECK(!c.train_data.empty(), "--train-data is required");
 
-  auto communicator = make_communicator();
-  try {
-    const TrainResult result = train(c, table.ini(), *communicator);
+  return run_collective("train", [&](Communicator& communicator) {
+    const TrainResult result = train(c, table.ini(), communicator);
     if (result.stopped_early) return kExitResumable;
-    if (communicator->rank() == 0) {
+    if (communicator.rank() == 0) {
       std::printf("{\"steps\": %ld, \"train_loss\": %.6g, \"train_top1\": %.6g", long(result.steps),
                   result.train_loss, result.train_top1);
       if (result.evaluated)
@@ -103,14 +102,8 @@ int train_command(const std::vector<std::string>& args) {
                     result.val_top1, result.val_top5);
       std::printf(", \"model\": \"%s\"}\n", result.model_path.c_str());
     }
-  } catch (const std::exception& e) {
-    // A rank that stops alone would leave the others waiting in a collective:
-    // end the whole job.
-    std::fprintf(stderr, "convnet: error: %s\n", e.what());
-    if (communicator->size() > 1) communicator->abort(1);
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
 
 }  // namespace convnet

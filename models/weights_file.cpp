@@ -1,23 +1,17 @@
 #include "models/weights_file.h"
 
-#include <fcntl.h>
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <vector>
 
-#include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
-#include "core/hdf5_handle.h"
+#include "core/hdf5_file.h"
 
 namespace convnet {
 namespace {
-
-// HDF5 prints its own error stack by default; convnet reports errors itself.
-void silence_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 Shape dataset_shape(hid_t dataset) {
   Hdf5Id space(H5Dget_space(dataset), H5Sclose, "reading a dataset's shape");
@@ -55,57 +49,45 @@ Hdf5Id create_checksummed_dataset(hid_t location, const std::string& name, hid_t
 
 void save_weights(const std::string& path, const WeightsMetadata& metadata, const ParamStore& store,
                   const std::function<void(hid_t)>& write_extra) {
-  silence_hdf5();
   CONVNET_CHECK(store.finalized(), "saving the weights of an unfinalized model");
-  const std::string temp = path + ".tmp-" + std::to_string(getpid());
-  try {
-    Hdf5Id access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "creating file access properties");
-    H5Pset_libver_bounds(access.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // metadata checksums
-    Hdf5Id file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose,
-                ("creating " + temp + " (is the directory writable?)").c_str());
-    write_string_attribute(file.get(), "model", metadata.model);
-    write_int_attribute(file.get(), "num_classes", metadata.num_classes);
-    write_int_attribute(file.get(), "in_channels", metadata.in_channels);
-    write_int_attribute(file.get(), "format_version", kWeightsFormatVersion);
-    if (!metadata.mean.empty()) write_double_array_attribute(file.get(), "mean", metadata.mean);
-    if (!metadata.std.empty()) write_double_array_attribute(file.get(), "std", metadata.std);
-    if (metadata.image_size > 0) write_int_attribute(file.get(), "image_size", metadata.image_size);
-    Hdf5Id group(H5Gcreate2(file.get(), "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
-                 "creating group /model");
-    for (std::size_t i = 0; i < store.entries().size(); ++i) {
-      const ParamEntry& e = store.entries()[i];
-      const int id = static_cast<int>(i);
-      const hid_t file_type = e.kind == EntryKind::counter ? H5T_STD_I64LE : H5T_IEEE_F32LE;
-      Hdf5Id dataset = create_checksummed_dataset(
-          group.get(), e.name, file_type, e.kind == EntryKind::counter ? Shape{} : e.shape, temp);
-      herr_t status;
-      if (e.kind == EntryKind::counter) {
-        const int64_t value = store.counter(id);
-        status = H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
-      } else {
-        const Tensor t = e.kind == EntryKind::buffer ? store.buffer(id) : store.param(id);
-        status = H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                          t.data<float>());
-      }
-      CONVNET_CHECK(status >= 0, "writing ", e.name, " to ", temp, " (disk full?)");
+  Hdf5Id access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "creating file access properties");
+  H5Pset_libver_bounds(access.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // metadata checksums
+  TemporaryHdf5File file(path, access.get());
+  const std::string& temp = file.temp_path();
+  const hid_t root = file.id();
+  write_string_attribute(root, "model", metadata.model);
+  write_int_attribute(root, "num_classes", metadata.num_classes);
+  write_int_attribute(root, "in_channels", metadata.in_channels);
+  write_int_attribute(root, "format_version", kWeightsFormatVersion);
+  if (!metadata.mean.empty()) write_double_array_attribute(root, "mean", metadata.mean);
+  if (!metadata.std.empty()) write_double_array_attribute(root, "std", metadata.std);
+  if (metadata.image_size > 0) write_int_attribute(root, "image_size", metadata.image_size);
+  Hdf5Id group(H5Gcreate2(root, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+               "creating group /model");
+  for (std::size_t i = 0; i < store.entries().size(); ++i) {
+    const ParamEntry& e = store.entries()[i];
+    const int id = static_cast<int>(i);
+    const hid_t file_type = e.kind == EntryKind::counter ? H5T_STD_I64LE : H5T_IEEE_F32LE;
+    Hdf5Id dataset = create_checksummed_dataset(
+        group.get(), e.name, file_type, e.kind == EntryKind::counter ? Shape{} : e.shape, temp);
+    herr_t status;
+    if (e.kind == EntryKind::counter) {
+      const int64_t value = store.counter(id);
+      status = H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
+    } else {
+      const Tensor t = e.kind == EntryKind::buffer ? store.buffer(id) : store.param(id);
+      status =
+          H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data<float>());
     }
-    if (write_extra) write_extra(file.get());
-    CONVNET_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0, "flushing ", temp, " (disk full?)");
-    group.reset();
-    CONVNET_CHECK(H5Fclose(file.release()) >= 0, "closing ", temp, " (disk full?)");
-    fsync_and_rename(temp, path);
-  } catch (...) {
-    std::remove(temp.c_str());  // the previous file at `path` stays as it was
-    throw;
+    CONVNET_CHECK(status >= 0, "writing ", e.name, " to ", temp, " (disk full?)");
   }
+  group.reset();
+  if (write_extra) write_extra(root);
+  file.commit();  // on any failure above, the destructor removes the temporary file
 }
 
 WeightsMetadata read_weights_metadata(const std::string& path) {
-  silence_hdf5();
-  CONVNET_CHECK(access(path.c_str(), R_OK) == 0, path, ": file does not exist or is not readable");
-  CONVNET_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or truncated)");
-  Hdf5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
-              ("opening " + path).c_str());
+  Hdf5Id file = open_hdf5_read_only(path);
   WeightsMetadata m;
   m.model = read_string_attribute(file.get(), path, "model");
   m.num_classes = read_int_attribute(file.get(), path, "num_classes");
@@ -128,8 +110,7 @@ void load_weights(const std::string& path, ParamStore& store, const std::string&
   CONVNET_CHECK(expected_model.empty() || m.model == expected_model, path, " holds weights of ",
                 m.model, ", not ", expected_model);
   CONVNET_CHECK(store.finalized(), "loading weights into an unfinalized model");
-  Hdf5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
-              ("opening " + path).c_str());
+  Hdf5Id file = open_hdf5_read_only(path);
   CONVNET_CHECK(H5Lexists(file.get(), "model", H5P_DEFAULT) > 0, path, ": missing group /model");
   Hdf5Id group(H5Gopen2(file.get(), "model", H5P_DEFAULT), H5Gclose,
                ("opening /model in " + path).c_str());

@@ -1,6 +1,5 @@
 #include "trainer/checkpoint.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,7 +12,7 @@
 #include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
-#include "core/hdf5_handle.h"
+#include "core/hdf5_file.h"
 
 namespace convnet {
 namespace {
@@ -28,14 +27,6 @@ double read_double_attribute(hid_t location, const std::string& path, const char
   const std::vector<double> values = read_double_array_attribute(location, path, name);
   CONVNET_CHECK(values.size() == 1, path, ": attribute ", name, " must hold one value");
   return values[0];
-}
-
-Hdf5Id open_file(const std::string& path) {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  CONVNET_CHECK(access(path.c_str(), R_OK) == 0, path, ": file does not exist or is not readable");
-  CONVNET_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (truncated?)");
-  return Hdf5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
-                (path + ": cannot open (truncated or damaged?)").c_str());
 }
 
 std::string utc_now() {
@@ -83,7 +74,7 @@ void save_checkpoint(const std::string& path, const WeightsMetadata& metadata,
 }
 
 CheckpointState read_checkpoint_state(const std::string& path) {
-  Hdf5Id file = open_file(path);
+  Hdf5Id file = open_hdf5_read_only(path);
   const hid_t f = file.get();
   CONVNET_CHECK(has_attribute(f, "kind") && read_string_attribute(f, path, "kind") == "checkpoint",
                 path, ": a weights file without training state, not a checkpoint");
@@ -116,7 +107,7 @@ void load_checkpoint(const std::string& path, ParamStore& store, Sgd& sgd,
                      const std::string& expected_model) {
   const CheckpointState state = read_checkpoint_state(path);
   load_weights(path, store, expected_model);
-  Hdf5Id file = open_file(path);
+  Hdf5Id file = open_hdf5_read_only(path);
   if (sgd.num_params() > 0) {
     CONVNET_CHECK(H5Lexists(file.get(), "optimizer", H5P_DEFAULT) > 0 &&
                       H5Lexists(file.get(), "optimizer/momentum", H5P_DEFAULT) > 0,
@@ -136,7 +127,7 @@ void load_checkpoint(const std::string& path, ParamStore& store, Sgd& sgd,
 
 std::string verify_hdf5_file(const std::string& path) {
   try {
-    Hdf5Id file = open_file(path);
+    Hdf5Id file = open_hdf5_read_only(path);
     std::string error;
     struct Visit {
       std::string* error;

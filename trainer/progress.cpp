@@ -8,20 +8,16 @@
 
 namespace convnet {
 
-JsonLine& JsonLine::add(const char* key, double value) {
+namespace {
+
+std::string json_number(double value) {
   char text[64];
   std::snprintf(text, sizeof text, std::isfinite(value) ? "%.6g" : "null", value);
-  body_ += (body_.empty() ? "\"" : ", \"") + std::string(key) + "\": " + text;
-  return *this;
+  return text;
 }
 
-JsonLine& JsonLine::add(const char* key, int64_t value) {
-  body_ += (body_.empty() ? "\"" : ", \"") + std::string(key) + "\": " + std::to_string(value);
-  return *this;
-}
-
-JsonLine& JsonLine::add(const char* key, const std::string& value) {
-  std::string escaped;
+std::string json_string(const std::string& value) {
+  std::string escaped = "\"";
   for (char c : value) {
     if (c == '\n') {
       escaped += "\\n";
@@ -30,8 +26,39 @@ JsonLine& JsonLine::add(const char* key, const std::string& value) {
     if (c == '"' || c == '\\') escaped += '\\';
     escaped += c;
   }
-  body_ += (body_.empty() ? "\"" : ", \"") + std::string(key) + "\": \"" + escaped + "\"";
+  return escaped + "\"";
+}
+
+template <typename T, typename Format>
+std::string json_array(const std::vector<T>& values, Format format) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + format(values[i]);
+  return text + "]";
+}
+
+}  // namespace
+
+JsonLine& JsonLine::append(const char* key, const std::string& json) {
+  body_ += (body_.empty() ? "\"" : ", \"") + std::string(key) + "\": " + json;
   return *this;
+}
+
+JsonLine& JsonLine::add(const char* key, double value) { return append(key, json_number(value)); }
+
+JsonLine& JsonLine::add(const char* key, int64_t value) {
+  return append(key, std::to_string(value));
+}
+
+JsonLine& JsonLine::add(const char* key, const std::string& value) {
+  return append(key, json_string(value));
+}
+
+JsonLine& JsonLine::add(const char* key, const std::vector<double>& values) {
+  return append(key, json_array(values, json_number));
+}
+
+JsonLine& JsonLine::add(const char* key, const std::vector<std::string>& values) {
+  return append(key, json_array(values, json_string));
 }
 
 ProgressReporter::ProgressReporter(const std::string& metrics_path)

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace convnet {
 
@@ -13,9 +14,12 @@ class JsonLine {
   JsonLine& add(const char* key, double value);
   JsonLine& add(const char* key, int64_t value);
   JsonLine& add(const char* key, const std::string& value);
+  JsonLine& add(const char* key, const std::vector<double>& values);
+  JsonLine& add(const char* key, const std::vector<std::string>& values);
   std::string str() const { return "{" + body_ + "}"; }
 
  private:
+  JsonLine& append(const char* key, const std::string& json);
   std::string body_;
 };
 

@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "comm/gradient_reducer.h"
 #include "core/error.h"
@@ -197,10 +196,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     eval_options.augment.recipe = Recipe::none;  // already at the model's input size
 
   // ---- Model, optimizer, communication
-  const int local_ranks = std::max(1, communicator.local_size());
-  const int threads = config.threads > 0
-                          ? config.threads
-                          : std::max(1, int(std::thread::hardware_concurrency()) / local_ranks);
+  const int threads = config.threads > 0 ? config.threads : cores_per_local_rank(communicator);
   Context context({.num_threads = threads});
   ParamStore store;
   const ModelSpec spec{.name = config.model,
@@ -290,7 +286,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   TrainResult result;
   const float scale = 1.0f / static_cast<float>(accumulate);
   double interval_stats[4] = {0, 0, 0, 0};  // loss sum, correct top-1, correct top-5, samples
-  double interval_start = progress ? progress->elapsed() : 0, interval_wait = 0;
+  double interval_start = progress ? progress->elapsed() : 0;
   int64_t interval_steps = 0;
   double last_wait = loader.wait_seconds();
   Batch batch;
@@ -342,7 +338,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     if (progress) {
       const double now = progress->elapsed();
       const double span = std::max(1e-9, now - interval_start);
-      const double wait = loader.wait_seconds() - last_wait + interval_wait;
+      const double wait = loader.wait_seconds() - last_wait;
       const double img_per_s = interval_stats[3] / span;
       const double eta = (total_steps - step - 1) * span / interval_steps;
       char line[256];
@@ -375,7 +371,6 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       std::fill(interval_stats, interval_stats + 4, 0.0);
       interval_steps = 0;
       interval_start = progress ? progress->elapsed() : 0;
-      interval_wait = 0;
       last_wait = loader.wait_seconds();
     }
 
