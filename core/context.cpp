@@ -7,6 +7,14 @@
 #include "core/error.h"
 #include "core/onednn.h"
 
+#ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/runtime.h"
+#else
+namespace convnet {
+struct GpuRuntime {};  // never created in a build without the GPU backend
+}  // namespace convnet
+#endif
+
 namespace convnet {
 
 std::string to_string(Backend backend) { return backend == Backend::cpu ? "cpu" : "cuda"; }
@@ -19,8 +27,17 @@ Backend parse_backend(const std::string& text) {
 
 Context::Context(const ContextOptions& options) : options_(options) {
   CONVNET_CHECK(options.num_threads >= 0, "num_threads must be >= 0, got ", options.num_threads);
-  CONVNET_CHECK(options.backend == Backend::cpu, "backend ", to_string(options.backend),
-                " is not available in this build");
+  if (options.backend == Backend::cuda) {
+#ifdef CONVNET_HAVE_CUDA
+    gpu_ = std::make_unique<GpuRuntime>(options.device);
+    allocator_ = std::make_unique<CudaAllocator>(options.device);
+    return;
+#else
+    CONVNET_CHECK(false,
+                  "device cuda: this build has no GPU backend (the CUDA toolkit, cuDNN "
+                  "or NCCL was not found when it was configured)");
+#endif
+  }
   // oneDNN on Debian uses the OpenMP runtime, so the thread count is OpenMP's.
   if (options.num_threads > 0) omp_set_num_threads(options.num_threads);
   num_threads_ = omp_get_max_threads();
@@ -42,7 +59,15 @@ void* Context::scratch(Scratch slot, std::size_t bytes) {
 }
 
 Tensor Context::scratch_tensor(Scratch slot, const Shape& shape, Layout layout) {
-  return Tensor::wrap(scratch(slot, shape.numel() * sizeof(float)), shape, layout);
+  void* data = scratch(slot, shape.numel() * sizeof(float));
+  if (allocator_->device() == Device::cpu) return Tensor::wrap(data, shape, layout);
+  CONVNET_CHECK(layout == Layout::nchw, "device scratch is plain nchw");
+  return Tensor::wrap(data, shape, DType::f32, allocator_->device());
+}
+
+GpuRuntime& Context::gpu() {
+  CONVNET_CHECK(gpu_ != nullptr, "GPU runtime requested on a ", to_string(backend()), " context");
+  return *gpu_;
 }
 
 OnednnRuntime& Context::onednn() {

@@ -25,9 +25,12 @@ struct ContextOptions {
   Backend backend = Backend::cpu;
   // Compute threads for the CPU backend; 0 keeps the OpenMP default (OMP_NUM_THREADS or all cores).
   int num_threads = 0;
+  // The GPU this context drives (backend cuda): usually the rank's local rank.
+  int device = 0;
 };
 
 struct OnednnRuntime;  // core/onednn.h
+struct GpuRuntime;     // core/cuda/runtime.h (builds with the GPU backend)
 
 // Slots of the context's scratch memory (see Context::scratch).
 enum class Scratch {
@@ -36,6 +39,9 @@ enum class Scratch {
   weight_gradient,
   dense_block,
   layout_copy,  // an activation copied into another layout for one primitive call
+  workspace,    // a library's workspace for one call (cuDNN's convolution algorithms)
+  gpu_mask,     // a masked copy of an output gradient (GPU fused BN+ReLU backward)
+  discarded,    // an output a library call must write but the caller does not want
   count
 };
 
@@ -51,6 +57,8 @@ class Context {
   Allocator& allocator() { return *allocator_; }
   // The oneDNN engine and stream; throws unless backend() is cpu.
   OnednnRuntime& onednn();
+  // The CUDA device, stream and cuDNN handle; throws unless backend() is cuda.
+  GpuRuntime& gpu();
 
   // Scratch memory shared by every layer of this context, one buffer per
   // slot, grown on demand. Layers run one at a time, so a layer may use a
@@ -65,6 +73,7 @@ class Context {
  private:
   ContextOptions options_;
   int num_threads_ = 1;
+  std::unique_ptr<GpuRuntime> gpu_;  // destroyed after the memory below
   std::unique_ptr<Allocator> allocator_;
   std::unique_ptr<OnednnRuntime> onednn_;
   std::vector<Tensor> scratch_;  // one per Scratch slot

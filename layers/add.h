@@ -55,6 +55,9 @@ class Add {
 
 std::unique_ptr<Add> make_add_onednn(Context& context, std::string name, const Shape& a_shape,
                                      const Shape& b_shape, Layout layout);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<Add> make_add_cuda(Context& context, std::string name, const Shape& a_shape,
+                                   const Shape& b_shape, Layout layout);
 
 namespace ref {
 Array add_forward(const Array& a, const Array& b);

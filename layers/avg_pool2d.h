@@ -66,6 +66,10 @@ class AvgPool2d {
 std::unique_ptr<AvgPool2d> make_avg_pool2d_onednn(Context& context, std::string name,
                                                   const AvgPool2dOptions& options,
                                                   const Shape& input_shape);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<AvgPool2d> make_avg_pool2d_cuda(Context& context, std::string name,
+                                                const AvgPool2dOptions& options,
+                                                const Shape& input_shape);
 
 namespace ref {
 Array avg_pool2d_forward(const AvgPool2dOptions& options, const Array& x);

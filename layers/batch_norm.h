@@ -96,6 +96,10 @@ class BatchNorm2d {
 std::unique_ptr<BatchNorm2d> make_batch_norm2d_onednn(Context& context, std::string name,
                                                       const BatchNormOptions& options,
                                                       const Shape& input_shape);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<BatchNorm2d> make_batch_norm2d_cudnn(Context& context, std::string name,
+                                                     const BatchNormOptions& options,
+                                                     const Shape& input_shape);
 
 namespace ref {
 struct BatchNormForward {

@@ -65,6 +65,10 @@ class ChannelGate {
 std::unique_ptr<ChannelGate> make_channel_gate_onednn(Context& context, std::string name,
                                                       const Shape& input_shape,
                                                       const Shape& gate_shape, Layout layout);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<ChannelGate> make_channel_gate_cuda(Context& context, std::string name,
+                                                    const Shape& input_shape,
+                                                    const Shape& gate_shape, Layout layout);
 
 namespace ref {
 Array channel_gate_forward(const Array& x, const Array& s);

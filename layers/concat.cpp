@@ -49,6 +49,10 @@ Concat::Concat(std::string name, const ConcatOptions& options,
 std::unique_ptr<Concat> Concat::create(Context& context, std::string name,
                                        const ConcatOptions& options,
                                        const std::vector<Shape>& input_shapes) {
+#ifdef CONVNET_HAVE_CUDA
+  if (context.backend() == Backend::cuda)
+    return make_concat_cuda(context, std::move(name), options, input_shapes);
+#endif
   CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Concat has no ",
                 to_string(context.backend()), " backend in this build");
   return make_concat_onednn(context, std::move(name), options, input_shapes);

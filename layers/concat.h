@@ -73,6 +73,10 @@ class Concat {
 std::unique_ptr<Concat> make_concat_onednn(Context& context, std::string name,
                                            const ConcatOptions& options,
                                            const std::vector<Shape>& input_shapes);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<Concat> make_concat_cuda(Context& context, std::string name,
+                                         const ConcatOptions& options,
+                                         const std::vector<Shape>& input_shapes);
 
 namespace ref {
 Array concat_forward(const std::vector<Array>& inputs);

@@ -73,6 +73,9 @@ class Conv2d {
 
 std::unique_ptr<Conv2d> make_conv2d_onednn(Context& context, std::string name,
                                            const Conv2dOptions& options, const Shape& input_shape);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<Conv2d> make_conv2d_cudnn(Context& context, std::string name,
+                                          const Conv2dOptions& options, const Shape& input_shape);
 
 namespace ref {
 Array conv2d_forward(const Conv2dOptions& options, const Array& x, const Array& weight,

@@ -52,6 +52,10 @@ class GlobalAvgPool {
 std::unique_ptr<GlobalAvgPool> make_global_avg_pool_onednn(Context& context, std::string name,
                                                            const Shape& input_shape,
                                                            Layout input_layout);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<GlobalAvgPool> make_global_avg_pool_cuda(Context& context, std::string name,
+                                                         const Shape& input_shape,
+                                                         Layout input_layout);
 
 namespace ref {
 Array global_avg_pool_forward(const Array& x);

@@ -90,9 +90,18 @@ struct Add {
 
 }  // namespace
 
-void add_into(const Tensor& dst, const Tensor& src) { for_each_row(dst, src, Add{}); }
+void add_into(const Tensor& dst, const Tensor& src) {
+#ifdef CONVNET_HAVE_CUDA
+  if (dst.device() == Device::cuda) return write_gradient_cuda(dst, src, true);
+#endif
+  for_each_row(dst, src, Add{});
+}
 
 void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode) {
+#ifdef CONVNET_HAVE_CUDA
+  if (dst.device() == Device::cuda)
+    return write_gradient_cuda(dst, src, mode == GradMode::accumulate);
+#endif
   if (mode == GradMode::accumulate)
     for_each_row(dst, src, Add{});
   else

@@ -70,6 +70,10 @@ class MaxPool2d {
 std::unique_ptr<MaxPool2d> make_max_pool2d_onednn(Context& context, std::string name,
                                                   const MaxPool2dOptions& options,
                                                   const Shape& input_shape);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<MaxPool2d> make_max_pool2d_cuda(Context& context, std::string name,
+                                                const MaxPool2dOptions& options,
+                                                const Shape& input_shape);
 
 namespace ref {
 Array max_pool2d_forward(const MaxPool2dOptions& options, const Array& x);

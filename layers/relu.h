@@ -52,6 +52,9 @@ class Relu {
 
 std::unique_ptr<Relu> make_relu_onednn(Context& context, std::string name, const Shape& shape,
                                        Layout layout);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<Relu> make_relu_cuda(Context& context, std::string name, const Shape& shape,
+                                     Layout layout);
 
 namespace ref {
 Array relu_forward(const Array& x);

@@ -1,6 +1,10 @@
 #include "layers/sgd.h"
 
 #include "core/error.h"
+#ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/runtime.h"
+#include "layers/cuda/kernels.h"
+#endif
 
 namespace convnet {
 
@@ -25,7 +29,36 @@ Sgd::Sgd(Context& context, const SgdOptions& options, std::vector<ParamSegment> 
   }
   CONVNET_CHECK(next == num_params, "SGD parameter segments cover ", next, " of ", num_params,
                 " parameters");
-  if (options.momentum > 0) momentum_ = Tensor::zeros(Shape{num_params}, context.allocator());
+  if (options.momentum > 0 && context.backend() == Backend::cpu)
+    momentum_ = Tensor::zeros(Shape{num_params}, context.allocator());
+#ifdef CONVNET_HAVE_CUDA
+  if (context.backend() == Backend::cuda) {
+    stream_ = static_cast<void*>(context.gpu().stream);
+    if (options.momentum > 0) {
+      momentum_ = Tensor::empty(Shape{num_params}, context.allocator());
+      cuda::zero(momentum_, context.gpu().stream);
+    }
+  }
+#endif
+}
+
+void Sgd::step_cuda(const Tensor& params, const Tensor& grads, double lr) {
+#ifdef CONVNET_HAVE_CUDA
+  CONVNET_CHECK(grads.device() == Device::cuda && stream_ != nullptr,
+                "SGD on GPU parameters needs GPU gradients and a cuda context");
+  float* v = options_.momentum > 0 ? momentum_.data<float>() : nullptr;
+  for (const ParamSegment& s : segments_) {
+    const float decay = s.apply_weight_decay ? static_cast<float>(options_.weight_decay) : 0.0f;
+    cuda::sgd_step(params.data<float>() + s.offset, grads.data<float>() + s.offset,
+                   v ? v + s.offset : nullptr, s.size, static_cast<float>(lr),
+                   static_cast<float>(options_.momentum),
+                   static_cast<float>(1.0 - options_.dampening), decay, step_count_ == 0,
+                   options_.nesterov, static_cast<cudaStream_t>(stream_));
+  }
+  ++step_count_;
+#else
+  CONVNET_CHECK(false, "SGD on GPU memory in a build without the GPU backend");
+#endif
 }
 
 void Sgd::set_step_count(int64_t steps) {
@@ -40,6 +73,7 @@ void Sgd::step(const Tensor& params, const Tensor& grads, double lr) {
   CONVNET_CHECK(grads.numel() == num_params_ && grads.is_contiguous(), "SGD gradients have shape ",
                 grads.shape(), ", expected ", num_params_, " contiguous values");
   CONVNET_CHECK(lr >= 0, "negative learning rate ", lr);
+  if (params.device() == Device::cuda) return step_cuda(params, grads, lr);
   float* w = params.data<float>();
   const float* g = grads.data<float>();
   float* v = options_.momentum > 0 ? momentum_.data<float>() : nullptr;

@@ -62,7 +62,10 @@ class Sgd {
   std::vector<ParamSegment> segments_;
   int64_t num_params_;
   int64_t step_count_ = 0;
-  Tensor momentum_;  // (num_params)
+  void step_cuda(const Tensor& params, const Tensor& grads, double lr);
+
+  Tensor momentum_;         // (num_params), on the context's device
+  void* stream_ = nullptr;  // the context's cudaStream_t (GPU backend)
 };
 
 }  // namespace convnet

@@ -18,6 +18,10 @@ SoftmaxCrossEntropy::SoftmaxCrossEntropy(std::string name,
 std::unique_ptr<SoftmaxCrossEntropy> SoftmaxCrossEntropy::create(
     Context& context, std::string name, const SoftmaxCrossEntropyOptions& options,
     const Shape& input_shape) {
+#ifdef CONVNET_HAVE_CUDA
+  if (context.backend() == Backend::cuda)
+    return make_softmax_cross_entropy_cuda(context, std::move(name), options, input_shape);
+#endif
   CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": SoftmaxCrossEntropy has no ",
                 to_string(context.backend()), " backend in this build");
   return make_softmax_cross_entropy_onednn(context, std::move(name), options, input_shape);

@@ -71,6 +71,10 @@ class SoftmaxCrossEntropy {
 std::unique_ptr<SoftmaxCrossEntropy> make_softmax_cross_entropy_onednn(
     Context& context, std::string name, const SoftmaxCrossEntropyOptions& options,
     const Shape& input_shape);
+// The GPU backend (builds with CUDA only).
+std::unique_ptr<SoftmaxCrossEntropy> make_softmax_cross_entropy_cuda(
+    Context& context, std::string name, const SoftmaxCrossEntropyOptions& options,
+    const Shape& input_shape);
 
 namespace ref {
 // The mean loss, with a max-shifted log-sum-exp in double.

@@ -1,0 +1,118 @@
+// BatchNorm2d on the GPU. Training forward and backward are cuDNN's spatial
+// batch normalization (running variance updated with the unbiased batch
+// variance, as PyTorch); inference, recompute and the fixed-statistics
+// backward are kernels over the statistics saved by the last forward. The
+// fused ReLU runs in place after the normalization; its backward masks dy by
+// recomputing the sign of the BN output from x, the saved statistics and the
+// shift (bias) given to the last forward, so no mask is stored: the bias must
+// not change between a forward and its backward (the update comes after).
+#include "layers/batch_norm.h"
+#include "layers/cuda/cudnn_util.h"
+
+namespace convnet {
+namespace {
+
+class BatchNormCudnn final : public BatchNorm2d {
+ public:
+  BatchNormCudnn(Context& context, std::string name, const BatchNormOptions& options,
+                 const Shape& input_shape)
+      : BatchNorm2d(std::move(name), options, input_shape), context_(context) {
+    CONVNET_CHECK(options.layout == Layout::nchw, "layer ", this->name(),
+                  ": the GPU backend runs plain nchw");
+    CONVNET_CHECK(options.eps >= CUDNN_BN_MIN_EPSILON, "layer ", this->name(), ": eps ",
+                  options.eps, " is below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
+    x_.set(input_shape);
+    param_.set(Shape{options.channels});
+    saved_mean_ = Tensor::empty(Shape{options.channels}, context.allocator());
+    saved_inv_std_ = Tensor::empty(Shape{options.channels}, context.allocator());
+  }
+
+ private:
+  int64_t n() const { return input_shape()[0]; }
+  int64_t c() const { return input_shape()[1]; }
+  int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
+  cudaStream_t stream() const { return context_.gpu().stream; }
+
+  void apply(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
+    bias_for_mask_ = cuda::device_ptr(bias);
+    cuda::batch_norm_apply(cuda::device_ptr(x), saved_mean_.data<float>(),
+                           saved_inv_std_.data<float>(), cuda::device_ptr(weight),
+                           cuda::device_ptr(bias), cuda::device_ptr(y), n(), c(), hw(),
+                           options().fuse_relu, stream());
+  }
+
+  void forward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    const Tensor& running_mean, const Tensor& running_var,
+                    const Tensor& y) override {
+    CONVNET_CHECK(running_mean.is_contiguous() && running_var.is_contiguous(), "layer ", name(),
+                  ": running statistics must be contiguous on the GPU");
+    if (mode == Mode::inference) {
+      cuda::copy(saved_mean_, running_mean, stream());
+      cuda::inverse_std(cuda::device_ptr(running_var), saved_inv_std_.data<float>(), c(),
+                        options().eps, stream());
+      apply(x, weight, bias, y);
+      return;
+    }
+    bias_for_mask_ = cuda::device_ptr(bias);
+    const float one = 1.0f, zero = 0.0f;
+    CONVNET_CUDNN(cudnnBatchNormalizationForwardTraining(
+        context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::device_ptr(x),
+        x_.get(), cuda::device_ptr(y), param_.get(), cuda::device_ptr(weight),
+        cuda::device_ptr(bias), options().momentum, cuda::device_ptr(running_mean),
+        cuda::device_ptr(running_var), options().eps, saved_mean_.data<float>(),
+        saved_inv_std_.data<float>()));
+    if (options().fuse_relu)
+      cuda::relu_forward(cuda::device_ptr(y), cuda::device_ptr(y), y.numel(), stream());
+  }
+
+  void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                      const Tensor& y) override {
+    apply(x, weight, bias, y);
+  }
+
+  void backward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& dy,
+                     const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
+                     const Tensor& dbias) override {
+    const float* grad = cuda::device_ptr(dy);
+    if (options().fuse_relu) {
+      Tensor masked = context_.scratch_tensor(Scratch::gpu_mask, input_shape());
+      cuda::batch_norm_relu_mask(cuda::device_ptr(x), saved_mean_.data<float>(),
+                                 saved_inv_std_.data<float>(), cuda::device_ptr(weight),
+                                 bias_for_mask_, grad, masked.data<float>(), n(), c(), hw(),
+                                 stream());
+      grad = masked.data<float>();
+    }
+    const bool accumulate = dx_mode == GradMode::accumulate;
+    if (mode == Mode::inference) {
+      cuda::batch_norm_backward_fixed_stats(
+          cuda::device_ptr(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
+          cuda::device_ptr(weight), dx.defined() ? cuda::device_ptr(dx) : nullptr, accumulate,
+          cuda::device_ptr(dweight), cuda::device_ptr(dbias), n(), c(), hw(), stream());
+      return;
+    }
+    float* dx_ptr = dx.defined()
+                        ? cuda::device_ptr(dx)
+                        : context_.scratch_tensor(Scratch::discarded, input_shape()).data<float>();
+    const float one = 1.0f, zero = 0.0f;
+    CONVNET_CUDNN(cudnnBatchNormalizationBackward(
+        context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, accumulate ? &one : &zero, &one, &one,
+        x_.get(), cuda::device_ptr(x), x_.get(), grad, x_.get(), dx_ptr, param_.get(),
+        cuda::device_ptr(weight), cuda::device_ptr(dweight), cuda::device_ptr(dbias), options().eps,
+        saved_mean_.data<float>(), saved_inv_std_.data<float>()));
+  }
+
+  Context& context_;
+  cuda::TensorDescriptor x_, param_;
+  Tensor saved_mean_, saved_inv_std_;     // (C) of the last forward
+  const float* bias_for_mask_ = nullptr;  // the last forward's bias (fused ReLU backward)
+};
+
+}  // namespace
+
+std::unique_ptr<BatchNorm2d> make_batch_norm2d_cudnn(Context& context, std::string name,
+                                                     const BatchNormOptions& options,
+                                                     const Shape& input_shape) {
+  return std::make_unique<BatchNormCudnn>(context, std::move(name), options, input_shape);
+}
+
+}  // namespace convnet

@@ -1,0 +1,164 @@
+// Conv2d on cuDNN: one descriptor set per layer, algorithms measured once
+// per distinct problem (cudnnFind*) and cached for the process, workspace from
+// the context's scratch. fp32 math is strict (FMA kernels only, no TF32), so
+// results match the CPU backend to float rounding.
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "layers/conv2d.h"
+#include "layers/cuda/cudnn_util.h"
+
+namespace convnet {
+namespace {
+
+constexpr std::size_t kMaxWorkspace = std::size_t{512} << 20;
+
+struct ConvAlgorithms {
+  cudnnConvolutionFwdAlgo_t forward{};
+  cudnnConvolutionBwdDataAlgo_t backward_data{};
+  cudnnConvolutionBwdFilterAlgo_t backward_filter{};
+  std::size_t forward_bytes = 0, backward_data_bytes = 0, backward_filter_bytes = 0;
+};
+
+// The fastest result that is strict fp32 and fits the workspace limit.
+template <typename Perf>
+const Perf& pick(const std::vector<Perf>& results, int count, const std::string& layer,
+                 const char* what) {
+  for (int i = 0; i < count; ++i)
+    if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType == CUDNN_FMA_MATH &&
+        results[i].memory <= kMaxWorkspace)
+      return results[i];
+  for (int i = 0; i < count; ++i)
+    if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType != CUDNN_TENSOR_OP_MATH &&
+        results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+        results[i].memory <= kMaxWorkspace)
+      return results[i];
+  CONVNET_CHECK(false, "layer ", layer, ": cuDNN offers no fp32 ", what,
+                " algorithm within a workspace of ", kMaxWorkspace, " bytes");
+  return results[0];
+}
+
+class Conv2dCudnn final : public Conv2d {
+ public:
+  Conv2dCudnn(Context& context, std::string name, const Conv2dOptions& options,
+              const Shape& input_shape)
+      : Conv2d(std::move(name), options, input_shape), context_(context) {
+    CONVNET_CHECK(options.input_layout == Layout::nchw && options.output_layout == Layout::nchw,
+                  "layer ", this->name(), ": the GPU backend runs plain nchw");
+    x_.set(input_shape);
+    y_.set(output_shape());
+    bias_.set(Shape{options.out_channels});
+    const Shape w = weight_shape();
+    CONVNET_CUDNN(cudnnCreateFilterDescriptor(&w_));
+    CONVNET_CUDNN(cudnnSetFilter4dDescriptor(w_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                             static_cast<int>(w[0]), static_cast<int>(w[1]),
+                                             static_cast<int>(w[2]), static_cast<int>(w[3])));
+    CONVNET_CUDNN(cudnnCreateConvolutionDescriptor(&conv_));
+    const int pad = static_cast<int>(options.padding), stride = static_cast<int>(options.stride);
+    CONVNET_CUDNN(cudnnSetConvolution2dDescriptor(conv_, pad, pad, stride, stride, 1, 1,
+                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CONVNET_CUDNN(cudnnSetConvolutionGroupCount(conv_, static_cast<int>(options.groups)));
+    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_, CUDNN_FMA_MATH));
+    algorithms_ = find_algorithms();
+  }
+  ~Conv2dCudnn() override {
+    cudnnDestroyConvolutionDescriptor(conv_);
+    cudnnDestroyFilterDescriptor(w_);
+  }
+
+ private:
+  std::string problem_key() const {
+    std::ostringstream key;
+    const Conv2dOptions& o = options();
+    key << context_.gpu().device << ' ' << input_shape() << ' ' << o.out_channels << ' ' << o.kernel
+        << ' ' << o.stride << ' ' << o.padding << ' ' << o.groups;
+    return key.str();
+  }
+
+  ConvAlgorithms find_algorithms() {
+    static std::mutex mutex;
+    static std::map<std::string, ConvAlgorithms> cache;
+    const std::string key = problem_key();
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+
+    cudnnHandle_t h = context_.gpu().cudnn;
+    ConvAlgorithms a;
+    int count = 0;
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+    CONVNET_CUDNN(cudnnFindConvolutionForwardAlgorithm(
+        h, x_.get(), w_, conv_, y_.get(), static_cast<int>(fwd.size()), &count, fwd.data()));
+    const auto& f = pick(fwd, count, name(), "forward");
+    a.forward = f.algo;
+    a.forward_bytes = f.memory;
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+    CONVNET_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(
+        h, w_, y_.get(), conv_, x_.get(), static_cast<int>(data.size()), &count, data.data()));
+    const auto& d = pick(data, count, name(), "backward-data");
+    a.backward_data = d.algo;
+    a.backward_data_bytes = d.memory;
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter(
+        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+    CONVNET_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(
+        h, x_.get(), y_.get(), conv_, w_, static_cast<int>(filter.size()), &count, filter.data()));
+    const auto& g = pick(filter, count, name(), "backward-filter");
+    a.backward_filter = g.algo;
+    a.backward_filter_bytes = g.memory;
+    cache.emplace(key, a);
+    return a;
+  }
+
+  void* workspace(std::size_t bytes) {
+    return bytes == 0 ? nullptr : context_.scratch(Scratch::workspace, bytes);
+  }
+
+  void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    const Tensor& y) override {
+    cudnnHandle_t h = context_.gpu().cudnn;
+    const float one = 1.0f, zero = 0.0f;
+    const std::size_t bytes = algorithms_.forward_bytes;
+    CONVNET_CUDNN(cudnnConvolutionForward(
+        h, &one, x_.get(), cuda::device_ptr(x), w_, cuda::device_ptr(weight), conv_,
+        algorithms_.forward, workspace(bytes), bytes, &zero, y_.get(), cuda::device_ptr(y)));
+    if (bias.defined())
+      CONVNET_CUDNN(cudnnAddTensor(h, &one, bias_.get(), cuda::device_ptr(bias), &one, y_.get(),
+                                   cuda::device_ptr(y)));
+  }
+
+  void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
+                     GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
+    cudnnHandle_t h = context_.gpu().cudnn;
+    const float one = 1.0f, zero = 0.0f;
+    if (dx.defined()) {
+      const std::size_t bytes = algorithms_.backward_data_bytes;
+      CONVNET_CUDNN(cudnnConvolutionBackwardData(
+          h, &one, w_, cuda::device_ptr(weight), y_.get(), cuda::device_ptr(dy), conv_,
+          algorithms_.backward_data, workspace(bytes), bytes,
+          dx_mode == GradMode::accumulate ? &one : &zero, x_.get(), cuda::device_ptr(dx)));
+    }
+    const std::size_t bytes = algorithms_.backward_filter_bytes;
+    CONVNET_CUDNN(cudnnConvolutionBackwardFilter(
+        h, &one, x_.get(), cuda::device_ptr(x), y_.get(), cuda::device_ptr(dy), conv_,
+        algorithms_.backward_filter, workspace(bytes), bytes, &one, w_, cuda::device_ptr(dweight)));
+    if (dbias.defined())
+      CONVNET_CUDNN(cudnnConvolutionBackwardBias(h, &one, y_.get(), cuda::device_ptr(dy), &one,
+                                                 bias_.get(), cuda::device_ptr(dbias)));
+  }
+
+  Context& context_;
+  cuda::TensorDescriptor x_, y_, bias_;
+  cudnnFilterDescriptor_t w_ = nullptr;
+  cudnnConvolutionDescriptor_t conv_ = nullptr;
+  ConvAlgorithms algorithms_;
+};
+
+}  // namespace
+
+std::unique_ptr<Conv2d> make_conv2d_cudnn(Context& context, std::string name,
+                                          const Conv2dOptions& options, const Shape& input_shape) {
+  return std::make_unique<Conv2dCudnn>(context, std::move(name), options, input_shape);
+}
+
+}  // namespace convnet

@@ -1,0 +1,44 @@
+#include "layers/cuda/cudnn_util.h"
+
+namespace convnet::cuda {
+namespace {
+std::vector<int> to_nchw(const Shape& shape) {
+  CONVNET_CHECK(shape.rank() >= 1 && shape.rank() <= 4, "a cuDNN tensor of shape ", shape);
+  if (shape.rank() == 1) return {1, static_cast<int>(shape[0]), 1, 1};
+  std::vector<int> dims(4, 1);
+  for (int i = 0; i < shape.rank(); ++i) dims[i] = static_cast<int>(shape[i]);
+  return dims;
+}
+}  // namespace
+
+void TensorDescriptor::set(const Shape& shape) {
+  const std::vector<int> d = to_nchw(shape);
+  CONVNET_CUDNN(cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d[0], d[1],
+                                           d[2], d[3]));
+}
+
+void TensorDescriptor::set(const Shape& shape, const std::vector<int64_t>& strides) {
+  CONVNET_CHECK(shape.rank() == 4 && strides.size() == 4, "strided cuDNN tensor of shape ", shape);
+  CONVNET_CUDNN(cudnnSetTensor4dDescriptorEx(
+      desc_, CUDNN_DATA_FLOAT, static_cast<int>(shape[0]), static_cast<int>(shape[1]),
+      static_cast<int>(shape[2]), static_cast<int>(shape[3]), static_cast<int>(strides[0]),
+      static_cast<int>(strides[1]), static_cast<int>(strides[2]), static_cast<int>(strides[3])));
+}
+
+Strided4 strided4(const Tensor& dst, const Tensor& src) {
+  CONVNET_CHECK(dst.shape() == src.shape() && dst.rank() <= 4, "strided copy of ", src.shape(),
+                " into ", dst.shape());
+  CONVNET_CHECK(dst.layout() == Layout::nchw && src.layout() == Layout::nchw,
+                "GPU tensors are plain nchw");
+  Strided4 l{};
+  const int pad = 4 - dst.rank();
+  for (int k = 0; k < 4; ++k) {
+    const bool real = k >= pad;
+    l.shape[k] = real ? dst.dim(k - pad) : 1;
+    l.dst_strides[k] = real ? dst.strides()[k - pad] : 0;
+    l.src_strides[k] = real ? src.strides()[k - pad] : 0;
+  }
+  return l;
+}
+
+}  // namespace convnet::cuda

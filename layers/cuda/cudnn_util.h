@@ -1,0 +1,47 @@
+// Small helpers shared by the GPU layers: owned cuDNN descriptors and the
+// conversions from convnet's shapes and tensors. Host-only code (the layers
+// themselves are plain C++ that call cuDNN and the kernels of kernels.h).
+#pragma once
+
+#include <cudnn.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/context.h"
+#include "core/cuda/check.h"
+#include "core/cuda/runtime.h"
+#include "core/tensor.h"
+#include "layers/cuda/kernels.h"
+
+namespace convnet::cuda {
+
+// An owned cudnnTensorDescriptor_t for a 4-D f32 tensor.
+class TensorDescriptor {
+ public:
+  TensorDescriptor() { CONVNET_CUDNN(cudnnCreateTensorDescriptor(&desc_)); }
+  ~TensorDescriptor() { cudnnDestroyTensorDescriptor(desc_); }
+  TensorDescriptor(const TensorDescriptor&) = delete;
+  TensorDescriptor& operator=(const TensorDescriptor&) = delete;
+  // Dense NCHW of a rank-4 shape (or (N, C) as (N, C, 1, 1), (C) as (1, C, 1, 1)).
+  void set(const Shape& shape);
+  // Explicit element strides, (N, C, H, W) order.
+  void set(const Shape& shape, const std::vector<int64_t>& strides);
+  cudnnTensorDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnTensorDescriptor_t desc_ = nullptr;
+};
+
+inline float* device_ptr(const Tensor& t) {
+  CONVNET_CHECK(!t.defined() || t.device() == Device::cuda,
+                "a GPU layer was given a tensor in host memory");
+  return t.defined() ? t.data<float>() : nullptr;
+}
+
+inline cudaStream_t stream_of(Context& context) { return context.gpu().stream; }
+
+// The Strided4 description of dst (+)= src for two tensors of one shape (rank <= 4).
+Strided4 strided4(const Tensor& dst, const Tensor& src);
+
+}  // namespace convnet::cuda
