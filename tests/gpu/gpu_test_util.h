@@ -1,0 +1,93 @@
+// Helpers for the GPU tests: a fixture that skips (saying why) without a
+// usable GPU and otherwise holds a CPU and a GPU context, random host
+// tensors, host <-> device copies, and a closeness check of a device tensor
+// against the CPU backend's result.
+//
+// Tolerance: the GPU and CPU backends compute the same f32 formulas with
+// other summation orders (cuDNN and oneDNN pick different algorithms), so
+// elements differ by rounding that grows with the reduction length. Checks
+// are relative to the largest magnitude of the expected tensor:
+// |gpu - cpu| <= rtol * max|cpu| + atol, with rtol = 1e-4 for f32 (about
+// 1e-7 rounding per operation times reductions of up to ~1e3 terms, with a
+// margin) unless a test states otherwise.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <random>
+
+#include "core/context.h"
+#include "core/cuda/device.h"
+#include "core/cuda/runtime.h"
+#include "core/tensor.h"
+
+namespace convnet::testing {
+
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no usable GPU: " << cuda::runtime_status();
+    ContextOptions options;
+    options.backend = Backend::cuda;
+    gpu_ = std::make_unique<Context>(options);
+  }
+
+  Context& cpu() { return cpu_; }
+  Context& gpu() { return *gpu_; }
+  cudaStream_t stream() { return gpu_->gpu().stream; }
+
+  // Uniform values in [lo, hi), host memory.
+  Tensor random(const Shape& shape, double lo = -1.0, double hi = 1.0) {
+    Tensor t = Tensor::empty(shape, cpu_.allocator());
+    std::uniform_real_distribution<float> dist(static_cast<float>(lo), static_cast<float>(hi));
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = dist(rng_);
+    return t;
+  }
+  Tensor host_zeros(const Shape& shape) { return Tensor::zeros(shape, cpu_.allocator()); }
+  Tensor host_copy(const Tensor& t) {
+    Tensor out = Tensor::empty(t.shape(), cpu_.allocator());
+    out.copy_from(t);
+    return out;
+  }
+  Tensor upload(const Tensor& host) {
+    Tensor d = Tensor::empty(host.shape(), gpu_->allocator());
+    cuda::copy(d, host, stream());
+    return d;
+  }
+  Tensor device_zeros(const Shape& shape) {
+    Tensor d = Tensor::empty(shape, gpu_->allocator());
+    cuda::zero(d, stream());
+    return d;
+  }
+  Tensor download(const Tensor& device) { return cuda::to_host(device, stream()); }
+
+  // |gpu - cpu| <= rtol * max|cpu| + atol elementwise; reports the worst element.
+  ::testing::AssertionResult close(const Tensor& gpu_tensor, const Tensor& cpu_tensor,
+                                   double rtol = 1e-4, double atol = 1e-6) {
+    const Tensor got = download(gpu_tensor);
+    const std::vector<float> a = got.to_vector(), e = cpu_tensor.to_vector();
+    if (a.size() != e.size()) return ::testing::AssertionFailure() << "sizes differ";
+    double scale = 0.0;
+    for (float v : e) scale = std::max(scale, std::abs(static_cast<double>(v)));
+    const double bound = rtol * scale + atol;
+    std::size_t worst = 0;
+    double worst_err = -1.0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const double err = std::abs(static_cast<double>(a[i]) - e[i]);
+      if (!(err <= worst_err)) worst_err = err, worst = i;  // NaN counts as worst
+    }
+    if (a.empty() || worst_err <= bound) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "element " << worst << ": gpu " << a[worst] << ", cpu " << e[worst] << ", error "
+           << worst_err << " > bound " << bound << " (max|cpu| " << scale << ")";
+  }
+
+ private:
+  Context cpu_;
+  std::unique_ptr<Context> gpu_;
+  std::mt19937 rng_{1234};
+};
+
+}  // namespace convnet::testing
