@@ -3,6 +3,9 @@
 #include <cstring>
 
 #include "core/error.h"
+#ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/runtime.h"
+#endif
 
 namespace convnet {
 
@@ -30,9 +33,8 @@ Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype, Layo
 }
 
 Tensor Tensor::zeros(const Shape& shape, Allocator& allocator, DType dtype, Layout layout) {
-  CONVNET_CHECK(allocator.device() == Device::cpu, "Tensor::zeros needs a host allocator");
   Tensor t = empty(shape, allocator, dtype, layout);
-  std::memset(t.data_, 0, t.numel() * dtype_size(dtype));
+  t.set_zero();
   return t;
 }
 
@@ -53,10 +55,10 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
   return t;
 }
 
-Tensor Tensor::wrap(void* data, const Shape& shape, Layout layout) {
+Tensor Tensor::wrap(void* data, const Shape& shape, Layout layout, Device device) {
   CONVNET_CHECK(layout == Layout::nchw || (shape.rank() == 4 && shape[1] % 8 == 0),
                 "layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
-  Tensor t = wrap(data, shape);
+  Tensor t = wrap(data, shape, DType::f32, device);
   t.layout_ = layout;
   return t;
 }
@@ -119,6 +121,19 @@ void Tensor::fill(float value) const {
   CONVNET_CHECK(device_ == Device::cpu, "Tensor::fill on device memory");
   float* p = data<float>();
   for_each_element([&](int64_t, int64_t offset) { p[offset] = value; });
+}
+
+void Tensor::set_zero() const {
+  if (device_ == Device::cpu && (is_contiguous() || layout_ != Layout::nchw)) {
+    std::memset(data_, 0, numel() * dtype_size(dtype_));
+    return;
+  }
+  if (device_ == Device::cpu) return fill(0.0f);
+#ifdef CONVNET_HAVE_CUDA
+  cuda::zero(*this, cuda::current_stream());
+#else
+  CONVNET_CHECK(false, "device memory in a build without the GPU backend");
+#endif
 }
 
 void Tensor::copy_from(const Tensor& source) const {

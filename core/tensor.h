@@ -57,14 +57,14 @@ class Tensor {
   // Owning, contiguous (or blocked), uninitialised.
   static Tensor empty(const Shape& shape, Allocator& allocator, DType dtype = DType::f32,
                       Layout layout = Layout::nchw);
-  // Owning, zero-filled (host allocators only).
+  // Owning, zero-filled (on a device: enqueued on cuda::current_stream()).
   static Tensor zeros(const Shape& shape, Allocator& allocator, DType dtype = DType::f32,
                       Layout layout = Layout::nchw);
   // Non-owning view of external memory, contiguous strides unless given.
   static Tensor wrap(void* data, const Shape& shape, DType dtype = DType::f32,
                      Device device = Device::cpu, std::vector<int64_t> strides = {});
   // Non-owning view of external dense memory in a layout.
-  static Tensor wrap(void* data, const Shape& shape, Layout layout);
+  static Tensor wrap(void* data, const Shape& shape, Layout layout, Device device = Device::cpu);
 
   bool defined() const { return data_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -97,6 +97,9 @@ class Tensor {
 
   // Host-side helpers (Device::cpu, f32).
   void fill(float value) const;
+  // Sets every element to zero, on the host or (dense tensors) on the GPU,
+  // enqueued on cuda::current_stream().
+  void set_zero() const;
   void copy_from(const Tensor& source) const;  // same shape, any strides or layout
   std::vector<float> to_vector() const;        // logical (row-major) order
 

@@ -205,6 +205,11 @@ class PadShortcutOp final : public Op {
         block_(layout == Layout::nchw8c ? 8 : 1),
         pad_blocks_((out[1] - in[1]) / 2 / block_) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    if (out.device() == Device::cuda) {  // zeros, then the strided copy
+      out.set_zero();
+      write_gradient(padded_channels(out), subsampled(in[0]), GradMode::overwrite);
+      return;
+    }
     const float* x = in[0].data<float>();
     float* y = out.data<float>();
     const int64_t k = block_, n = out_[0], c_out = out_[1] / k, h = out_[2], w = out_[3];
@@ -227,6 +232,11 @@ class PadShortcutOp final : public Op {
   void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
                 const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
     if (!din[0].defined()) return;
+    if (dout.device() == Device::cuda) {
+      if (modes[0] == GradMode::overwrite) din[0].set_zero();
+      write_gradient(subsampled(din[0]), padded_channels(dout), GradMode::accumulate);
+      return;
+    }
     const float* dy = dout.data<float>();
     float* dx = din[0].data<float>();
     const bool accumulate = modes[0] == GradMode::accumulate;
@@ -243,6 +253,17 @@ class PadShortcutOp final : public Op {
             for (int64_t e = 0; e < k; ++e)
               xp[(i * stride_ * w_in + j * stride_) * k + e] += yp[(i * w + j) * k + e];
       }
+  }
+
+  // Plain layout (the GPU's): x[:, :, ::stride, ::stride] as a strided view.
+  Tensor subsampled(const Tensor& x) const {
+    const int64_t h = in_[2], w = in_[3];
+    return Tensor::wrap(x.raw_data(), Shape{in_[0], in_[1], out_[2], out_[3]}, DType::f32,
+                        x.device(), {in_[1] * h * w, h * w, stride_ * w, stride_});
+  }
+  // The channels of y that hold x.
+  Tensor padded_channels(const Tensor& y) const {
+    return y.slice(1, pad_blocks_, pad_blocks_ + in_[1]);
   }
 
  private:

@@ -9,7 +9,7 @@ namespace {
 
 // First `shape.numel()` elements of `buffer` viewed as a contiguous `shape`.
 Tensor prefix_view(const Tensor& buffer, const Shape& shape) {
-  return Tensor::wrap(buffer.raw_data(), shape);
+  return Tensor::wrap(buffer.raw_data(), shape, Layout::nchw, buffer.device());
 }
 
 struct DenseLayer {
@@ -82,7 +82,7 @@ class DenseBlockOp final : public Op {
     Tensor* targets[] = {&concat_,    &activation_, &dactivation_,    &features_,
                          &dfeatures_, &bottleneck_, &bottleneck_act_, &dmid_};
     for (int k = 0; k < 8; ++k) {
-      *targets[k] = Tensor::wrap(base, *shapes[k]);
+      *targets[k] = Tensor::wrap(base, *shapes[k], Layout::nchw, context_.allocator().device());
       base += shapes[k]->numel();
     }
   }

@@ -105,11 +105,12 @@ void Net::plan() {
     blocks.push_back(storage_.back());
     pool_bytes_ += b.elements * 4;
   }
+  const Device device = context_.allocator().device();
   for (Value& v : values_) {
     if (v.data_block >= 0)
-      v.data = Tensor::wrap(blocks[v.data_block].raw_data(), v.shape, v.layout);
+      v.data = Tensor::wrap(blocks[v.data_block].raw_data(), v.shape, v.layout, device);
     if (v.grad_block >= 0)
-      v.grad = Tensor::wrap(blocks[v.grad_block].raw_data(), v.shape, v.layout);
+      v.grad = Tensor::wrap(blocks[v.grad_block].raw_data(), v.shape, v.layout, device);
   }
   // In-place results share their source's memory; views reshape their source.
   for (Value& v : values_)

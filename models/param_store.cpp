@@ -1,4 +1,8 @@
 #include "models/param_store.h"
+#ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/check.h"
+#include "core/cuda/runtime.h"
+#endif
 
 #include <cstring>
 
@@ -108,9 +112,7 @@ int ParamStore::find(const std::string& name) const {
   return -1;
 }
 
-void ParamStore::zero_grads() const {
-  std::memset(grads_.data<float>(), 0, num_params_ * sizeof(float));
-}
+void ParamStore::zero_grads() const { grads_.set_zero(); }
 
 std::vector<ParamSegment> ParamStore::decay_segments(bool exclude_bn_and_bias) const {
   CONVNET_CHECK(finalized_, "parameter store used before finalize()");
@@ -125,6 +127,28 @@ std::vector<ParamSegment> ParamStore::decay_segments(bool exclude_bn_and_bias) c
     }
   }
   return segments;
+}
+
+void copy_values(ParamStore& dst, const ParamStore& src) {
+  CONVNET_CHECK(dst.finalized() && src.finalized(), "copy_values between unfinalized stores");
+  CONVNET_CHECK(dst.entries().size() == src.entries().size() &&
+                    dst.num_parameters() == src.num_parameters() &&
+                    dst.num_buffer_elements() == src.num_buffer_elements(),
+                "copy_values between stores of different models (", src.entries().size(), " and ",
+                dst.entries().size(), " entries)");
+  const auto copy = [](const Tensor& to, const Tensor& from) {
+    if (!to.defined()) return;
+    if (to.device() == Device::cpu && from.device() == Device::cpu) return to.copy_from(from);
+#ifdef CONVNET_HAVE_CUDA
+    cuda::copy(to, from, cuda::current_stream());
+    CONVNET_CUDA(cudaStreamSynchronize(cuda::current_stream()));
+#else
+    CONVNET_CHECK(false, "device memory in a build without the GPU backend");
+#endif
+  };
+  copy(dst.flat_params(), src.flat_params());
+  copy(dst.flat_buffers(), src.flat_buffers());
+  dst.counters() = src.counters();
 }
 
 }  // namespace convnet

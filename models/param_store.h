@@ -81,6 +81,7 @@ class ParamStore {
   const Tensor& flat_grads() const { return grads_; }      // (P)
   const Tensor& flat_buffers() const { return buffers_; }  // (B), undefined when B == 0
   std::vector<int64_t>& counters() { return counters_; }
+  const std::vector<int64_t>& counters() const { return counters_; }
   void zero_grads() const;
   // Weight-decay segments of the flat parameter buffer, for Sgd: every
   // parameter gets decay unless exclude_bn_and_bias and it is a BN parameter or a bias.
@@ -98,5 +99,11 @@ class ParamStore {
   Tensor params_, grads_, buffers_;
   std::vector<int64_t> counters_;
 };
+
+// dst's parameters, buffers and counters = src's, for two finalized stores of
+// the same model (same entries) on any devices: the GPU backend keeps a host
+// store as the master copy for initialization, weights files and
+// checkpoints, and copies it to and from the device store. Waits for the copy.
+void copy_values(ParamStore& dst, const ParamStore& src);
 
 }  // namespace convnet

@@ -63,7 +63,8 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
             ResNetConfig c = config;
             c.stride_in_1x1 = spec.resnet_v1;
             // Option A shortcuts (16 -> 32 -> 64 channels) pad whole blocks of 8.
-            b.set_blocked_layout(spec.blocked_layout);
+            // cuDNN runs plain NCHW here; nchw8c is oneDNN's layout
+            b.set_blocked_layout(spec.blocked_layout && b.context().backend() == Backend::cpu);
             return build_resnet(b, x, c, classes);
           }};
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # launch/gpu-bundle.sh makes a bundle packed under 60 MiB whose convnet runs in
 # an empty environment and loads every library from the bundle (its own glibc
-# loader included), none from this machine.
+# loader included), none from this machine except cuDNN and NCCL, which the
+# GPU machine provides (CONVNET_EXTRA_LIBS or its library cache).
 # usage: bundle_check.sh SOURCE_DIR BUILD_DIR WORKDIR
 set -euo pipefail
 source=$1 build=$2 work=$3
@@ -14,7 +15,8 @@ bundle=$work/convnet-bundle
 env -i PATH=/usr/bin:/bin "$bundle/run" convnet version
 outside=$(env -i PATH=/usr/bin:/bin LD_DEBUG=libs "$bundle/lib/ld-linux-x86-64.so.2" \
   --library-path "$bundle/lib" "$bundle/bin/convnet" version 2>&1 |
-  grep 'calling init: /' | grep -v "calling init: $bundle/lib/" || true)
+  grep 'calling init: /' | grep -v "calling init: $bundle/lib/" |
+  grep -Ev '/lib(cudnn|nccl)[^/]*$' || true)
 [[ -z $outside ]] || { echo "libraries loaded from outside the bundle:"; echo "$outside"; exit 1; }
 env -i PATH=/usr/bin:/bin "$bundle/run" convnet bench --model resnet20 --batch-size 2 --steps 1 \
   --threads 1 | grep -q '"img_per_s"'

@@ -1,0 +1,129 @@
+// Whole networks on the GPU against the CPU backend: identical initial
+// weights and batches, five SGD steps, then the per-step losses and the final
+// weights and BN statistics compared; and the memory-efficient DenseNet
+// against the naive one on the GPU.
+//
+// Tolerance: after several steps the two backends' rounding differences
+// (different convolution algorithms and reduction orders, ~1e-6 relative per
+// layer) are carried through BN's batch statistics and the updates, so losses
+// are compared to 1e-3 relative and weights to 1e-3 of the largest weight;
+// a wrong kernel or a missed gradient gives errors of order 1e-1.
+#include "layers/sgd.h"
+#include "layers/softmax_cross_entropy.h"
+#include "models/zoo.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace convnet::testing {
+namespace {
+
+struct Replica {
+  ParamStore store;
+  std::unique_ptr<Net> net;
+  std::unique_ptr<SoftmaxCrossEntropy> loss;
+  std::unique_ptr<Sgd> sgd;
+};
+
+class GpuTraining : public GpuTest {
+ protected:
+  void build(Replica& r, Context& context, const ModelSpec& spec, const Shape& input) {
+    r.net = build_model(context, spec, r.store, input);
+    r.net->plan();
+    r.loss = SoftmaxCrossEntropy::create(context, "loss", {}, r.net->output().shape());
+    SgdOptions o;
+    o.momentum = 0.9;
+    o.weight_decay = 5e-4;
+    r.sgd =
+        std::make_unique<Sgd>(context, o, r.store.decay_segments(true), r.store.num_parameters());
+  }
+
+  // One step on a host batch; returns the loss.
+  double step(Replica& r, const Tensor& batch, const std::vector<int64_t>& labels, bool gpu_side) {
+    if (gpu_side)
+      cuda::copy(r.net->input(), batch, stream());
+    else
+      r.net->input().copy_from(batch);
+    r.net->forward(Mode::training);
+    const double loss = r.loss->forward(r.net->output(), labels);
+    r.loss->backward(r.net->output_grad());
+    r.store.zero_grads();
+    r.net->backward();
+    r.sgd->step(r.store.flat_params(), r.store.flat_grads(), 0.02);
+    return loss;
+  }
+
+  void compare_five_steps(const std::string& model, const Shape& input, int64_t classes) {
+    ModelSpec spec;
+    spec.name = model;
+    spec.num_classes = classes;
+    spec.in_channels = input[1];
+    Replica c, g;
+    build(c, cpu(), spec, input);
+    build(g, gpu(), spec, input);
+    initialize_parameters(c.store, 7);
+    copy_values(g.store, c.store);
+    for (int s = 0; s < 5; ++s) {
+      const Tensor batch = random(input);
+      std::vector<int64_t> labels(static_cast<std::size_t>(input[0]));
+      for (std::size_t i = 0; i < labels.size(); ++i)
+        labels[i] = static_cast<int64_t>((i * 7 + s) % classes);
+      const double lc = step(c, batch, labels, false), lg = step(g, batch, labels, true);
+      EXPECT_NEAR(lg, lc, 1e-3 * std::max(1.0, std::abs(lc))) << model << " step " << s;
+    }
+    EXPECT_TRUE(close(g.store.flat_params(), c.store.flat_params(), 1e-3)) << model << " weights";
+    EXPECT_TRUE(close(g.store.flat_buffers(), c.store.flat_buffers(), 1e-3))
+        << model << " BN statistics";
+  }
+};
+
+TEST_F(GpuTraining, ResNet18FiveStepsMatchCpu) {
+  compare_five_steps("resnet18", Shape{4, 3, 64, 64}, 10);
+}
+
+TEST_F(GpuTraining, DenseNetBc100FiveStepsMatchCpu) {
+  compare_five_steps("densenet_bc_100_k12", Shape{4, 3, 32, 32}, 10);
+}
+
+TEST_F(GpuTraining, ResNet20OptionAShortcutsMatchCpu) {
+  compare_five_steps("resnet20", Shape{4, 3, 32, 32}, 10);
+}
+
+TEST_F(GpuTraining, SeResNet20MatchesCpu) {
+  compare_five_steps("se_resnet20", Shape{4, 3, 32, 32}, 10);
+}
+
+// Memory-efficient and naive DenseNet on the GPU: same logits and gradients,
+// and the efficient one plans less activation memory.
+TEST_F(GpuTraining, MemoryEfficientDenseNetMatchesNaive) {
+  const Shape input{8, 3, 32, 32};
+  Replica eff, naive;
+  ModelSpec spec;
+  spec.name = "densenet_bc_100_k12";
+  spec.memory_efficient = true;
+  build(eff, gpu(), spec, input);
+  spec.memory_efficient = false;
+  build(naive, gpu(), spec, input);
+  ParamStore host;
+  auto host_net = build_model(cpu(), spec, host, input);
+  host_net->plan();
+  initialize_parameters(host, 3);
+  copy_values(eff.store, host);
+  copy_values(naive.store, host);
+  const Tensor batch = random(input);
+  const std::vector<int64_t> labels{0, 1, 2, 3, 4, 5, 6, 7};
+  for (Replica* r : {&eff, &naive}) {
+    cuda::copy(r->net->input(), batch, stream());
+    r->net->forward(Mode::training);
+    r->loss->forward(r->net->output(), labels);
+    r->loss->backward(r->net->output_grad());
+    r->store.zero_grads();
+    r->net->backward();
+  }
+  const Tensor naive_logits = download(naive.net->output());
+  EXPECT_TRUE(close(eff.net->output(), naive_logits, 1e-5));
+  EXPECT_TRUE(close(eff.store.flat_grads(), download(naive.store.flat_grads()), 1e-4));
+  EXPECT_LT(eff.net->activation_bytes() + eff.net->pool_bytes(),
+            naive.net->activation_bytes() + naive.net->pool_bytes());
+}
+
+}  // namespace
+}  // namespace convnet::testing
