@@ -1,0 +1,147 @@
+#include "comm/nccl_communicator.h"
+
+#include <nccl.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "core/cuda/check.h"
+
+#define CONVNET_NCCL(expr) CONVNET_CHECK_STATUS(expr, ncclSuccess, ncclGetErrorString)
+
+namespace convnet {
+namespace {
+
+bool on_device(const void* data) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, data) != cudaSuccess) {
+    cudaGetLastError();  // a plain host pointer on older runtimes
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+}
+
+// Polls until `done` is recorded, turning NCCL's asynchronous errors into
+// exceptions (cudaEventSynchronize would wait forever for a dead peer).
+void wait_for(cudaEvent_t done, ncclComm_t comm) {
+  for (;;) {
+    const cudaError_t status = cudaEventQuery(done);
+    if (status == cudaSuccess) return;
+    CONVNET_CHECK(status == cudaErrorNotReady,
+                  "waiting for an NCCL allreduce: ", cudaGetErrorString(status));
+    ncclResult_t async = ncclSuccess;
+    CONVNET_NCCL(ncclCommGetAsyncError(comm, &async));
+    CONVNET_CHECK(async == ncclSuccess || async == ncclInProgress,
+                  "NCCL allreduce failed: ", ncclGetErrorString(async));
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+class NcclPending final : public PendingReduce::Impl {
+ public:
+  NcclPending(cudaEvent_t done, ncclComm_t comm) : done_(done), comm_(comm) {}
+  ~NcclPending() override { cudaEventDestroy(done_); }
+  bool test() override {
+    const cudaError_t status = cudaEventQuery(done_);
+    if (status == cudaErrorNotReady) return false;
+    CONVNET_CUDA(status);
+    return true;
+  }
+  void wait() override { wait_for(done_, comm_); }
+
+ private:
+  cudaEvent_t done_;
+  ncclComm_t comm_;
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(std::unique_ptr<Communicator> host, int device, cudaStream_t compute)
+      : Communicator(host->rank(), host->size(), host->local_rank(), host->local_size()),
+        host_(std::move(host)),
+        device_(device),
+        compute_(compute) {
+    CONVNET_CUDA(cudaSetDevice(device_));
+    ncclUniqueId id{};
+    if (host_->rank() == 0) CONVNET_NCCL(ncclGetUniqueId(&id));
+    host_->broadcast(id, 0);
+    CONVNET_NCCL(ncclCommInitRank(&comm_, host_->size(), id, host_->rank()));
+    CONVNET_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  ~NcclCommunicator() override {
+    cudaSetDevice(device_);
+    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    if (comm_ != nullptr) {
+      ncclResult_t async = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &async);
+      if (async == ncclSuccess && std::uncaught_exceptions() == 0)
+        ncclCommDestroy(comm_);
+      else
+        ncclCommAbort(comm_);
+    }
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  ThreadSupport thread_support() const override { return host_->thread_support(); }
+  std::string describe() const override {
+    int version = 0;
+    ncclGetVersion(&version);
+    std::ostringstream out;
+    out << "nccl " << version << " on GPU " << device_ << ", host: " << host_->describe();
+    return out.str();
+  }
+
+ protected:
+  void barrier_impl() override { host_->barrier(); }
+  void broadcast_impl(void* data, std::size_t bytes, int root) override {
+    host_->broadcast(data, bytes, root);
+  }
+  void allreduce_impl(float* data, std::size_t count, ReduceOp op) override {
+    if (!on_device(data)) return host_->allreduce(data, count, op);
+    allreduce_async_impl(data, count, op).wait();
+  }
+  void allreduce_impl(double* data, std::size_t count, ReduceOp op) override {
+    host_->allreduce(data, count, op);
+  }
+  void allreduce_impl(int64_t* data, std::size_t count) override { host_->allreduce(data, count); }
+  PendingReduce allreduce_async_impl(float* data, std::size_t count, ReduceOp op) override {
+    if (!on_device(data)) return host_->allreduce_async(data, count, op);
+    CONVNET_CUDA(cudaSetDevice(device_));
+    cudaEvent_t ready = nullptr, done = nullptr;
+    CONVNET_CUDA(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CONVNET_CUDA(cudaEventRecord(ready, compute_));
+    CONVNET_CUDA(cudaStreamWaitEvent(stream_, ready, 0));
+    cudaEventDestroy(ready);  // released once the wait is satisfied
+    CONVNET_NCCL(ncclAllReduce(data, data, count, ncclFloat32,
+                               op == ReduceOp::average ? ncclAvg : ncclSum, comm_, stream_));
+    CONVNET_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    CONVNET_CUDA(cudaEventRecord(done, stream_));
+    return PendingReduce(std::make_unique<NcclPending>(done, comm_));
+  }
+  int64_t allreduce_max_impl(int64_t value) override { return host_->allreduce_max(value); }
+  std::unique_ptr<Communicator> duplicate_impl() override {
+    return std::make_unique<NcclCommunicator>(host_->duplicate(), device_, compute_);
+  }
+  [[noreturn]] void abort_impl(int exit_code) override {
+    if (comm_ != nullptr) ncclCommAbort(comm_);
+    comm_ = nullptr;
+    host_->abort(exit_code);
+  }
+
+ private:
+  std::unique_ptr<Communicator> host_;
+  int device_;
+  cudaStream_t compute_;
+  cudaStream_t stream_ = nullptr;
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, int device,
+                                                     cudaStream_t compute_stream) {
+  return std::make_unique<NcclCommunicator>(host.duplicate(), device, compute_stream);
+}
+
+}  // namespace convnet
