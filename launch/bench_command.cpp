@@ -2,7 +2,9 @@
 // (forward, softmax cross-entropy, backward, SGD step), one JSON line out.
 // Under mpirun it runs data-parallel: gradients are averaged in buckets that
 // overlap backward, as in training, and rank 0 reports the global images/s
-// and the communication time backward did not hide.
+// and the communication time backward did not hide. With --device cuda each
+// rank drives the GPU of its local rank (cuDNN layers, NCCL buckets), and
+// the step time includes waiting for the GPU to finish the step.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -13,6 +15,11 @@
 
 #include "comm/gradient_reducer.h"
 #include "comm/mpi_communicator.h"
+#ifdef CONVNET_HAVE_CUDA
+#include "comm/nccl_communicator.h"
+#include "core/cuda/device.h"
+#include "core/cuda/runtime.h"
+#endif
 #include "launch/commands.h"
 #include "launch/option_table.h"
 #include "layers/sgd.h"
@@ -28,11 +35,44 @@ bool parse_on_off(const std::string& option, const std::string& value) {
   throw Error("--" + option + " must be on or off, got '" + value + "'");
 }
 
+// The context for --device: a GPU per local rank, or the CPU with `threads`.
+ContextOptions context_options(Backend backend, int threads, const Communicator& communicator) {
+  ContextOptions options{.backend = backend, .num_threads = threads};
+#ifdef CONVNET_HAVE_CUDA
+  if (backend == Backend::cuda)
+    options.device = cuda::gpu_for_local_rank(communicator.local_rank(), communicator.local_size());
+#endif
+  return options;
+}
+
+// Gradients travel over NCCL on the GPU, over the host communicator otherwise.
+std::unique_ptr<Communicator> gradient_communicator(Communicator& host, Context& context) {
+#ifdef CONVNET_HAVE_CUDA
+  if (context.backend() == Backend::cuda)
+    return make_nccl_communicator(host, context.gpu().device, context.gpu().stream);
+#endif
+  return host.duplicate();
+}
+
+// Host data into a net's input, on whichever device the net runs.
+void copy_input(const Tensor& input, const Tensor& host) {
+#ifdef CONVNET_HAVE_CUDA
+  if (input.device() == Device::cuda) return cuda::copy(input, host, cuda::current_stream());
+#endif
+  input.copy_from(host);
+}
+
+void wait_for_device(Context& context) {
+#ifdef CONVNET_HAVE_CUDA
+  if (context.backend() == Backend::cuda) context.gpu().synchronize();
+#endif
+}
+
 }  // namespace
 
 int bench_command(const std::vector<std::string>& args) {
   namespace po = boost::program_options;
-  std::string model, memory_efficient;
+  std::string model, memory_efficient, device;
   int64_t batch = 0, size = 0, channels = 3, classes = 0;
   int steps = 0, threads = 0, warmup = 0;
   double bucket_mb = 25;
@@ -48,6 +88,8 @@ int bench_command(const std::vector<std::string>& args) {
       "steps", po::value(&steps)->default_value(5), "timed steps")(
       "warmup", po::value(&warmup)->default_value(1), "untimed steps first")(
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS or all)")(
+      "device", po::value(&device)->default_value("cpu"),
+      "cpu, or cuda (the GPU of each rank's local rank)")(
       "memory-efficient", po::value(&memory_efficient)->default_value("on"),
       "DenseNet shared concatenation buffers: on|off")(
       "bucket-mb", po::value(&bucket_mb)->default_value(25), "allreduce bucket size (mpirun)")(
@@ -62,7 +104,7 @@ int bench_command(const std::vector<std::string>& args) {
   if (classes == 0) classes = info.default_classes;
 
   auto communicator = make_communicator();
-  Context context({.num_threads = threads});
+  Context context(context_options(parse_backend(device), threads, *communicator));
   ParamStore store;
   auto net = build_model(context,
                          {.name = model,
@@ -70,19 +112,26 @@ int bench_command(const std::vector<std::string>& args) {
                           .in_channels = channels,
                           .memory_efficient = parse_on_off("memory-efficient", memory_efficient)},
                          store, Shape{batch, channels, size, size});
-  initialize_parameters(store, 0);
+  CpuAllocator host_memory;
+  ParamStore host_store;  // initialized on the host, copied to the device
+  host_store.mirror(store, host_memory);
+  initialize_parameters(host_store, 0);
+  copy_values(store, host_store);
   auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
   Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(false),
           store.num_parameters());
 
+  auto gradients = gradient_communicator(*communicator, context);
   GradientReducer reducer(
-      *communicator, store.flat_grads().data<float>(), store.num_parameters(),
+      *gradients, store.flat_grads().data<float>(), store.num_parameters(),
       {.bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20)), .overlap = overlap});
 
   std::mt19937 rng(communicator->rank());
   std::normal_distribution<float> pixel(0.0f, 1.0f);
-  float* x = net->input().data<float>();
-  for (int64_t i = 0; i < net->input().numel(); ++i) x[i] = pixel(rng);
+  Tensor images = Tensor::empty(net->input().shape(), host_memory);
+  float* x = images.data<float>();
+  for (int64_t i = 0; i < images.numel(); ++i) x[i] = pixel(rng);
+  copy_input(net->input(), images);
   std::vector<int64_t> labels(batch);
   for (auto& l : labels) l = std::uniform_int_distribution<int64_t>(0, classes - 1)(rng);
 
@@ -97,6 +146,7 @@ int bench_command(const std::vector<std::string>& args) {
     net->backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
     reducer.finish();
     sgd.step(store.flat_params(), store.flat_grads(), 0.1);
+    wait_for_device(context);
     const auto end = std::chrono::steady_clock::now();
     if (step >= warmup) {
       seconds.push_back(std::chrono::duration<double>(end - start).count());
@@ -114,13 +164,14 @@ int bench_command(const std::vector<std::string>& args) {
       "{\"model\": \"%s\", \"batch_size\": %ld, \"image_size\": %ld, \"img_per_s\": %.3f, "
       "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s, "
       "\"activation_mib\": %ld, \"pool_mib\": %ld, \"allocated_peak_mib\": %ld, \"ranks\": %d, "
-      "\"buckets\": %ld, \"exposed_comm_ms\": %.2f}\n",
+      "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\"}\n",
       model.c_str(), static_cast<long>(batch), static_cast<long>(size), world * batch / median,
       static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
       context.num_threads(), memory_efficient == "on" ? "true" : "false",
       static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->pool_bytes() >> 20),
       static_cast<long>(context.allocator().peak_bytes_in_use() >> 20), world,
-      static_cast<long>(reducer.buckets().size()), 1e3 * exposed[exposed.size() / 2]);
+      static_cast<long>(reducer.buckets().size()), 1e3 * exposed[exposed.size() / 2],
+      device.c_str());
   return 0;
 }
 

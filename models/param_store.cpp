@@ -51,6 +51,12 @@ BatchNormEntries ParamStore::add_batch_norm(const std::string& name, int64_t cha
   return e;
 }
 
+void ParamStore::mirror(const ParamStore& other, Allocator& allocator) {
+  CONVNET_CHECK(entries_.empty() && !finalized_, "mirror into a store that has entries");
+  entries_ = other.entries_;
+  finalize(allocator);
+}
+
 void ParamStore::finalize(Allocator& allocator) {
   CONVNET_CHECK(!finalized_, "parameter store finalized twice");
   num_params_ = 0;

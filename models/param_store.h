@@ -57,6 +57,10 @@ class ParamStore {
   // Allocates the flat buffers (zero-filled) and fixes the layout.
   void finalize(Allocator& allocator);
   bool finalized() const { return finalized_; }
+  // Registers `other`'s entries (this store must be empty) and finalizes on
+  // `allocator`: the same layout in other memory, e.g. a host copy of a GPU
+  // model's store for initialization and files (see copy_values).
+  void mirror(const ParamStore& other, Allocator& allocator);
   // Resets the re-binding cursor before a second build of the same model.
   void begin_rebind();
 

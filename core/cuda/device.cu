@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/cuda/device.h"
+#include "core/error.h"
 
 namespace convnet::cuda {
 
@@ -40,6 +41,19 @@ std::string describe() {
         << (p.totalGlobalMem >> 20) << " MiB\n";
   }
   return out.str();
+}
+
+}  // namespace convnet::cuda
+
+namespace convnet::cuda {
+
+int gpu_for_local_rank(int local_rank, int local_size) {
+  const int count = device_count();
+  CONVNET_CHECK(count > 0, "--device cuda: no usable GPU (", runtime_status(), ")");
+  CONVNET_CHECK(local_size <= count, "--device cuda: ", local_size,
+                " ranks run on this node but it has ", count,
+                " GPU(s); start at most one rank per GPU");
+  return local_rank;
 }
 
 }  // namespace convnet::cuda

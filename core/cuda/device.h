@@ -16,3 +16,11 @@ std::string runtime_status();
 std::string describe();
 
 }  // namespace convnet::cuda
+
+namespace convnet::cuda {
+
+// The GPU a rank drives: its local rank. Throws, naming the counts, when this
+// process sees no usable GPU or the node runs more ranks than it has GPUs.
+int gpu_for_local_rank(int local_rank, int local_size);
+
+}  // namespace convnet::cuda
