@@ -157,4 +157,24 @@ std::vector<float> Tensor::to_vector() const {
   return values;
 }
 
+void copy_from_host(const Tensor& dst, const float* src) {
+  const Tensor source = Tensor::wrap(const_cast<float*>(src), dst.shape(), dst.layout());
+  if (dst.device() == Device::cpu) return dst.copy_from(source);
+#ifdef CONVNET_HAVE_CUDA
+  cuda::copy(dst, source, cuda::current_stream());
+#else
+  CONVNET_CHECK(false, "device memory in a build without the GPU backend");
+#endif
+}
+
+Tensor host_copy_if_device(const Tensor& t) {
+  if (t.device() == Device::cpu) return t;
+#ifdef CONVNET_HAVE_CUDA
+  return cuda::to_host(t, cuda::current_stream());
+#else
+  CONVNET_CHECK(false, "device memory in a build without the GPU backend");
+  return t;
+#endif
+}
+
 }  // namespace convnet

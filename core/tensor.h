@@ -120,6 +120,12 @@ class Tensor {
 template <>
 float* Tensor::data<float>() const;
 
+// dst (dense f32, host or GPU) = the dst.numel() floats at host address src;
+// a GPU copy is enqueued on cuda::current_stream().
+void copy_from_host(const Tensor& dst, const float* src);
+// `t` itself when it is host memory, else a host copy (waits for the GPU).
+Tensor host_copy_if_device(const Tensor& t);
+
 template <typename Fn>
 void Tensor::for_each_element(Fn fn) const {
   if (layout_ == Layout::nchw8c) {

@@ -13,11 +13,10 @@
 #include <cstdio>
 #include <random>
 
+#include "comm/device_selection.h"
 #include "comm/gradient_reducer.h"
 #include "comm/mpi_communicator.h"
 #ifdef CONVNET_HAVE_CUDA
-#include "comm/nccl_communicator.h"
-#include "core/cuda/device.h"
 #include "core/cuda/runtime.h"
 #endif
 #include "launch/commands.h"
@@ -33,33 +32,6 @@ bool parse_on_off(const std::string& option, const std::string& value) {
   if (value == "on") return true;
   if (value == "off") return false;
   throw Error("--" + option + " must be on or off, got '" + value + "'");
-}
-
-// The context for --device: a GPU per local rank, or the CPU with `threads`.
-ContextOptions context_options(Backend backend, int threads, const Communicator& communicator) {
-  ContextOptions options{.backend = backend, .num_threads = threads};
-#ifdef CONVNET_HAVE_CUDA
-  if (backend == Backend::cuda)
-    options.device = cuda::gpu_for_local_rank(communicator.local_rank(), communicator.local_size());
-#endif
-  return options;
-}
-
-// Gradients travel over NCCL on the GPU, over the host communicator otherwise.
-std::unique_ptr<Communicator> gradient_communicator(Communicator& host, Context& context) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_nccl_communicator(host, context.gpu().device, context.gpu().stream);
-#endif
-  return host.duplicate();
-}
-
-// Host data into a net's input, on whichever device the net runs.
-void copy_input(const Tensor& input, const Tensor& host) {
-#ifdef CONVNET_HAVE_CUDA
-  if (input.device() == Device::cuda) return cuda::copy(input, host, cuda::current_stream());
-#endif
-  input.copy_from(host);
 }
 
 void wait_for_device(Context& context) {
@@ -104,7 +76,7 @@ int bench_command(const std::vector<std::string>& args) {
   if (classes == 0) classes = info.default_classes;
 
   auto communicator = make_communicator();
-  Context context(context_options(parse_backend(device), threads, *communicator));
+  Context context(context_options_for_rank(parse_backend(device), threads, *communicator));
   ParamStore store;
   auto net = build_model(context,
                          {.name = model,
@@ -121,7 +93,7 @@ int bench_command(const std::vector<std::string>& args) {
   Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(false),
           store.num_parameters());
 
-  auto gradients = gradient_communicator(*communicator, context);
+  auto gradients = make_gradient_communicator(*communicator, context);
   GradientReducer reducer(
       *gradients, store.flat_grads().data<float>(), store.num_parameters(),
       {.bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20)), .overlap = overlap});
@@ -131,7 +103,7 @@ int bench_command(const std::vector<std::string>& args) {
   Tensor images = Tensor::empty(net->input().shape(), host_memory);
   float* x = images.data<float>();
   for (int64_t i = 0; i < images.numel(); ++i) x[i] = pixel(rng);
-  copy_input(net->input(), images);
+  copy_from_host(net->input(), images.data<float>());
   std::vector<int64_t> labels(batch);
   for (auto& l : labels) l = std::uniform_int_distribution<int64_t>(0, classes - 1)(rng);
 

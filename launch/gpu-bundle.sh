@@ -39,6 +39,7 @@ exec "$here/lib/ld-linux-x86-64.so.2" \
   --library-path "$here/lib${CONVNET_EXTRA_LIBS:+:$CONVNET_EXTRA_LIBS}" "$here/bin/$program" "$@"
 RUN
 chmod +x "$stage/run"
-cp "$(dirname "$0")/../tests/gpu/check.sh" "$stage/check.sh" 2>/dev/null || true
+cp "$(dirname "$0")/../tests/gpu/check.sh" "$stage/check.sh"
+cp "$(dirname "$0")/../bench/torch_gpu_bench.py" "$stage/torch_gpu_bench.py"
 tar -C "$stage_root" -cJf "$output" convnet-bundle
 echo "{\"bundle\": \"$output\", \"files\": $(find "$stage" -type f | wc -l), \"unpacked_mib\": $(du -sm "$stage" | cut -f1), \"packed_mib\": $(( $(stat -c %s "$output") / 1048576 ))}"

@@ -1,4 +1,8 @@
 #include "layers/layer.h"
+#ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/runtime.h"
+#include "layers/cuda/kernels.h"
+#endif
 
 #include <omp.h>
 
@@ -95,6 +99,16 @@ void add_into(const Tensor& dst, const Tensor& src) {
   if (dst.device() == Device::cuda) return write_gradient_cuda(dst, src, true);
 #endif
   for_each_row(dst, src, Add{});
+}
+
+void scale_in_place(const Tensor& t, float factor) {
+  CONVNET_CHECK(t.is_contiguous(), "scale_in_place of a non-contiguous tensor");
+#ifdef CONVNET_HAVE_CUDA
+  if (t.device() == Device::cuda)
+    return cuda::scale(t.data<float>(), t.numel(), factor, cuda::current_stream());
+#endif
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] *= factor;
 }
 
 void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode) {

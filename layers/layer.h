@@ -54,7 +54,9 @@ void check_layout(const std::string& layer, const Shape& shape, Layout layout);
 void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode);
 // dst += src elementwise (host f32, same shape).
 void add_into(const Tensor& dst, const Tensor& src);
-// Both of the above run on the GPU (on cuda::current_stream()) when dst is
+// t *= factor (dense f32, host or GPU).
+void scale_in_place(const Tensor& t, float factor);
+// All of the above run on the GPU (on cuda::current_stream()) when dst is
 // device memory; this is their GPU implementation (builds with CUDA only).
 void write_gradient_cuda(const Tensor& dst, const Tensor& src, bool accumulate);
 

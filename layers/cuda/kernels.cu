@@ -68,6 +68,10 @@ __global__ void strided_copy_kernel(float* dst, const float* src, Strided4 l, in
   }
 }
 
+__global__ void scale_kernel(float* x, int64_t n, float factor) {
+  GRID_STRIDE(i, n) x[i] *= factor;
+}
+
 __global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
   GRID_STRIDE(i, n) y[i] = a[i] + b[i];
 }
@@ -329,6 +333,11 @@ void strided_copy(float* dst, const float* src, const Strided4& layout, bool acc
   strided_copy_kernel<<<blocks_for(total), kThreads, 0, stream>>>(dst, src, layout, total,
                                                                   accumulate);
   CONVNET_CUDA_LAUNCHED("strided_copy");
+}
+
+void scale(float* x, int64_t n, float factor, cudaStream_t stream) {
+  scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n, factor);
+  CONVNET_CUDA_LAUNCHED("scale");
 }
 
 void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream) {

@@ -22,6 +22,8 @@ struct Strided4 {
 void strided_copy(float* dst, const float* src, const Strided4& layout, bool accumulate,
                   cudaStream_t stream);
 
+// x *= factor.
+void scale(float* x, int64_t n, float factor, cudaStream_t stream);
 // y = a + b (y may alias a).
 void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream);
 // y = max(x, 0) (y may alias x).
