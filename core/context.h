@@ -59,6 +59,8 @@ class Context {
   OnednnRuntime& onednn();
   // The CUDA device, stream and cuDNN handle; throws unless backend() is cuda.
   GpuRuntime& gpu();
+  // The CUDA device index (backend cuda).
+  int gpu_index() const { return options_.device; }
 
   // Scratch memory shared by every layer of this context, one buffer per
   // slot, grown on demand. Layers run one at a time, so a layer may use a

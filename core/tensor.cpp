@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/check.h"
 #include "core/cuda/runtime.h"
 #endif
 
@@ -162,6 +163,16 @@ void copy_from_host(const Tensor& dst, const float* src) {
   if (dst.device() == Device::cpu) return dst.copy_from(source);
 #ifdef CONVNET_HAVE_CUDA
   cuda::copy(dst, source, cuda::current_stream());
+#else
+  CONVNET_CHECK(false, "device memory in a build without the GPU backend");
+#endif
+}
+
+void copy_tensor(const Tensor& dst, const Tensor& src) {
+  if (dst.device() == Device::cpu && src.device() == Device::cpu) return dst.copy_from(src);
+#ifdef CONVNET_HAVE_CUDA
+  cuda::copy(dst, src, cuda::current_stream());
+  CONVNET_CUDA(cudaStreamSynchronize(cuda::current_stream()));
 #else
   CONVNET_CHECK(false, "device memory in a build without the GPU backend");
 #endif

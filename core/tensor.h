@@ -123,6 +123,9 @@ float* Tensor::data<float>() const;
 // dst (dense f32, host or GPU) = the dst.numel() floats at host address src;
 // a GPU copy is enqueued on cuda::current_stream().
 void copy_from_host(const Tensor& dst, const float* src);
+// dst = src for tensors of one shape on any devices (dense when on a GPU);
+// returns once the copy is done.
+void copy_tensor(const Tensor& dst, const Tensor& src);
 // `t` itself when it is host memory, else a host copy (waits for the GPU).
 Tensor host_copy_if_device(const Tensor& t);
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "comm/device_selection.h"
 #include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_handle.h"
@@ -20,7 +21,7 @@ namespace convnet {
 namespace {
 
 struct EvalSetup {
-  std::string checkpoint, data;
+  std::string checkpoint, data, device = "cpu";
   int64_t batch_size = 64, resize = 0, crop = 0;
   int threads = 0, loader_threads = 2;
 };
@@ -36,6 +37,8 @@ void add_eval_options(boost::program_options::options_description& options, Eval
       "resize the shorter side to this before a center crop (0: crop x 256/224 when --crop is "
       "given)")("crop", po::value(&s.crop)->default_value(0),
                 "center crop size (0: the model's training size)")(
+      "device", po::value(&s.device)->default_value("cpu"),
+      "cpu, or cuda (the GPU of each rank's local rank)")(
       "threads", po::value(&s.threads)->default_value(0), "compute threads per rank (0: auto)")(
       "loader-threads", po::value(&s.loader_threads)->default_value(2), "loader threads per rank");
 }
@@ -75,14 +78,18 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool k
   }
   Loader loader(dataset, options);
   const int threads = s.threads > 0 ? s.threads : cores_per_local_rank(communicator);
-  Context context({.num_threads = threads});
+  Context context(context_options_for_rank(parse_backend(s.device), threads, communicator));
   ParamStore store;
   ModelNets nets(
       context,
       {.name = meta.model, .num_classes = meta.num_classes, .in_channels = meta.in_channels}, store,
       meta.in_channels, loader.height(), loader.width());
   nets.get(s.batch_size);  // finalizes the store
-  load_weights(s.checkpoint, store, meta.model);
+  CpuAllocator host_memory;
+  ParamStore host_store;  // read on the host, copied to the model's device
+  host_store.mirror(store, host_memory);
+  load_weights(s.checkpoint, host_store, meta.model);
+  copy_values(store, host_store);
   Evaluation result;
   result.classes = meta.num_classes;
   result.total = dataset->size();

@@ -1,8 +1,4 @@
 #include "models/param_store.h"
-#ifdef CONVNET_HAVE_CUDA
-#include "core/cuda/check.h"
-#include "core/cuda/runtime.h"
-#endif
 
 #include <cstring>
 
@@ -143,14 +139,7 @@ void copy_values(ParamStore& dst, const ParamStore& src) {
                 "copy_values between stores of different models (", src.entries().size(), " and ",
                 dst.entries().size(), " entries)");
   const auto copy = [](const Tensor& to, const Tensor& from) {
-    if (!to.defined()) return;
-    if (to.device() == Device::cpu && from.device() == Device::cpu) return to.copy_from(from);
-#ifdef CONVNET_HAVE_CUDA
-    cuda::copy(to, from, cuda::current_stream());
-    CONVNET_CUDA(cudaStreamSynchronize(cuda::current_stream()));
-#else
-    CONVNET_CHECK(false, "device memory in a build without the GPU backend");
-#endif
+    if (to.defined()) copy_tensor(to, from);
   };
   copy(dst.flat_params(), src.flat_params());
   copy(dst.flat_buffers(), src.flat_buffers());

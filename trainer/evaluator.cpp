@@ -64,10 +64,10 @@ EvalTotals evaluate(ModelNets& nets, Loader& loader,
   Batch batch;
   while (loader.next(&batch)) {
     Net& net = nets.get(batch.count);
-    std::memcpy(net.input().data<float>(), batch.images.data(), batch.images.size() * 4);
+    copy_from_host(net.input(), batch.images.data());
     net.forward(Mode::inference);
-    const Tensor& logits = net.output();
-    const double loss = nets.loss(batch.count, 0.0).forward(logits, batch.labels);
+    const double loss = nets.loss(batch.count, 0.0).forward(net.output(), batch.labels);
+    const Tensor logits = host_copy_if_device(net.output());
     totals.loss_sum += loss * batch.count;
     totals.correct1 += count_top_k(logits, batch.labels, 1);
     totals.correct5 += count_top_k(logits, batch.labels, std::min<int64_t>(5, logits.shape()[1]));

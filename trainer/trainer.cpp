@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "comm/device_selection.h"
 #include "comm/gradient_reducer.h"
 #include "core/error.h"
 #include "datasets/loader.h"
@@ -15,6 +16,7 @@
 #include "models/weights_file.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluator.h"
+#include "trainer/host_shadow.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/progress.h"
 #include "trainer/stop_signals.h"
@@ -197,7 +199,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
 
   // ---- Model, optimizer, communication
   const int threads = config.threads > 0 ? config.threads : cores_per_local_rank(communicator);
-  Context context({.num_threads = threads});
+  Context context(context_options_for_rank(parse_backend(config.device), threads, communicator));
   ParamStore store;
   const ModelSpec spec{.name = config.model,
                        .num_classes = classes,
@@ -205,15 +207,26 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
                        .memory_efficient = config.memory_efficient};
   ModelNets nets(context, spec, store, channels, loader.height(), loader.width());
   Net& net = nets.get(config.batch_size);
-  initialize_parameters(store, config.seed);
-  broadcast_model(communicator, store, true);
   SoftmaxCrossEntropy& loss = nets.loss(config.batch_size, config.label_smoothing);
-  Sgd sgd(context,
-          {.momentum = config.momentum,
-           .weight_decay = config.weight_decay,
-           .nesterov = config.nesterov},
-          store.decay_segments(config.no_bn_decay), store.num_parameters());
-  if (!resume_path.empty()) load_checkpoint(resume_path, store, sgd, config.model);
+  const SgdOptions sgd_options{.momentum = config.momentum,
+                               .weight_decay = config.weight_decay,
+                               .nesterov = config.nesterov};
+  Sgd sgd(context, sgd_options, store.decay_segments(config.no_bn_decay), store.num_parameters());
+  // Initialization, files and broadcasts work on the host copy (the model
+  // itself on the CPU).
+  HostShadow shadow(store, sgd, sgd_options, store.decay_segments(config.no_bn_decay));
+  initialize_parameters(shadow.store(), config.seed);
+  broadcast_model(communicator, shadow.store(), true);
+  if (!resume_path.empty())
+    load_checkpoint(resume_path, shadow.store(), shadow.sgd(), config.model);
+  shadow.push();
+  // Rank 0's BN statistics everywhere (before evaluating and saving).
+  const auto share_bn_statistics = [&] {
+    if (world == 1) return;
+    shadow.pull();
+    broadcast_model(communicator, shadow.store(), false);
+    shadow.push();
+  };
   const CheckpointSchedule checkpoints = parse_checkpoint_every(config.checkpoint_every);
   CONVNET_CHECK(config.keep > 0, "--keep must be positive, got ", config.keep);
   const int64_t global_batch = config.batch_size * world * accumulate;
@@ -227,7 +240,9 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   schedule_options.gamma = config.gamma;
   schedule_options.epochs = config.epochs;
   const LrSchedule schedule(schedule_options, steps_per_epoch);
-  GradientReducer reducer(communicator, store.flat_grads().data<float>(), store.num_parameters(),
+  auto gradient_communicator = make_gradient_communicator(communicator, context);
+  GradientReducer reducer(*gradient_communicator, store.flat_grads().data<float>(),
+                          store.num_parameters(),
                           {.bucket_bytes = static_cast<std::size_t>(config.bucket_mb * (1 << 20)),
                            .overlap = config.overlap});
 
@@ -248,8 +263,11 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
            << recipe_name(loader_options.augment.recipe) << "\n"
            << "world " << world << " x batch " << config.batch_size << " x accumulate "
            << accumulate << " = global batch " << global_batch << ", " << steps_per_epoch
-           << " steps/epoch, " << threads << " threads/rank, base lr " << schedule_options.base_lr
-           << ", " << communicator.describe() << "\n"
+           << " steps/epoch, "
+           << (context.backend() == Backend::cuda ? "GPU " + std::to_string(context.gpu_index())
+                                                  : std::to_string(threads) + " threads")
+           << "/rank, base lr " << schedule_options.base_lr << ", " << communicator.describe()
+           << "\n"
            << "activations " << (net.activation_bytes() >> 20) << " MiB + pool "
            << (net.pool_bytes() >> 20) << " MiB per rank\n--- resolved configuration ("
            << config_path << ")\n"
@@ -298,19 +316,17 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     double step_stats[6] = {0, 0, 0, 0, 0, 0};
     for (int64_t a = 0; a < accumulate; ++a) {
       loader.next(&batch);
-      std::memcpy(net.input().data<float>(), batch.images.data(), batch.images.size() * 4);
+      copy_from_host(net.input(), batch.images.data());
       net.forward(Mode::training);
       const double value = loss.forward(net.output(), batch.labels);
+      const Tensor logits = host_copy_if_device(net.output());
       step_stats[0] += value * batch.count;
-      step_stats[1] += count_top_k(net.output(), batch.labels, 1);
-      step_stats[2] += count_top_k(net.output(), batch.labels, std::min<int64_t>(5, classes));
+      step_stats[1] += count_top_k(logits, batch.labels, 1);
+      step_stats[2] += count_top_k(logits, batch.labels, std::min<int64_t>(5, classes));
       step_stats[3] += batch.count;
       step_stats[4] += std::isfinite(value) ? 0 : 1;
       loss.backward(net.output_grad());
-      if (accumulate > 1) {
-        float* g = net.output_grad().data<float>();
-        for (int64_t i = 0; i < net.output_grad().numel(); ++i) g[i] *= scale;
-      }
+      if (accumulate > 1) scale_in_place(net.output_grad(), scale);
       if (a + 1 == accumulate)
         net.backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
       else
@@ -376,7 +392,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
 
     if (epoch_end && val_data) {
       Watchdog::Scope waiting(watchdog, step + 1, "the evaluation");
-      broadcast_model(communicator, store, false);  // rank 0's BN statistics everywhere
+      share_bn_statistics();
       Loader val_loader(val_data, eval_options);
       watchdog.disarm();  // evaluating is local work
       EvalTotals totals = evaluate(nets, val_loader);
@@ -428,11 +444,12 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       state.sgd_steps = sgd.step_count();
       {
         Watchdog::Scope waiting(watchdog, step + 1, "the checkpoint broadcast");
-        broadcast_model(communicator, store, false);  // rank 0's BN statistics
+        share_bn_statistics();
       }
       if (root) {
         const std::string path = checkpoint_path(config.run_dir, step + 1);
-        save_checkpoint(path, make_metadata(), store, sgd, state);
+        shadow.pull();
+        save_checkpoint(path, make_metadata(), shadow.store(), shadow.sgd(), state);
         write_latest_pointer(config.run_dir, path);
         prune_checkpoints(config.run_dir, config.keep, state.best_step, step + 1);
         result.checkpoint_path = path;
@@ -452,10 +469,11 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   }
 
   // ---- Final model (rank 0's BN statistics)
-  broadcast_model(communicator, store, false);
+  share_bn_statistics();
   result.model_path = config.run_dir + "/model.h5";
   if (root) {
-    save_weights(result.model_path, make_metadata(), store);
+    shadow.pull();
+    save_weights(result.model_path, make_metadata(), shadow.store());
     progress->message("saved " + result.model_path);
   }
   return result;
