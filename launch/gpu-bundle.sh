@@ -40,6 +40,14 @@ exec "$here/lib/ld-linux-x86-64.so.2" \
 RUN
 chmod +x "$stage/run"
 cp "$(dirname "$0")/../tests/gpu/check.sh" "$stage/check.sh"
+# A small real dataset for the GPU training check: Fashion-MNIST's 10,000
+# test images (Debian's dataset-fashion-mnist), when this machine has them.
+fashion=/usr/share/datasets/fashion-mnist
+if [[ -f $fashion/t10k-images-idx3-ubyte.gz ]]; then
+  mkdir -p "$stage/data"
+  "$build/bin/convnet" convert idx --images "$fashion/t10k-images-idx3-ubyte.gz" \
+    --labels "$fashion/t10k-labels-idx1-ubyte.gz" --output "$stage/data/fashion-10k.h5" >/dev/null
+fi
 cp "$(dirname "$0")/../bench/torch_gpu_bench.py" "$stage/torch_gpu_bench.py"
 tar -C "$stage_root" -cJf "$output" convnet-bundle
 echo "{\"bundle\": \"$output\", \"files\": $(find "$stage" -type f | wc -l), \"unpacked_mib\": $(du -sm "$stage" | cut -f1), \"packed_mib\": $(( $(stat -c %s "$output") / 1048576 ))}"

@@ -29,7 +29,7 @@ void print_usage() {
 int print_version() {
   std::printf("convnet %s\nbackends: cpu (oneDNN)%s\n", CONVNET_VERSION,
 #ifdef CONVNET_HAVE_CUDA
-              ", cuda (cuDNN layers; training with --device cuda pending)"
+              ", cuda (cuDNN, NCCL; --device cuda)"
 #else
               ""
 #endif

@@ -73,6 +73,35 @@ bench densenet-bc100-b64-efficient 90 --model densenet_bc_100_k12 --batch-size 6
 bench densenet-bc100-b64-naive 90 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient off
 bench resnet18-b256-fp32 60 --model resnet18 --batch-size 256 --steps 10 --warmup 3
 
+echo "== GPU training (Fashion-MNIST 10k in the bundle)"
+data=$bundle/data/fashion-10k.h5
+if [[ -f $data ]]; then
+  train=(--model resnet20 --train-data "$data" --batch-size 128 --lr 0.1 --schedule cosine
+         --epochs 2 --loader-threads 4 --log-every 20 --seed 3)
+  if timeout 150 "$run" convnet train "${train[@]}" --val-data "$data" --device cuda \
+      --run-dir "$out/gpu-train" >"$out/gpu-train.log" 2>&1; then
+    note "train cuda: $(grep 'validation' "$out/gpu-train.log" | tail -1)"
+    note "train cuda speed: $(grep -o '[0-9.]* img/s' "$out/gpu-train.log" | tail -1)"
+    # The same weights evaluated on the GPU and on the CPU must agree.
+    for d in cuda cpu; do
+      timeout 90 "$run" convnet eval --checkpoint "$out/gpu-train/model.h5" --data "$data" \
+        --device $d --batch-size 250 >"$out/eval-$d.json" 2>&1
+      note "eval $d: $(tail -1 "$out/eval-$d.json")"
+    done
+  else
+    note "train cuda: FAILED (rc $?): $(tail -3 "$out/gpu-train.log" | tr '\n' ' ')"
+  fi
+  # Stop after 30 steps and resume to 60 on the GPU.
+  timeout 90 "$run" convnet train "${train[@]}" --device cuda --max-steps 30 \
+    --run-dir "$out/gpu-resume" >"$out/gpu-resume-1.log" 2>&1
+  if timeout 90 "$run" convnet train "${train[@]}" --device cuda --max-steps 60 --resume auto \
+      --run-dir "$out/gpu-resume" >"$out/gpu-resume-2.log" 2>&1; then
+    note "resume cuda: $(grep -o 'resuming from .*' "$out/gpu-resume-2.log" | head -1)"
+  else
+    note "resume cuda: FAILED: $(tail -3 "$out/gpu-resume-2.log" | tr '\n' ' ')"
+  fi
+fi
+
 echo "== PyTorch on the same GPU"
 if [[ -n $python ]] && [[ -f $bundle/torch_gpu_bench.py ]]; then
   for p in fp32 bf16; do
