@@ -1,5 +1,7 @@
 #include "comm/device_selection.h"
 
+#include "core/error.h"
+
 #ifdef CONVNET_HAVE_CUDA
 #include "comm/nccl_communicator.h"
 #include "core/cuda/device.h"
@@ -8,9 +10,17 @@
 
 namespace convnet {
 
-ContextOptions context_options_for_rank(Backend backend, int threads,
+ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
                                         const Communicator& communicator) {
+  CONVNET_CHECK(precision != "bf16" && precision != "fp16", "--precision ", precision,
+                " is not implemented yet: the GPU backend computes in fp32 (tf32 uses tensor "
+                "cores on fp32 data)");
+  CONVNET_CHECK(precision == "fp32" || precision == "tf32",
+                "--precision must be fp32 or tf32, got '", precision, "'");
+  CONVNET_CHECK(precision == "fp32" || backend == Backend::cuda,
+                "--precision tf32 needs --device cuda");
   ContextOptions options;
+  options.allow_tf32 = precision == "tf32";
   options.backend = backend;
   options.num_threads = threads;
 #ifdef CONVNET_HAVE_CUDA

@@ -4,6 +4,9 @@
 //         host communicator (MPI, or the single-process one).
 //   cuda: the GPU of the rank's local rank (an error naming the counts when a
 //         node runs more ranks than it has GPUs); gradients over NCCL.
+//
+// precision: fp32 (both devices), or tf32 (GPU: convolutions may use TF32
+// tensor cores). bf16 and fp16 are named in the error as not implemented.
 #pragma once
 
 #include <memory>
@@ -13,7 +16,7 @@
 
 namespace convnet {
 
-ContextOptions context_options_for_rank(Backend backend, int threads,
+ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
                                         const Communicator& communicator);
 // Collective over `host`'s ranks.
 std::unique_ptr<Communicator> make_gradient_communicator(Communicator& host, Context& context);

@@ -27,6 +27,9 @@ struct ContextOptions {
   int num_threads = 0;
   // The GPU this context drives (backend cuda): usually the rank's local rank.
   int device = 0;
+  // GPU convolutions on fp32 data may use TF32 tensor cores (10-bit mantissa
+  // products, fp32 accumulation): faster, less exact (--precision tf32).
+  bool allow_tf32 = false;
 };
 
 struct OnednnRuntime;  // core/onednn.h
@@ -61,6 +64,7 @@ class Context {
   GpuRuntime& gpu();
   // The CUDA device index (backend cuda).
   int gpu_index() const { return options_.device; }
+  bool allow_tf32() const { return options_.allow_tf32; }
 
   // Scratch memory shared by every layer of this context, one buffer per
   // slot, grown on demand. Layers run one at a time, so a layer may use a

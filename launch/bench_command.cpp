@@ -44,7 +44,7 @@ void wait_for_device(Context& context) {
 
 int bench_command(const std::vector<std::string>& args) {
   namespace po = boost::program_options;
-  std::string model, memory_efficient, device;
+  std::string model, memory_efficient, device, precision;
   int64_t batch = 0, size = 0, channels = 3, classes = 0;
   int steps = 0, threads = 0, warmup = 0;
   double bucket_mb = 25;
@@ -62,6 +62,8 @@ int bench_command(const std::vector<std::string>& args) {
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS or all)")(
       "device", po::value(&device)->default_value("cpu"),
       "cpu, or cuda (the GPU of each rank's local rank)")(
+      "precision", po::value(&precision)->default_value("fp32"),
+      "fp32, or tf32 (GPU convolutions on TF32 tensor cores)")(
       "memory-efficient", po::value(&memory_efficient)->default_value("on"),
       "DenseNet shared concatenation buffers: on|off")(
       "bucket-mb", po::value(&bucket_mb)->default_value(25), "allreduce bucket size (mpirun)")(
@@ -76,7 +78,8 @@ int bench_command(const std::vector<std::string>& args) {
   if (classes == 0) classes = info.default_classes;
 
   auto communicator = make_communicator();
-  Context context(context_options_for_rank(parse_backend(device), threads, *communicator));
+  Context context(
+      context_options_for_rank(parse_backend(device), threads, precision, *communicator));
   ParamStore store;
   auto net = build_model(context,
                          {.name = model,
@@ -136,14 +139,14 @@ int bench_command(const std::vector<std::string>& args) {
       "{\"model\": \"%s\", \"batch_size\": %ld, \"image_size\": %ld, \"img_per_s\": %.3f, "
       "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s, "
       "\"activation_mib\": %ld, \"pool_mib\": %ld, \"allocated_peak_mib\": %ld, \"ranks\": %d, "
-      "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\"}\n",
+      "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\", \"precision\": \"%s\"}\n",
       model.c_str(), static_cast<long>(batch), static_cast<long>(size), world * batch / median,
       static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
       context.num_threads(), memory_efficient == "on" ? "true" : "false",
       static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->pool_bytes() >> 20),
       static_cast<long>(context.allocator().peak_bytes_in_use() >> 20), world,
       static_cast<long>(reducer.buckets().size()), 1e3 * exposed[exposed.size() / 2],
-      device.c_str());
+      device.c_str(), precision.c_str());
   return 0;
 }
 

@@ -41,8 +41,9 @@ struct TrainConfig {
 
   // System
   std::string run_dir = "run";
-  std::string device = "cpu";  // cpu, or cuda: the GPU of the rank's local rank
-  int threads = 0;             // compute threads per rank (0: the node's cores / ranks on the node)
+  std::string device = "cpu";      // cpu, or cuda: the GPU of the rank's local rank
+  std::string precision = "fp32";  // fp32, or tf32 (GPU convolutions on TF32 tensor cores)
+  int threads = 0;  // compute threads per rank (0: the node's cores / ranks on the node)
   int loader_threads = 2;
   double bucket_mb = 25;
   double comm_timeout = 600;  // seconds a rank may wait for the others before ending the job

@@ -199,7 +199,8 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
 
   // ---- Model, optimizer, communication
   const int threads = config.threads > 0 ? config.threads : cores_per_local_rank(communicator);
-  Context context(context_options_for_rank(parse_backend(config.device), threads, communicator));
+  Context context(context_options_for_rank(parse_backend(config.device), threads, config.precision,
+                                           communicator));
   ParamStore store;
   const ModelSpec spec{.name = config.model,
                        .num_classes = classes,

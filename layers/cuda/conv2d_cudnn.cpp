@@ -1,7 +1,9 @@
 // Conv2d on cuDNN: one descriptor set per layer, algorithms measured once
 // per distinct problem (cudnnFind*) and cached for the process, workspace from
-// the context's scratch. fp32 math is strict (FMA kernels only, no TF32), so
-// results match the CPU backend to float rounding.
+// the context's scratch. fp32 math is strict (FMA kernels only, no TF32) unless
+// the context allows TF32 (ContextOptions::allow_tf32, --precision tf32): then
+// tensor-core algorithms on fp32 data are chosen when they are fastest. Strict
+// // results match the CPU backend to float rounding.
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -19,15 +21,17 @@ struct ConvAlgorithms {
   cudnnConvolutionBwdDataAlgo_t backward_data{};
   cudnnConvolutionBwdFilterAlgo_t backward_filter{};
   std::size_t forward_bytes = 0, backward_data_bytes = 0, backward_filter_bytes = 0;
+  cudnnMathType_t forward_math{}, backward_data_math{}, backward_filter_math{};
 };
 
-// The fastest result that is strict fp32 and fits the workspace limit.
+// The fastest result that fits the workspace limit: any math with TF32
+// allowed; else FMA kernels, or default math found under an FMA descriptor.
 template <typename Perf>
-const Perf& pick(const std::vector<Perf>& results, int count, const std::string& layer,
-                 const char* what) {
+const Perf& pick(const std::vector<Perf>& results, int count, bool allow_tf32,
+                 const std::string& layer, const char* what) {
   for (int i = 0; i < count; ++i)
-    if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType == CUDNN_FMA_MATH &&
-        results[i].memory <= kMaxWorkspace)
+    if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].memory <= kMaxWorkspace &&
+        (allow_tf32 || results[i].mathType == CUDNN_FMA_MATH))
       return results[i];
   for (int i = 0; i < count; ++i)
     if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType != CUDNN_TENSOR_OP_MATH &&
@@ -59,7 +63,9 @@ class Conv2dCudnn final : public Conv2d {
     CONVNET_CUDNN(cudnnSetConvolution2dDescriptor(conv_, pad, pad, stride, stride, 1, 1,
                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CONVNET_CUDNN(cudnnSetConvolutionGroupCount(conv_, static_cast<int>(options.groups)));
-    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_, CUDNN_FMA_MATH));
+    allow_tf32_ = context.allow_tf32();
+    CONVNET_CUDNN(
+        cudnnSetConvolutionMathType(conv_, allow_tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
     algorithms_ = find_algorithms();
   }
   ~Conv2dCudnn() override {
@@ -72,7 +78,7 @@ class Conv2dCudnn final : public Conv2d {
     std::ostringstream key;
     const Conv2dOptions& o = options();
     key << context_.gpu().device << ' ' << input_shape() << ' ' << o.out_channels << ' ' << o.kernel
-        << ' ' << o.stride << ' ' << o.padding << ' ' << o.groups;
+        << ' ' << o.stride << ' ' << o.padding << ' ' << o.groups << (allow_tf32_ ? " tf32" : "");
     return key.str();
   }
 
@@ -90,24 +96,32 @@ class Conv2dCudnn final : public Conv2d {
     std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
     CONVNET_CUDNN(cudnnFindConvolutionForwardAlgorithm(
         h, x_.get(), w_, conv_, y_.get(), static_cast<int>(fwd.size()), &count, fwd.data()));
-    const auto& f = pick(fwd, count, name(), "forward");
+    const auto& f = pick(fwd, count, allow_tf32_, name(), "forward");
     a.forward = f.algo;
+    a.forward_math = f.mathType;
     a.forward_bytes = f.memory;
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
     CONVNET_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(
         h, w_, y_.get(), conv_, x_.get(), static_cast<int>(data.size()), &count, data.data()));
-    const auto& d = pick(data, count, name(), "backward-data");
+    const auto& d = pick(data, count, allow_tf32_, name(), "backward-data");
     a.backward_data = d.algo;
+    a.backward_data_math = d.mathType;
     a.backward_data_bytes = d.memory;
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter(
         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
     CONVNET_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(
         h, x_.get(), y_.get(), conv_, w_, static_cast<int>(filter.size()), &count, filter.data()));
-    const auto& g = pick(filter, count, name(), "backward-filter");
+    const auto& g = pick(filter, count, allow_tf32_, name(), "backward-filter");
     a.backward_filter = g.algo;
+    a.backward_filter_math = g.mathType;
     a.backward_filter_bytes = g.memory;
     cache.emplace(key, a);
     return a;
+  }
+
+  // The math the algorithm was measured with (strict mode: always FMA).
+  void use_math(cudnnMathType_t math) {
+    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_, allow_tf32_ ? math : CUDNN_FMA_MATH));
   }
 
   void* workspace(std::size_t bytes) {
@@ -119,6 +133,7 @@ class Conv2dCudnn final : public Conv2d {
     cudnnHandle_t h = context_.gpu().cudnn;
     const float one = 1.0f, zero = 0.0f;
     const std::size_t bytes = algorithms_.forward_bytes;
+    use_math(algorithms_.forward_math);
     CONVNET_CUDNN(cudnnConvolutionForward(
         h, &one, x_.get(), cuda::device_ptr(x), w_, cuda::device_ptr(weight), conv_,
         algorithms_.forward, workspace(bytes), bytes, &zero, y_.get(), cuda::device_ptr(y)));
@@ -133,12 +148,14 @@ class Conv2dCudnn final : public Conv2d {
     const float one = 1.0f, zero = 0.0f;
     if (dx.defined()) {
       const std::size_t bytes = algorithms_.backward_data_bytes;
+      use_math(algorithms_.backward_data_math);
       CONVNET_CUDNN(cudnnConvolutionBackwardData(
           h, &one, w_, cuda::device_ptr(weight), y_.get(), cuda::device_ptr(dy), conv_,
           algorithms_.backward_data, workspace(bytes), bytes,
           dx_mode == GradMode::accumulate ? &one : &zero, x_.get(), cuda::device_ptr(dx)));
     }
     const std::size_t bytes = algorithms_.backward_filter_bytes;
+    use_math(algorithms_.backward_filter_math);
     CONVNET_CUDNN(cudnnConvolutionBackwardFilter(
         h, &one, x_.get(), cuda::device_ptr(x), y_.get(), cuda::device_ptr(dy), conv_,
         algorithms_.backward_filter, workspace(bytes), bytes, &one, w_, cuda::device_ptr(dweight)));
@@ -152,6 +169,7 @@ class Conv2dCudnn final : public Conv2d {
   cudnnFilterDescriptor_t w_ = nullptr;
   cudnnConvolutionDescriptor_t conv_ = nullptr;
   ConvAlgorithms algorithms_;
+  bool allow_tf32_ = false;
 };
 
 }  // namespace

@@ -106,6 +106,34 @@ TEST_F(GpuLayers, ConvGrouped) {
   check_conv(conv(16, 16, 3, 2, 1, 4), Shape{2, 16, 10, 10}, GradMode::accumulate);
 }
 
+// TF32 products keep 10 mantissa bits (relative error 2^-11 ~ 5e-4 each);
+// over a reduction of K = 144 terms of mixed sign the error stays within a
+// few 1e-3 of the largest output, so 1e-2 relative is the bound here.
+TEST_F(GpuLayers, ConvWithTf32TensorCores) {
+  ContextOptions options;
+  options.backend = Backend::cuda;
+  options.allow_tf32 = true;
+  Context tf32(options);
+  const Conv2dOptions o = conv(16, 32, 3, 1, 1);
+  const Shape in{8, 16, 14, 14};
+  auto c = Conv2d::create(cpu(), "conv", o, in);
+  auto g = Conv2d::create(tf32, "conv", o, in);
+  const Tensor x = random(in), w = random(c->weight_shape()), dy = random(c->output_shape());
+  Tensor y = host_zeros(c->output_shape());
+  c->forward(x, w, Tensor(), y);
+  Tensor gy = Tensor::empty(c->output_shape(), tf32.allocator());
+  const Tensor gx = upload(x), gw = upload(w);
+  g->forward(gx, gw, Tensor(), gy);
+  EXPECT_TRUE(close(gy, y, 1e-2));
+  Tensor dx = host_zeros(in), dw = host_zeros(c->weight_shape());
+  Tensor gdx = Tensor::empty(in, tf32.allocator()),
+         gdw = Tensor::zeros(c->weight_shape(), tf32.allocator());
+  c->backward(x, w, dy, dx, GradMode::overwrite, dw, Tensor());
+  g->backward(gx, gw, upload(dy), gdx, GradMode::overwrite, gdw, Tensor());
+  EXPECT_TRUE(close(gdx, dx, 1e-2));
+  EXPECT_TRUE(close(gdw, dw, 1e-2));
+}
+
 TEST_F(GpuLayers, BatchNormTraining) {
   check_batch_norm(false, Mode::training, GradMode::overwrite);
 }
