@@ -51,14 +51,18 @@ class GpuTest : public ::testing::Test {
     out.copy_from(t);
     return out;
   }
+  // Device copies, complete on return (a test may use them on another
+  // context's stream).
   Tensor upload(const Tensor& host) {
     Tensor d = Tensor::empty(host.shape(), gpu_->allocator());
     cuda::copy(d, host, stream());
+    gpu_->gpu().synchronize();
     return d;
   }
   Tensor device_zeros(const Shape& shape) {
     Tensor d = Tensor::empty(shape, gpu_->allocator());
     cuda::zero(d, stream());
+    gpu_->gpu().synchronize();
     return d;
   }
   Tensor download(const Tensor& device) { return cuda::to_host(device, stream()); }
