@@ -65,7 +65,11 @@ class GpuTest : public ::testing::Test {
     gpu_->gpu().synchronize();
     return d;
   }
-  Tensor download(const Tensor& device) { return cuda::to_host(device, stream()); }
+  // Waits for every stream of the device (tests may use several contexts).
+  Tensor download(const Tensor& device) {
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    return cuda::to_host(device, stream());
+  }
 
   // |gpu - cpu| <= rtol * max|cpu| + atol elementwise; reports the worst element.
   ::testing::AssertionResult close(const Tensor& gpu_tensor, const Tensor& cpu_tensor,
