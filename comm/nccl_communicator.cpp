@@ -40,19 +40,25 @@ void wait_for(cudaEvent_t done, ncclComm_t comm) {
 
 class NcclPending final : public PendingReduce::Impl {
  public:
-  NcclPending(cudaEvent_t done, ncclComm_t comm) : done_(done), comm_(comm) {}
+  NcclPending(cudaEvent_t done, ncclComm_t comm, int device)
+      : done_(done), comm_(comm), device_(device) {}
   ~NcclPending() override { cudaEventDestroy(done_); }
   bool test() override {
+    CONVNET_CUDA(cudaSetDevice(device_));
     const cudaError_t status = cudaEventQuery(done_);
     if (status == cudaErrorNotReady) return false;
     CONVNET_CUDA(status);
     return true;
   }
-  void wait() override { wait_for(done_, comm_); }
+  void wait() override {
+    CONVNET_CUDA(cudaSetDevice(device_));
+    wait_for(done_, comm_);
+  }
 
  private:
   cudaEvent_t done_;
   ncclComm_t comm_;
+  int device_;
 };
 
 class NcclCommunicator final : public Communicator {
@@ -71,15 +77,18 @@ class NcclCommunicator final : public Communicator {
   }
   ~NcclCommunicator() override {
     cudaSetDevice(device_);
-    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    // Abort first when something failed: NCCL kernels waiting for a dead
+    // peer spin until the communicator is aborted, so a sync would hang.
     if (comm_ != nullptr) {
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async);
-      if (async == ncclSuccess && std::uncaught_exceptions() == 0)
-        ncclCommDestroy(comm_);
-      else
+      if (async != ncclSuccess || std::uncaught_exceptions() > 0) {
         ncclCommAbort(comm_);
+        comm_ = nullptr;
+      }
     }
+    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    if (comm_ != nullptr) ncclCommDestroy(comm_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -98,6 +107,7 @@ class NcclCommunicator final : public Communicator {
     host_->broadcast(data, bytes, root);
   }
   void allreduce_impl(float* data, std::size_t count, ReduceOp op) override {
+    CONVNET_CUDA(cudaSetDevice(device_));  // this thread's first CUDA call may be here
     if (!on_device(data)) return host_->allreduce(data, count, op);
     allreduce_async_impl(data, count, op).wait();
   }
@@ -106,8 +116,8 @@ class NcclCommunicator final : public Communicator {
   }
   void allreduce_impl(int64_t* data, std::size_t count) override { host_->allreduce(data, count); }
   PendingReduce allreduce_async_impl(float* data, std::size_t count, ReduceOp op) override {
+    CONVNET_CUDA(cudaSetDevice(device_));  // before any CUDA call on this thread
     if (!on_device(data)) return host_->allreduce_async(data, count, op);
-    CONVNET_CUDA(cudaSetDevice(device_));
     cudaEvent_t ready = nullptr, done = nullptr;
     CONVNET_CUDA(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
     CONVNET_CUDA(cudaEventRecord(ready, compute_));
@@ -117,7 +127,7 @@ class NcclCommunicator final : public Communicator {
                                op == ReduceOp::average ? ncclAvg : ncclSum, comm_, stream_));
     CONVNET_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     CONVNET_CUDA(cudaEventRecord(done, stream_));
-    return PendingReduce(std::make_unique<NcclPending>(done, comm_));
+    return PendingReduce(std::make_unique<NcclPending>(done, comm_, device_));
   }
   int64_t allreduce_max_impl(int64_t value) override { return host_->allreduce_max(value); }
   std::unique_ptr<Communicator> duplicate_impl() override {

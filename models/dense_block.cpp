@@ -147,21 +147,23 @@ class DenseBlockOp final : public Op {
         l.conv2->backward(bottleneck_act_, param(l.conv2_id), dfeatures_, dmid_,
                           GradMode::overwrite, grad(l.conv2_id), Tensor());
         l.relu2->backward(bottleneck_act_, dmid_, dmid_, GradMode::overwrite);  // in place
-        l.norm2->backward(bottleneck_, param(l.norm2_params.weight), dmid_, dmid_,
+        // BN backward out of place (cuDNN does not promise dx == dy), into
+        // bottleneck_act_, which nothing reads any more.
+        l.norm2->backward(bottleneck_, param(l.norm2_params.weight), dmid_, bottleneck_act_,
                           GradMode::overwrite, grad(l.norm2_params.weight),
                           grad(l.norm2_params.bias));
-        l.conv1->backward(act, param(l.conv1_id), dmid_, dact, GradMode::overwrite,
+        l.conv1->backward(act, param(l.conv1_id), bottleneck_act_, dact, GradMode::overwrite,
                           grad(l.conv1_id), Tensor());
       } else {
         l.conv1->backward(act, param(l.conv1_id), dfeatures_, dact, GradMode::overwrite,
                           grad(l.conv1_id), Tensor());
       }
-      // ReLU and BN backward run in place on dact (oneDNN supports diff_src ==
-      // diff_dst for both), which saves a fourth block-wide buffer.
+      // ReLU backward runs in place on dact; BN backward writes into act,
+      // free once the ReLU has read it, which saves a fourth block-wide buffer.
       l.relu1->backward(act, dact, dact, GradMode::overwrite);
-      l.norm1->backward(cat, param(l.norm1_params.weight), dact, dact, GradMode::overwrite,
+      l.norm1->backward(cat, param(l.norm1_params.weight), dact, act, GradMode::overwrite,
                         grad(l.norm1_params.weight), grad(l.norm1_params.bias));
-      add_into(dout.slice(1, 0, l.in_channels), dact);
+      add_into(dout.slice(1, 0, l.in_channels), act);
     }
     if (din[0].defined()) write_gradient(din[0], dout.slice(1, 0, input_shape_[1]), modes[0]);
   }

@@ -96,7 +96,7 @@ const ParamEntry& ParamStore::entry(int id, EntryKind kind) const {
 
 namespace {
 Tensor view(const Tensor& flat, const ParamEntry& e) {
-  return Tensor::wrap(flat.data<float>() + e.offset, e.shape);
+  return Tensor::wrap(flat.data<float>() + e.offset, e.shape, DType::f32, flat.device());
 }
 }  // namespace
 

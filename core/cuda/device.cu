@@ -50,6 +50,9 @@ namespace convnet::cuda {
 int gpu_for_local_rank(int local_rank, int local_size) {
   const int count = device_count();
   CONVNET_CHECK(count > 0, "--device cuda: no usable GPU (", runtime_status(), ")");
+  // One visible GPU: one per rank through CUDA_VISIBLE_DEVICES (Slurm's
+  // --gpu-bind); ranks that really share one GPU get NCCL's error instead.
+  if (count == 1) return 0;
   CONVNET_CHECK(local_size <= count, "--device cuda: ", local_size,
                 " ranks run on this node but it has ", count,
                 " GPU(s); start at most one rank per GPU");

@@ -52,7 +52,13 @@ void CudaAllocator::deallocate(void* ptr, std::size_t bytes) noexcept {
 
 namespace cuda {
 
-cudaStream_t current_stream() { return this_thread_stream; }
+cudaStream_t current_stream() {
+  // The legacy default stream would not be ordered with the non-blocking
+  // compute stream, so an unset stream is an error, not a fallback.
+  CONVNET_CHECK(this_thread_stream != nullptr,
+                "GPU work on a thread that has no GPU context (cuda::current_stream)");
+  return this_thread_stream;
+}
 
 namespace {
 bool dense(const Tensor& t) { return t.is_contiguous() || t.layout() != Layout::nchw; }

@@ -56,8 +56,8 @@ class CudaAllocator final : public Allocator {
 
 namespace cuda {
 
-// The stream of the GpuRuntime most recently created by this thread (the
-// default stream before any): helpers without a Context (write_gradient of
+// The stream of the GpuRuntime most recently created by this thread (an
+// error when there is none, or it was destroyed): helpers without a Context (write_gradient of
 // layers/layer.h) enqueue there, in order with the layers.
 cudaStream_t current_stream();
 

@@ -24,15 +24,20 @@ struct ConvAlgorithms {
   cudnnMathType_t forward_math{}, backward_data_math{}, backward_filter_math{};
 };
 
-// The fastest result that fits the workspace limit: any math with TF32
-// allowed; else FMA kernels, or default math found under an FMA descriptor.
+// The fastest result that fits the workspace limit, deterministic ones first
+// (so a resumed run repeats an uninterrupted one): any math but fp16
+// down-conversion with TF32 allowed; else FMA kernels, or default math found
+// under an FMA descriptor.
 template <typename Perf>
 const Perf& pick(const std::vector<Perf>& results, int count, bool allow_tf32,
                  const std::string& layer, const char* what) {
-  for (int i = 0; i < count; ++i)
-    if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].memory <= kMaxWorkspace &&
-        (allow_tf32 || results[i].mathType == CUDNN_FMA_MATH))
-      return results[i];
+  for (bool deterministic_only : {true, false})
+    for (int i = 0; i < count; ++i)
+      if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].memory <= kMaxWorkspace &&
+          results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+          (allow_tf32 || results[i].mathType == CUDNN_FMA_MATH) &&
+          (!deterministic_only || results[i].determinism == CUDNN_DETERMINISTIC))
+        return results[i];
   for (int i = 0; i < count; ++i)
     if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType != CUDNN_TENSOR_OP_MATH &&
         results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&

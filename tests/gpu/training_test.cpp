@@ -27,7 +27,6 @@ class GpuTraining : public GpuTest {
  protected:
   void build(Replica& r, Context& context, const ModelSpec& spec, const Shape& input) {
     r.net = build_model(context, spec, r.store, input);
-    r.net->plan();
     r.loss = SoftmaxCrossEntropy::create(context, "loss", {}, r.net->output().shape());
     SgdOptions o;
     o.momentum = 0.9;
@@ -104,7 +103,6 @@ TEST_F(GpuTraining, MemoryEfficientDenseNetMatchesNaive) {
   build(naive, gpu(), spec, input);
   ParamStore host;
   auto host_net = build_model(cpu(), spec, host, input);
-  host_net->plan();
   initialize_parameters(host, 3);
   copy_values(eff.store, host);
   copy_values(naive.store, host);
