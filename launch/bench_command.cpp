@@ -94,11 +94,11 @@ int bench_command(const std::vector<std::string>& args) {
   copy_values(store, host_store);
   auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
   Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(false),
-          store.num_parameters());
+          store.flat_size());
 
   auto gradients = make_gradient_communicator(*communicator, context);
   GradientReducer reducer(
-      *gradients, store.flat_grads().data<float>(), store.num_parameters(),
+      *gradients, store.flat_grads().data<float>(), store.flat_size(),
       {.bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20)), .overlap = overlap});
 
   std::mt19937 rng(communicator->rank());

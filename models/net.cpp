@@ -93,7 +93,11 @@ struct Net::Pool {
 void Net::plan() {
   CONVNET_CHECK(!planned_, "Net::plan() called twice");
   CONVNET_CHECK(input_ >= 0 && output_ >= 0, "net without input or output");
-  if (!store_.finalized()) store_.finalize(context_.allocator());
+  if (!store_.finalized()) {
+    if (context_.backend() == Backend::cuda)
+      store_.set_alignment(64);  // 256-byte weights for cuDNN
+    store_.finalize(context_.allocator());
+  }
   plan_gradient_readiness();
 
   Pool pool;
@@ -233,7 +237,7 @@ void Net::plan_gradient_readiness() {
   // After the backward of node k, nodes 0..k-1 are still to run: the final
   // prefix of the flat gradients ends where the first of their parameters starts.
   const std::vector<ParamEntry>& entries = store_.entries();
-  std::vector<int64_t> first_offset(nodes_.size(), store_.num_parameters());
+  std::vector<int64_t> first_offset(nodes_.size(), store_.flat_size());
   int begin = 0;
   for (std::size_t k = 0; k < nodes_.size(); ++k) {
     for (int e = begin; e < nodes_[k].entries_end; ++e)
@@ -241,7 +245,7 @@ void Net::plan_gradient_readiness() {
         first_offset[k] = std::min(first_offset[k], entries[e].offset);
     begin = nodes_[k].entries_end;
   }
-  int64_t ready = store_.num_parameters();
+  int64_t ready = store_.flat_size();
   for (std::size_t k = 0; k < nodes_.size(); ++k) {
     nodes_[k].grads_ready_after = ready;
     ready = std::min(ready, first_offset[k]);
@@ -265,8 +269,7 @@ void Net::backward(const std::function<void(int64_t)>& on_gradients_ready) {
       on_gradients_ready(reported);
     }
   }
-  if (on_gradients_ready && reported < store_.num_parameters())
-    on_gradients_ready(store_.num_parameters());
+  if (on_gradients_ready && reported < store_.flat_size()) on_gradients_ready(store_.flat_size());
 }
 
 }  // namespace convnet

@@ -85,7 +85,7 @@ class Net {
   //
   // on_gradients_ready(n), when given, is called during backward each time
   // the leading n elements of store.flat_grads() have become final (n grows;
-  // the last call has n = num_parameters()). Parameters registered before an
+  // the last call has n = store.flat_size()). Parameters registered before an
   // op was added belong to that op; the flat buffer is in reverse
   // registration order, so buckets at its front are done first and their
   // allreduce can overlap the rest of backward.

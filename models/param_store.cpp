@@ -53,29 +53,40 @@ void ParamStore::mirror(const ParamStore& other, Allocator& allocator) {
   finalize(allocator);
 }
 
+void ParamStore::set_alignment(int64_t floats) {
+  CONVNET_CHECK(!finalized_ && floats > 0, "set_alignment(", floats,
+                ") needs a positive value before finalize()");
+  alignment_ = floats;
+}
+
 void ParamStore::finalize(Allocator& allocator) {
   CONVNET_CHECK(!finalized_, "parameter store finalized twice");
   num_params_ = 0;
   num_buffer_elements_ = 0;
   int64_t counters = 0;
+  const auto aligned = [this](int64_t offset) {
+    return (offset + alignment_ - 1) / alignment_ * alignment_;
+  };
   // Parameters in reverse registration order: the last layer's come first.
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)
     if (it->kind == EntryKind::parameter) {
-      it->offset = num_params_;
+      it->offset = aligned(flat_size_);
+      flat_size_ = it->offset + it->shape.numel();
       num_params_ += it->shape.numel();
     }
   for (ParamEntry& e : entries_) {
     if (e.kind == EntryKind::buffer) {
-      e.offset = num_buffer_elements_;
+      e.offset = aligned(flat_buffer_size_);
+      flat_buffer_size_ = e.offset + e.shape.numel();
       num_buffer_elements_ += e.shape.numel();
     } else if (e.kind == EntryKind::counter) {
       e.offset = counters++;
     }
   }
   CONVNET_CHECK(num_params_ > 0, "model has no parameters");
-  params_ = Tensor::zeros(Shape{num_params_}, allocator);
-  grads_ = Tensor::zeros(Shape{num_params_}, allocator);
-  if (num_buffer_elements_ > 0) buffers_ = Tensor::zeros(Shape{num_buffer_elements_}, allocator);
+  params_ = Tensor::zeros(Shape{flat_size_}, allocator);
+  grads_ = Tensor::zeros(Shape{flat_size_}, allocator);
+  if (flat_buffer_size_ > 0) buffers_ = Tensor::zeros(Shape{flat_buffer_size_}, allocator);
   counters_.assign(counters, 0);
   finalized_ = true;
   rebind_cursor_ = entries_.size();
@@ -122,13 +133,30 @@ std::vector<ParamSegment> ParamStore::decay_segments(bool exclude_bn_and_bias) c
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
     if (it->kind != EntryKind::parameter) continue;
     const bool decay = !(exclude_bn_and_bias && it->bn_or_bias);
-    if (!segments.empty() && segments.back().apply_weight_decay == decay) {
-      segments.back().size += it->shape.numel();
-    } else {
-      segments.push_back({it->offset, it->shape.numel(), decay});
-    }
+    // A segment runs from the previous one's end (over an alignment gap,
+    // which holds zeros) to the end of its last entry.
+    const int64_t end = it->offset + it->shape.numel();
+    const int64_t start = segments.empty() ? 0 : segments.back().offset + segments.back().size;
+    if (!segments.empty() && segments.back().apply_weight_decay == decay)
+      segments.back().size = end - segments.back().offset;
+    else
+      segments.push_back({start, end - start, decay});
   }
   return segments;
+}
+
+void copy_entries(const Tensor& dst_flat, const ParamStore& dst, const Tensor& src_flat,
+                  const ParamStore& src, EntryKind kind) {
+  for (std::size_t i = 0; i < dst.entries().size(); ++i) {
+    const ParamEntry& to = dst.entries()[i];
+    const ParamEntry& from = src.entries()[i];
+    CONVNET_CHECK(to.name == from.name && to.shape == from.shape && to.kind == from.kind,
+                  "copy between stores of different models: ", to.name, " and ", from.name);
+    if (to.kind != kind) continue;
+    const int64_t n = to.shape.numel();
+    copy_tensor(dst_flat.slice(0, to.offset, to.offset + n),
+                src_flat.slice(0, from.offset, from.offset + n));
+  }
 }
 
 void copy_values(ParamStore& dst, const ParamStore& src) {
@@ -138,11 +166,13 @@ void copy_values(ParamStore& dst, const ParamStore& src) {
                     dst.num_buffer_elements() == src.num_buffer_elements(),
                 "copy_values between stores of different models (", src.entries().size(), " and ",
                 dst.entries().size(), " entries)");
-  const auto copy = [](const Tensor& to, const Tensor& from) {
-    if (to.defined()) copy_tensor(to, from);
-  };
-  copy(dst.flat_params(), src.flat_params());
-  copy(dst.flat_buffers(), src.flat_buffers());
+  if (dst.flat_size() == src.flat_size() && dst.flat_buffer_size() == src.flat_buffer_size()) {
+    copy_tensor(dst.flat_params(), src.flat_params());  // same layout: one copy each
+    if (dst.flat_buffers().defined()) copy_tensor(dst.flat_buffers(), src.flat_buffers());
+  } else {
+    copy_entries(dst.flat_params(), dst, src.flat_params(), src, EntryKind::parameter);
+    copy_entries(dst.flat_buffers(), dst, src.flat_buffers(), src, EntryKind::buffer);
+  }
   dst.counters() = src.counters();
 }
 

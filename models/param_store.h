@@ -54,6 +54,11 @@ class ParamStore {
   // The five entries of a BatchNorm over `channels`, in torchvision's order.
   BatchNormEntries add_batch_norm(const std::string& name, int64_t channels);
 
+  // Entries start at multiples of `floats` elements in the flat buffers (1:
+  // packed, the default). The GPU backend uses 64 (256 bytes), the alignment
+  // cuDNN's vectorized kernels expect of every weight; the gaps stay zero.
+  // Call before finalize().
+  void set_alignment(int64_t floats);
   // Allocates the flat buffers (zero-filled) and fixes the layout.
   void finalize(Allocator& allocator);
   bool finalized() const { return finalized_; }
@@ -79,6 +84,10 @@ class ParamStore {
   const std::vector<ParamEntry>& entries() const { return entries_; }  // state_dict order
   int find(const std::string& name) const;                             // -1 when absent
   int64_t num_parameters() const { return num_params_; }               // trainable elements
+  // Length of flat_params()/flat_grads(): num_parameters() plus alignment gaps.
+  int64_t flat_size() const { return flat_size_; }
+  // Length of flat_buffers().
+  int64_t flat_buffer_size() const { return flat_buffer_size_; }
   int64_t num_buffer_elements() const { return num_buffer_elements_; }
 
   const Tensor& flat_params() const { return params_; }    // (P)
@@ -87,7 +96,7 @@ class ParamStore {
   std::vector<int64_t>& counters() { return counters_; }
   const std::vector<int64_t>& counters() const { return counters_; }
   void zero_grads() const;
-  // Weight-decay segments of the flat parameter buffer, for Sgd: every
+  // Weight-decay segments tiling the flat parameter buffer (gaps included), for Sgd: every
   // parameter gets decay unless exclude_bn_and_bias and it is a BN parameter or a bias.
   std::vector<ParamSegment> decay_segments(bool exclude_bn_and_bias) const;
 
@@ -100,14 +109,22 @@ class ParamStore {
   std::size_t rebind_cursor_ = 0;
   int64_t num_params_ = 0;
   int64_t num_buffer_elements_ = 0;
+  int64_t alignment_ = 1;
+  int64_t flat_size_ = 0, flat_buffer_size_ = 0;
   Tensor params_, grads_, buffers_;
   std::vector<int64_t> counters_;
 };
 
 // dst's parameters, buffers and counters = src's, for two finalized stores of
-// the same model (same entries) on any devices: the GPU backend keeps a host
-// store as the master copy for initialization, weights files and
-// checkpoints, and copies it to and from the device store. Waits for the copy.
+// the same model (same entries) on any devices and alignments: the GPU
+// backend keeps a packed host store as the master copy for initialization,
+// weights files and checkpoints, and copies it to and from the (aligned)
+// device store. Waits for the copy.
 void copy_values(ParamStore& dst, const ParamStore& src);
+// Each `kind` entry's elements of src_flat (laid out as src) into dst_flat
+// (laid out as dst): parameters, buffers, or a flat optimizer state such as
+// momentum (laid out as the parameters). Waits for the copies.
+void copy_entries(const Tensor& dst_flat, const ParamStore& dst, const Tensor& src_flat,
+                  const ParamStore& src, EntryKind kind);
 
 }  // namespace convnet

@@ -4,7 +4,8 @@
 // On the CPU the shadow IS the model's ParamStore and Sgd, and pull()/push()
 // do nothing. On the GPU it holds a host ParamStore with the device store's
 // layout and a host Sgd with the same options, and copies parameters, BN
-// buffers, counters, the momentum buffer and the step count between them:
+// buffers, counters, the momentum buffer and the step count between them
+// (the host copy is packed, the device store aligned: see ParamStore::set_alignment):
 // pull() device -> host (e.g. before saving), push() host -> device (after
 // initializing or loading). Gradients are never copied.
 #pragma once
@@ -20,8 +21,8 @@ namespace convnet {
 
 class HostShadow {
  public:
-  HostShadow(ParamStore& store, Sgd& sgd, const SgdOptions& options,
-             std::vector<ParamSegment> segments);
+  // `sgd` updates `store`; exclude_bn_and_bias as in ParamStore::decay_segments.
+  HostShadow(ParamStore& store, Sgd& sgd, const SgdOptions& options, bool exclude_bn_and_bias);
   ParamStore& store() { return host_store_ ? *host_store_ : device_store_; }
   Sgd& sgd() { return host_sgd_ ? *host_sgd_ : device_sgd_; }
   void pull();

@@ -78,9 +78,9 @@ std::string format_duration(double seconds) {
 void broadcast_model(Communicator& communicator, ParamStore& store, bool parameters) {
   if (communicator.size() == 1) return;
   if (parameters)
-    communicator.broadcast(store.flat_params().data<float>(), store.num_parameters() * 4, 0);
+    communicator.broadcast(store.flat_params().data<float>(), store.flat_size() * 4, 0);
   if (store.num_buffer_elements() > 0)
-    communicator.broadcast(store.flat_buffers().data<float>(), store.num_buffer_elements() * 4, 0);
+    communicator.broadcast(store.flat_buffers().data<float>(), store.flat_buffer_size() * 4, 0);
   if (!store.counters().empty())
     communicator.broadcast(store.counters().data(), store.counters().size() * 8, 0);
 }
@@ -212,10 +212,10 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   const SgdOptions sgd_options{.momentum = config.momentum,
                                .weight_decay = config.weight_decay,
                                .nesterov = config.nesterov};
-  Sgd sgd(context, sgd_options, store.decay_segments(config.no_bn_decay), store.num_parameters());
+  Sgd sgd(context, sgd_options, store.decay_segments(config.no_bn_decay), store.flat_size());
   // Initialization, files and broadcasts work on the host copy (the model
   // itself on the CPU).
-  HostShadow shadow(store, sgd, sgd_options, store.decay_segments(config.no_bn_decay));
+  HostShadow shadow(store, sgd, sgd_options, config.no_bn_decay);
   initialize_parameters(shadow.store(), config.seed);
   broadcast_model(communicator, shadow.store(), true);
   if (!resume_path.empty())
@@ -243,7 +243,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   const LrSchedule schedule(schedule_options, steps_per_epoch);
   auto gradient_communicator = make_gradient_communicator(communicator, context);
   GradientReducer reducer(*gradient_communicator, store.flat_grads().data<float>(),
-                          store.num_parameters(),
+                          store.flat_size(),
                           {.bucket_bytes = static_cast<std::size_t>(config.bucket_mb * (1 << 20)),
                            .overlap = config.overlap});
 
