@@ -10,15 +10,10 @@
 
 #include <cstdint>
 
+#include "layers/cuda/kernel_math.h"  // Strided4, Window2d
+
 namespace convnet::cuda {
 
-// Up to rank 4 (missing leading dims have extent 1): dst[i] (+)= src[i] with
-// element strides per tensor.
-struct Strided4 {
-  int64_t shape[4];
-  int64_t dst_strides[4];
-  int64_t src_strides[4];
-};
 void strided_copy(float* dst, const float* src, const Strided4& layout, bool accumulate,
                   cudaStream_t stream);
 
@@ -52,11 +47,6 @@ void batch_norm_backward_fixed_stats(const float* x, const float* dy, const floa
 // inv_std[c] = 1 / sqrt(var[c] + eps).
 void inverse_std(const float* var, float* inv_std, int64_t c, double eps, cudaStream_t stream);
 
-struct Window2d {
-  int64_t n, c, h, w;  // input
-  int64_t out_h, out_w;
-  int64_t kernel, stride, padding;
-};
 // Max pooling; argmax[i] is the index within its (h, w) plane of output i's
 // maximum (the first one on ties; padding never wins).
 void max_pool_forward(const float* x, float* y, int32_t* argmax, const Window2d& window,

@@ -1,0 +1,232 @@
+// The arithmetic of the GPU backend's CUDA kernels, one function per output
+// element (or per output row/plane for small reductions), callable from
+// device and host code. kernels.cu runs each in a grid-stride loop on the
+// GPU; tests/layers/kernel_math_test.cpp runs the same functions in host
+// loops against the CPU layers, so the index arithmetic and formulas are
+// checked on machines without a GPU (CI). Plain C++ outside nvcc.
+//
+// Conventions as in kernels.h: f32 data, logical (N, C, H, W) dense
+// row-major unless strides are given, "accumulate" means dst += value.
+#pragma once
+
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define CONVNET_HD __host__ __device__
+#else
+#define CONVNET_HD
+#endif
+
+namespace convnet::cuda {
+
+// Up to rank 4 (missing leading dims have extent 1): dst[i] (+)= src[i] with
+// element strides per tensor.
+struct Strided4 {
+  int64_t shape[4];
+  int64_t dst_strides[4];
+  int64_t src_strides[4];
+};
+
+struct Window2d {
+  int64_t n, c, h, w;  // input
+  int64_t out_h, out_w;
+  int64_t kernel, stride, padding;
+};
+
+namespace math {
+
+CONVNET_HD inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }
+CONVNET_HD inline int64_t larger(int64_t a, int64_t b) { return a > b ? a : b; }
+CONVNET_HD inline void store(float* dst, float value, bool accumulate) {
+  *dst = accumulate ? *dst + value : value;
+}
+CONVNET_HD inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+// Element i (logical row-major index over l.shape).
+CONVNET_HD inline void strided_copy(int64_t i, float* dst, const float* src, const Strided4& l,
+                                    bool accumulate) {
+  int64_t rest = i, d = 0, s = 0;
+  for (int k = 3; k >= 0; --k) {
+    const int64_t index = rest % l.shape[k];
+    rest /= l.shape[k];
+    d += index * l.dst_strides[k];
+    s += index * l.src_strides[k];
+  }
+  store(dst + d, src[s], accumulate);
+}
+
+// gamma * (x - mean) * inv_std + beta for element i of an (N, C, HW) tensor.
+CONVNET_HD inline float batch_norm_value(const float* x, const float* mean, const float* inv_std,
+                                         const float* gamma, const float* beta, int64_t i,
+                                         int64_t c, int64_t hw) {
+  const int64_t ch = (i / hw) % c;
+  return gamma[ch] * (x[i] - mean[ch]) * inv_std[ch] + beta[ch];
+}
+
+// Output element i (of N*C*out_h*out_w): the maximum over its window and its
+// index in the (h, w) plane (the first on ties; NaN wins; padding never does).
+CONVNET_HD inline void max_pool_forward(int64_t i, const float* x, float* y, int32_t* argmax,
+                                        const Window2d& w) {
+  const int64_t ox = i % w.out_w, oy = (i / w.out_w) % w.out_h, plane = i / (w.out_w * w.out_h);
+  const float* xp = x + plane * w.h * w.w;
+  float best = -FLT_MAX;
+  int32_t best_index = -1;
+  for (int64_t ky = 0; ky < w.kernel; ++ky) {
+    const int64_t iy = oy * w.stride - w.padding + ky;
+    if (iy < 0 || iy >= w.h) continue;
+    for (int64_t kx = 0; kx < w.kernel; ++kx) {
+      const int64_t ix = ox * w.stride - w.padding + kx;
+      if (ix < 0 || ix >= w.w) continue;
+      const float v = xp[iy * w.w + ix];
+      if (best_index >= 0 && best != best) continue;  // a NaN stays the maximum
+      if (best_index < 0 || v > best || v != v) {
+        best = v;
+        best_index = static_cast<int32_t>(iy * w.w + ix);
+      }
+    }
+  }
+  y[i] = best;
+  if (argmax) argmax[i] = best_index;
+}
+
+// The output windows that contain input row (or column) i: [first, last].
+CONVNET_HD inline void covering(int64_t i, int64_t kernel, int64_t stride, int64_t padding,
+                                int64_t out, int64_t& first, int64_t& last) {
+  const int64_t p = i + padding;
+  first = p < kernel ? 0 : (p - kernel) / stride + 1;
+  last = smaller(p / stride, out - 1);
+}
+
+// Input element i (of N*C*h*w): the sum of dy over the windows whose argmax it is.
+CONVNET_HD inline void max_pool_backward(int64_t i, const float* dy, const int32_t* argmax,
+                                         float* dx, bool accumulate, const Window2d& w) {
+  const int64_t ix = i % w.w, iy = (i / w.w) % w.h, plane = i / (w.w * w.h);
+  int64_t y0, y1, x0, x1;
+  covering(iy, w.kernel, w.stride, w.padding, w.out_h, y0, y1);
+  covering(ix, w.kernel, w.stride, w.padding, w.out_w, x0, x1);
+  const int32_t self = static_cast<int32_t>(iy * w.w + ix);
+  float sum = 0.0f;
+  for (int64_t oy = y0; oy <= y1; ++oy)
+    for (int64_t ox = x0; ox <= x1; ++ox) {
+      const int64_t o = plane * w.out_h * w.out_w + oy * w.out_w + ox;
+      if (argmax[o] == self) sum += dy[o];
+    }
+  store(dx + i, sum, accumulate);
+}
+
+CONVNET_HD inline float window_count(const Window2d& w, int64_t oy, int64_t ox, bool include_pad) {
+  if (include_pad) return static_cast<float>(w.kernel * w.kernel);
+  const int64_t y0 = larger(oy * w.stride - w.padding, 0);
+  const int64_t y1 = smaller(oy * w.stride - w.padding + w.kernel, w.h);
+  const int64_t x0 = larger(ox * w.stride - w.padding, 0);
+  const int64_t x1 = smaller(ox * w.stride - w.padding + w.kernel, w.w);
+  return static_cast<float>((y1 - y0) * (x1 - x0));
+}
+
+CONVNET_HD inline void avg_pool_forward(int64_t i, const float* x, float* y, const Window2d& w,
+                                        bool include_pad) {
+  const int64_t ox = i % w.out_w, oy = (i / w.out_w) % w.out_h, plane = i / (w.out_w * w.out_h);
+  const float* xp = x + plane * w.h * w.w;
+  float sum = 0.0f;
+  for (int64_t ky = 0; ky < w.kernel; ++ky) {
+    const int64_t iy = oy * w.stride - w.padding + ky;
+    if (iy < 0 || iy >= w.h) continue;
+    for (int64_t kx = 0; kx < w.kernel; ++kx) {
+      const int64_t ix = ox * w.stride - w.padding + kx;
+      if (ix >= 0 && ix < w.w) sum += xp[iy * w.w + ix];
+    }
+  }
+  y[i] = sum / window_count(w, oy, ox, include_pad);
+}
+
+CONVNET_HD inline void avg_pool_backward(int64_t i, const float* dy, float* dx, bool accumulate,
+                                         const Window2d& w, bool include_pad) {
+  const int64_t ix = i % w.w, iy = (i / w.w) % w.h, plane = i / (w.w * w.h);
+  int64_t y0, y1, x0, x1;
+  covering(iy, w.kernel, w.stride, w.padding, w.out_h, y0, y1);
+  covering(ix, w.kernel, w.stride, w.padding, w.out_w, x0, x1);
+  float sum = 0.0f;
+  for (int64_t oy = y0; oy <= y1; ++oy)
+    for (int64_t ox = x0; ox <= x1; ++ox)
+      sum +=
+          dy[plane * w.out_h * w.out_w + oy * w.out_w + ox] / window_count(w, oy, ox, include_pad);
+  store(dx + i, sum, accumulate);
+}
+
+// Plane p of (N*C) planes of hw elements: y[p] = mean, serially.
+CONVNET_HD inline void global_avg_pool_forward(int64_t p, const float* x, float* y, int64_t hw) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j < hw; ++j) sum += x[p * hw + j];
+  y[p] = sum / static_cast<float>(hw);
+}
+
+CONVNET_HD inline void global_avg_pool_backward(int64_t i, const float* dy, float* dx, int64_t hw,
+                                                bool accumulate) {
+  store(dx + i, dy[i / hw] / static_cast<float>(hw), accumulate);
+}
+
+CONVNET_HD inline void channel_gate_forward(int64_t i, const float* x, const float* s, float* y,
+                                            int64_t hw) {
+  y[i] = x[i] * sigmoid(s[i / hw]);
+}
+
+// Plane p: dx (+)= dy * g over the plane (dx may be null), and
+// ds[p] (+)= sum(dy * x) * g * (1 - g) (ds may be null), g = sigmoid(s[p]).
+CONVNET_HD inline void channel_gate_backward(int64_t p, const float* x, const float* s,
+                                             const float* dy, float* dx, bool dx_accumulate,
+                                             float* ds, bool ds_accumulate, int64_t hw) {
+  const float g = sigmoid(s[p]);
+  float sum = 0.0f;
+  for (int64_t j = 0; j < hw; ++j) {
+    const int64_t i = p * hw + j;
+    sum += dy[i] * x[i];
+    if (dx) store(dx + i, dy[i] * g, dx_accumulate);
+  }
+  if (ds) store(ds + p, sum * g * (1.0f - g), ds_accumulate);
+}
+
+// Row r of (n, k) logits: log-sum-exp and the smoothed cross-entropy.
+CONVNET_HD inline void softmax_cross_entropy_forward(int64_t r, const float* logits,
+                                                     const int32_t* labels, float* row_loss,
+                                                     float* log_sum_exp, int64_t k,
+                                                     float smoothing) {
+  const float* z = logits + r * k;
+  float m = -FLT_MAX;
+  for (int64_t j = 0; j < k; ++j) m = fmaxf(m, z[j]);
+  float sum_exp = 0.0f, sum_z = 0.0f;
+  for (int64_t j = 0; j < k; ++j) {
+    sum_exp += expf(z[j] - m);
+    sum_z += z[j];
+  }
+  const float lse = m + logf(sum_exp);
+  log_sum_exp[r] = lse;
+  row_loss[r] = lse - (1.0f - smoothing) * z[labels[r]] - smoothing / static_cast<float>(k) * sum_z;
+}
+
+CONVNET_HD inline void softmax_cross_entropy_backward(int64_t i, const float* logits,
+                                                      const int32_t* labels,
+                                                      const float* log_sum_exp, float* dlogits,
+                                                      bool accumulate, int64_t n, int64_t k,
+                                                      float smoothing) {
+  const int64_t row = i / k, j = i % k;
+  const float target =
+      (j == labels[row] ? 1.0f - smoothing : 0.0f) + smoothing / static_cast<float>(k);
+  store(dlogits + i, (expf(logits[i] - log_sum_exp[row]) - target) / static_cast<float>(n),
+        accumulate);
+}
+
+CONVNET_HD inline void sgd_step(int64_t i, float* w, const float* g, float* v, float lr,
+                                float momentum, float keep, float decay, bool first,
+                                bool nesterov) {
+  float d = g[i] + decay * w[i];
+  if (v) {
+    v[i] = first ? d : momentum * v[i] + keep * d;
+    d = nesterov ? d + momentum * v[i] : v[i];
+  }
+  w[i] -= lr * d;
+}
+
+}  // namespace math
+}  // namespace convnet::cuda
