@@ -18,6 +18,7 @@ dnnl::memory::desc onednn_desc(const Shape& shape, Layout layout) {
   CONVNET_CHECK(shape.rank() == 4 || layout == Layout::nchw, "layout ", to_string(layout),
                 " needs a rank-4 shape, got ", shape);
   if (layout == Layout::nchw) return onednn_desc(shape, shape.contiguous_strides());
+  if (layout == Layout::nhwc) return onednn_desc(shape, channels_last_strides(shape));
   return dnnl::memory::desc(shape.dims(), dnnl::memory::data_type::f32, tag::nChw8c);
 }
 

@@ -15,18 +15,42 @@ Storage::Storage(Allocator& allocator, std::size_t bytes)
 
 Storage::~Storage() { allocator_.deallocate(data_, bytes_); }
 
-std::string to_string(Layout layout) { return layout == Layout::nchw ? "nchw" : "nchw8c"; }
+std::string to_string(Layout layout) {
+  switch (layout) {
+    case Layout::nchw:
+      return "nchw";
+    case Layout::nchw8c:
+      return "nchw8c";
+    case Layout::nhwc:
+      return "nhwc";
+  }
+  return "?";
+}
+
+std::vector<int64_t> channels_last_strides(const Shape& shape) {
+  CONVNET_CHECK(shape.rank() == 4, "layout nhwc needs (N, C, H, W), got ", shape);
+  const int64_t c = shape[1], h = shape[2], w = shape[3];
+  return {h * w * c, 1, w * c, c};
+}
+
+namespace {
+void check_layout_fits(const Shape& shape, Layout layout) {
+  CONVNET_CHECK(layout != Layout::nchw8c || (shape.rank() == 4 && shape[1] % 8 == 0),
+                "layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+  CONVNET_CHECK(layout != Layout::nhwc || shape.rank() == 4, "layout nhwc needs (N, C, H, W), got ",
+                shape);
+}
+}  // namespace
 
 Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype, Layout layout) {
   CONVNET_CHECK(shape.all_positive(), "tensor shape ", shape,
                 " has a zero-sized or negative dimension");
-  CONVNET_CHECK(layout == Layout::nchw || (shape.rank() == 4 && shape[1] % 8 == 0),
-                "layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+  check_layout_fits(shape, layout);
   Tensor t;
   t.storage_ = std::make_shared<Storage>(allocator, shape.numel() * dtype_size(dtype));
   t.data_ = t.storage_->data();
   t.shape_ = shape;
-  t.strides_ = shape.contiguous_strides();
+  t.strides_ = layout == Layout::nhwc ? channels_last_strides(shape) : shape.contiguous_strides();
   t.dtype_ = dtype;
   t.device_ = allocator.device();
   t.layout_ = layout;
@@ -57,15 +81,27 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
 }
 
 Tensor Tensor::wrap(void* data, const Shape& shape, Layout layout, Device device) {
-  CONVNET_CHECK(layout == Layout::nchw || (shape.rank() == 4 && shape[1] % 8 == 0),
-                "layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
-  Tensor t = wrap(data, shape, DType::f32, device);
+  check_layout_fits(shape, layout);
+  Tensor t = wrap(data, shape, DType::f32, device,
+                  layout == Layout::nhwc ? channels_last_strides(shape) : std::vector<int64_t>{});
   t.layout_ = layout;
   return t;
 }
 
 bool Tensor::is_contiguous() const {
   return layout_ == Layout::nchw && strides_ == shape_.contiguous_strides();
+}
+
+bool Tensor::is_dense() const {
+  switch (layout_) {
+    case Layout::nchw:
+      return is_contiguous();
+    case Layout::nchw8c:
+      return true;  // batch slices only
+    case Layout::nhwc:
+      return strides_ == channels_last_strides(shape_);
+  }
+  return false;
 }
 
 template <>
@@ -101,7 +137,7 @@ Tensor Tensor::slice(int dim, int64_t begin, int64_t end) const {
   CONVNET_CHECK(dim >= 0 && dim < rank(), "slice dim ", dim, " of a tensor of shape ", shape_);
   CONVNET_CHECK(0 <= begin && begin < end && end <= shape_[dim], "slice [", begin, ", ", end,
                 ") of dim ", dim, " of a tensor of shape ", shape_);
-  CONVNET_CHECK(layout_ == Layout::nchw || dim == 0, "a ", to_string(layout_),
+  CONVNET_CHECK(layout_ != Layout::nchw8c || dim == 0, "a ", to_string(layout_),
                 " tensor can be sliced along the batch only");
   Tensor t = *this;
   t.shape_[dim] = end - begin;
@@ -125,7 +161,7 @@ void Tensor::fill(float value) const {
 }
 
 void Tensor::set_zero() const {
-  if (device_ == Device::cpu && (is_contiguous() || layout_ != Layout::nchw)) {
+  if (device_ == Device::cpu && is_dense()) {
     std::memset(data_, 0, numel() * dtype_size(dtype_));
     return;
   }
@@ -141,7 +177,7 @@ void Tensor::copy_from(const Tensor& source) const {
   CONVNET_CHECK(device_ == Device::cpu && source.device() == Device::cpu,
                 "copy_from on device memory");
   CONVNET_CHECK(source.shape() == shape_, "copy_from: shape ", source.shape(), " into ", shape_);
-  if (is_contiguous() && source.is_contiguous()) {
+  if (is_dense() && source.is_dense() && layout_ == source.layout()) {
     std::memcpy(data<float>(), source.data<float>(), numel() * sizeof(float));
     return;
   }

@@ -16,7 +16,10 @@
 // strided as above. Layout::nchw8c is oneDNN's nChw8c, the CPU backend's fast
 // activation layout: physically (N, C/8, H, W, 8), eight channels interleaved
 // per pixel; it requires rank 4 and C % 8 == 0 (so there is no padding),
-// has no strides, and supports batch slices only.
+// has no strides, and supports batch slices only. Layout::nhwc is the GPU
+// backend's channels-last layout: physically (N, H, W, C), expressed through
+// the strides (HWC, 1, WC, C); it can be sliced like nchw (a slice keeps the
+// tag but is no longer dense: is_dense() tells).
 #pragma once
 
 #include <cstdint>
@@ -47,7 +50,9 @@ class Storage {
   std::size_t bytes_;
 };
 
-enum class Layout { nchw, nchw8c };
+enum class Layout { nchw, nchw8c, nhwc };
+// The strides of a dense channels-last (N, C, H, W) tensor: (HWC, 1, WC, C).
+std::vector<int64_t> channels_last_strides(const Shape& shape);
 std::string to_string(Layout layout);
 
 class Tensor {
@@ -77,8 +82,10 @@ class Tensor {
   Device device() const { return device_; }
   Layout layout() const { return layout_; }
   bool owns_storage() const { return storage_ != nullptr; }
-  // Row-major dense (always false for Layout::nchw8c).
+  // Row-major dense (always false for Layout::nchw8c and nhwc).
   bool is_contiguous() const;
+  // Dense in its layout: the numel() elements fill one block of memory.
+  bool is_dense() const;
 
   // Raw pointer to the first element.
   void* raw_data() const { return data_; }

@@ -32,11 +32,15 @@ void check_tensor(const std::string& layer, const char* tensor_name, const Tenso
   check_tensor(layer, tensor_name, tensor, expected, Strides::any);
   CONVNET_CHECK(tensor.layout() == layout, "layer ", layer, ": ", tensor_name, " has layout ",
                 to_string(tensor.layout()), ", expected ", to_string(layout));
+  CONVNET_CHECK(tensor.is_dense(), "layer ", layer, ": ", tensor_name, " of shape ", tensor.shape(),
+                " must be dense ", to_string(layout));
 }
 
 void check_layout(const std::string& layer, const Shape& shape, Layout layout) {
-  CONVNET_CHECK(layout == Layout::nchw || (shape.rank() == 4 && shape[1] % 8 == 0), "layer ", layer,
-                ": layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+  CONVNET_CHECK(layout != Layout::nchw8c || (shape.rank() == 4 && shape[1] % 8 == 0), "layer ",
+                layer, ": layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+  CONVNET_CHECK(layout != Layout::nhwc || shape.rank() == 4, "layer ", layer,
+                ": layout nhwc needs (N, C, H, W), got ", shape);
 }
 
 namespace {
@@ -50,7 +54,7 @@ void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
   CONVNET_CHECK(dst.layout() == src.layout(), "gradient of layout ", to_string(src.layout()),
                 " into ", to_string(dst.layout()));
   // Dense tensors of one layout (nchw8c tensors are always dense) match element for element.
-  if ((dst.is_contiguous() && src.is_contiguous()) || dst.layout() == Layout::nchw8c) {
+  if (dst.is_dense() && src.is_dense()) {
     fn(d, s, dst.numel());
     return;
   }

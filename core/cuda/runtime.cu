@@ -61,7 +61,7 @@ cudaStream_t current_stream() {
 }
 
 namespace {
-bool dense(const Tensor& t) { return t.is_contiguous() || t.layout() != Layout::nchw; }
+bool dense(const Tensor& t) { return t.is_dense(); }
 }  // namespace
 
 void copy(const Tensor& dst, const Tensor& src, cudaStream_t stream) {

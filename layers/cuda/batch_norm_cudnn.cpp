@@ -17,11 +17,10 @@ class BatchNormCudnn final : public BatchNorm2d {
   BatchNormCudnn(Context& context, std::string name, const BatchNormOptions& options,
                  const Shape& input_shape)
       : BatchNorm2d(std::move(name), options, input_shape), context_(context) {
-    CONVNET_CHECK(options.layout == Layout::nchw, "layer ", this->name(),
-                  ": the GPU backend runs plain nchw");
+    cuda::require_gpu_layout(this->name(), options.layout);
     CONVNET_CHECK(options.eps >= CUDNN_BN_MIN_EPSILON, "layer ", this->name(), ": eps ",
                   options.eps, " is below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
-    x_.set(input_shape);
+    x_.set(input_shape, options.layout);
     param_.set(Shape{options.channels});
     saved_mean_ = Tensor::empty(Shape{options.channels}, context.allocator());
     saved_inv_std_ = Tensor::empty(Shape{options.channels}, context.allocator());
@@ -31,6 +30,7 @@ class BatchNormCudnn final : public BatchNorm2d {
   int64_t n() const { return input_shape()[0]; }
   int64_t c() const { return input_shape()[1]; }
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
+  bool channels_last() const { return options().layout == Layout::nhwc; }
   cudaStream_t stream() const { return context_.gpu().stream; }
 
   void apply(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
@@ -38,7 +38,7 @@ class BatchNormCudnn final : public BatchNorm2d {
     cuda::batch_norm_apply(cuda::device_ptr(x), saved_mean_.data<float>(),
                            saved_inv_std_.data<float>(), cuda::device_ptr(weight),
                            cuda::device_ptr(bias), cuda::device_ptr(y), n(), c(), hw(),
-                           options().fuse_relu, stream());
+                           channels_last(), options().fuse_relu, stream());
   }
 
   void forward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -79,7 +79,7 @@ class BatchNormCudnn final : public BatchNorm2d {
       cuda::batch_norm_relu_mask(cuda::device_ptr(x), saved_mean_.data<float>(),
                                  saved_inv_std_.data<float>(), cuda::device_ptr(weight),
                                  bias_for_mask_, grad, masked.data<float>(), n(), c(), hw(),
-                                 stream());
+                                 channels_last(), stream());
       grad = masked.data<float>();
     }
     const bool accumulate = dx_mode == GradMode::accumulate;
@@ -87,7 +87,8 @@ class BatchNormCudnn final : public BatchNorm2d {
       cuda::batch_norm_backward_fixed_stats(
           cuda::device_ptr(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
           cuda::device_ptr(weight), dx.defined() ? cuda::device_ptr(dx) : nullptr, accumulate,
-          cuda::device_ptr(dweight), cuda::device_ptr(dbias), n(), c(), hw(), stream());
+          cuda::device_ptr(dweight), cuda::device_ptr(dbias), n(), c(), hw(), channels_last(),
+          stream());
       return;
     }
     float* dx_ptr = dx.defined()

@@ -53,10 +53,11 @@ class Conv2dCudnn final : public Conv2d {
   Conv2dCudnn(Context& context, std::string name, const Conv2dOptions& options,
               const Shape& input_shape)
       : Conv2d(std::move(name), options, input_shape), context_(context) {
-    CONVNET_CHECK(options.input_layout == Layout::nchw && options.output_layout == Layout::nchw,
-                  "layer ", this->name(), ": the GPU backend runs plain nchw");
-    x_.set(input_shape);
-    y_.set(output_shape());
+    cuda::require_gpu_layout(this->name(), options.input_layout);
+    cuda::require_gpu_layout(this->name(), options.output_layout);
+    // Activations in their layout; the filter stays (K, C, R, S) as stored.
+    x_.set(input_shape, options.input_layout);
+    y_.set(output_shape(), options.output_layout);
     bias_.set(Shape{options.out_channels});
     const Shape w = weight_shape();
     CONVNET_CUDNN(cudnnCreateFilterDescriptor(&w_));
@@ -83,7 +84,9 @@ class Conv2dCudnn final : public Conv2d {
     std::ostringstream key;
     const Conv2dOptions& o = options();
     key << context_.gpu().device << ' ' << input_shape() << ' ' << o.out_channels << ' ' << o.kernel
-        << ' ' << o.stride << ' ' << o.padding << ' ' << o.groups << (allow_tf32_ ? " tf32" : "");
+        << ' ' << o.stride << ' ' << o.padding << ' ' << o.groups << ' '
+        << to_string(o.input_layout) << ' ' << to_string(o.output_layout)
+        << (allow_tf32_ ? " tf32" : "");
     return key.str();
   }
 

@@ -25,11 +25,21 @@ void TensorDescriptor::set(const Shape& shape, const std::vector<int64_t>& strid
       static_cast<int>(strides[1]), static_cast<int>(strides[2]), static_cast<int>(strides[3])));
 }
 
+void TensorDescriptor::set(const Shape& shape, Layout layout) {
+  if (layout == Layout::nhwc) return set(shape, channels_last_strides(shape));
+  set(shape);
+}
+
+void require_gpu_layout(const std::string& layer, Layout layout) {
+  CONVNET_CHECK(layout == Layout::nchw || layout == Layout::nhwc, "layer ", layer,
+                ": the GPU backend runs nchw or nhwc, not ", to_string(layout));
+}
+
 Strided4 strided4(const Tensor& dst, const Tensor& src) {
   CONVNET_CHECK(dst.shape() == src.shape() && dst.rank() <= 4, "strided copy of ", src.shape(),
                 " into ", dst.shape());
-  CONVNET_CHECK(dst.layout() == Layout::nchw && src.layout() == Layout::nchw,
-                "GPU tensors are plain nchw");
+  CONVNET_CHECK(dst.layout() != Layout::nchw8c && src.layout() != Layout::nchw8c,
+                "GPU tensors are nchw or nhwc");
   Strided4 l{};
   const int pad = 4 - dst.rank();
   for (int k = 0; k < 4; ++k) {

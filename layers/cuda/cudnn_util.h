@@ -27,6 +27,8 @@ class TensorDescriptor {
   void set(const Shape& shape);
   // Explicit element strides, (N, C, H, W) order.
   void set(const Shape& shape, const std::vector<int64_t>& strides);
+  // A dense rank-4 tensor of a GPU layout (nchw or nhwc).
+  void set(const Shape& shape, Layout layout);
   cudnnTensorDescriptor_t get() const { return desc_; }
 
  private:
@@ -40,6 +42,9 @@ inline float* device_ptr(const Tensor& t) {
 }
 
 inline cudaStream_t stream_of(Context& context) { return context.gpu().stream; }
+
+// Throws unless `layout` is one the GPU backend runs (nchw, nhwc).
+void require_gpu_layout(const std::string& layer, Layout layout);
 
 // The Strided4 description of dst (+)= src for two tensors of one shape (rank <= 4).
 Strided4 strided4(const Tensor& dst, const Tensor& src);

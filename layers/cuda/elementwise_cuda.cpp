@@ -12,8 +12,9 @@ namespace {
 
 using cuda::device_ptr;
 
+// Elementwise layers see dense tensors of one layout: the same code for nchw and nhwc.
 void require_plain(const std::string& name, Layout layout) {
-  CONVNET_CHECK(layout == Layout::nchw, "layer ", name, ": the GPU backend runs plain nchw");
+  cuda::require_gpu_layout(name, layout);
 }
 
 class ReluCuda final : public Relu {
@@ -68,16 +69,20 @@ class ChannelGateCuda final : public ChannelGate {
   }
 
  private:
-  int64_t nc() const { return input_shape()[0] * input_shape()[1]; }
+  int64_t n() const { return input_shape()[0]; }
+  int64_t c() const { return input_shape()[1]; }
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
+  bool channels_last() const { return layout() == Layout::nhwc; }
   void forward_impl(const Tensor& x, const Tensor& s, const Tensor& y) override {
-    cuda::channel_gate_forward(device_ptr(x), device_ptr(s), device_ptr(y), nc(), hw(), stream_);
+    cuda::channel_gate_forward(device_ptr(x), device_ptr(s), device_ptr(y), n(), c(), hw(),
+                               channels_last(), stream_);
   }
   void backward_impl(const Tensor& x, const Tensor& s, const Tensor& dy, const Tensor& dx,
                      GradMode dx_mode, const Tensor& ds, GradMode ds_mode) override {
     cuda::channel_gate_backward(device_ptr(x), device_ptr(s), device_ptr(dy), device_ptr(dx),
                                 dx_mode == GradMode::accumulate, device_ptr(ds),
-                                ds_mode == GradMode::accumulate, nc(), hw(), stream_);
+                                ds_mode == GradMode::accumulate, n(), c(), hw(), channels_last(),
+                                stream_);
   }
   cudaStream_t stream_;
 };
@@ -90,13 +95,16 @@ class GlobalAvgPoolCuda final : public GlobalAvgPool {
   }
 
  private:
-  int64_t nc() const { return input_shape()[0] * input_shape()[1]; }
+  int64_t n() const { return input_shape()[0]; }
+  int64_t c() const { return input_shape()[1]; }
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
+  bool channels_last() const { return input_layout() == Layout::nhwc; }
   void forward_impl(const Tensor& x, const Tensor& y) override {
-    cuda::global_avg_pool_forward(device_ptr(x), device_ptr(y), nc(), hw(), stream_);
+    cuda::global_avg_pool_forward(device_ptr(x), device_ptr(y), n(), c(), hw(), channels_last(),
+                                  stream_);
   }
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
-    cuda::global_avg_pool_backward(device_ptr(dy), device_ptr(dx), nc(), hw(),
+    cuda::global_avg_pool_backward(device_ptr(dy), device_ptr(dx), n(), c(), hw(), channels_last(),
                                    dx_mode == GradMode::accumulate, stream_);
   }
   cudaStream_t stream_;

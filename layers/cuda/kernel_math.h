@@ -5,8 +5,9 @@
 // loops against the CPU layers, so the index arithmetic and formulas are
 // checked on machines without a GPU (CI). Plain C++ outside nvcc.
 //
-// Conventions as in kernels.h: f32 data, logical (N, C, H, W) dense
-// row-major unless strides are given, "accumulate" means dst += value.
+// Conventions as in kernels.h: f32 data, logical (N, C, H, W) stored dense
+// row-major (NCHW), or channels-last (NHWC) where a function takes
+// `channels_last`; "accumulate" means dst += value.
 #pragma once
 
 #include <cfloat>
@@ -33,6 +34,7 @@ struct Window2d {
   int64_t n, c, h, w;  // input
   int64_t out_h, out_w;
   int64_t kernel, stride, padding;
+  bool channels_last = false;  // x, y, dx, dy stored NHWC
 };
 
 namespace math {
@@ -57,20 +59,74 @@ CONVNET_HD inline void strided_copy(int64_t i, float* dst, const float* src, con
   store(dst + d, src[s], accumulate);
 }
 
+// The channel of element i of an (N, C, HW) tensor stored NCHW or NHWC.
+CONVNET_HD inline int64_t channel_of(int64_t i, int64_t c, int64_t hw, bool channels_last) {
+  return channels_last ? i % c : (i / hw) % c;
+}
+
+// The offset of element j in [0, hw) of plane p = n * c + ch.
+CONVNET_HD inline int64_t plane_offset(int64_t p, int64_t j, int64_t c, int64_t hw,
+                                       bool channels_last) {
+  return channels_last ? (p / c) * hw * c + j * c + p % c : p * hw + j;
+}
+
+// The plane n * c + ch of element i.
+CONVNET_HD inline int64_t plane_of(int64_t i, int64_t c, int64_t hw, bool channels_last) {
+  return channels_last ? (i / (hw * c)) * c + i % c : i / hw;
+}
+
 // gamma * (x - mean) * inv_std + beta for element i of an (N, C, HW) tensor.
 CONVNET_HD inline float batch_norm_value(const float* x, const float* mean, const float* inv_std,
                                          const float* gamma, const float* beta, int64_t i,
-                                         int64_t c, int64_t hw) {
-  const int64_t ch = (i / hw) % c;
+                                         int64_t c, int64_t hw, bool channels_last) {
+  const int64_t ch = channel_of(i, c, hw, channels_last);
   return gamma[ch] * (x[i] - mean[ch]) * inv_std[ch] + beta[ch];
+}
+
+// Output element i of a pooling window map: its column, row and plane n * c + ch.
+CONVNET_HD inline void output_position(int64_t i, const Window2d& w, int64_t& ox, int64_t& oy,
+                                       int64_t& plane) {
+  if (w.channels_last) {
+    const int64_t pixel = i / w.c;
+    ox = pixel % w.out_w;
+    oy = (pixel / w.out_w) % w.out_h;
+    plane = (pixel / (w.out_w * w.out_h)) * w.c + i % w.c;
+  } else {
+    ox = i % w.out_w;
+    oy = (i / w.out_w) % w.out_h;
+    plane = i / (w.out_w * w.out_h);
+  }
+}
+// Input element i: its column, row and plane.
+CONVNET_HD inline void input_position(int64_t i, const Window2d& w, int64_t& ix, int64_t& iy,
+                                      int64_t& plane) {
+  if (w.channels_last) {
+    const int64_t pixel = i / w.c;
+    ix = pixel % w.w;
+    iy = (pixel / w.w) % w.h;
+    plane = (pixel / (w.w * w.h)) * w.c + i % w.c;
+  } else {
+    ix = i % w.w;
+    iy = (i / w.w) % w.h;
+    plane = i / (w.w * w.h);
+  }
+}
+// The offset of position `pixel` (row * width + column) of plane n * c + ch.
+CONVNET_HD inline int64_t input_offset(const Window2d& w, int64_t plane, int64_t pixel) {
+  return w.channels_last ? (plane / w.c) * w.h * w.w * w.c + pixel * w.c + plane % w.c
+                         : plane * w.h * w.w + pixel;
+}
+CONVNET_HD inline int64_t output_offset(const Window2d& w, int64_t plane, int64_t pixel) {
+  return w.channels_last ? (plane / w.c) * w.out_h * w.out_w * w.c + pixel * w.c + plane % w.c
+                         : plane * w.out_h * w.out_w + pixel;
 }
 
 // Output element i (of N*C*out_h*out_w): the maximum over its window and its
 // index in the (h, w) plane (the first on ties; NaN wins; padding never does).
 CONVNET_HD inline void max_pool_forward(int64_t i, const float* x, float* y, int32_t* argmax,
                                         const Window2d& w) {
-  const int64_t ox = i % w.out_w, oy = (i / w.out_w) % w.out_h, plane = i / (w.out_w * w.out_h);
-  const float* xp = x + plane * w.h * w.w;
+  int64_t ox, oy, plane;
+  output_position(i, w, ox, oy, plane);
   float best = -FLT_MAX;
   int32_t best_index = -1;
   for (int64_t ky = 0; ky < w.kernel; ++ky) {
@@ -79,7 +135,7 @@ CONVNET_HD inline void max_pool_forward(int64_t i, const float* x, float* y, int
     for (int64_t kx = 0; kx < w.kernel; ++kx) {
       const int64_t ix = ox * w.stride - w.padding + kx;
       if (ix < 0 || ix >= w.w) continue;
-      const float v = xp[iy * w.w + ix];
+      const float v = x[input_offset(w, plane, iy * w.w + ix)];
       if (best_index >= 0 && best != best) continue;  // a NaN stays the maximum
       if (best_index < 0 || v > best || v != v) {
         best = v;
@@ -102,7 +158,8 @@ CONVNET_HD inline void covering(int64_t i, int64_t kernel, int64_t stride, int64
 // Input element i (of N*C*h*w): the sum of dy over the windows whose argmax it is.
 CONVNET_HD inline void max_pool_backward(int64_t i, const float* dy, const int32_t* argmax,
                                          float* dx, bool accumulate, const Window2d& w) {
-  const int64_t ix = i % w.w, iy = (i / w.w) % w.h, plane = i / (w.w * w.h);
+  int64_t ix, iy, plane;
+  input_position(i, w, ix, iy, plane);
   int64_t y0, y1, x0, x1;
   covering(iy, w.kernel, w.stride, w.padding, w.out_h, y0, y1);
   covering(ix, w.kernel, w.stride, w.padding, w.out_w, x0, x1);
@@ -110,7 +167,7 @@ CONVNET_HD inline void max_pool_backward(int64_t i, const float* dy, const int32
   float sum = 0.0f;
   for (int64_t oy = y0; oy <= y1; ++oy)
     for (int64_t ox = x0; ox <= x1; ++ox) {
-      const int64_t o = plane * w.out_h * w.out_w + oy * w.out_w + ox;
+      const int64_t o = output_offset(w, plane, oy * w.out_w + ox);
       if (argmax[o] == self) sum += dy[o];
     }
   store(dx + i, sum, accumulate);
@@ -127,15 +184,15 @@ CONVNET_HD inline float window_count(const Window2d& w, int64_t oy, int64_t ox, 
 
 CONVNET_HD inline void avg_pool_forward(int64_t i, const float* x, float* y, const Window2d& w,
                                         bool include_pad) {
-  const int64_t ox = i % w.out_w, oy = (i / w.out_w) % w.out_h, plane = i / (w.out_w * w.out_h);
-  const float* xp = x + plane * w.h * w.w;
+  int64_t ox, oy, plane;
+  output_position(i, w, ox, oy, plane);
   float sum = 0.0f;
   for (int64_t ky = 0; ky < w.kernel; ++ky) {
     const int64_t iy = oy * w.stride - w.padding + ky;
     if (iy < 0 || iy >= w.h) continue;
     for (int64_t kx = 0; kx < w.kernel; ++kx) {
       const int64_t ix = ox * w.stride - w.padding + kx;
-      if (ix >= 0 && ix < w.w) sum += xp[iy * w.w + ix];
+      if (ix >= 0 && ix < w.w) sum += x[input_offset(w, plane, iy * w.w + ix)];
     }
   }
   y[i] = sum / window_count(w, oy, ox, include_pad);
@@ -143,44 +200,46 @@ CONVNET_HD inline void avg_pool_forward(int64_t i, const float* x, float* y, con
 
 CONVNET_HD inline void avg_pool_backward(int64_t i, const float* dy, float* dx, bool accumulate,
                                          const Window2d& w, bool include_pad) {
-  const int64_t ix = i % w.w, iy = (i / w.w) % w.h, plane = i / (w.w * w.h);
+  int64_t ix, iy, plane;
+  input_position(i, w, ix, iy, plane);
   int64_t y0, y1, x0, x1;
   covering(iy, w.kernel, w.stride, w.padding, w.out_h, y0, y1);
   covering(ix, w.kernel, w.stride, w.padding, w.out_w, x0, x1);
   float sum = 0.0f;
   for (int64_t oy = y0; oy <= y1; ++oy)
     for (int64_t ox = x0; ox <= x1; ++ox)
-      sum +=
-          dy[plane * w.out_h * w.out_w + oy * w.out_w + ox] / window_count(w, oy, ox, include_pad);
+      sum += dy[output_offset(w, plane, oy * w.out_w + ox)] / window_count(w, oy, ox, include_pad);
   store(dx + i, sum, accumulate);
 }
 
-// Plane p of (N*C) planes of hw elements: y[p] = mean, serially.
-CONVNET_HD inline void global_avg_pool_forward(int64_t p, const float* x, float* y, int64_t hw) {
+// Plane p = n * c + ch of hw elements: y[p] = mean, serially.
+CONVNET_HD inline void global_avg_pool_forward(int64_t p, const float* x, float* y, int64_t c,
+                                               int64_t hw, bool channels_last) {
   float sum = 0.0f;
-  for (int64_t j = 0; j < hw; ++j) sum += x[p * hw + j];
+  for (int64_t j = 0; j < hw; ++j) sum += x[plane_offset(p, j, c, hw, channels_last)];
   y[p] = sum / static_cast<float>(hw);
 }
 
-CONVNET_HD inline void global_avg_pool_backward(int64_t i, const float* dy, float* dx, int64_t hw,
-                                                bool accumulate) {
-  store(dx + i, dy[i / hw] / static_cast<float>(hw), accumulate);
+CONVNET_HD inline void global_avg_pool_backward(int64_t i, const float* dy, float* dx, int64_t c,
+                                                int64_t hw, bool channels_last, bool accumulate) {
+  store(dx + i, dy[plane_of(i, c, hw, channels_last)] / static_cast<float>(hw), accumulate);
 }
 
 CONVNET_HD inline void channel_gate_forward(int64_t i, const float* x, const float* s, float* y,
-                                            int64_t hw) {
-  y[i] = x[i] * sigmoid(s[i / hw]);
+                                            int64_t c, int64_t hw, bool channels_last) {
+  y[i] = x[i] * sigmoid(s[plane_of(i, c, hw, channels_last)]);
 }
 
 // Plane p: dx (+)= dy * g over the plane (dx may be null), and
 // ds[p] (+)= sum(dy * x) * g * (1 - g) (ds may be null), g = sigmoid(s[p]).
 CONVNET_HD inline void channel_gate_backward(int64_t p, const float* x, const float* s,
                                              const float* dy, float* dx, bool dx_accumulate,
-                                             float* ds, bool ds_accumulate, int64_t hw) {
+                                             float* ds, bool ds_accumulate, int64_t c, int64_t hw,
+                                             bool channels_last) {
   const float g = sigmoid(s[p]);
   float sum = 0.0f;
   for (int64_t j = 0; j < hw; ++j) {
-    const int64_t i = p * hw + j;
+    const int64_t i = plane_offset(p, j, c, hw, channels_last);
     sum += dy[i] * x[i];
     if (dx) store(dx + i, dy[i] * g, dx_accumulate);
   }

@@ -52,11 +52,11 @@ __device__ float block_sum(float value) {
 // One block per channel: dgamma += sum(dy * (x - mean)) * inv_std, dbeta += sum(dy).
 __global__ void batch_norm_fixed_sums_kernel(const float* x, const float* dy, const float* mean,
                                              const float* inv_std, float* dgamma, float* dbeta,
-                                             int64_t n, int64_t c, int64_t hw) {
+                                             int64_t n, int64_t c, int64_t hw, bool channels_last) {
   const int64_t ch = blockIdx.x;
   float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
   for (int64_t j = threadIdx.x; j < n * hw; j += blockDim.x) {
-    const int64_t i = (j / hw) * c * hw + ch * hw + j % hw;
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last);
     sum_dy += dy[i];
     sum_dy_xmu += dy[i] * (x[i] - mean[ch]);
   }
@@ -97,33 +97,37 @@ void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool a
 }
 
 void batch_norm_apply(const float* x, const float* mean, const float* inv_std, const float* gamma,
-                      const float* beta, float* y, int64_t n, int64_t c, int64_t hw, bool relu,
-                      cudaStream_t stream) {
+                      const float* beta, float* y, int64_t n, int64_t c, int64_t hw,
+                      bool channels_last, bool relu, cudaStream_t stream) {
   for_each("batch_norm_apply", n * c * hw, stream, [=] __device__(int64_t i) {
-    const float v = math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw);
+    const float v = math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last);
     y[i] = relu ? fmaxf(v, 0.0f) : v;
   });
 }
 
 void batch_norm_relu_mask(const float* x, const float* mean, const float* inv_std,
                           const float* gamma, const float* beta, const float* dy, float* masked,
-                          int64_t n, int64_t c, int64_t hw, cudaStream_t stream) {
+                          int64_t n, int64_t c, int64_t hw, bool channels_last,
+                          cudaStream_t stream) {
   for_each("batch_norm_relu_mask", n * c * hw, stream, [=] __device__(int64_t i) {
     masked[i] =
-        math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw) > 0.0f ? dy[i] : 0.0f;
+        math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last) > 0.0f
+            ? dy[i]
+            : 0.0f;
   });
 }
 
 void batch_norm_backward_fixed_stats(const float* x, const float* dy, const float* mean,
                                      const float* inv_std, const float* gamma, float* dx,
                                      bool accumulate, float* dgamma, float* dbeta, int64_t n,
-                                     int64_t c, int64_t hw, cudaStream_t stream) {
+                                     int64_t c, int64_t hw, bool channels_last,
+                                     cudaStream_t stream) {
   batch_norm_fixed_sums_kernel<<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
-      x, dy, mean, inv_std, dgamma, dbeta, n, c, hw);
+      x, dy, mean, inv_std, dgamma, dbeta, n, c, hw, channels_last);
   CONVNET_CUDA_LAUNCHED("batch_norm_fixed_sums");
   if (dx == nullptr) return;
   for_each("batch_norm_fixed_dx", n * c * hw, stream, [=] __device__(int64_t i) {
-    const int64_t ch = (i / hw) % c;
+    const int64_t ch = math::channel_of(i, c, hw, channels_last);
     math::store(dx + i, dy[i] * gamma[ch] * inv_std[ch], accumulate);
   });
 }
@@ -160,30 +164,33 @@ void avg_pool_backward(const float* dy, float* dx, bool accumulate, const Window
   });
 }
 
-void global_avg_pool_forward(const float* x, float* y, int64_t nc, int64_t hw,
-                             cudaStream_t stream) {
-  for_each("global_avg_pool_forward", nc, stream,
-           [=] __device__(int64_t p) { math::global_avg_pool_forward(p, x, y, hw); });
-}
-
-void global_avg_pool_backward(const float* dy, float* dx, int64_t nc, int64_t hw, bool accumulate,
-                              cudaStream_t stream) {
-  for_each("global_avg_pool_backward", nc * hw, stream, [=] __device__(int64_t i) {
-    math::global_avg_pool_backward(i, dy, dx, hw, accumulate);
+void global_avg_pool_forward(const float* x, float* y, int64_t n, int64_t c, int64_t hw,
+                             bool channels_last, cudaStream_t stream) {
+  for_each("global_avg_pool_forward", n * c, stream, [=] __device__(int64_t p) {
+    math::global_avg_pool_forward(p, x, y, c, hw, channels_last);
   });
 }
 
-void channel_gate_forward(const float* x, const float* s, float* y, int64_t nc, int64_t hw,
-                          cudaStream_t stream) {
-  for_each("channel_gate_forward", nc * hw, stream,
-           [=] __device__(int64_t i) { math::channel_gate_forward(i, x, s, y, hw); });
+void global_avg_pool_backward(const float* dy, float* dx, int64_t n, int64_t c, int64_t hw,
+                              bool channels_last, bool accumulate, cudaStream_t stream) {
+  for_each("global_avg_pool_backward", n * c * hw, stream, [=] __device__(int64_t i) {
+    math::global_avg_pool_backward(i, dy, dx, c, hw, channels_last, accumulate);
+  });
+}
+
+void channel_gate_forward(const float* x, const float* s, float* y, int64_t n, int64_t c,
+                          int64_t hw, bool channels_last, cudaStream_t stream) {
+  for_each("channel_gate_forward", n * c * hw, stream, [=] __device__(int64_t i) {
+    math::channel_gate_forward(i, x, s, y, c, hw, channels_last);
+  });
 }
 
 void channel_gate_backward(const float* x, const float* s, const float* dy, float* dx,
-                           bool dx_accumulate, float* ds, bool ds_accumulate, int64_t nc,
-                           int64_t hw, cudaStream_t stream) {
-  for_each("channel_gate_backward", nc, stream, [=] __device__(int64_t p) {
-    math::channel_gate_backward(p, x, s, dy, dx, dx_accumulate, ds, ds_accumulate, hw);
+                           bool dx_accumulate, float* ds, bool ds_accumulate, int64_t n, int64_t c,
+                           int64_t hw, bool channels_last, cudaStream_t stream) {
+  for_each("channel_gate_backward", n * c, stream, [=] __device__(int64_t p) {
+    math::channel_gate_backward(p, x, s, dy, dx, dx_accumulate, ds, ds_accumulate, c, hw,
+                                channels_last);
   });
 }
 

@@ -29,21 +29,23 @@ void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool a
 
 // Batch normalization with known per-channel statistics (mean, inv_std = 1 /
 // sqrt(var + eps)): y = gamma * (x - mean) * inv_std + beta, then max(., 0)
-// when relu.
+// when relu. channels_last: x, y, dy, dx are NHWC (here and below).
 void batch_norm_apply(const float* x, const float* mean, const float* inv_std, const float* gamma,
-                      const float* beta, float* y, int64_t n, int64_t c, int64_t hw, bool relu,
-                      cudaStream_t stream);
+                      const float* beta, float* y, int64_t n, int64_t c, int64_t hw,
+                      bool channels_last, bool relu, cudaStream_t stream);
 // masked = dy where batch_norm_apply(x) > 0, else 0 (backward of a fused BN+ReLU).
 void batch_norm_relu_mask(const float* x, const float* mean, const float* inv_std,
                           const float* gamma, const float* beta, const float* dy, float* masked,
-                          int64_t n, int64_t c, int64_t hw, cudaStream_t stream);
+                          int64_t n, int64_t c, int64_t hw, bool channels_last,
+                          cudaStream_t stream);
 // Backward of batch normalization with CONSTANT statistics (inference mode):
 // dx (+)= dy * gamma * inv_std (dx may be null); dgamma += sum(dy * (x - mean)) * inv_std;
 // dbeta += sum(dy), sums over (N, H, W).
 void batch_norm_backward_fixed_stats(const float* x, const float* dy, const float* mean,
                                      const float* inv_std, const float* gamma, float* dx,
                                      bool accumulate, float* dgamma, float* dbeta, int64_t n,
-                                     int64_t c, int64_t hw, cudaStream_t stream);
+                                     int64_t c, int64_t hw, bool channels_last,
+                                     cudaStream_t stream);
 // inv_std[c] = 1 / sqrt(var[c] + eps).
 void inverse_std(const float* var, float* inv_std, int64_t c, double eps, cudaStream_t stream);
 
@@ -61,17 +63,18 @@ void avg_pool_backward(const float* dy, float* dx, bool accumulate, const Window
                        bool count_include_pad, cudaStream_t stream);
 
 // y[n, c] = mean over hw of x[n, c, :]; dx (+)= dy[n, c] / hw.
-void global_avg_pool_forward(const float* x, float* y, int64_t nc, int64_t hw, cudaStream_t stream);
-void global_avg_pool_backward(const float* dy, float* dx, int64_t nc, int64_t hw, bool accumulate,
-                              cudaStream_t stream);
+void global_avg_pool_forward(const float* x, float* y, int64_t n, int64_t c, int64_t hw,
+                             bool channels_last, cudaStream_t stream);
+void global_avg_pool_backward(const float* dy, float* dx, int64_t n, int64_t c, int64_t hw,
+                              bool channels_last, bool accumulate, cudaStream_t stream);
 
 // y = x * sigmoid(s[n, c]) over hw (y may alias x).
-void channel_gate_forward(const float* x, const float* s, float* y, int64_t nc, int64_t hw,
-                          cudaStream_t stream);
+void channel_gate_forward(const float* x, const float* s, float* y, int64_t n, int64_t c,
+                          int64_t hw, bool channels_last, cudaStream_t stream);
 // dx (+)= dy * sigmoid(s) (dx may be null); ds (+)= sum_hw(dy * x) * sigmoid'(s) (ds may be null).
 void channel_gate_backward(const float* x, const float* s, const float* dy, float* dx,
-                           bool dx_accumulate, float* ds, bool ds_accumulate, int64_t nc,
-                           int64_t hw, cudaStream_t stream);
+                           bool dx_accumulate, float* ds, bool ds_accumulate, int64_t n, int64_t c,
+                           int64_t hw, bool channels_last, cudaStream_t stream);
 
 // Softmax cross-entropy with label smoothing s over (n, k) logits and int32
 // labels: row_loss[i] = logsumexp(z_i) - (1 - s) z_i[label] - s/k sum_j z_i[j];

@@ -11,8 +11,9 @@ namespace {
 using cuda::device_ptr;
 
 cuda::Window2d window(const Shape& in, const Shape& out, int64_t kernel, int64_t stride,
-                      int64_t padding) {
-  return cuda::Window2d{in[0], in[1], in[2], in[3], out[2], out[3], kernel, stride, padding};
+                      int64_t padding, Layout layout) {
+  return cuda::Window2d{in[0],  in[1],  in[2],  in[3],   out[2],
+                        out[3], kernel, stride, padding, layout == Layout::nhwc};
 }
 
 class MaxPoolCuda final : public MaxPool2d {
@@ -20,11 +21,11 @@ class MaxPoolCuda final : public MaxPool2d {
   MaxPoolCuda(Context& context, std::string name, const MaxPool2dOptions& options,
               const Shape& input_shape)
       : MaxPool2d(std::move(name), options, input_shape), stream_(cuda::stream_of(context)) {
-    CONVNET_CHECK(options.layout == Layout::nchw, "layer ", this->name(),
-                  ": the GPU backend runs plain nchw");
+    cuda::require_gpu_layout(this->name(), options.layout);
     // int32 indices stored in an f32-sized buffer
     argmax_ = Tensor::empty(output_shape(), context.allocator());
-    window_ = window(input_shape, output_shape(), options.kernel, options.stride, options.padding);
+    window_ = window(input_shape, output_shape(), options.kernel, options.stride, options.padding,
+                     options.layout);
   }
 
  private:
@@ -47,7 +48,8 @@ class AvgPoolCuda final : public AvgPool2d {
   AvgPoolCuda(Context& context, std::string name, const AvgPool2dOptions& options,
               const Shape& input_shape)
       : AvgPool2d(std::move(name), options, input_shape), stream_(cuda::stream_of(context)) {
-    window_ = window(input_shape, output_shape(), options.kernel, options.stride, options.padding);
+    window_ = window(input_shape, output_shape(), options.kernel, options.stride, options.padding,
+                     Layout::nchw);
   }
 
  private:

@@ -38,6 +38,13 @@ class KernelMath : public ::testing::Test {
     return c;
   }
   Tensor zeros(const Shape& shape) { return Tensor::zeros(shape, context_.allocator()); }
+  // The same logical values stored NCHW or NHWC (the kernels index raw memory).
+  Tensor in_layout(const Tensor& t, bool channels_last) {
+    Tensor c = Tensor::empty(t.shape(), context_.allocator(), DType::f32,
+                             channels_last ? Layout::nhwc : Layout::nchw);
+    c.copy_from(t);
+    return c;
+  }
   static void expect_close(const Tensor& actual, const Tensor& expected, float tol = 1e-5f) {
     const std::vector<float> a = actual.to_vector(), e = expected.to_vector();
     ASSERT_EQ(a.size(), e.size());
@@ -49,8 +56,9 @@ class KernelMath : public ::testing::Test {
   std::mt19937 rng_{42};
 };
 
-cuda::Window2d window(const Shape& in, const Shape& out, int64_t k, int64_t s, int64_t p) {
-  return {in[0], in[1], in[2], in[3], out[2], out[3], k, s, p};
+cuda::Window2d window(const Shape& in, const Shape& out, int64_t k, int64_t s, int64_t p,
+                      bool channels_last) {
+  return {in[0], in[1], in[2], in[3], out[2], out[3], k, s, p, channels_last};
 }
 
 TEST_F(KernelMath, StridedCopyIntoAChannelSliceAndSubsample) {
@@ -70,28 +78,30 @@ TEST_F(KernelMath, StridedCopyIntoAChannelSliceAndSubsample) {
 }
 
 TEST_F(KernelMath, MaxPoolForwardAndBackwardMatchTheCpuLayer) {
-  for (const auto& [in, k, s, p] : std::vector<std::tuple<Shape, int64_t, int64_t, int64_t>>{
-           {{2, 3, 11, 10}, 3, 2, 1}, {{1, 4, 7, 9}, 2, 2, 0}, {{2, 2, 6, 6}, 3, 1, 1}}) {
-    MaxPool2dOptions o;
-    o.kernel = k;
-    o.stride = s;
-    o.padding = p;
-    auto layer = MaxPool2d::create(context_, "pool", o, in);
-    const Shape out = layer->output_shape();
-    const Tensor x = random(in), dy = random(out);
-    Tensor y = zeros(out), dx = random(in);
-    Tensor ky = zeros(out), kdx = copy(dx);
-    layer->forward(Mode::training, x, y);
-    layer->backward(dy, dx, GradMode::accumulate);
-    std::vector<int32_t> argmax(static_cast<std::size_t>(out.numel()));
-    const cuda::Window2d w = window(in, out, k, s, p);
-    for (int64_t i = 0; i < out.numel(); ++i)
-      math::max_pool_forward(i, x.data<float>(), ky.data<float>(), argmax.data(), w);
-    for (int64_t i = 0; i < in.numel(); ++i)
-      math::max_pool_backward(i, dy.data<float>(), argmax.data(), kdx.data<float>(), true, w);
-    expect_close(ky, y);
-    expect_close(kdx, dx);
-  }
+  for (bool cl : {false, true})
+    for (const auto& [in, k, s, p] : std::vector<std::tuple<Shape, int64_t, int64_t, int64_t>>{
+             {{2, 3, 11, 10}, 3, 2, 1}, {{1, 4, 7, 9}, 2, 2, 0}, {{2, 2, 6, 6}, 3, 1, 1}}) {
+      MaxPool2dOptions o;
+      o.kernel = k;
+      o.stride = s;
+      o.padding = p;
+      auto layer = MaxPool2d::create(context_, "pool", o, in);
+      const Shape out = layer->output_shape();
+      const Tensor x = random(in), dy = random(out);
+      Tensor y = zeros(out), dx = random(in);
+      Tensor ky = in_layout(zeros(out), cl), kdx = in_layout(dx, cl);
+      const Tensor kx = in_layout(x, cl), kdy = in_layout(dy, cl);
+      layer->forward(Mode::training, x, y);
+      layer->backward(dy, dx, GradMode::accumulate);
+      std::vector<int32_t> argmax(static_cast<std::size_t>(out.numel()));
+      const cuda::Window2d w = window(in, out, k, s, p, cl);
+      for (int64_t i = 0; i < out.numel(); ++i)
+        math::max_pool_forward(i, kx.data<float>(), ky.data<float>(), argmax.data(), w);
+      for (int64_t i = 0; i < in.numel(); ++i)
+        math::max_pool_backward(i, kdy.data<float>(), argmax.data(), kdx.data<float>(), true, w);
+      expect_close(ky, y);
+      expect_close(kdx, dx);
+    }
 }
 
 TEST_F(KernelMath, AvgPoolBothPaddingModesMatchTheCpuLayer) {
@@ -108,7 +118,7 @@ TEST_F(KernelMath, AvgPoolBothPaddingModesMatchTheCpuLayer) {
     Tensor y = zeros(out), dx = zeros(in), ky = zeros(out), kdx = random(in);
     layer->forward(x, y);
     layer->backward(dy, dx, GradMode::overwrite);
-    const cuda::Window2d w = window(in, out, 3, 2, 1);
+    const cuda::Window2d w = window(in, out, 3, 2, 1, false);
     for (int64_t i = 0; i < out.numel(); ++i)
       math::avg_pool_forward(i, x.data<float>(), ky.data<float>(), w, include_pad);
     for (int64_t i = 0; i < in.numel(); ++i)
@@ -119,34 +129,39 @@ TEST_F(KernelMath, AvgPoolBothPaddingModesMatchTheCpuLayer) {
 }
 
 TEST_F(KernelMath, GlobalAvgPoolAndChannelGateMatchTheCpuLayers) {
-  const Shape in{3, 5, 4, 6}, nc{3, 5};
-  const int64_t planes = 15, hw = 24;
-  auto gap = GlobalAvgPool::create(context_, "gap", in);
-  const Tensor x = random(in), dy = random(nc);
-  Tensor y = zeros(nc), dx = random(in), ky = zeros(nc), kdx = copy(dx);
-  gap->forward(x, y);
-  gap->backward(dy, dx, GradMode::accumulate);
-  for (int64_t p = 0; p < planes; ++p)
-    math::global_avg_pool_forward(p, x.data<float>(), ky.data<float>(), hw);
-  for (int64_t i = 0; i < in.numel(); ++i)
-    math::global_avg_pool_backward(i, dy.data<float>(), kdx.data<float>(), hw, true);
-  expect_close(ky, y);
-  expect_close(kdx, dx);
+  for (bool cl : {false, true}) {
+    SCOPED_TRACE(cl ? "nhwc" : "nchw");
+    const Shape in{3, 5, 4, 6}, nc{3, 5};
+    const int64_t planes = 15, c = 5, hw = 24;
+    auto gap = GlobalAvgPool::create(context_, "gap", in);
+    const Tensor x = random(in), dy = random(nc);
+    Tensor y = zeros(nc), dx = random(in), ky = zeros(nc), kdx = in_layout(dx, cl);
+    const Tensor kx = in_layout(x, cl);
+    gap->forward(x, y);
+    gap->backward(dy, dx, GradMode::accumulate);
+    for (int64_t p = 0; p < planes; ++p)
+      math::global_avg_pool_forward(p, kx.data<float>(), ky.data<float>(), c, hw, cl);
+    for (int64_t i = 0; i < in.numel(); ++i)
+      math::global_avg_pool_backward(i, dy.data<float>(), kdx.data<float>(), c, hw, cl, true);
+    expect_close(ky, y);
+    expect_close(kdx, dx);
 
-  auto gate = ChannelGate::create(context_, "gate", in, nc);
-  const Tensor s = random(nc, -3.0f, 3.0f), dz = random(in);
-  Tensor z = zeros(in), kz = zeros(in), dxg = random(in), ds = random(nc);
-  Tensor kdxg = copy(dxg), kds = copy(ds);
-  gate->forward(x, s, z);
-  gate->backward(x, s, dz, dxg, GradMode::overwrite, ds, GradMode::accumulate);
-  for (int64_t i = 0; i < in.numel(); ++i)
-    math::channel_gate_forward(i, x.data<float>(), s.data<float>(), kz.data<float>(), hw);
-  for (int64_t p = 0; p < planes; ++p)
-    math::channel_gate_backward(p, x.data<float>(), s.data<float>(), dz.data<float>(),
-                                kdxg.data<float>(), false, kds.data<float>(), true, hw);
-  expect_close(kz, z);
-  expect_close(kdxg, dxg);
-  expect_close(kds, ds);
+    auto gate = ChannelGate::create(context_, "gate", in, nc);
+    const Tensor s = random(nc, -3.0f, 3.0f), dz = random(in);
+    Tensor z = zeros(in), kz = in_layout(zeros(in), cl), dxg = random(in), ds = random(nc);
+    Tensor kdxg = in_layout(dxg, cl), kds = copy(ds);
+    const Tensor kdz = in_layout(dz, cl);
+    gate->forward(x, s, z);
+    gate->backward(x, s, dz, dxg, GradMode::overwrite, ds, GradMode::accumulate);
+    for (int64_t i = 0; i < in.numel(); ++i)
+      math::channel_gate_forward(i, kx.data<float>(), s.data<float>(), kz.data<float>(), c, hw, cl);
+    for (int64_t p = 0; p < planes; ++p)
+      math::channel_gate_backward(p, kx.data<float>(), s.data<float>(), kdz.data<float>(),
+                                  kdxg.data<float>(), false, kds.data<float>(), true, c, hw, cl);
+    expect_close(kz, z);
+    expect_close(kdxg, dxg);
+    expect_close(kds, ds);
+  }
 }
 
 TEST_F(KernelMath, SoftmaxCrossEntropyWithSmoothingMatchesTheCpuLayer) {
@@ -199,8 +214,20 @@ TEST_F(KernelMath, BatchNormWithGivenStatistics) {
   for (int64_t i = 0; i < n * c * hw; ++i) {
     const int64_t ch = (i / hw) % c;
     const float expected = gamma[ch] * (x.data<float>()[i] - mean[ch]) * inv_std[ch] + beta[ch];
-    ASSERT_FLOAT_EQ(math::batch_norm_value(x.data<float>(), mean, inv_std, gamma, beta, i, c, hw),
-                    expected);
+    ASSERT_FLOAT_EQ(
+        math::batch_norm_value(x.data<float>(), mean, inv_std, gamma, beta, i, c, hw, false),
+        expected);
+  }
+  // NHWC: the same logical element (n, ch, p) sits at (n * hw + p) * c + ch.
+  for (int64_t i = 0; i < n * c * hw; ++i) {
+    const int64_t ch = i % c, p = (i / c) % hw, b = i / (c * hw);
+    const float xv = x.data<float>()[(b * c + ch) * hw + p];
+    std::vector<float> nhwc(static_cast<std::size_t>(n * c * hw));
+    nhwc[static_cast<std::size_t>(i)] = xv;
+    ASSERT_FLOAT_EQ(math::batch_norm_value(nhwc.data(), mean, inv_std, gamma, beta, i, c, hw, true),
+                    gamma[ch] * (xv - mean[ch]) * inv_std[ch] + beta[ch]);
+    EXPECT_EQ(math::plane_offset(b * c + ch, p, c, hw, true), i);
+    EXPECT_EQ(math::plane_of(i, c, hw, true), b * c + ch);
   }
 }
 
