@@ -44,7 +44,7 @@ void wait_for_device(Context& context) {
 
 int bench_command(const std::vector<std::string>& args) {
   namespace po = boost::program_options;
-  std::string model, memory_efficient, device, precision;
+  std::string model, memory_efficient, device, precision, layout;
   int64_t batch = 0, size = 0, channels = 3, classes = 0;
   int steps = 0, threads = 0, warmup = 0;
   double bucket_mb = 25;
@@ -62,6 +62,8 @@ int bench_command(const std::vector<std::string>& args) {
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS or all)")(
       "device", po::value(&device)->default_value("cpu"),
       "cpu, or cuda (the GPU of each rank's local rank)")(
+      "layout", po::value(&layout)->default_value("nchw"),
+      "GPU activations: nchw, or nhwc (channels-last; ResNet families)")(
       "precision", po::value(&precision)->default_value("fp32"),
       "fp32, or tf32 (GPU convolutions on TF32 tensor cores)")(
       "memory-efficient", po::value(&memory_efficient)->default_value("on"),
@@ -77,6 +79,8 @@ int bench_command(const std::vector<std::string>& args) {
   if (size == 0) size = info.default_image_size;
   if (classes == 0) classes = info.default_classes;
 
+  CONVNET_CHECK(layout == "nchw" || (layout == "nhwc" && device == "cuda"),
+                "--layout must be nchw, or nhwc with --device cuda; got '", layout, "'");
   auto communicator = make_communicator();
   Context context(
       context_options_for_rank(parse_backend(device), threads, precision, *communicator));
@@ -85,7 +89,8 @@ int bench_command(const std::vector<std::string>& args) {
                          {.name = model,
                           .num_classes = classes,
                           .in_channels = channels,
-                          .memory_efficient = parse_on_off("memory-efficient", memory_efficient)},
+                          .memory_efficient = parse_on_off("memory-efficient", memory_efficient),
+                          .channels_last = layout == "nhwc"},
                          store, Shape{batch, channels, size, size});
   CpuAllocator host_memory;
   ParamStore host_store;  // initialized on the host, copied to the device
@@ -139,14 +144,15 @@ int bench_command(const std::vector<std::string>& args) {
       "{\"model\": \"%s\", \"batch_size\": %ld, \"image_size\": %ld, \"img_per_s\": %.3f, "
       "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s, "
       "\"activation_mib\": %ld, \"pool_mib\": %ld, \"allocated_peak_mib\": %ld, \"ranks\": %d, "
-      "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\", \"precision\": \"%s\"}\n",
+      "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\", \"precision\": \"%s\", "
+      "\"layout\": \"%s\"}\n",
       model.c_str(), static_cast<long>(batch), static_cast<long>(size), world * batch / median,
       static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
       context.num_threads(), memory_efficient == "on" ? "true" : "false",
       static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->pool_bytes() >> 20),
       static_cast<long>(context.allocator().peak_bytes_in_use() >> 20), world,
       static_cast<long>(reducer.buckets().size()), 1e3 * exposed[exposed.size() / 2],
-      device.c_str(), precision.c_str());
+      device.c_str(), precision.c_str(), to_string(net->input().layout()).c_str());
   return 0;
 }
 

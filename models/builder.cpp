@@ -255,11 +255,11 @@ class PadShortcutOp final : public Op {
       }
   }
 
-  // Plain layout (the GPU's): x[:, :, ::stride, ::stride] as a strided view.
+  // GPU layouts (nchw, nhwc): x[:, :, ::stride, ::stride] as a strided view.
   Tensor subsampled(const Tensor& x) const {
-    const int64_t h = in_[2], w = in_[3];
+    const std::vector<int64_t>& s = x.strides();
     return Tensor::wrap(x.raw_data(), Shape{in_[0], in_[1], out_[2], out_[3]}, DType::f32,
-                        x.device(), {in_[1] * h * w, h * w, stride_ * w, stride_});
+                        x.device(), {s[0], s[1], s[2] * stride_, s[3] * stride_});
   }
   // The channels of y that hold x.
   Tensor padded_channels(const Tensor& y) const {
@@ -282,10 +282,10 @@ void require_plain(const NetBuilder& b, ValueId x, const std::string& name) {
 ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions& conv_options) {
   Conv2dOptions options = conv_options;
   options.input_layout = layout(x);
-  // Blocked output for spatial maps; 1x1 maps (SE's squeeze) stay plain.
+  // The activation layout for spatial maps; 1x1 maps (SE's squeeze) stay plain.
   const bool spatial = shape(x)[2] * shape(x)[3] > 1;
-  options.output_layout =
-      blocked_ && spatial && options.out_channels % 8 == 0 ? Layout::nchw8c : Layout::nchw;
+  const bool fits = activation_layout_ != Layout::nchw8c || options.out_channels % 8 == 0;
+  options.output_layout = spatial && fits ? activation_layout_ : Layout::nchw;
   auto layer = Conv2d::create(context_, name, options, shape(x));
   const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
   const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(), true) : -1;
@@ -383,7 +383,7 @@ ValueId NetBuilder::pad_shortcut(ValueId x, const std::string& name, int64_t out
   const Shape& in = shape(x);
   CONVNET_CHECK(out_channels >= in[1] && (out_channels - in[1]) % 2 == 0 && stride >= 1, "layer ",
                 name, ": cannot pad ", in, " to ", out_channels, " channels");
-  CONVNET_CHECK(layout(x) == Layout::nchw || (out_channels - in[1]) % 16 == 0, "layer ", name,
+  CONVNET_CHECK(layout(x) != Layout::nchw8c || (out_channels - in[1]) % 16 == 0, "layer ", name,
                 ": a blocked shortcut pads whole blocks of 8 channels on each side, not ",
                 (out_channels - in[1]) / 2);
   const Shape out{in[0], out_channels, (in[2] - 1) / stride + 1, (in[3] - 1) / stride + 1};

@@ -28,7 +28,13 @@ class NetBuilder {
   NetBuilder(Context& context, Net& net, ParamStore& store)
       : context_(context), net_(net), store_(store) {}
 
-  void set_blocked_layout(bool enabled) { blocked_ = enabled; }
+  // The layout of spatial convolution outputs (and so of the ops after them):
+  // nchw (default), nchw8c (the CPU's blocked layout, when the channels are a
+  // multiple of 8) or nhwc (the GPU's channels-last layout).
+  void set_activation_layout(Layout layout) { activation_layout_ = layout; }
+  void set_blocked_layout(bool enabled) {
+    set_activation_layout(enabled ? Layout::nchw8c : Layout::nchw);
+  }
   const Shape& shape(ValueId v) const { return net_.shape(v); }
   Layout layout(ValueId v) const { return net_.layout(v); }
   int64_t channels(ValueId v) const { return net_.shape(v)[1]; }
@@ -65,7 +71,7 @@ class NetBuilder {
   ValueId add_batch_norm(ValueId x, const std::string& name, bool fuse_relu);
 
   ParamStore& store_;
-  bool blocked_ = false;
+  Layout activation_layout_ = Layout::nchw;
 };
 
 }  // namespace convnet

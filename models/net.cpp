@@ -8,12 +8,13 @@ namespace convnet {
 
 Net::Net(Context& context, ParamStore& store) : context_(context), store_(store) {}
 
-ValueId Net::add_input(const Shape& shape) {
+ValueId Net::add_input(const Shape& shape, Layout layout) {
   CONVNET_CHECK(input_ < 0, "a net has one input");
   CONVNET_CHECK(shape.rank() == 4 && shape.all_positive(), "net input shape ", shape,
                 " must be (N, C, H, W) with every extent > 0");
   Value v;
   v.shape = shape;
+  v.layout = layout;
   values_.push_back(std::move(v));
   input_ = static_cast<ValueId>(values_.size() - 1);
   return input_;

@@ -58,7 +58,9 @@ class Net {
  public:
   Net(Context& context, ParamStore& store);
 
-  ValueId add_input(const Shape& shape);
+  // The network input (N, C, H, W), stored in `layout` (nchw, or nhwc for the
+  // GPU's channels-last models).
+  ValueId add_input(const Shape& shape, Layout layout = Layout::nchw);
   ValueId add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape,
                  Layout output_layout = Layout::nchw);
   // A zero-copy view of `value` with another shape of the same numel.

@@ -56,6 +56,14 @@ struct Entry {
   std::function<ValueId(NetBuilder&, ValueId, const ModelSpec&, int64_t)> build;
 };
 
+// The activation layout of a ResNet-family model: oneDNN's blocked nchw8c on
+// the CPU (ModelSpec::blocked_layout), channels-last NHWC on the GPU when
+// asked (ModelSpec::channels_last), plain NCHW otherwise.
+Layout activation_layout(const Context& context, const ModelSpec& spec) {
+  if (context.backend() == Backend::cpu) return spec.blocked_layout ? Layout::nchw8c : Layout::nchw;
+  return spec.channels_last ? Layout::nhwc : Layout::nchw;
+}
+
 Entry resnet_entry(const std::string& name, const std::string& family, ResNetConfig config,
                    bool cifar) {
   return {{name, family, cifar ? 10 : 1000, cifar ? 32 : 224},
@@ -63,8 +71,7 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
             ResNetConfig c = config;
             c.stride_in_1x1 = spec.resnet_v1;
             // Option A shortcuts (16 -> 32 -> 64 channels) pad whole blocks of 8.
-            // cuDNN runs plain NCHW here; nchw8c is oneDNN's layout
-            b.set_blocked_layout(spec.blocked_layout && b.context().backend() == Backend::cpu);
+            b.set_activation_layout(activation_layout(b.context(), spec));
             return build_resnet(b, x, c, classes);
           }};
 }
@@ -168,11 +175,20 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   if (store.finalized()) store.begin_rebind();
   auto net = std::make_unique<Net>(context, store);
   NetBuilder builder(context, *net, store);
-  const ValueId logits = entry.build(builder, net->add_input(input_shape), spec, classes);
+    const ValueId logits = entry.build(
+      builder, net->add_input(input_shape, model_input_layout(context.backend(), spec)), spec,
+      classes);
   net->set_output(logits);
   net->set_compute_input_grad(spec.compute_input_grad);
   net->plan();
   return net;
+}
+
+Layout model_input_layout(Backend backend, const ModelSpec& spec) {
+  // Channels-last GPU ResNets take channels-last input; DenseNets stay NCHW.
+  const bool channels_last = backend == Backend::cuda && spec.channels_last;
+  return channels_last && find_entry(spec.name).info.family != "densenet" ? Layout::nhwc
+                                                                          : Layout::nchw;
 }
 
 void initialize_parameters(ParamStore& store, uint64_t seed) {

@@ -28,6 +28,9 @@ struct ModelSpec {
   // Keep activations in the blocked nchw8c layout where the family supports it
   // (ImageNet ResNets, pre-activation and SE variants); plain NCHW otherwise.
   bool blocked_layout = true;
+  // GPU: keep the input and activations channels-last (NHWC), the layout of
+  // cuDNN's tensor-core kernels (ResNet families; DenseNets stay NCHW).
+  bool channels_last = false;
 };
 
 struct ModelInfo {
@@ -52,5 +55,8 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
 // and variance 1, Linear and conv biases uniform(+-1/sqrt(fan_in)) (DenseNet's
 // classifier bias 0). Deterministic in `seed`.
 void initialize_parameters(ParamStore& store, uint64_t seed);
+// The layout build_model gives the net's input on `backend`: nhwc for
+// channels-last GPU models (fill it with NHWC images), else nchw.
+Layout model_input_layout(Backend backend, const ModelSpec& spec);
 
 }  // namespace convnet

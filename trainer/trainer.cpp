@@ -150,7 +150,20 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       accumulate = micro_batches / world;
     }
   }
+  CONVNET_CHECK(config.layout == "nchw" || config.layout == "nhwc",
+                "--layout must be nchw or nhwc, got '", config.layout, "'");
+  CONVNET_CHECK(config.layout == "nchw" || config.device == "cuda",
+                "--layout nhwc needs --device cuda");
+  const ModelSpec model_spec{.name = config.model,
+                             .num_classes = classes,
+                             .in_channels = channels,
+                             .memory_efficient = config.memory_efficient,
+                             .channels_last = config.layout == "nhwc"};
+  // Channels-last GPU models take NHWC batches, straight from the loader.
+  const bool nhwc_batches =
+      model_input_layout(parse_backend(config.device), model_spec) == Layout::nhwc;
   LoaderOptions loader_options;
+  loader_options.augment.channels_last = nhwc_batches;
   loader_options.augment.recipe = resolve_recipe(config.recipe, info);
   loader_options.augment.size = config.crop;
   loader_options.augment.seed = config.seed;
@@ -202,10 +215,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   Context context(context_options_for_rank(parse_backend(config.device), threads, config.precision,
                                            communicator));
   ParamStore store;
-  const ModelSpec spec{.name = config.model,
-                       .num_classes = classes,
-                       .in_channels = channels,
-                       .memory_efficient = config.memory_efficient};
+  const ModelSpec spec = model_spec;
   ModelNets nets(context, spec, store, channels, loader.height(), loader.width());
   Net& net = nets.get(config.batch_size);
   SoftmaxCrossEntropy& loss = nets.loss(config.batch_size, config.label_smoothing);

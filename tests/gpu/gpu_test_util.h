@@ -53,14 +53,19 @@ class GpuTest : public ::testing::Test {
   }
   // Device copies, complete on return (a test may use them on another
   // context's stream).
-  Tensor upload(const Tensor& host) {
-    Tensor d = Tensor::empty(host.shape(), gpu_->allocator());
-    cuda::copy(d, host, stream());
+  Tensor upload(const Tensor& host, Layout layout = Layout::nchw) {
+    Tensor source = host;
+    if (layout != host.layout()) {  // the same logical values, stored in `layout`
+      source = Tensor::empty(host.shape(), cpu_.allocator(), DType::f32, layout);
+      source.copy_from(host);
+    }
+    Tensor d = Tensor::empty(host.shape(), gpu_->allocator(), DType::f32, layout);
+    cuda::copy(d, source, stream());
     gpu_->gpu().synchronize();
     return d;
   }
-  Tensor device_zeros(const Shape& shape) {
-    Tensor d = Tensor::empty(shape, gpu_->allocator());
+  Tensor device_zeros(const Shape& shape, Layout layout = Layout::nchw) {
+    Tensor d = Tensor::empty(shape, gpu_->allocator(), DType::f32, layout);
     cuda::zero(d, stream());
     gpu_->gpu().synchronize();
     return d;

@@ -21,59 +21,65 @@ namespace {
 
 class GpuLayers : public GpuTest {
  protected:
-  void check_conv(const Conv2dOptions& o, const Shape& in, GradMode dx_mode) {
+  // The GPU layer runs in `layout` (activations); the CPU layer in nchw.
+  void check_conv(const Conv2dOptions& o, const Shape& in, GradMode dx_mode,
+                  Layout layout = Layout::nchw) {
     auto c = Conv2d::create(cpu(), "conv", o, in);
-    auto g = Conv2d::create(gpu(), "conv", o, in);
+    Conv2dOptions go = o;
+    go.input_layout = go.output_layout = layout;
+    auto g = Conv2d::create(gpu(), "conv", go, in);
     const Tensor x = random(in), w = random(c->weight_shape());
     const Tensor b = o.bias ? random(c->bias_shape()) : Tensor();
     Tensor y = host_zeros(c->output_shape());
     c->forward(x, w, b, y);
-    const Tensor gx = upload(x), gw = upload(w), gb = b.defined() ? upload(b) : Tensor();
-    Tensor gy = device_zeros(c->output_shape());
+    const Tensor gx = upload(x, layout), gw = upload(w), gb = b.defined() ? upload(b) : Tensor();
+    Tensor gy = device_zeros(c->output_shape(), layout);
     g->forward(gx, gw, gb, gy);
     EXPECT_TRUE(close(gy, y)) << "forward";
 
     const Tensor dy = random(c->output_shape());
     Tensor dx = random(in), dw = random(c->weight_shape());
     Tensor db = o.bias ? random(c->bias_shape()) : Tensor();
-    Tensor gdx = upload(dx), gdw = upload(dw), gdb = db.defined() ? upload(db) : Tensor();
+    Tensor gdx = upload(dx, layout), gdw = upload(dw), gdb = db.defined() ? upload(db) : Tensor();
     c->backward(x, w, dy, dx, dx_mode, dw, db);
-    g->backward(gx, gw, upload(dy), gdx, dx_mode, gdw, gdb);
+    g->backward(gx, gw, upload(dy, layout), gdx, dx_mode, gdw, gdb);
     EXPECT_TRUE(close(gdx, dx)) << "input gradient";
     EXPECT_TRUE(close(gdw, dw)) << "weight gradient";
     if (o.bias) EXPECT_TRUE(close(gdb, db)) << "bias gradient";
   }
 
-  void check_batch_norm(bool fuse_relu, Mode mode, GradMode dx_mode) {
+  void check_batch_norm(bool fuse_relu, Mode mode, GradMode dx_mode, Layout layout = Layout::nchw) {
     const Shape in{4, 16, 7, 5};
     BatchNormOptions o;
     o.channels = 16;
     o.fuse_relu = fuse_relu;
     auto c = BatchNorm2d::create(cpu(), "bn", o, in);
-    auto g = BatchNorm2d::create(gpu(), "bn", o, in);
+    BatchNormOptions go = o;
+    go.layout = layout;
+    auto g = BatchNorm2d::create(gpu(), "bn", go, in);
     const Tensor x = random(in, -2.0, 3.0), w = random(Shape{16}, 0.5, 1.5);
     const Tensor b = random(Shape{16});
     Tensor rm = random(Shape{16}), rv = random(Shape{16}, 0.5, 2.0);
     Tensor grm = upload(rm), grv = upload(rv);
     Tensor y = host_zeros(in);
-    const Tensor gx = upload(x), gw = upload(w), gb = upload(b);
-    Tensor gy = device_zeros(in);
+    const Tensor gx = upload(x, layout), gw = upload(w), gb = upload(b);
+    Tensor gy = device_zeros(in, layout);
     c->forward(mode, x, w, b, rm, rv, y);
     g->forward(mode, gx, gw, gb, grm, grv, gy);
     EXPECT_TRUE(close(gy, y)) << "forward";
     EXPECT_TRUE(close(grm, rm)) << "running mean";
     EXPECT_TRUE(close(grv, rv)) << "running variance";
 
-    Tensor r = host_zeros(in), gr = device_zeros(in);
+    Tensor r = host_zeros(in), gr = device_zeros(in, layout);
     c->recompute(x, w, b, r);
     g->recompute(gx, gw, gb, gr);
     EXPECT_TRUE(close(gr, r)) << "recompute";
 
     const Tensor dy = random(in);
     Tensor dx = random(in), dw = random(Shape{16}), db = random(Shape{16});
-    Tensor gdx = upload(dx), gdw = upload(dw), gdb = upload(db);
+    Tensor gdx = upload(dx, layout), gdw = upload(dw), gdb = upload(db);
     c->backward(x, w, dy, dx, dx_mode, dw, db);
-    g->backward(gx, gw, upload(dy), gdx, dx_mode, gdw, gdb);
+    g->backward(gx, gw, upload(dy, layout), gdx, dx_mode, gdw, gdb);
     EXPECT_TRUE(close(gdx, dx)) << "input gradient";
     EXPECT_TRUE(close(gdw, dw)) << "weight gradient";
     EXPECT_TRUE(close(gdb, db)) << "bias gradient";
@@ -132,6 +138,58 @@ TEST_F(GpuLayers, ConvWithTf32TensorCores) {
   g->backward(gx, gw, upload(dy), gdx, GradMode::overwrite, gdw, Tensor());
   EXPECT_TRUE(close(gdx, dx, 1e-2));
   EXPECT_TRUE(close(gdw, dw, 1e-2));
+}
+
+TEST_F(GpuLayers, ConvChannelsLast) {
+  check_conv(conv(16, 32, 3, 2, 1), Shape{4, 16, 12, 12}, GradMode::accumulate, Layout::nhwc);
+  check_conv(conv(3, 16, 7, 2, 3), Shape{2, 3, 33, 31}, GradMode::overwrite, Layout::nhwc);
+}
+
+TEST_F(GpuLayers, BatchNormChannelsLast) {
+  check_batch_norm(false, Mode::training, GradMode::overwrite, Layout::nhwc);
+  check_batch_norm(true, Mode::training, GradMode::accumulate, Layout::nhwc);
+  check_batch_norm(true, Mode::inference, GradMode::overwrite, Layout::nhwc);
+}
+
+TEST_F(GpuLayers, PoolingAndSeGateChannelsLast) {
+  const Shape in{2, 8, 11, 10}, nc{2, 8};
+  MaxPool2dOptions o;
+  o.kernel = 3;
+  o.stride = 2;
+  o.padding = 1;
+  auto c = MaxPool2d::create(cpu(), "pool", o, in);
+  o.layout = Layout::nhwc;
+  auto g = MaxPool2d::create(gpu(), "pool", o, in);
+  const Tensor x = random(in), dy = random(c->output_shape());
+  Tensor y = host_zeros(c->output_shape()), gy = device_zeros(c->output_shape(), Layout::nhwc);
+  c->forward(Mode::training, x, y);
+  g->forward(Mode::training, upload(x, Layout::nhwc), gy);
+  EXPECT_TRUE(close(gy, y));
+  Tensor dx = random(in), gdx = upload(dx, Layout::nhwc);
+  c->backward(dy, dx, GradMode::accumulate);
+  g->backward(upload(dy, Layout::nhwc), gdx, GradMode::accumulate);
+  EXPECT_TRUE(close(gdx, dx));
+
+  auto cp = GlobalAvgPool::create(cpu(), "gap", in);
+  auto gp = GlobalAvgPool::create(gpu(), "gap", in, Layout::nhwc);
+  Tensor s = host_zeros(nc), gs = device_zeros(nc);
+  cp->forward(x, s);
+  gp->forward(upload(x, Layout::nhwc), gs);
+  EXPECT_TRUE(close(gs, s));
+
+  auto cg = ChannelGate::create(cpu(), "gate", in, nc);
+  auto gg = ChannelGate::create(gpu(), "gate", in, nc, Layout::nhwc);
+  const Tensor logits = random(nc, -3.0, 3.0), dz = random(in);
+  Tensor z = host_zeros(in), gz = device_zeros(in, Layout::nhwc);
+  cg->forward(x, logits, z);
+  gg->forward(upload(x, Layout::nhwc), upload(logits), gz);
+  EXPECT_TRUE(close(gz, z));
+  Tensor dxg = random(in), ds = random(nc), gdxg = upload(dxg, Layout::nhwc), gds = upload(ds);
+  cg->backward(x, logits, dz, dxg, GradMode::overwrite, ds, GradMode::accumulate);
+  gg->backward(upload(x, Layout::nhwc), upload(logits), upload(dz, Layout::nhwc), gdxg,
+               GradMode::overwrite, gds, GradMode::accumulate);
+  EXPECT_TRUE(close(gdxg, dxg));
+  EXPECT_TRUE(close(gds, ds));
 }
 
 TEST_F(GpuLayers, BatchNormTraining) {

@@ -37,7 +37,7 @@ class GpuTraining : public GpuTest {
   // One step on a host batch; returns the loss.
   double step(Replica& r, const Tensor& batch, const std::vector<int64_t>& labels, bool gpu_side) {
     if (gpu_side)
-      cuda::copy(r.net->input(), batch, stream());
+      cuda::copy(r.net->input(), in_layout(batch, r.net->input().layout()), stream());
     else
       r.net->input().copy_from(batch);
     r.net->forward(Mode::training);
@@ -49,14 +49,25 @@ class GpuTraining : public GpuTest {
     return loss;
   }
 
-  void compare_five_steps(const std::string& model, const Shape& input, int64_t classes) {
+  // A host tensor with t's values stored in `layout`.
+  Tensor in_layout(const Tensor& t, Layout layout) {
+    if (layout == t.layout()) return t;
+    Tensor c = Tensor::empty(t.shape(), cpu().allocator(), DType::f32, layout);
+    c.copy_from(t);
+    return c;
+  }
+
+  void compare_five_steps(const std::string& model, const Shape& input, int64_t classes,
+                          bool channels_last = false) {
     ModelSpec spec;
     spec.name = model;
     spec.num_classes = classes;
     spec.in_channels = input[1];
     Replica c, g;
     build(c, cpu(), spec, input);
+    spec.channels_last = channels_last;
     build(g, gpu(), spec, input);
+    if (channels_last) EXPECT_EQ(g.net->input().layout(), Layout::nhwc);
     initialize_parameters(c.store, 7);
     copy_values(g.store, c.store);
     for (int s = 0; s < 5; ++s) {
@@ -89,6 +100,11 @@ TEST_F(GpuTraining, DenseNetBc100FiveStepsMatchCpu) {
 
 TEST_F(GpuTraining, ResNet20OptionAShortcutsMatchCpu) {
   compare_five_steps("resnet20", Shape{4, 3, 32, 32}, 10);
+}
+
+TEST_F(GpuTraining, ChannelsLastResNet18AndSeResNet20MatchCpu) {
+  compare_five_steps("resnet18", Shape{4, 3, 64, 64}, 10, true);
+  compare_five_steps("se_resnet20", Shape{4, 3, 32, 32}, 10, true);
 }
 
 TEST_F(GpuTraining, SeResNet20MatchesCpu) {
