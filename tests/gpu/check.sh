@@ -92,10 +92,12 @@ if [[ -f $data ]]; then
   else
     note "train cuda: FAILED (rc $?): $(tail -3 "$out/gpu-train.log" | tr '\n' ' ')"
   fi
-  # Stop after 30 steps and resume to 60 on the GPU.
-  timeout 90 "$run" convnet train "${train[@]}" --device cuda --max-steps 30 \
+  # Stop after 30 steps and resume to 60 on the GPU, channels-last with TF32
+  # (NHWC batches from the loader).
+  nhwc=(--device cuda --layout nhwc --precision tf32)
+  timeout 90 "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 30 \
     --run-dir "$out/gpu-resume" >"$out/gpu-resume-1.log" 2>&1
-  if timeout 90 "$run" convnet train "${train[@]}" --device cuda --max-steps 60 --resume auto \
+  if timeout 90 "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 60 --resume auto \
       --run-dir "$out/gpu-resume" >"$out/gpu-resume-2.log" 2>&1; then
     note "resume cuda: $(grep -o 'resuming from .*' "$out/gpu-resume-2.log" | head -1)"
   else
