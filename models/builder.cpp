@@ -279,13 +279,24 @@ void require_plain(const NetBuilder& b, ValueId x, const std::string& name) {
 }
 }  // namespace
 
+void NetBuilder::set_activation_layout(Layout layout) {
+  CONVNET_CHECK(layout != Layout::nhwc || context_.backend() == Backend::cuda,
+                "the nhwc activation layout is the GPU backend's; the CPU runs nchw or nchw8c");
+  CONVNET_CHECK(layout != Layout::nchw8c || context_.backend() == Backend::cpu,
+                "the nchw8c activation layout is the CPU backend's");
+  activation_layout_ = layout;
+}
+
 ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions& conv_options) {
   Conv2dOptions options = conv_options;
   options.input_layout = layout(x);
-  // The activation layout for spatial maps; 1x1 maps (SE's squeeze) stay plain.
+  // The activation layout for spatial maps; 1x1 maps (SE's squeeze) stay
+  // plain, except after a channels-last input (a ResNet's last stage on a
+  // small image), where both layouts are the same memory.
   const bool spatial = shape(x)[2] * shape(x)[3] > 1;
   const bool fits = activation_layout_ != Layout::nchw8c || options.out_channels % 8 == 0;
-  options.output_layout = spatial && fits ? activation_layout_ : Layout::nchw;
+  const bool keep_nhwc = activation_layout_ == Layout::nhwc && layout(x) == Layout::nhwc;
+  options.output_layout = (spatial && fits) || keep_nhwc ? activation_layout_ : Layout::nchw;
   auto layer = Conv2d::create(context_, name, options, shape(x));
   const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
   const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(), true) : -1;

@@ -31,7 +31,7 @@ class NetBuilder {
   // The layout of spatial convolution outputs (and so of the ops after them):
   // nchw (default), nchw8c (the CPU's blocked layout, when the channels are a
   // multiple of 8) or nhwc (the GPU's channels-last layout).
-  void set_activation_layout(Layout layout) { activation_layout_ = layout; }
+  void set_activation_layout(Layout layout);
   void set_blocked_layout(bool enabled) {
     set_activation_layout(enabled ? Layout::nchw8c : Layout::nchw);
   }

@@ -166,7 +166,7 @@ void copy_values(ParamStore& dst, const ParamStore& src) {
                     dst.num_buffer_elements() == src.num_buffer_elements(),
                 "copy_values between stores of different models (", src.entries().size(), " and ",
                 dst.entries().size(), " entries)");
-  if (dst.flat_size() == src.flat_size() && dst.flat_buffer_size() == src.flat_buffer_size()) {
+  if (dst.alignment() == src.alignment()) {
     copy_tensor(dst.flat_params(), src.flat_params());  // same layout: one copy each
     if (dst.flat_buffers().defined()) copy_tensor(dst.flat_buffers(), src.flat_buffers());
   } else {

@@ -59,6 +59,7 @@ class ParamStore {
   // cuDNN's vectorized kernels expect of every weight; the gaps stay zero.
   // Call before finalize().
   void set_alignment(int64_t floats);
+  int64_t alignment() const { return alignment_; }
   // Allocates the flat buffers (zero-filled) and fixes the layout.
   void finalize(Allocator& allocator);
   bool finalized() const { return finalized_; }

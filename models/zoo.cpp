@@ -175,9 +175,9 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   if (store.finalized()) store.begin_rebind();
   auto net = std::make_unique<Net>(context, store);
   NetBuilder builder(context, *net, store);
-    const ValueId logits = entry.build(
-      builder, net->add_input(input_shape, model_input_layout(context.backend(), spec)), spec,
-      classes);
+  const ValueId logits =
+      entry.build(builder, net->add_input(input_shape, model_input_layout(context.backend(), spec)),
+                  spec, classes);
   net->set_output(logits);
   net->set_compute_input_grad(spec.compute_input_grad);
   net->plan();

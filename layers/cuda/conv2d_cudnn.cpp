@@ -55,15 +55,20 @@ class Conv2dCudnn final : public Conv2d {
       : Conv2d(std::move(name), options, input_shape), context_(context) {
     cuda::require_gpu_layout(this->name(), options.input_layout);
     cuda::require_gpu_layout(this->name(), options.output_layout);
-    // Activations in their layout; the filter stays (K, C, R, S) as stored.
+    // Activations in their layout. The stored weight is (K, C, R, S); a
+    // channels-last convolution gets a (K, R, S, C) copy, as cuDNN's NHWC
+    // (tensor-core) kernels expect, and its weight gradient is transposed back.
     x_.set(input_shape, options.input_layout);
     y_.set(output_shape(), options.output_layout);
     bias_.set(Shape{options.out_channels});
+    channels_last_filter_ =
+        options.input_layout == Layout::nhwc && options.output_layout == Layout::nhwc;
     const Shape w = weight_shape();
     CONVNET_CUDNN(cudnnCreateFilterDescriptor(&w_));
-    CONVNET_CUDNN(cudnnSetFilter4dDescriptor(w_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                             static_cast<int>(w[0]), static_cast<int>(w[1]),
-                                             static_cast<int>(w[2]), static_cast<int>(w[3])));
+    CONVNET_CUDNN(cudnnSetFilter4dDescriptor(
+        w_, CUDNN_DATA_FLOAT, channels_last_filter_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+        static_cast<int>(w[0]), static_cast<int>(w[1]), static_cast<int>(w[2]),
+        static_cast<int>(w[3])));
     CONVNET_CUDNN(cudnnCreateConvolutionDescriptor(&conv_));
     const int pad = static_cast<int>(options.padding), stride = static_cast<int>(options.stride);
     CONVNET_CUDNN(cudnnSetConvolution2dDescriptor(conv_, pad, pad, stride, stride, 1, 1,
@@ -136,15 +141,33 @@ class Conv2dCudnn final : public Conv2d {
     return bytes == 0 ? nullptr : context_.scratch(Scratch::workspace, bytes);
   }
 
+  // The weight as cuDNN reads it: the stored (K, C, R, S) tensor, or its
+  // (K, R, S, C) copy in the weights scratch for a channels-last filter.
+  const float* filter(const Tensor& weight) {
+    if (!channels_last_filter_) return cuda::device_ptr(weight);
+    const Tensor krsc = krsc_view(Scratch::weights);
+    cuda::strided_copy(krsc.data<float>(), cuda::device_ptr(weight), cuda::strided4(krsc, weight),
+                       false, context_.gpu().stream);
+    return krsc.data<float>();
+  }
+  // Scratch viewed as a (K, C, R, S) tensor stored (K, R, S, C).
+  Tensor krsc_view(Scratch slot) {
+    const Shape s = weight_shape();
+    void* data = context_.scratch(slot, static_cast<std::size_t>(s.numel()) * sizeof(float));
+    return Tensor::wrap(data, s, DType::f32, Device::cuda,
+                        {s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]});
+  }
+
   void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                     const Tensor& y) override {
     cudnnHandle_t h = context_.gpu().cudnn;
     const float one = 1.0f, zero = 0.0f;
+    const float* w = filter(weight);
     const std::size_t bytes = algorithms_.forward_bytes;
     use_math(algorithms_.forward_math);
-    CONVNET_CUDNN(cudnnConvolutionForward(
-        h, &one, x_.get(), cuda::device_ptr(x), w_, cuda::device_ptr(weight), conv_,
-        algorithms_.forward, workspace(bytes), bytes, &zero, y_.get(), cuda::device_ptr(y)));
+    CONVNET_CUDNN(cudnnConvolutionForward(h, &one, x_.get(), cuda::device_ptr(x), w_, w, conv_,
+                                          algorithms_.forward, workspace(bytes), bytes, &zero,
+                                          y_.get(), cuda::device_ptr(y)));
     if (bias.defined())
       CONVNET_CUDNN(cudnnAddTensor(h, &one, bias_.get(), cuda::device_ptr(bias), &one, y_.get(),
                                    cuda::device_ptr(y)));
@@ -155,18 +178,26 @@ class Conv2dCudnn final : public Conv2d {
     cudnnHandle_t h = context_.gpu().cudnn;
     const float one = 1.0f, zero = 0.0f;
     if (dx.defined()) {
+      const float* w = filter(weight);
       const std::size_t bytes = algorithms_.backward_data_bytes;
       use_math(algorithms_.backward_data_math);
       CONVNET_CUDNN(cudnnConvolutionBackwardData(
-          h, &one, w_, cuda::device_ptr(weight), y_.get(), cuda::device_ptr(dy), conv_,
-          algorithms_.backward_data, workspace(bytes), bytes,
-          dx_mode == GradMode::accumulate ? &one : &zero, x_.get(), cuda::device_ptr(dx)));
+          h, &one, w_, w, y_.get(), cuda::device_ptr(dy), conv_, algorithms_.backward_data,
+          workspace(bytes), bytes, dx_mode == GradMode::accumulate ? &one : &zero, x_.get(),
+          cuda::device_ptr(dx)));
     }
     const std::size_t bytes = algorithms_.backward_filter_bytes;
     use_math(algorithms_.backward_filter_math);
+    // A channels-last filter's gradient goes to scratch (overwritten), then
+    // is added to the stored (K, C, R, S) gradient.
+    const Tensor dkrsc = channels_last_filter_ ? krsc_view(Scratch::weight_gradient) : Tensor();
     CONVNET_CUDNN(cudnnConvolutionBackwardFilter(
         h, &one, x_.get(), cuda::device_ptr(x), y_.get(), cuda::device_ptr(dy), conv_,
-        algorithms_.backward_filter, workspace(bytes), bytes, &one, w_, cuda::device_ptr(dweight)));
+        algorithms_.backward_filter, workspace(bytes), bytes, channels_last_filter_ ? &zero : &one,
+        w_, channels_last_filter_ ? dkrsc.data<float>() : cuda::device_ptr(dweight)));
+    if (channels_last_filter_)
+      cuda::strided_copy(cuda::device_ptr(dweight), dkrsc.data<float>(),
+                         cuda::strided4(dweight, dkrsc), true, context_.gpu().stream);
     if (dbias.defined())
       CONVNET_CUDNN(cudnnConvolutionBackwardBias(h, &one, y_.get(), cuda::device_ptr(dy), &one,
                                                  bias_.get(), cuda::device_ptr(dbias)));
@@ -178,6 +209,7 @@ class Conv2dCudnn final : public Conv2d {
   cudnnConvolutionDescriptor_t conv_ = nullptr;
   ConvAlgorithms algorithms_;
   bool allow_tf32_ = false;
+  bool channels_last_filter_ = false;  // (K, R, S, C) filter for NHWC activations
 };
 
 }  // namespace
