@@ -152,7 +152,7 @@ int bench_command(const std::vector<std::string>& args) {
       static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->pool_bytes() >> 20),
       static_cast<long>(context.allocator().peak_bytes_in_use() >> 20), world,
       static_cast<long>(reducer.buckets().size()), 1e3 * exposed[exposed.size() / 2],
-      device.c_str(), precision.c_str(), to_string(net->input().layout()).c_str());
+      device.c_str(), precision.c_str(), layout.c_str());
   return 0;
 }
 

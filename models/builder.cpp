@@ -291,12 +291,12 @@ ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions
   Conv2dOptions options = conv_options;
   options.input_layout = layout(x);
   // The activation layout for spatial maps; 1x1 maps (SE's squeeze) stay
-  // plain, except after a channels-last input (a ResNet's last stage on a
-  // small image), where both layouts are the same memory.
+  // plain, except after an input in that layout (a ResNet's last stage on a
+  // small image), so that residual additions see one layout.
   const bool spatial = shape(x)[2] * shape(x)[3] > 1;
   const bool fits = activation_layout_ != Layout::nchw8c || options.out_channels % 8 == 0;
-  const bool keep_nhwc = activation_layout_ == Layout::nhwc && layout(x) == Layout::nhwc;
-  options.output_layout = (spatial && fits) || keep_nhwc ? activation_layout_ : Layout::nchw;
+  const bool keep = layout(x) == activation_layout_ && activation_layout_ != Layout::nchw;
+  options.output_layout = (spatial || keep) && fits ? activation_layout_ : Layout::nchw;
   auto layer = Conv2d::create(context_, name, options, shape(x));
   const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
   const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(), true) : -1;
