@@ -4,6 +4,8 @@
 // the context allows TF32 (ContextOptions::allow_tf32, --precision tf32): then
 // tensor-core algorithms on fp32 data are chosen when they are fastest. Strict
 // // results match the CPU backend to float rounding.
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -129,6 +131,17 @@ class Conv2dCudnn final : public Conv2d {
     a.backward_filter_math = g.mathType;
     a.backward_filter_bytes = g.memory;
     cache.emplace(key, a);
+    // CONVNET_CUDNN_LOG=1: one line per measured problem (tests/gpu/check.sh
+    // uses it to show which kernels a model gets).
+    if (const char* log = std::getenv("CONVNET_CUDNN_LOG"); log != nullptr && *log == '1')
+      std::fprintf(stderr,
+                   "cudnn: %s [%s]: forward algo %d math %d %zu B, backward-data algo %d math %d "
+                   "%zu B, backward-filter algo %d math %d %zu B\n",
+                   name().c_str(), key.c_str(), static_cast<int>(a.forward),
+                   static_cast<int>(a.forward_math), a.forward_bytes,
+                   static_cast<int>(a.backward_data), static_cast<int>(a.backward_data_math),
+                   a.backward_data_bytes, static_cast<int>(a.backward_filter),
+                   static_cast<int>(a.backward_filter_math), a.backward_filter_bytes);
     return a;
   }
 

@@ -72,7 +72,10 @@ bench resnet50-b256-fp32 120 --model resnet50 --batch-size 256 --steps 10 --warm
 bench densenet-bc100-b64-efficient 90 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on
 bench densenet-bc100-b64-naive 90 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient off
 bench resnet50-b256-tf32 120 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32
-bench resnet50-b256-tf32-nhwc 120 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
+CONVNET_CUDNN_LOG=1 bench resnet50-b256-tf32-nhwc 120 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
+# Which cuDNN kernels channels-last TF32 got (math 0 default, 1 tensor op, 3 FMA).
+grep -c '^cudnn: ' "$out/bench-resnet50-b256-tf32-nhwc.log" | sed 's/^/cudnn problems measured: /'
+grep '^cudnn: ' "$out/bench-resnet50-b256-tf32-nhwc.log" | head -8
 
 echo "== GPU training (Fashion-MNIST 10k in the bundle)"
 data=$bundle/data/fashion-10k.h5
