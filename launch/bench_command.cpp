@@ -40,6 +40,19 @@ void wait_for_device(Context& context) {
 #endif
 }
 
+// Memory in use on the context's GPU as the driver counts it (convnet's
+// allocations plus the CUDA context and the libraries' own), in MiB; -1 on the CPU.
+long device_used_mib(Context& context) {
+#ifdef CONVNET_HAVE_CUDA
+  if (context.backend() == Backend::cuda) {
+    std::size_t free_bytes = 0, total = 0;
+    if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess)
+      return static_cast<long>((total - free_bytes) >> 20);
+  }
+#endif
+  return -1;
+}
+
 }  // namespace
 
 int bench_command(const std::vector<std::string>& args) {
@@ -145,14 +158,14 @@ int bench_command(const std::vector<std::string>& args) {
       "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s, "
       "\"activation_mib\": %ld, \"pool_mib\": %ld, \"allocated_peak_mib\": %ld, \"ranks\": %d, "
       "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\", \"precision\": \"%s\", "
-      "\"layout\": \"%s\"}\n",
+      "\"layout\": \"%s\", \"device_used_mib\": %ld}\n",
       model.c_str(), static_cast<long>(batch), static_cast<long>(size), world * batch / median,
       static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
       context.num_threads(), memory_efficient == "on" ? "true" : "false",
       static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->pool_bytes() >> 20),
       static_cast<long>(context.allocator().peak_bytes_in_use() >> 20), world,
       static_cast<long>(reducer.buckets().size()), 1e3 * exposed[exposed.size() / 2],
-      device.c_str(), precision.c_str(), layout.c_str());
+      device.c_str(), precision.c_str(), layout.c_str(), device_used_mib(context));
   return 0;
 }
 

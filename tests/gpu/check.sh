@@ -92,6 +92,9 @@ if [[ -f $data ]]; then
         --device $d --batch-size 250 >"$out/eval-$d.json" 2>&1
       note "eval $d: $(tail -1 "$out/eval-$d.json")"
     done
+    top1() { grep -o '"top1": [0-9.e-]*' "$1" | cut -d' ' -f2; }
+    note "eval top1 cuda - cpu: $(awk -v a="$(top1 "$out/eval-cuda.json")" \
+      -v b="$(top1 "$out/eval-cpu.json")" 'BEGIN {print (a == "" || b == "") ? "missing" : a - b}')"
   else
     note "train cuda: FAILED (rc $?): $(tail -3 "$out/gpu-train.log" | tr '\n' ' ')"
   fi
