@@ -66,24 +66,18 @@ class Conv2dCudnn final : public Conv2d {
     channels_last_filter_ =
         options.input_layout == Layout::nhwc && options.output_layout == Layout::nhwc;
     const Shape w = weight_shape();
-    CONVNET_CUDNN(cudnnCreateFilterDescriptor(&w_));
     CONVNET_CUDNN(cudnnSetFilter4dDescriptor(
-        w_, CUDNN_DATA_FLOAT, channels_last_filter_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+        w_.get(), CUDNN_DATA_FLOAT, channels_last_filter_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
         static_cast<int>(w[0]), static_cast<int>(w[1]), static_cast<int>(w[2]),
         static_cast<int>(w[3])));
-    CONVNET_CUDNN(cudnnCreateConvolutionDescriptor(&conv_));
     const int pad = static_cast<int>(options.padding), stride = static_cast<int>(options.stride);
-    CONVNET_CUDNN(cudnnSetConvolution2dDescriptor(conv_, pad, pad, stride, stride, 1, 1,
+    CONVNET_CUDNN(cudnnSetConvolution2dDescriptor(conv_.get(), pad, pad, stride, stride, 1, 1,
                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CONVNET_CUDNN(cudnnSetConvolutionGroupCount(conv_, static_cast<int>(options.groups)));
+    CONVNET_CUDNN(cudnnSetConvolutionGroupCount(conv_.get(), static_cast<int>(options.groups)));
     allow_tf32_ = context.allow_tf32();
-    CONVNET_CUDNN(
-        cudnnSetConvolutionMathType(conv_, allow_tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_.get(),
+                                              allow_tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
     algorithms_ = find_algorithms();
-  }
-  ~Conv2dCudnn() override {
-    cudnnDestroyConvolutionDescriptor(conv_);
-    cudnnDestroyFilterDescriptor(w_);
   }
 
  private:
@@ -109,15 +103,17 @@ class Conv2dCudnn final : public Conv2d {
     ConvAlgorithms a;
     int count = 0;
     std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
-    CONVNET_CUDNN(cudnnFindConvolutionForwardAlgorithm(
-        h, x_.get(), w_, conv_, y_.get(), static_cast<int>(fwd.size()), &count, fwd.data()));
+    CONVNET_CUDNN(cudnnFindConvolutionForwardAlgorithm(h, x_.get(), w_.get(), conv_.get(), y_.get(),
+                                                       static_cast<int>(fwd.size()), &count,
+                                                       fwd.data()));
     const auto& f = pick(fwd, count, allow_tf32_, name(), "forward");
     a.forward = f.algo;
     a.forward_math = f.mathType;
     a.forward_bytes = f.memory;
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-    CONVNET_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(
-        h, w_, y_.get(), conv_, x_.get(), static_cast<int>(data.size()), &count, data.data()));
+    CONVNET_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(h, w_.get(), y_.get(), conv_.get(),
+                                                            x_.get(), static_cast<int>(data.size()),
+                                                            &count, data.data()));
     const auto& d = pick(data, count, allow_tf32_, name(), "backward-data");
     a.backward_data = d.algo;
     a.backward_data_math = d.mathType;
@@ -125,7 +121,8 @@ class Conv2dCudnn final : public Conv2d {
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter(
         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
     CONVNET_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(
-        h, x_.get(), y_.get(), conv_, w_, static_cast<int>(filter.size()), &count, filter.data()));
+        h, x_.get(), y_.get(), conv_.get(), w_.get(), static_cast<int>(filter.size()), &count,
+        filter.data()));
     const auto& g = pick(filter, count, allow_tf32_, name(), "backward-filter");
     a.backward_filter = g.algo;
     a.backward_filter_math = g.mathType;
@@ -147,7 +144,7 @@ class Conv2dCudnn final : public Conv2d {
 
   // The math the algorithm was measured with (strict mode: always FMA).
   void use_math(cudnnMathType_t math) {
-    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_, allow_tf32_ ? math : CUDNN_FMA_MATH));
+    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_.get(), allow_tf32_ ? math : CUDNN_FMA_MATH));
   }
 
   void* workspace(std::size_t bytes) {
@@ -178,9 +175,9 @@ class Conv2dCudnn final : public Conv2d {
     const float* w = filter(weight);
     const std::size_t bytes = algorithms_.forward_bytes;
     use_math(algorithms_.forward_math);
-    CONVNET_CUDNN(cudnnConvolutionForward(h, &one, x_.get(), cuda::device_ptr(x), w_, w, conv_,
-                                          algorithms_.forward, workspace(bytes), bytes, &zero,
-                                          y_.get(), cuda::device_ptr(y)));
+    CONVNET_CUDNN(cudnnConvolutionForward(h, &one, x_.get(), cuda::device_ptr(x), w_.get(), w,
+                                          conv_.get(), algorithms_.forward, workspace(bytes), bytes,
+                                          &zero, y_.get(), cuda::device_ptr(y)));
     if (bias.defined())
       CONVNET_CUDNN(cudnnAddTensor(h, &one, bias_.get(), cuda::device_ptr(bias), &one, y_.get(),
                                    cuda::device_ptr(y)));
@@ -195,9 +192,9 @@ class Conv2dCudnn final : public Conv2d {
       const std::size_t bytes = algorithms_.backward_data_bytes;
       use_math(algorithms_.backward_data_math);
       CONVNET_CUDNN(cudnnConvolutionBackwardData(
-          h, &one, w_, w, y_.get(), cuda::device_ptr(dy), conv_, algorithms_.backward_data,
-          workspace(bytes), bytes, dx_mode == GradMode::accumulate ? &one : &zero, x_.get(),
-          cuda::device_ptr(dx)));
+          h, &one, w_.get(), w, y_.get(), cuda::device_ptr(dy), conv_.get(),
+          algorithms_.backward_data, workspace(bytes), bytes,
+          dx_mode == GradMode::accumulate ? &one : &zero, x_.get(), cuda::device_ptr(dx)));
     }
     const std::size_t bytes = algorithms_.backward_filter_bytes;
     use_math(algorithms_.backward_filter_math);
@@ -205,9 +202,9 @@ class Conv2dCudnn final : public Conv2d {
     // is added to the stored (K, C, R, S) gradient.
     const Tensor dkrsc = channels_last_filter_ ? krsc_view(Scratch::weight_gradient) : Tensor();
     CONVNET_CUDNN(cudnnConvolutionBackwardFilter(
-        h, &one, x_.get(), cuda::device_ptr(x), y_.get(), cuda::device_ptr(dy), conv_,
+        h, &one, x_.get(), cuda::device_ptr(x), y_.get(), cuda::device_ptr(dy), conv_.get(),
         algorithms_.backward_filter, workspace(bytes), bytes, channels_last_filter_ ? &zero : &one,
-        w_, channels_last_filter_ ? dkrsc.data<float>() : cuda::device_ptr(dweight)));
+        w_.get(), channels_last_filter_ ? dkrsc.data<float>() : cuda::device_ptr(dweight)));
     if (channels_last_filter_)
       cuda::strided_copy(cuda::device_ptr(dweight), dkrsc.data<float>(),
                          cuda::strided4(dweight, dkrsc), true, context_.gpu().stream);
@@ -218,8 +215,8 @@ class Conv2dCudnn final : public Conv2d {
 
   Context& context_;
   cuda::TensorDescriptor x_, y_, bias_;
-  cudnnFilterDescriptor_t w_ = nullptr;
-  cudnnConvolutionDescriptor_t conv_ = nullptr;
+  cuda::FilterDescriptor w_;
+  cuda::ConvolutionDescriptor conv_;
   ConvAlgorithms algorithms_;
   bool allow_tf32_ = false;
   bool channels_last_filter_ = false;  // (K, R, S, C) filter for NHWC activations

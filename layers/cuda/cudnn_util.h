@@ -35,6 +35,26 @@ class TensorDescriptor {
   cudnnTensorDescriptor_t desc_ = nullptr;
 };
 
+// An owned cuDNN descriptor of another kind (filter, convolution): created
+// with its owner, destroyed with it.
+template <typename Handle, cudnnStatus_t (*create)(Handle*), cudnnStatus_t (*destroy)(Handle)>
+class Descriptor {
+ public:
+  Descriptor() { CONVNET_CUDNN(create(&handle_)); }
+  ~Descriptor() { destroy(handle_); }
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  Handle get() const { return handle_; }
+
+ private:
+  Handle handle_ = nullptr;
+};
+using FilterDescriptor =
+    Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvolutionDescriptor =
+    Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
+               cudnnDestroyConvolutionDescriptor>;
+
 inline float* device_ptr(const Tensor& t) {
   CONVNET_CHECK(!t.defined() || t.device() == Device::cuda,
                 "a GPU layer was given a tensor in host memory");

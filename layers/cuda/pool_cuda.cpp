@@ -39,7 +39,7 @@ class MaxPoolCuda final : public MaxPool2d {
                             dx_mode == GradMode::accumulate, window_, stream_);
   }
   cudaStream_t stream_;
-  Tensor argmax_;
+  Tensor argmax_;  // (N, C, H_out, W_out) int32 plane indices, of the last training forward
   cuda::Window2d window_;
 };
 

@@ -58,7 +58,10 @@ class SoftmaxCrossEntropyCuda final : public SoftmaxCrossEntropy {
   }
 
   cudaStream_t stream_;
-  Tensor labels_, row_loss_, log_sum_exp_, logits_;
+  Tensor labels_;       // (N) int32 in f32-sized slots
+  Tensor row_loss_;     // (N)
+  Tensor log_sum_exp_;  // (N) of the last forward's rows
+  Tensor logits_;       // (N, K) copy of the last forward's logits
   std::vector<int32_t> host_labels_;
   std::vector<float> host_loss_;
 };
