@@ -14,6 +14,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <random>
 
@@ -71,6 +74,32 @@ class GpuTest : public ::testing::Test {
     return d;
   }
   // Waits for every stream of the device (tests may use several contexts).
+  // A zero device tensor inside a larger allocation whose 1024 floats before
+  // and after hold a sentinel (NaN): guards_intact() then tells whether a
+  // kernel wrote outside the tensor (ggml's out-of-bounds check).
+  Tensor guarded_zeros(const Shape& shape, Layout layout = Layout::nchw) {
+    const int64_t n = shape.numel();
+    std::vector<float> host(static_cast<std::size_t>(n + 2 * kGuard), kSentinel);
+    std::fill(host.begin() + kGuard, host.begin() + kGuard + n, 0.0f);
+    Tensor whole = Tensor::empty(Shape{n + 2 * kGuard}, gpu_->allocator());
+    copy_from_host(whole, host.data());
+    gpu_->gpu().synchronize();
+    guarded_.push_back(whole);
+    return Tensor::wrap(whole.data<float>() + kGuard, shape, layout, Device::cuda);
+  }
+  ::testing::AssertionResult guards_intact() {
+    for (const Tensor& whole : guarded_) {
+      const std::vector<float> v = download(whole).to_vector();
+      for (int64_t i = 0; i < kGuard; ++i) {
+        const float before = v[static_cast<std::size_t>(i)], after = v[v.size() - 1 - i];
+        if (!std::isnan(before) || !std::isnan(after))
+          return ::testing::AssertionFailure() << "a kernel wrote outside a tensor of "
+                                               << whole.numel() - 2 * kGuard << " elements";
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+
   Tensor download(const Tensor& device) {
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     return cuda::to_host(device, stream());
@@ -98,8 +127,11 @@ class GpuTest : public ::testing::Test {
   }
 
  private:
+  static constexpr int64_t kGuard = 1024;
+  static constexpr float kSentinel = std::numeric_limits<float>::quiet_NaN();
   Context cpu_;
   std::unique_ptr<Context> gpu_;
+  std::vector<Tensor> guarded_;  // allocations behind guarded_zeros()
   std::mt19937 rng_{1234};
 };
 

@@ -239,7 +239,7 @@ TEST_F(GpuLayers, MaxPool3x3Stride2) {
   o.padding = 1;
   auto c = MaxPool2d::create(cpu(), "pool", o, in), g = MaxPool2d::create(gpu(), "pool", o, in);
   const Tensor x = random(in);
-  Tensor y = host_zeros(c->output_shape()), gy = device_zeros(c->output_shape());
+  Tensor y = host_zeros(c->output_shape()), gy = guarded_zeros(c->output_shape());
   c->forward(Mode::training, x, y);
   g->forward(Mode::training, upload(x), gy);
   EXPECT_TRUE(close(gy, y));
@@ -248,6 +248,7 @@ TEST_F(GpuLayers, MaxPool3x3Stride2) {
   c->backward(dy, dx, GradMode::accumulate);
   g->backward(upload(dy), gdx, GradMode::accumulate);
   EXPECT_TRUE(close(gdx, dx));
+  EXPECT_TRUE(guards_intact());
 }
 
 TEST_F(GpuLayers, AvgPool) {
@@ -260,23 +261,24 @@ TEST_F(GpuLayers, AvgPool) {
     o.count_include_pad = include_pad;
     auto c = AvgPool2d::create(cpu(), "pool", o, in), g = AvgPool2d::create(gpu(), "pool", o, in);
     const Tensor x = random(in);
-    Tensor y = host_zeros(c->output_shape()), gy = device_zeros(c->output_shape());
+    Tensor y = host_zeros(c->output_shape()), gy = guarded_zeros(c->output_shape());
     c->forward(x, y);
     g->forward(upload(x), gy);
     EXPECT_TRUE(close(gy, y)) << "count_include_pad " << include_pad;
     const Tensor dy = random(c->output_shape());
-    Tensor dx = host_zeros(in), gdx = device_zeros(in);
+    Tensor dx = host_zeros(in), gdx = guarded_zeros(in);
     c->backward(dy, dx, GradMode::overwrite);
     g->backward(upload(dy), gdx, GradMode::overwrite);
     EXPECT_TRUE(close(gdx, dx)) << "count_include_pad " << include_pad;
   }
+  EXPECT_TRUE(guards_intact());
 }
 
 TEST_F(GpuLayers, GlobalAvgPoolAndChannelGate) {
   const Shape in{3, 16, 7, 7}, nc{3, 16};
   auto c = GlobalAvgPool::create(cpu(), "gap", in), g = GlobalAvgPool::create(gpu(), "gap", in);
   const Tensor x = random(in);
-  Tensor y = host_zeros(nc), gy = device_zeros(nc);
+  Tensor y = host_zeros(nc), gy = guarded_zeros(nc);
   c->forward(x, y);
   g->forward(upload(x), gy);
   EXPECT_TRUE(close(gy, y));
@@ -289,7 +291,7 @@ TEST_F(GpuLayers, GlobalAvgPoolAndChannelGate) {
   auto cg = ChannelGate::create(cpu(), "gate", in, nc);
   auto gg = ChannelGate::create(gpu(), "gate", in, nc);
   const Tensor s = random(nc, -3.0, 3.0), dz = random(in);
-  Tensor z = host_zeros(in), gz = device_zeros(in);
+  Tensor z = host_zeros(in), gz = guarded_zeros(in);
   cg->forward(x, s, z);
   gg->forward(upload(x), upload(s), gz);
   EXPECT_TRUE(close(gz, z));
@@ -299,6 +301,7 @@ TEST_F(GpuLayers, GlobalAvgPoolAndChannelGate) {
                GradMode::accumulate);
   EXPECT_TRUE(close(gdxg, dxg));
   EXPECT_TRUE(close(gds, ds));
+  EXPECT_TRUE(guards_intact());
 }
 
 TEST_F(GpuLayers, ConcatIntoChannelSliceOfLargerBuffer) {
