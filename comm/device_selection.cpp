@@ -12,15 +12,14 @@ namespace convnet {
 
 ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
                                         const Communicator& communicator) {
-  CONVNET_CHECK(precision != "bf16" && precision != "fp16", "--precision ", precision,
-                " is not implemented yet: the GPU backend computes in fp32 (tf32 uses tensor "
-                "cores on fp32 data)");
-  CONVNET_CHECK(precision == "fp32" || precision == "tf32",
-                "--precision must be fp32 or tf32, got '", precision, "'");
-  CONVNET_CHECK(precision == "fp32" || backend == Backend::cuda,
-                "--precision tf32 needs --device cuda");
+  CONVNET_CHECK(precision == "fp32" || precision == "tf32" || is_mixed_precision(precision),
+                "--precision must be fp32, tf32, bf16 or fp16, got '", precision, "'");
+  CONVNET_CHECK(precision == "fp32" || backend == Backend::cuda, "--precision ", precision,
+                " needs --device cuda (the CPU backend computes in fp32)");
   ContextOptions options;
   options.allow_tf32 = precision == "tf32";
+  if (precision == "bf16") options.activation_dtype = DType::bf16;
+  if (precision == "fp16") options.activation_dtype = DType::f16;
   options.backend = backend;
   options.num_threads = threads;
 #ifdef CONVNET_HAVE_CUDA
@@ -28,6 +27,19 @@ ContextOptions context_options_for_rank(Backend backend, int threads, const std:
     options.device = cuda::gpu_for_local_rank(communicator.local_rank(), communicator.local_size());
 #endif
   return options;
+}
+
+bool is_mixed_precision(const std::string& precision) {
+  return precision == "bf16" || precision == "fp16";
+}
+
+std::string resolve_layout(const std::string& layout, Backend backend,
+                           const std::string& precision) {
+  CONVNET_CHECK(layout == "auto" || layout == "nchw" || layout == "nhwc",
+                "--layout must be auto, nchw or nhwc, got '", layout, "'");
+  CONVNET_CHECK(layout != "nhwc" || backend == Backend::cuda, "--layout nhwc needs --device cuda");
+  if (layout != "auto") return layout;
+  return backend == Backend::cuda && is_mixed_precision(precision) ? "nhwc" : "nchw";
 }
 
 std::unique_ptr<Communicator> make_gradient_communicator(Communicator& host, Context& context) {

@@ -5,11 +5,14 @@
 //   cuda: the GPU of the rank's local rank (an error naming the counts when a
 //         node runs more ranks than it has GPUs); gradients over NCCL.
 //
-// precision: fp32 (both devices), or tf32 (GPU: convolutions may use TF32
-// tensor cores). bf16 and fp16 are named in the error as not implemented.
+// precision: fp32 (both devices); on the GPU also tf32 (convolutions may
+// use TF32 tensor cores on f32 data), bf16 and fp16 (mixed precision:
+// activations in that type, f32 parameters, gradients, BN statistics and
+// optimizer; fp16 needs loss scaling, see trainer/loss_scaler.h).
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "comm/communicator.h"
 #include "core/context.h"
@@ -18,6 +21,14 @@ namespace convnet {
 
 ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
                                         const Communicator& communicator);
+// The activation layout a job runs: `layout` when given (nchw or nhwc),
+// else ("auto") nhwc for bf16 / fp16 on the GPU (tensor cores read
+// channels-last) and nchw otherwise. Throws naming a bad value or nhwc off the GPU.
+std::string resolve_layout(const std::string& layout, Backend backend,
+                           const std::string& precision);
+// True for bf16 and fp16.
+bool is_mixed_precision(const std::string& precision);
+
 // Collective over `host`'s ranks.
 std::unique_ptr<Communicator> make_gradient_communicator(Communicator& host, Context& context);
 

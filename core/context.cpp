@@ -27,6 +27,9 @@ Backend parse_backend(const std::string& text) {
 
 Context::Context(const ContextOptions& options) : options_(options) {
   CONVNET_CHECK(options.num_threads >= 0, "num_threads must be >= 0, got ", options.num_threads);
+  CONVNET_CHECK(options.activation_dtype == DType::f32 || options.backend == Backend::cuda,
+                to_string(options.activation_dtype),
+                " activations (mixed precision) need the GPU backend; the CPU computes in f32");
   if (options.backend == Backend::cuda) {
 #ifdef CONVNET_HAVE_CUDA
     gpu_ = std::make_unique<GpuRuntime>(options.device);
@@ -58,11 +61,13 @@ void* Context::scratch(Scratch slot, std::size_t bytes) {
   return buffer.raw_data();
 }
 
-Tensor Context::scratch_tensor(Scratch slot, const Shape& shape, Layout layout) {
-  void* data = scratch(slot, shape.numel() * sizeof(float));
-  if (allocator_->device() == Device::cpu) return Tensor::wrap(data, shape, layout);
-  CONVNET_CHECK(layout == Layout::nchw, "device scratch is plain nchw");
-  return Tensor::wrap(data, shape, DType::f32, allocator_->device());
+Tensor Context::scratch_tensor(Scratch slot, const Shape& shape, Layout layout, DType dtype) {
+  void* data = scratch(slot, shape.numel() * dtype_size(dtype));
+  if (allocator_->device() == Device::cpu) {
+    CONVNET_CHECK(dtype == DType::f32, "host scratch is f32");
+    return Tensor::wrap(data, shape, layout);
+  }
+  return Tensor::wrap(data, shape, layout, allocator_->device(), dtype);
 }
 
 GpuRuntime& Context::gpu() {

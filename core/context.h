@@ -30,6 +30,10 @@ struct ContextOptions {
   // GPU convolutions on fp32 data may use TF32 tensor cores (10-bit mantissa
   // products, fp32 accumulation): faster, less exact (--precision tf32).
   bool allow_tf32 = false;
+  // The element type of activations and their gradients (backend cuda):
+  // f32, or bf16 / f16 for mixed precision (--precision bf16|fp16), where
+  // parameters, their gradients, BN statistics and the optimizer stay f32.
+  DType activation_dtype = DType::f32;
 };
 
 struct OnednnRuntime;  // core/onednn.h
@@ -65,6 +69,7 @@ class Context {
   // The CUDA device index (backend cuda).
   int gpu_index() const { return options_.device; }
   bool allow_tf32() const { return options_.allow_tf32; }
+  DType activation_dtype() const { return options_.activation_dtype; }
 
   // Scratch memory shared by every layer of this context, one buffer per
   // slot, grown on demand. Layers run one at a time, so a layer may use a
@@ -73,8 +78,9 @@ class Context {
   // fanned-out input, reordered weights), which would otherwise add up to
   // several copies of the activations and parameters.
   void* scratch(Scratch slot, std::size_t bytes);
-  // Dense f32 view of scratch memory of a shape and layout.
-  Tensor scratch_tensor(Scratch slot, const Shape& shape, Layout layout = Layout::nchw);
+  // Dense view of scratch memory of a shape, layout and element type.
+  Tensor scratch_tensor(Scratch slot, const Shape& shape, Layout layout = Layout::nchw,
+                        DType dtype = DType::f32);
 
  private:
   ContextOptions options_;

@@ -80,9 +80,9 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
   return t;
 }
 
-Tensor Tensor::wrap(void* data, const Shape& shape, Layout layout, Device device) {
+Tensor Tensor::wrap(void* data, const Shape& shape, Layout layout, Device device, DType dtype) {
   check_layout_fits(shape, layout);
-  Tensor t = wrap(data, shape, DType::f32, device,
+  Tensor t = wrap(data, shape, dtype, device,
                   layout == Layout::nhwc ? channels_last_strides(shape) : std::vector<int64_t>{});
   t.layout_ = layout;
   return t;

@@ -69,7 +69,8 @@ class Tensor {
   static Tensor wrap(void* data, const Shape& shape, DType dtype = DType::f32,
                      Device device = Device::cpu, std::vector<int64_t> strides = {});
   // Non-owning view of external dense memory in a layout.
-  static Tensor wrap(void* data, const Shape& shape, Layout layout, Device device = Device::cpu);
+  static Tensor wrap(void* data, const Shape& shape, Layout layout, Device device = Device::cpu,
+                     DType dtype = DType::f32);
 
   bool defined() const { return data_ != nullptr; }
   const Shape& shape() const { return shape_; }

@@ -75,10 +75,10 @@ int bench_command(const std::vector<std::string>& args) {
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS or all)")(
       "device", po::value(&device)->default_value("cpu"),
       "cpu, or cuda (the GPU of each rank's local rank)")(
-      "layout", po::value(&layout)->default_value("nchw"),
-      "GPU activations: nchw, or nhwc (channels-last; ResNet families)")(
-      "precision", po::value(&precision)->default_value("fp32"),
-      "fp32, or tf32 (GPU convolutions on TF32 tensor cores)")(
+      "layout", po::value(&layout)->default_value("auto"),
+      "GPU activations: nchw, nhwc (channels-last; ResNet families), or auto (nhwc for "
+      "bf16/fp16, else nchw)")("precision", po::value(&precision)->default_value("fp32"),
+                               "fp32; on the GPU also tf32, bf16 or fp16 (mixed precision)")(
       "memory-efficient", po::value(&memory_efficient)->default_value("on"),
       "DenseNet shared concatenation buffers: on|off")(
       "bucket-mb", po::value(&bucket_mb)->default_value(25), "allreduce bucket size (mpirun)")(
@@ -92,8 +92,7 @@ int bench_command(const std::vector<std::string>& args) {
   if (size == 0) size = info.default_image_size;
   if (classes == 0) classes = info.default_classes;
 
-  CONVNET_CHECK(layout == "nchw" || (layout == "nhwc" && device == "cuda"),
-                "--layout must be nchw, or nhwc with --device cuda; got '", layout, "'");
+  layout = resolve_layout(layout, parse_backend(device), precision);
   auto communicator = make_communicator();
   Context context(
       context_options_for_rank(parse_backend(device), threads, precision, *communicator));

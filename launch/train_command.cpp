@@ -49,8 +49,12 @@ int train_command(const std::vector<std::string>& args) {
       .add("seed", &c.seed, "seed of initialization, data order and augmentation")
       .add("run-dir", &c.run_dir, "directory for config.ini, metrics.jsonl and model.h5")
       .add("device", &c.device, "cpu, or cuda (each rank drives the GPU of its local rank)")
-      .add("precision", &c.precision, "fp32, or tf32 (GPU convolutions on TF32 tensor cores)")
-      .add("layout", &c.layout, "GPU activations: nchw, or nhwc (channels-last; ResNet families)")
+      .add("precision", &c.precision,
+           "fp32; on the GPU also tf32 (TF32 tensor-core convolutions), bf16 or fp16 (mixed "
+           "precision: f32 master weights, fp16 with dynamic loss scaling)")
+      .add("layout", &c.layout,
+           "GPU activations: nchw, nhwc (channels-last; ResNet families), or auto (nhwc for "
+           "bf16/fp16, else nchw)")
       .add("threads", &c.threads, "compute threads per rank (0: cores / ranks on the node)")
       .add("loader-threads", &c.loader_threads, "data loader threads per rank")
       .add("bucket-mb", &c.bucket_mb, "gradient allreduce bucket size, MiB")

@@ -1,11 +1,13 @@
 #include "layers/layer.h"
 #ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/check.h"
 #include "core/cuda/runtime.h"
 #include "layers/cuda/kernels.h"
 #endif
 
 #include <omp.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace convnet {
@@ -19,8 +21,10 @@ void check_shape(const std::string& layer, const char* tensor_name, const Shape&
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
                   const Shape& expected, Strides strides) {
   CONVNET_CHECK(tensor.defined(), "layer ", layer, ": ", tensor_name, " is missing");
-  CONVNET_CHECK(tensor.dtype() == DType::f32, "layer ", layer, ": ", tensor_name, " is ",
-                to_string(tensor.dtype()), ", expected f32");
+  // bf16 / f16 activations exist on the GPU only (mixed precision); GPU
+  // layers check the type against the one their descriptors were built for.
+  CONVNET_CHECK(tensor.dtype() == DType::f32 || tensor.device() == Device::cuda, "layer ", layer,
+                ": ", tensor_name, " is ", to_string(tensor.dtype()), ", expected f32");
   check_shape(layer, tensor_name, tensor.shape(), expected);
   CONVNET_CHECK(strides == Strides::any || tensor.is_contiguous(), "layer ", layer, ": ",
                 tensor_name, " of shape ", tensor.shape(), " must be contiguous");
@@ -113,6 +117,28 @@ void scale_in_place(const Tensor& t, float factor) {
 #endif
   float* p = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] *= factor;
+}
+
+bool all_finite(Context& context, const Tensor& t) {
+  CONVNET_CHECK(t.is_contiguous(), "all_finite of a non-contiguous tensor");
+#ifdef CONVNET_HAVE_CUDA
+  if (t.device() == Device::cuda) {
+    cudaStream_t stream = context.gpu().stream;
+    auto* flag = static_cast<int32_t*>(context.scratch(Scratch::discarded, sizeof(int32_t)));
+    CONVNET_CUDA(cudaMemsetAsync(flag, 0, sizeof(int32_t), stream));
+    cuda::flag_nonfinite(t.data<float>(), t.numel(), flag, stream);
+    int32_t found = 0;
+    CONVNET_CUDA(cudaMemcpyAsync(&found, flag, sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+    CONVNET_CUDA(cudaStreamSynchronize(stream));
+    return found == 0;
+  }
+#endif
+  (void)context;
+  const float* p = t.data<float>();
+  int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad)
+  for (int64_t i = 0; i < t.numel(); ++i) bad += std::isfinite(p[i]) ? 0 : 1;
+  return bad == 0;
 }
 
 void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode) {

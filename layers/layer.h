@@ -56,6 +56,10 @@ void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode);
 void add_into(const Tensor& dst, const Tensor& src);
 // t *= factor (dense f32, host or GPU).
 void scale_in_place(const Tensor& t, float factor);
+// True unless t (contiguous f32, host or GPU) holds an inf or NaN: fp16 loss
+// scaling's overflow test. On the GPU it waits for `context`'s stream (one
+// 4-byte copy back per call).
+bool all_finite(Context& context, const Tensor& t);
 // All of the above run on the GPU (on cuda::current_stream()) when dst is
 // device memory; this is their GPU implementation (builds with CUDA only).
 void write_gradient_cuda(const Tensor& dst, const Tensor& src, bool accumulate);

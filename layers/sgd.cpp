@@ -42,7 +42,7 @@ Sgd::Sgd(Context& context, const SgdOptions& options, std::vector<ParamSegment> 
 #endif
 }
 
-void Sgd::step_cuda(const Tensor& params, const Tensor& grads, double lr) {
+void Sgd::step_cuda(const Tensor& params, const Tensor& grads, double lr, float grad_scale) {
 #ifdef CONVNET_HAVE_CUDA
   CONVNET_CHECK(grads.device() == Device::cuda && stream_ != nullptr,
                 "SGD on GPU parameters needs GPU gradients and a cuda context");
@@ -53,7 +53,7 @@ void Sgd::step_cuda(const Tensor& params, const Tensor& grads, double lr) {
                    v ? v + s.offset : nullptr, s.size, static_cast<float>(lr),
                    static_cast<float>(options_.momentum),
                    static_cast<float>(1.0 - options_.dampening), decay, step_count_ == 0,
-                   options_.nesterov, static_cast<cudaStream_t>(stream_));
+                   options_.nesterov, grad_scale, static_cast<cudaStream_t>(stream_));
   }
   ++step_count_;
 #else
@@ -66,14 +66,16 @@ void Sgd::set_step_count(int64_t steps) {
   step_count_ = steps;
 }
 
-void Sgd::step(const Tensor& params, const Tensor& grads, double lr) {
+void Sgd::step(const Tensor& params, const Tensor& grads, double lr, double grad_scale) {
   CONVNET_CHECK(params.numel() == num_params_ && params.is_contiguous(),
                 "SGD parameters have shape ", params.shape(), ", expected ", num_params_,
                 " contiguous values");
   CONVNET_CHECK(grads.numel() == num_params_ && grads.is_contiguous(), "SGD gradients have shape ",
                 grads.shape(), ", expected ", num_params_, " contiguous values");
   CONVNET_CHECK(lr >= 0, "negative learning rate ", lr);
-  if (params.device() == Device::cuda) return step_cuda(params, grads, lr);
+  CONVNET_CHECK(grad_scale > 0, "SGD gradient scale must be positive, got ", grad_scale);
+  const float scale = static_cast<float>(grad_scale);
+  if (params.device() == Device::cuda) return step_cuda(params, grads, lr, scale);
   float* w = params.data<float>();
   const float* g = grads.data<float>();
   float* v = options_.momentum > 0 ? momentum_.data<float>() : nullptr;
@@ -87,7 +89,7 @@ void Sgd::step(const Tensor& params, const Tensor& grads, double lr) {
     const int64_t end = s.offset + s.size;
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = s.offset; i < end; ++i) {
-      float d = g[i] + decay * w[i];
+      float d = g[i] * scale + decay * w[i];
       if (v) {
         v[i] = first ? d : momentum * v[i] + keep * d;
         d = nesterov ? d + momentum * v[i] : v[i];

@@ -44,8 +44,10 @@ class Sgd {
       int64_t num_params);
 
   // One update with learning rate lr (the schedule's value for this step).
-  // params (num_params) is updated in place; grads (num_params) is read.
-  void step(const Tensor& params, const Tensor& grads, double lr);
+  // params (num_params) is updated in place; grads (num_params) is read and
+  // multiplied by grad_scale first (1 / loss scale under fp16 loss scaling;
+  // multiplying by 1 is exact).
+  void step(const Tensor& params, const Tensor& grads, double lr, double grad_scale = 1.0);
 
   const SgdOptions& options() const { return options_; }
   int64_t num_params() const { return num_params_; }
@@ -62,7 +64,7 @@ class Sgd {
   std::vector<ParamSegment> segments_;
   int64_t num_params_;
   int64_t step_count_ = 0;
-  void step_cuda(const Tensor& params, const Tensor& grads, double lr);
+  void step_cuda(const Tensor& params, const Tensor& grads, double lr, float grad_scale);
 
   Tensor momentum_;         // (num_params), on the context's device
   void* stream_ = nullptr;  // the context's cudaStream_t (GPU backend)

@@ -258,7 +258,7 @@ class PadShortcutOp final : public Op {
   // GPU layouts (nchw, nhwc): x[:, :, ::stride, ::stride] as a strided view.
   Tensor subsampled(const Tensor& x) const {
     const std::vector<int64_t>& s = x.strides();
-    return Tensor::wrap(x.raw_data(), Shape{in_[0], in_[1], out_[2], out_[3]}, DType::f32,
+    return Tensor::wrap(x.raw_data(), Shape{in_[0], in_[1], out_[2], out_[3]}, x.dtype(),
                         x.device(), {s[0], s[1], s[2] * stride_, s[3] * stride_});
   }
   // The channels of y that hold x.

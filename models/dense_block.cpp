@@ -9,7 +9,7 @@ namespace {
 
 // First `shape.numel()` elements of `buffer` viewed as a contiguous `shape`.
 Tensor prefix_view(const Tensor& buffer, const Shape& shape) {
-  return Tensor::wrap(buffer.raw_data(), shape, Layout::nchw, buffer.device());
+  return Tensor::wrap(buffer.raw_data(), shape, Layout::nchw, buffer.device(), buffer.dtype());
 }
 
 struct DenseLayer {
@@ -75,15 +75,18 @@ class DenseBlockOp final : public Op {
     const Shape new_features{n, growth_, h, w};
     const Shape mid{n, std::max<int64_t>(bn_size_ * growth_, 1), h, w};
     const Shape* shapes[] = {&wide, &wide, &wide, &new_features, &new_features, &mid, &mid, &mid};
+    const DType dtype = context_.activation_dtype();  // bf16 / f16 under mixed precision
+    const int64_t size = static_cast<int64_t>(dtype_size(dtype));
     int64_t total = 0;
     for (const Shape* s : shapes) total += s->numel();
-    float* base = static_cast<float*>(
-        context_.scratch(Scratch::dense_block, static_cast<std::size_t>(total) * sizeof(float)));
+    char* base = static_cast<char*>(
+        context_.scratch(Scratch::dense_block, static_cast<std::size_t>(total * size)));
     Tensor* targets[] = {&concat_,    &activation_, &dactivation_,    &features_,
                          &dfeatures_, &bottleneck_, &bottleneck_act_, &dmid_};
     for (int k = 0; k < 8; ++k) {
-      *targets[k] = Tensor::wrap(base, *shapes[k], Layout::nchw, context_.allocator().device());
-      base += shapes[k]->numel();
+      *targets[k] =
+          Tensor::wrap(base, *shapes[k], Layout::nchw, context_.allocator().device(), dtype);
+      base += shapes[k]->numel() * size;
     }
   }
 

@@ -5,6 +5,28 @@
 #include "core/error.h"
 
 namespace convnet {
+namespace {
+
+// Converts a value to another element type (under mixed precision: the f32
+// net input to the activation type, the logits back to f32); backward
+// converts the gradient back.
+class CastOp final : public Op {
+ public:
+  bool backward_needs_input(int) const override { return false; }
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    write_gradient(out, in[0], GradMode::overwrite);
+  }
+  void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
+    if (din[0].defined()) write_gradient(din[0], dout, modes[0]);
+  }
+};
+
+int64_t bytes_of(const Shape& shape, DType dtype) {
+  return shape.numel() * static_cast<int64_t>(dtype_size(dtype));
+}
+
+}  // namespace
 
 Net::Net(Context& context, ParamStore& store) : context_(context), store_(store) {}
 
@@ -19,7 +41,15 @@ ValueId Net::add_input(const Shape& shape, Layout layout) {
   v.layout = layout;
   values_.push_back(std::move(v));
   input_ = static_cast<ValueId>(values_.size() - 1);
-  return input_;
+  if (context_.activation_dtype() == DType::f32) return input_;
+  return add_cast(input_, context_.activation_dtype());
+}
+
+ValueId Net::add_cast(ValueId value, DType dtype) {
+  const ValueId out = add_op(std::make_unique<CastOp>(), {value}, values_.at(value).shape,
+                             values_.at(value).layout);
+  values_[out].dtype = dtype;
+  return out;
 }
 
 ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape,
@@ -34,6 +64,7 @@ ValueId Net::add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const S
   Value produced;
   produced.shape = output_shape;
   produced.layout = output_layout;
+  produced.dtype = context_.activation_dtype();
   produced.producer = index;
   values_.push_back(std::move(produced));
   const ValueId out = static_cast<ValueId>(values_.size() - 1);
@@ -52,12 +83,15 @@ ValueId Net::add_reshape(ValueId value, const Shape& shape) {
   CONVNET_CHECK(values_.at(value).layout == Layout::nchw, "cannot reshape a blocked value");
   Value v;
   v.shape = shape;
+  v.dtype = values_.at(value).dtype;
   v.view_of = root(value);
   values_.push_back(std::move(v));
   return static_cast<ValueId>(values_.size() - 1);
 }
 
-void Net::set_output(ValueId value) { output_ = value; }
+void Net::set_output(ValueId value) {
+  output_ = values_.at(value).dtype == DType::f32 ? value : add_cast(value, DType::f32);
+}
 
 ValueId Net::root(ValueId value) const {
   while (values_[value].view_of >= 0) value = values_[value].view_of;
@@ -73,18 +107,18 @@ ValueId Net::storage_root(ValueId value) const {
 // Blocks of memory handed to values while they are alive (best fit by size).
 struct Net::Pool {
   struct Block {
-    int64_t elements;
+    int64_t bytes;
     bool in_use;
   };
   std::vector<Block> blocks;
-  int take(int64_t elements) {
+  int take(int64_t bytes) {
     int best = -1;
     for (int b = 0; b < static_cast<int>(blocks.size()); ++b)
-      if (!blocks[b].in_use && blocks[b].elements >= elements &&
-          (best < 0 || blocks[b].elements < blocks[best].elements))
+      if (!blocks[b].in_use && blocks[b].bytes >= bytes &&
+          (best < 0 || blocks[b].bytes < blocks[best].bytes))
         best = b;
     if (best < 0) {
-      blocks.push_back({elements, false});
+      blocks.push_back({bytes, false});
       best = static_cast<int>(blocks.size()) - 1;
     }
     blocks[best].in_use = true;
@@ -106,18 +140,18 @@ void Net::plan() {
   Pool pool;
   plan_activations(pool);
   plan_gradients(pool);
-  std::vector<Tensor> blocks;
+  std::vector<Tensor> blocks;  // pool blocks are counted in bytes, allocated as floats
   for (const Pool::Block& b : pool.blocks) {
-    storage_.push_back(Tensor::empty(Shape{b.elements}, context_.allocator()));
+    storage_.push_back(Tensor::empty(Shape{(b.bytes + 3) / 4}, context_.allocator()));
     blocks.push_back(storage_.back());
-    pool_bytes_ += b.elements * 4;
+    pool_bytes_ += b.bytes;
   }
   const Device device = context_.allocator().device();
   for (Value& v : values_) {
     if (v.data_block >= 0)
-      v.data = Tensor::wrap(blocks[v.data_block].raw_data(), v.shape, v.layout, device);
+      v.data = Tensor::wrap(blocks[v.data_block].raw_data(), v.shape, v.layout, device, v.dtype);
     if (v.grad_block >= 0)
-      v.grad = Tensor::wrap(blocks[v.grad_block].raw_data(), v.shape, v.layout, device);
+      v.grad = Tensor::wrap(blocks[v.grad_block].raw_data(), v.shape, v.layout, device, v.dtype);
   }
   // In-place results share their source's memory; views reshape their source.
   for (Value& v : values_)
@@ -160,7 +194,8 @@ void Net::plan_activations(Pool& pool) {
     if (source >= 0 && node.op->can_run_in_place() && source == root(source) && source != input_ &&
         values_[source].consumers.size() == 1 &&
         !nodes_[values_[source].producer].op->backward_needs_output() &&
-        values_[source].shape == v.shape && values_[source].layout == v.layout)
+        values_[source].shape == v.shape && values_[source].layout == v.layout &&
+        values_[source].dtype == v.dtype)
       v.in_place_of = source;
   }
   // Storage that backward reads is kept for the whole step; the rest is transient.
@@ -181,15 +216,15 @@ void Net::plan_activations(Pool& pool) {
   for (ValueId id = 0; id < static_cast<ValueId>(values_.size()); ++id) {
     Value& v = values_[id];
     if (v.view_of >= 0 || v.in_place_of >= 0 || !kept[id]) continue;
-    storage_.push_back(Tensor::empty(v.shape, context_.allocator(), DType::f32, v.layout));
+    storage_.push_back(Tensor::empty(v.shape, context_.allocator(), v.dtype, v.layout));
     v.data = storage_.back();
-    activation_bytes_ += v.shape.numel() * 4;
+    activation_bytes_ += bytes_of(v.shape, v.dtype);
   }
   // Transient storage, simulated in forward order.
   for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
     Value& out = values_[nodes_[i].output];
     if (out.in_place_of < 0 && !kept[nodes_[i].output])
-      out.data_block = pool.take(out.shape.numel());
+      out.data_block = pool.take(bytes_of(out.shape, out.dtype));
     for (ValueId id : nodes_[i].inputs) {
       const ValueId s = storage_root(id);
       if (!kept[s] && last_use[s] == i && values_[s].data_block >= 0)
@@ -204,7 +239,9 @@ void Net::plan_gradients(Pool& pool) {
   // After forward every transient block is free again. A root value's
   // gradient is live from its first write (the backward of its last consumer)
   // to the backward of its producer.
-  auto take = [&](ValueId r) { values_[r].grad_block = pool.take(values_[r].shape.numel()); };
+  auto take = [&](ValueId r) {
+    values_[r].grad_block = pool.take(bytes_of(values_[r].shape, values_[r].dtype));
+  };
   take(root(output_));
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
     const ValueId produced = nodes_[i].output;  // op outputs are roots

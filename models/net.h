@@ -11,6 +11,11 @@
 //   - activation gradients: taken from the same pool while alive (from the
 //     backward of a value's last consumer to that of its producer);
 //   - parameters: views into the ParamStore's flat buffers.
+// Element types: values are f32, except under mixed precision (a context
+// whose activation_dtype() is bf16 or f16): there every op's output and
+// gradient is of that type, the net converts its f32 input to it first and
+// its last value back to f32 (cast ops), so callers fill and read f32
+// tensors as always.
 // A value consumed by several ops (a residual fan-out) receives the gradient of
 // the first consumer in backward order with GradMode::overwrite and of the
 // others with GradMode::accumulate. The gradient of the network input is not
@@ -58,13 +63,15 @@ class Net {
  public:
   Net(Context& context, ParamStore& store);
 
-  // The network input (N, C, H, W), stored in `layout` (nchw, or nhwc for the
-  // GPU's channels-last models).
+  // The network input (N, C, H, W), f32, stored in `layout` (nchw, or nhwc
+  // for the GPU's channels-last models). Returns the value ops should read:
+  // the input itself, or under mixed precision its conversion.
   ValueId add_input(const Shape& shape, Layout layout = Layout::nchw);
   ValueId add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape,
                  Layout output_layout = Layout::nchw);
   // A zero-copy view of `value` with another shape of the same numel.
   ValueId add_reshape(ValueId value, const Shape& shape);
+  // The value output() returns (converted to f32 under mixed precision).
   void set_output(ValueId value);
   // Also compute the gradient of the network input (off by default: training
   // never needs it). Call before plan().
@@ -72,6 +79,7 @@ class Net {
 
   const Shape& shape(ValueId value) const { return values_.at(value).shape; }
   Layout layout(ValueId value) const { return values_.at(value).layout; }
+  DType dtype(ValueId value) const { return values_.at(value).dtype; }
 
   // Allocates activations and gradients and binds parameters (finalizing the
   // store on the first build). Must be called once, before forward.
@@ -103,6 +111,7 @@ class Net {
   struct Value {
     Shape shape;
     Layout layout = Layout::nchw;  // of data and grad
+    DType dtype = DType::f32;      // of data and grad
     int producer = -1;             // op index, -1 for the input
     std::vector<int> consumers;    // op indices
     ValueId view_of = -1;          // reshape source
@@ -122,6 +131,8 @@ class Net {
     int64_t grads_ready_after = 0;  // leading final gradient elements once this op's backward ran
   };
 
+  // A cast op converting `value` to `dtype` (same shape and layout).
+  ValueId add_cast(ValueId value, DType dtype);
   ValueId root(ValueId value) const;
   ValueId storage_root(ValueId value) const;  // follows views and in-place sharing
   struct Pool;

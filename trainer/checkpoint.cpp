@@ -68,6 +68,9 @@ void save_checkpoint(const std::string& path, const WeightsMetadata& metadata,
     write_double_attribute(file, "val_loss", state.val_loss);
     write_double_attribute(file, "best_top1", state.best_top1);
     write_int_attribute(file, "best_step", state.best_step);
+    write_double_attribute(file, "loss_scale", state.loss_scale);
+    write_int_attribute(file, "loss_scale_good_steps", state.loss_scale_good_steps);
+    write_int_attribute(file, "skipped_steps", state.skipped_steps);
     write_string_attribute(file, "created", utc_now());
     write_string_attribute(file, "convnet_version", CONVNET_VERSION);
   });
@@ -98,6 +101,11 @@ CheckpointState read_checkpoint_state(const std::string& path) {
   s.val_loss = read_double_attribute(f, path, "val_loss");
   s.best_top1 = read_double_attribute(f, path, "best_top1");
   s.best_step = read_int_attribute(f, path, "best_step");
+  if (has_attribute(f, "loss_scale")) {  // written since mixed precision
+    s.loss_scale = read_double_attribute(f, path, "loss_scale");
+    s.loss_scale_good_steps = read_int_attribute(f, path, "loss_scale_good_steps");
+    s.skipped_steps = read_int_attribute(f, path, "skipped_steps");
+  }
   s.created = read_string_attribute(f, path, "created");
   s.convnet_version = read_string_attribute(f, path, "convnet_version");
   return s;

@@ -39,6 +39,9 @@ struct CheckpointState {
   double val_top1 = -1, val_loss = -1;  // last evaluation (-1: none yet)
   double best_top1 = -1;
   int64_t best_step = -1;  // checkpoint step with best_top1
+  // fp16 dynamic loss scaling (trainer/loss_scaler.h); loss_scale 0: not used.
+  double loss_scale = 0;
+  int64_t loss_scale_good_steps = 0, skipped_steps = 0;
   std::string created, convnet_version;
 };
 

@@ -42,8 +42,8 @@ struct TrainConfig {
   // System
   std::string run_dir = "run";
   std::string device = "cpu";      // cpu, or cuda: the GPU of the rank's local rank
-    std::string precision = "fp32";  // fp32, or tf32 (GPU convolutions on TF32 tensor cores)
-  std::string layout = "nchw";     // GPU activations: nchw, or nhwc (channels-last, ResNets)
+  std::string precision = "fp32";  // fp32; GPU: tf32, bf16, fp16 (mixed precision)
+  std::string layout = "auto";     // GPU activations: nchw, nhwc; auto: nhwc for bf16/fp16
   int threads = 0;  // compute threads per rank (0: the node's cores / ranks on the node)
   int loader_threads = 2;
   double bucket_mb = 25;

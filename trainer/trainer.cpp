@@ -17,6 +17,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/evaluator.h"
 #include "trainer/host_shadow.h"
+#include "trainer/loss_scaler.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/progress.h"
 #include "trainer/stop_signals.h"
@@ -150,15 +151,13 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       accumulate = micro_batches / world;
     }
   }
-  CONVNET_CHECK(config.layout == "nchw" || config.layout == "nhwc",
-                "--layout must be nchw or nhwc, got '", config.layout, "'");
-  CONVNET_CHECK(config.layout == "nchw" || config.device == "cuda",
-                "--layout nhwc needs --device cuda");
+  const std::string layout =
+      resolve_layout(config.layout, parse_backend(config.device), config.precision);
   const ModelSpec model_spec{.name = config.model,
                              .num_classes = classes,
                              .in_channels = channels,
                              .memory_efficient = config.memory_efficient,
-                             .channels_last = config.layout == "nhwc"};
+                             .channels_last = layout == "nhwc"};
   // Channels-last GPU models take NHWC batches, straight from the loader.
   const bool nhwc_batches =
       model_input_layout(parse_backend(config.device), model_spec) == Layout::nhwc;
@@ -311,9 +310,13 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   Watchdog watchdog(world > 1 ? config.comm_timeout : 0, communicator.rank(),
                     [&communicator] { communicator.abort(1); });
 
+  // fp16: dynamic loss scaling, resumed exactly from the checkpoint's state.
+  LossScaler scaler(config.precision == "fp16");
+  if (scaler.enabled() && resume.loss_scale > 0)
+    scaler.restore(resume.loss_scale, resume.loss_scale_good_steps, resume.skipped_steps);
+
   // ---- Training loop
   TrainResult result;
-  const float scale = 1.0f / static_cast<float>(accumulate);
   double interval_stats[4] = {0, 0, 0, 0};  // loss sum, correct top-1, correct top-5, samples
   double interval_start = progress ? progress->elapsed() : 0;
   int64_t interval_steps = 0;
@@ -337,7 +340,9 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       step_stats[3] += batch.count;
       step_stats[4] += std::isfinite(value) ? 0 : 1;
       loss.backward(net.output_grad());
-      if (accumulate > 1) scale_in_place(net.output_grad(), scale);
+      // The mean over micro-batches, times the fp16 loss scale (a power of two).
+      const double factor = scaler.scale() / static_cast<double>(accumulate);
+      if (factor != 1.0) scale_in_place(net.output_grad(), static_cast<float>(factor));
       if (a + 1 == accumulate)
         net.backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
       else
@@ -354,7 +359,19 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
                   " micro-batch(es); stopping before the weights are updated (lower --lr, or "
                   "add --warmup-epochs)");
     const double lr = schedule.lr(step);
-    sgd.step(store.flat_params(), store.flat_grads(), lr);
+    // Averaged gradients are identical on every rank: every rank skips alike.
+    const double loss_scale = scaler.scale();
+    const bool apply = !scaler.enabled() || scaler.update(all_finite(context, store.flat_grads()));
+    if (apply) {
+      sgd.step(store.flat_params(), store.flat_grads(), lr, 1.0 / loss_scale);
+    } else if (progress) {
+      char line[160];
+      std::snprintf(line, sizeof line,
+                    "step %ld: fp16 gradients overflowed at loss scale %g; step skipped, scale "
+                    "now %g (%ld skipped so far)",
+                    long(step + 1), loss_scale, scaler.scale(), long(scaler.skipped_steps()));
+      progress->status(line, true);
+    }
     for (int k = 0; k < 4; ++k) interval_stats[k] += step_stats[k];
     ++interval_steps;
     result.steps = step + 1;
@@ -453,6 +470,9 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       state.step_in_epoch = (step + 1) % steps_per_epoch;
       state.samples_seen = (step + 1) * global_batch;
       state.sgd_steps = sgd.step_count();
+      state.loss_scale = scaler.enabled() ? scaler.scale() : 0.0;
+      state.loss_scale_good_steps = scaler.good_steps();
+      state.skipped_steps = scaler.skipped_steps();
       {
         Watchdog::Scope waiting(watchdog, step + 1, "the checkpoint broadcast");
         share_bn_statistics();

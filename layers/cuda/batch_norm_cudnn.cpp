@@ -16,11 +16,15 @@ class BatchNormCudnn final : public BatchNorm2d {
  public:
   BatchNormCudnn(Context& context, std::string name, const BatchNormOptions& options,
                  const Shape& input_shape)
-      : BatchNorm2d(std::move(name), options, input_shape), context_(context) {
+      : BatchNorm2d(std::move(name), options, input_shape),
+        context_(context),
+        dtype_(context.activation_dtype()) {
     cuda::require_gpu_layout(this->name(), options.layout);
     CONVNET_CHECK(options.eps >= CUDNN_BN_MIN_EPSILON, "layer ", this->name(), ": eps ",
                   options.eps, " is below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
-    x_.set(input_shape, options.layout);
+    // Under mixed precision x, y, dx, dy are bf16 / f16 and the scale,
+    // shift and statistics f32, the combination cuDNN's batch norm takes.
+    x_.set(input_shape, options.layout, dtype_);
     param_.set(Shape{options.channels});
     saved_mean_ = Tensor::empty(Shape{options.channels}, context.allocator());
     saved_inv_std_ = Tensor::empty(Shape{options.channels}, context.allocator());
@@ -34,11 +38,12 @@ class BatchNormCudnn final : public BatchNorm2d {
   cudaStream_t stream() const { return context_.gpu().stream; }
 
   void apply(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
+    cuda::require_dtype(name(), dtype_, {&x, &y});
     bias_for_mask_ = cuda::device_ptr(bias);
-    cuda::batch_norm_apply(cuda::device_ptr(x), saved_mean_.data<float>(),
+    cuda::batch_norm_apply(dtype_, cuda::act(x), saved_mean_.data<float>(),
                            saved_inv_std_.data<float>(), cuda::device_ptr(weight),
-                           cuda::device_ptr(bias), cuda::device_ptr(y), n(), c(), hw(),
-                           channels_last(), options().fuse_relu, stream());
+                           cuda::device_ptr(bias), cuda::act(y), n(), c(), hw(), channels_last(),
+                           options().fuse_relu, stream());
   }
 
   void forward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -53,16 +58,16 @@ class BatchNormCudnn final : public BatchNorm2d {
       apply(x, weight, bias, y);
       return;
     }
+    cuda::require_dtype(name(), dtype_, {&x, &y});
     bias_for_mask_ = cuda::device_ptr(bias);
     const float one = 1.0f, zero = 0.0f;
     CONVNET_CUDNN(cudnnBatchNormalizationForwardTraining(
-        context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::device_ptr(x),
-        x_.get(), cuda::device_ptr(y), param_.get(), cuda::device_ptr(weight),
-        cuda::device_ptr(bias), options().momentum, cuda::device_ptr(running_mean),
-        cuda::device_ptr(running_var), options().eps, saved_mean_.data<float>(),
-        saved_inv_std_.data<float>()));
+        context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::act(x),
+        x_.get(), cuda::act(y), param_.get(), cuda::device_ptr(weight), cuda::device_ptr(bias),
+        options().momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var),
+        options().eps, saved_mean_.data<float>(), saved_inv_std_.data<float>()));
     if (options().fuse_relu)
-      cuda::relu_forward(cuda::device_ptr(y), cuda::device_ptr(y), y.numel(), stream());
+      cuda::relu_forward(dtype_, cuda::act(y), cuda::act(y), y.numel(), stream());
   }
 
   void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -73,36 +78,40 @@ class BatchNormCudnn final : public BatchNorm2d {
   void backward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& dy,
                      const Tensor& dx, GradMode dx_mode, const Tensor& dweight,
                      const Tensor& dbias) override {
-    const float* grad = cuda::device_ptr(dy);
+    cuda::require_dtype(name(), dtype_, {&x, &dy, &dx});
+    const void* grad = cuda::act(dy);
     if (options().fuse_relu) {
-      Tensor masked = context_.scratch_tensor(Scratch::gpu_mask, input_shape());
-      cuda::batch_norm_relu_mask(cuda::device_ptr(x), saved_mean_.data<float>(),
+      Tensor masked =
+          context_.scratch_tensor(Scratch::gpu_mask, input_shape(), Layout::nchw, dtype_);
+      cuda::batch_norm_relu_mask(dtype_, cuda::act(x), saved_mean_.data<float>(),
                                  saved_inv_std_.data<float>(), cuda::device_ptr(weight),
-                                 bias_for_mask_, grad, masked.data<float>(), n(), c(), hw(),
+                                 bias_for_mask_, grad, masked.raw_data(), n(), c(), hw(),
                                  channels_last(), stream());
-      grad = masked.data<float>();
+      grad = masked.raw_data();
     }
     const bool accumulate = dx_mode == GradMode::accumulate;
     if (mode == Mode::inference) {
       cuda::batch_norm_backward_fixed_stats(
-          cuda::device_ptr(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
-          cuda::device_ptr(weight), dx.defined() ? cuda::device_ptr(dx) : nullptr, accumulate,
-          cuda::device_ptr(dweight), cuda::device_ptr(dbias), n(), c(), hw(), channels_last(),
-          stream());
+          dtype_, cuda::act(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
+          cuda::device_ptr(weight), cuda::act(dx), accumulate, cuda::device_ptr(dweight),
+          cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), stream());
       return;
     }
-    float* dx_ptr = dx.defined()
-                        ? cuda::device_ptr(dx)
-                        : context_.scratch_tensor(Scratch::discarded, input_shape()).data<float>();
+    void* dx_ptr =
+        dx.defined()
+            ? cuda::act(dx)
+            : context_.scratch_tensor(Scratch::discarded, input_shape(), Layout::nchw, dtype_)
+                  .raw_data();
     const float one = 1.0f, zero = 0.0f;
     CONVNET_CUDNN(cudnnBatchNormalizationBackward(
         context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, accumulate ? &one : &zero, &one, &one,
-        x_.get(), cuda::device_ptr(x), x_.get(), grad, x_.get(), dx_ptr, param_.get(),
+        x_.get(), cuda::act(x), x_.get(), grad, x_.get(), dx_ptr, param_.get(),
         cuda::device_ptr(weight), cuda::device_ptr(dweight), cuda::device_ptr(dbias), options().eps,
         saved_mean_.data<float>(), saved_inv_std_.data<float>()));
   }
 
   Context& context_;
+  DType dtype_;  // of x, y, dx, dy
   cuda::TensorDescriptor x_, param_;
   Tensor saved_mean_, saved_inv_std_;     // (C) of the last forward
   const float* bias_for_mask_ = nullptr;  // the last forward's bias (fused ReLU backward)

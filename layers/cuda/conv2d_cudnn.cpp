@@ -3,7 +3,14 @@
 // the context's scratch. fp32 math is strict (FMA kernels only, no TF32) unless
 // the context allows TF32 (ContextOptions::allow_tf32, --precision tf32): then
 // tensor-core algorithms on fp32 data are chosen when they are fastest. Strict
-// // results match the CPU backend to float rounding.
+// results match the CPU backend to float rounding.
+//
+// Mixed precision (context activation dtype bf16 / f16): x, y, dx, dy are of
+// that type and cuDNN accumulates in f32 (convolution compute type FLOAT) on
+// tensor cores. The stored weight stays f32 (the master copy): each call
+// converts it into the weights scratch (in KRSC order for NHWC), and the
+// weight gradient is computed into scratch in the activation type and added
+// to the f32 gradient, as PyTorch's autocast does per op.
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -31,13 +38,13 @@ struct ConvAlgorithms {
 // down-conversion with TF32 allowed; else FMA kernels, or default math found
 // under an FMA descriptor.
 template <typename Perf>
-const Perf& pick(const std::vector<Perf>& results, int count, bool allow_tf32,
+const Perf& pick(const std::vector<Perf>& results, int count, bool tensor_ops,
                  const std::string& layer, const char* what) {
   for (bool deterministic_only : {true, false})
     for (int i = 0; i < count; ++i)
       if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].memory <= kMaxWorkspace &&
           results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
-          (allow_tf32 || results[i].mathType == CUDNN_FMA_MATH) &&
+          (tensor_ops || results[i].mathType == CUDNN_FMA_MATH) &&
           (!deterministic_only || results[i].determinism == CUDNN_DETERMINISTIC))
         return results[i];
   for (int i = 0; i < count; ++i)
@@ -45,7 +52,7 @@ const Perf& pick(const std::vector<Perf>& results, int count, bool allow_tf32,
         results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
         results[i].memory <= kMaxWorkspace)
       return results[i];
-  CONVNET_CHECK(false, "layer ", layer, ": cuDNN offers no fp32 ", what,
+  CONVNET_CHECK(false, "layer ", layer, ": cuDNN offers no ", what,
                 " algorithm within a workspace of ", kMaxWorkspace, " bytes");
   return results[0];
 }
@@ -54,29 +61,32 @@ class Conv2dCudnn final : public Conv2d {
  public:
   Conv2dCudnn(Context& context, std::string name, const Conv2dOptions& options,
               const Shape& input_shape)
-      : Conv2d(std::move(name), options, input_shape), context_(context) {
+      : Conv2d(std::move(name), options, input_shape),
+        context_(context),
+        dtype_(context.activation_dtype()) {
     cuda::require_gpu_layout(this->name(), options.input_layout);
     cuda::require_gpu_layout(this->name(), options.output_layout);
     // Activations in their layout. The stored weight is (K, C, R, S); a
     // channels-last convolution gets a (K, R, S, C) copy, as cuDNN's NHWC
     // (tensor-core) kernels expect, and its weight gradient is transposed back.
-    x_.set(input_shape, options.input_layout);
-    y_.set(output_shape(), options.output_layout);
+    x_.set(input_shape, options.input_layout, dtype_);
+    y_.set(output_shape(), options.output_layout, dtype_);
     bias_.set(Shape{options.out_channels});
     channels_last_filter_ =
         options.input_layout == Layout::nhwc && options.output_layout == Layout::nhwc;
+    filter_copy_ = channels_last_filter_ || dtype_ != DType::f32;
     const Shape w = weight_shape();
     CONVNET_CUDNN(cudnnSetFilter4dDescriptor(
-        w_.get(), CUDNN_DATA_FLOAT, channels_last_filter_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
-        static_cast<int>(w[0]), static_cast<int>(w[1]), static_cast<int>(w[2]),
-        static_cast<int>(w[3])));
+        w_.get(), cuda::cudnn_type(dtype_),
+        channels_last_filter_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, static_cast<int>(w[0]),
+        static_cast<int>(w[1]), static_cast<int>(w[2]), static_cast<int>(w[3])));
     const int pad = static_cast<int>(options.padding), stride = static_cast<int>(options.stride);
     CONVNET_CUDNN(cudnnSetConvolution2dDescriptor(conv_.get(), pad, pad, stride, stride, 1, 1,
                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CONVNET_CUDNN(cudnnSetConvolutionGroupCount(conv_.get(), static_cast<int>(options.groups)));
-    allow_tf32_ = context.allow_tf32();
+    tensor_ops_ = context.allow_tf32() || dtype_ != DType::f32;
     CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_.get(),
-                                              allow_tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+                                              tensor_ops_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
     algorithms_ = find_algorithms();
   }
 
@@ -86,8 +96,8 @@ class Conv2dCudnn final : public Conv2d {
     const Conv2dOptions& o = options();
     key << context_.gpu().device << ' ' << input_shape() << ' ' << o.out_channels << ' ' << o.kernel
         << ' ' << o.stride << ' ' << o.padding << ' ' << o.groups << ' '
-        << to_string(o.input_layout) << ' ' << to_string(o.output_layout)
-        << (allow_tf32_ ? " tf32" : "");
+        << to_string(o.input_layout) << ' ' << to_string(o.output_layout) << ' '
+        << to_string(dtype_) << (tensor_ops_ ? " tensor-ops" : "");
     return key.str();
   }
 
@@ -106,7 +116,7 @@ class Conv2dCudnn final : public Conv2d {
     CONVNET_CUDNN(cudnnFindConvolutionForwardAlgorithm(h, x_.get(), w_.get(), conv_.get(), y_.get(),
                                                        static_cast<int>(fwd.size()), &count,
                                                        fwd.data()));
-    const auto& f = pick(fwd, count, allow_tf32_, name(), "forward");
+    const auto& f = pick(fwd, count, tensor_ops_, name(), "forward");
     a.forward = f.algo;
     a.forward_math = f.mathType;
     a.forward_bytes = f.memory;
@@ -114,7 +124,7 @@ class Conv2dCudnn final : public Conv2d {
     CONVNET_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(h, w_.get(), y_.get(), conv_.get(),
                                                             x_.get(), static_cast<int>(data.size()),
                                                             &count, data.data()));
-    const auto& d = pick(data, count, allow_tf32_, name(), "backward-data");
+    const auto& d = pick(data, count, tensor_ops_, name(), "backward-data");
     a.backward_data = d.algo;
     a.backward_data_math = d.mathType;
     a.backward_data_bytes = d.memory;
@@ -123,7 +133,7 @@ class Conv2dCudnn final : public Conv2d {
     CONVNET_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(
         h, x_.get(), y_.get(), conv_.get(), w_.get(), static_cast<int>(filter.size()), &count,
         filter.data()));
-    const auto& g = pick(filter, count, allow_tf32_, name(), "backward-filter");
+    const auto& g = pick(filter, count, tensor_ops_, name(), "backward-filter");
     a.backward_filter = g.algo;
     a.backward_filter_math = g.mathType;
     a.backward_filter_bytes = g.memory;
@@ -144,82 +154,102 @@ class Conv2dCudnn final : public Conv2d {
 
   // The math the algorithm was measured with (strict mode: always FMA).
   void use_math(cudnnMathType_t math) {
-    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_.get(), allow_tf32_ ? math : CUDNN_FMA_MATH));
+    CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_.get(), tensor_ops_ ? math : CUDNN_FMA_MATH));
   }
 
   void* workspace(std::size_t bytes) {
     return bytes == 0 ? nullptr : context_.scratch(Scratch::workspace, bytes);
   }
 
-  // The weight as cuDNN reads it: the stored (K, C, R, S) tensor, or its
-  // (K, R, S, C) copy in the weights scratch for a channels-last filter.
-  const float* filter(const Tensor& weight) {
-    if (!channels_last_filter_) return cuda::device_ptr(weight);
-    const Tensor krsc = krsc_view(Scratch::weights);
-    cuda::strided_copy(krsc.data<float>(), cuda::device_ptr(weight), cuda::strided4(krsc, weight),
-                       false, context_.gpu().stream);
-    return krsc.data<float>();
+  // The weight as cuDNN reads it: the stored f32 (K, C, R, S) tensor, or its
+  // copy in the weights scratch, (K, R, S, C) for a channels-last filter and
+  // in the activation type under mixed precision.
+  const void* filter(const Tensor& weight) {
+    if (!filter_copy_) return cuda::device_ptr(weight);
+    const Tensor copy = filter_view(Scratch::weights);
+    cuda::strided_copy(dtype_, copy.raw_data(), DType::f32, cuda::device_ptr(weight),
+                       cuda::strided4(copy, weight), false, context_.gpu().stream);
+    return copy.raw_data();
   }
-  // Scratch viewed as a (K, C, R, S) tensor stored (K, R, S, C).
-  Tensor krsc_view(Scratch slot) {
+  // Scratch viewed as the (K, C, R, S) filter cuDNN reads: in the activation
+  // type, stored (K, R, S, C) for a channels-last filter.
+  Tensor filter_view(Scratch slot) {
     const Shape s = weight_shape();
-    void* data = context_.scratch(slot, static_cast<std::size_t>(s.numel()) * sizeof(float));
-    return Tensor::wrap(data, s, DType::f32, Device::cuda,
-                        {s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]});
+    void* data = context_.scratch(slot, static_cast<std::size_t>(s.numel()) * dtype_size(dtype_));
+    std::vector<int64_t> strides = s.contiguous_strides();
+    if (channels_last_filter_) strides = {s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]};
+    return Tensor::wrap(data, s, dtype_, Device::cuda, strides);
   }
+  bool channels_last_output() const { return options().output_layout == Layout::nhwc; }
 
   void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                     const Tensor& y) override {
     cudnnHandle_t h = context_.gpu().cudnn;
     const float one = 1.0f, zero = 0.0f;
-    const float* w = filter(weight);
+    cuda::require_dtype(name(), dtype_, {&x, &y});
+    const void* w = filter(weight);
     const std::size_t bytes = algorithms_.forward_bytes;
     use_math(algorithms_.forward_math);
-    CONVNET_CUDNN(cudnnConvolutionForward(h, &one, x_.get(), cuda::device_ptr(x), w_.get(), w,
-                                          conv_.get(), algorithms_.forward, workspace(bytes), bytes,
-                                          &zero, y_.get(), cuda::device_ptr(y)));
-    if (bias.defined())
+    CONVNET_CUDNN(cudnnConvolutionForward(h, &one, x_.get(), cuda::act(x), w_.get(), w, conv_.get(),
+                                          algorithms_.forward, workspace(bytes), bytes, &zero,
+                                          y_.get(), cuda::act(y)));
+    if (!bias.defined()) return;
+    if (dtype_ == DType::f32) {
       CONVNET_CUDNN(cudnnAddTensor(h, &one, bias_.get(), cuda::device_ptr(bias), &one, y_.get(),
                                    cuda::device_ptr(y)));
+      return;
+    }
+    const Shape& o = output_shape();
+    cuda::add_channel_bias(dtype_, cuda::act(y), cuda::device_ptr(bias), o[0], o[1], o[2] * o[3],
+                           channels_last_output(), context_.gpu().stream);
   }
 
   void backward_impl(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
                      GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
     cudnnHandle_t h = context_.gpu().cudnn;
     const float one = 1.0f, zero = 0.0f;
+    cuda::require_dtype(name(), dtype_, {&x, &dy, &dx});
     if (dx.defined()) {
-      const float* w = filter(weight);
+      const void* w = filter(weight);
       const std::size_t bytes = algorithms_.backward_data_bytes;
       use_math(algorithms_.backward_data_math);
       CONVNET_CUDNN(cudnnConvolutionBackwardData(
-          h, &one, w_.get(), w, y_.get(), cuda::device_ptr(dy), conv_.get(),
-          algorithms_.backward_data, workspace(bytes), bytes,
-          dx_mode == GradMode::accumulate ? &one : &zero, x_.get(), cuda::device_ptr(dx)));
+          h, &one, w_.get(), w, y_.get(), cuda::act(dy), conv_.get(), algorithms_.backward_data,
+          workspace(bytes), bytes, dx_mode == GradMode::accumulate ? &one : &zero, x_.get(),
+          cuda::act(dx)));
     }
     const std::size_t bytes = algorithms_.backward_filter_bytes;
     use_math(algorithms_.backward_filter_math);
-    // A channels-last filter's gradient goes to scratch (overwritten), then
-    // is added to the stored (K, C, R, S) gradient.
-    const Tensor dkrsc = channels_last_filter_ ? krsc_view(Scratch::weight_gradient) : Tensor();
+    // A copied filter's gradient goes to scratch (overwritten), then is
+    // added to the stored f32 (K, C, R, S) gradient.
+    const Tensor dcopy = filter_copy_ ? filter_view(Scratch::weight_gradient) : Tensor();
     CONVNET_CUDNN(cudnnConvolutionBackwardFilter(
-        h, &one, x_.get(), cuda::device_ptr(x), y_.get(), cuda::device_ptr(dy), conv_.get(),
-        algorithms_.backward_filter, workspace(bytes), bytes, channels_last_filter_ ? &zero : &one,
-        w_.get(), channels_last_filter_ ? dkrsc.data<float>() : cuda::device_ptr(dweight)));
-    if (channels_last_filter_)
-      cuda::strided_copy(cuda::device_ptr(dweight), dkrsc.data<float>(),
-                         cuda::strided4(dweight, dkrsc), true, context_.gpu().stream);
-    if (dbias.defined())
+        h, &one, x_.get(), cuda::act(x), y_.get(), cuda::act(dy), conv_.get(),
+        algorithms_.backward_filter, workspace(bytes), bytes, filter_copy_ ? &zero : &one, w_.get(),
+        filter_copy_ ? dcopy.raw_data() : cuda::device_ptr(dweight)));
+    if (filter_copy_)
+      cuda::strided_copy(DType::f32, cuda::device_ptr(dweight), dtype_, dcopy.raw_data(),
+                         cuda::strided4(dweight, dcopy), true, context_.gpu().stream);
+    if (!dbias.defined()) return;
+    if (dtype_ == DType::f32) {
       CONVNET_CUDNN(cudnnConvolutionBackwardBias(h, &one, y_.get(), cuda::device_ptr(dy), &one,
                                                  bias_.get(), cuda::device_ptr(dbias)));
+      return;
+    }
+    const Shape& o = output_shape();
+    cuda::accumulate_channel_sums(dtype_, cuda::act(dy), cuda::device_ptr(dbias), o[0], o[1],
+                                  o[2] * o[3], channels_last_output(), context_.gpu().stream);
   }
 
   Context& context_;
+  DType dtype_;  // of x, y, dx, dy (the weight and its gradient are f32)
   cuda::TensorDescriptor x_, y_, bias_;
   cuda::FilterDescriptor w_;
   cuda::ConvolutionDescriptor conv_;
   ConvAlgorithms algorithms_;
-  bool allow_tf32_ = false;
+  bool tensor_ops_ = false;            // TF32 allowed, or bf16 / f16 data
   bool channels_last_filter_ = false;  // (K, R, S, C) filter for NHWC activations
+  bool filter_copy_ = false;           // cuDNN reads a converted copy of the weight
 };
 
 }  // namespace

@@ -11,23 +11,43 @@ std::vector<int> to_nchw(const Shape& shape) {
 }
 }  // namespace
 
-void TensorDescriptor::set(const Shape& shape) {
+cudnnDataType_t cudnn_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return CUDNN_DATA_FLOAT;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+  }
+  CONVNET_CHECK(false, "unknown element type");
+  return CUDNN_DATA_FLOAT;
+}
+
+void TensorDescriptor::set(const Shape& shape, DType dtype) {
   const std::vector<int> d = to_nchw(shape);
-  CONVNET_CUDNN(cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d[0], d[1],
+  CONVNET_CUDNN(cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, cudnn_type(dtype), d[0], d[1],
                                            d[2], d[3]));
 }
 
-void TensorDescriptor::set(const Shape& shape, const std::vector<int64_t>& strides) {
+void TensorDescriptor::set(const Shape& shape, const std::vector<int64_t>& strides, DType dtype) {
   CONVNET_CHECK(shape.rank() == 4 && strides.size() == 4, "strided cuDNN tensor of shape ", shape);
   CONVNET_CUDNN(cudnnSetTensor4dDescriptorEx(
-      desc_, CUDNN_DATA_FLOAT, static_cast<int>(shape[0]), static_cast<int>(shape[1]),
+      desc_, cudnn_type(dtype), static_cast<int>(shape[0]), static_cast<int>(shape[1]),
       static_cast<int>(shape[2]), static_cast<int>(shape[3]), static_cast<int>(strides[0]),
       static_cast<int>(strides[1]), static_cast<int>(strides[2]), static_cast<int>(strides[3])));
 }
 
-void TensorDescriptor::set(const Shape& shape, Layout layout) {
-  if (layout == Layout::nhwc) return set(shape, channels_last_strides(shape));
-  set(shape);
+void TensorDescriptor::set(const Shape& shape, Layout layout, DType dtype) {
+  if (layout == Layout::nhwc) return set(shape, channels_last_strides(shape), dtype);
+  set(shape, dtype);
+}
+
+void require_dtype(const std::string& layer, DType dtype, std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts)
+    CONVNET_CHECK(!t->defined() || t->dtype() == dtype, "layer ", layer, ": a ",
+                  to_string(t->dtype()), " tensor given to a layer built for ", to_string(dtype),
+                  " activations");
 }
 
 void require_gpu_layout(const std::string& layer, Layout layout) {

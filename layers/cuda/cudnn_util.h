@@ -6,6 +6,8 @@
 #include <cudnn.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "core/context.h"
@@ -16,7 +18,10 @@
 
 namespace convnet::cuda {
 
-// An owned cudnnTensorDescriptor_t for a 4-D f32 tensor.
+// cuDNN's name for an element type.
+cudnnDataType_t cudnn_type(DType dtype);
+
+// An owned cudnnTensorDescriptor_t for a 4-D tensor (f32 unless given).
 class TensorDescriptor {
  public:
   TensorDescriptor() { CONVNET_CUDNN(cudnnCreateTensorDescriptor(&desc_)); }
@@ -24,11 +29,11 @@ class TensorDescriptor {
   TensorDescriptor(const TensorDescriptor&) = delete;
   TensorDescriptor& operator=(const TensorDescriptor&) = delete;
   // Dense NCHW of a rank-4 shape (or (N, C) as (N, C, 1, 1), (C) as (1, C, 1, 1)).
-  void set(const Shape& shape);
+  void set(const Shape& shape, DType dtype = DType::f32);
   // Explicit element strides, (N, C, H, W) order.
-  void set(const Shape& shape, const std::vector<int64_t>& strides);
+  void set(const Shape& shape, const std::vector<int64_t>& strides, DType dtype = DType::f32);
   // A dense rank-4 tensor of a GPU layout (nchw or nhwc).
-  void set(const Shape& shape, Layout layout);
+  void set(const Shape& shape, Layout layout, DType dtype = DType::f32);
   cudnnTensorDescriptor_t get() const { return desc_; }
 
  private:
@@ -55,11 +60,24 @@ using ConvolutionDescriptor =
     Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
                cudnnDestroyConvolutionDescriptor>;
 
+// A parameter, statistic or optimizer tensor: f32 device memory (null when undefined).
 inline float* device_ptr(const Tensor& t) {
   CONVNET_CHECK(!t.defined() || t.device() == Device::cuda,
                 "a GPU layer was given a tensor in host memory");
   return t.defined() ? t.data<float>() : nullptr;
 }
+
+// An activation or activation gradient of any element type (kernels.h takes
+// its dtype alongside); null when undefined.
+inline void* act(const Tensor& t) {
+  CONVNET_CHECK(!t.defined() || t.device() == Device::cuda,
+                "a GPU layer was given a tensor in host memory");
+  return t.defined() ? t.raw_data() : nullptr;
+}
+
+// Throws unless every defined tensor has the element type `dtype` (the
+// layer's activation type, fixed when its cuDNN descriptors were built).
+void require_dtype(const std::string& layer, DType dtype, std::initializer_list<const Tensor*> ts);
 
 inline cudaStream_t stream_of(Context& context) { return context.gpu().stream; }
 

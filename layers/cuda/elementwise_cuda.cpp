@@ -10,7 +10,7 @@
 namespace convnet {
 namespace {
 
-using cuda::device_ptr;
+using cuda::act;
 
 // Elementwise layers see dense tensors of one layout: the same code for nchw and nhwc.
 void require_plain(const std::string& name, Layout layout) {
@@ -26,11 +26,11 @@ class ReluCuda final : public Relu {
 
  private:
   void forward_impl(const Tensor& x, const Tensor& y) override {
-    cuda::relu_forward(device_ptr(x), device_ptr(y), x.numel(), stream_);
+    cuda::relu_forward(x.dtype(), act(x), act(y), x.numel(), stream_);
   }
   void backward_impl(const Tensor& y, const Tensor& dy, const Tensor& dx,
                      GradMode dx_mode) override {
-    cuda::relu_backward(device_ptr(y), device_ptr(dy), device_ptr(dx), y.numel(),
+    cuda::relu_backward(y.dtype(), act(y), act(dy), act(dx), y.numel(),
                         dx_mode == GradMode::accumulate, stream_);
   }
   cudaStream_t stream_;
@@ -45,15 +45,15 @@ class AddCuda final : public Add {
 
  private:
   void forward_impl(const Tensor& a, const Tensor& b, const Tensor& y) override {
-    cuda::add(device_ptr(a), device_ptr(b), device_ptr(y), y.numel(), stream_);
+    cuda::add(y.dtype(), act(a), act(b), act(y), y.numel(), stream_);
   }
   void backward_impl(const Tensor& dy, const Tensor& da, GradMode da_mode, const Tensor& db,
                      GradMode db_mode) override {
     if (da.defined())
-      cuda::strided_copy(device_ptr(da), device_ptr(dy), cuda::strided4(da, dy),
+      cuda::strided_copy(da.dtype(), act(da), dy.dtype(), act(dy), cuda::strided4(da, dy),
                          da_mode == GradMode::accumulate, stream_);
     if (db.defined())
-      cuda::strided_copy(device_ptr(db), device_ptr(dy), cuda::strided4(db, dy),
+      cuda::strided_copy(db.dtype(), act(db), dy.dtype(), act(dy), cuda::strided4(db, dy),
                          db_mode == GradMode::accumulate, stream_);
   }
   cudaStream_t stream_;
@@ -74,15 +74,15 @@ class ChannelGateCuda final : public ChannelGate {
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
   bool channels_last() const { return layout() == Layout::nhwc; }
   void forward_impl(const Tensor& x, const Tensor& s, const Tensor& y) override {
-    cuda::channel_gate_forward(device_ptr(x), device_ptr(s), device_ptr(y), n(), c(), hw(),
-                               channels_last(), stream_);
+    cuda::channel_gate_forward(x.dtype(), act(x), act(s), act(y), n(), c(), hw(), channels_last(),
+                               stream_);
   }
   void backward_impl(const Tensor& x, const Tensor& s, const Tensor& dy, const Tensor& dx,
                      GradMode dx_mode, const Tensor& ds, GradMode ds_mode) override {
-    cuda::channel_gate_backward(device_ptr(x), device_ptr(s), device_ptr(dy), device_ptr(dx),
-                                dx_mode == GradMode::accumulate, device_ptr(ds),
-                                ds_mode == GradMode::accumulate, n(), c(), hw(), channels_last(),
-                                stream_);
+    cuda::require_dtype(name(), x.dtype(), {&s, &dy, &dx, &ds});
+    cuda::channel_gate_backward(
+        x.dtype(), act(x), act(s), act(dy), act(dx), dx_mode == GradMode::accumulate, act(ds),
+        ds_mode == GradMode::accumulate, n(), c(), hw(), channels_last(), stream_);
   }
   cudaStream_t stream_;
 };
@@ -100,11 +100,11 @@ class GlobalAvgPoolCuda final : public GlobalAvgPool {
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
   bool channels_last() const { return input_layout() == Layout::nhwc; }
   void forward_impl(const Tensor& x, const Tensor& y) override {
-    cuda::global_avg_pool_forward(device_ptr(x), device_ptr(y), n(), c(), hw(), channels_last(),
+    cuda::global_avg_pool_forward(x.dtype(), act(x), act(y), n(), c(), hw(), channels_last(),
                                   stream_);
   }
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
-    cuda::global_avg_pool_backward(device_ptr(dy), device_ptr(dx), n(), c(), hw(), channels_last(),
+    cuda::global_avg_pool_backward(dy.dtype(), act(dy), act(dx), n(), c(), hw(), channels_last(),
                                    dx_mode == GradMode::accumulate, stream_);
   }
   cudaStream_t stream_;
@@ -121,8 +121,8 @@ class ConcatCuda final : public Concat {
     int64_t offset = 0;
     for (const Tensor& x : inputs) {
       const Tensor slice = y.slice(1, offset, offset + x.dim(1));
-      cuda::strided_copy(device_ptr(slice), device_ptr(x), cuda::strided4(slice, x), false,
-                         stream_);
+      cuda::strided_copy(slice.dtype(), act(slice), x.dtype(), act(x), cuda::strided4(slice, x),
+                         false, stream_);
       offset += x.dim(1);
     }
   }
@@ -134,7 +134,7 @@ class ConcatCuda final : public Concat {
       const Tensor slice = dy.slice(1, offset, offset + channels);
       offset += channels;
       if (!dinputs[k].defined()) continue;
-      cuda::strided_copy(device_ptr(dinputs[k]), device_ptr(slice),
+      cuda::strided_copy(dinputs[k].dtype(), act(dinputs[k]), slice.dtype(), act(slice),
                          cuda::strided4(dinputs[k], slice), modes[k] == GradMode::accumulate,
                          stream_);
     }
@@ -170,8 +170,8 @@ std::unique_ptr<Concat> make_concat_cuda(Context& context, std::string name,
 }
 
 void write_gradient_cuda(const Tensor& dst, const Tensor& src, bool accumulate) {
-  cuda::strided_copy(device_ptr(dst), device_ptr(src), cuda::strided4(dst, src), accumulate,
-                     cuda::current_stream());
+  cuda::strided_copy(dst.dtype(), cuda::act(dst), src.dtype(), cuda::act(src),
+                     cuda::strided4(dst, src), accumulate, cuda::current_stream());
 }
 
 }  // namespace convnet

@@ -5,9 +5,14 @@
 // loops against the CPU layers, so the index arithmetic and formulas are
 // checked on machines without a GPU (CI). Plain C++ outside nvcc.
 //
-// Conventions as in kernels.h: f32 data, logical (N, C, H, W) stored dense
-// row-major (NCHW), or channels-last (NHWC) where a function takes
-// `channels_last`; "accumulate" means dst += value.
+// Conventions as in kernels.h: logical (N, C, H, W) stored dense row-major
+// (NCHW), or channels-last (NHWC) where a function takes `channels_last`;
+// "accumulate" means dst += value. Activations (x, y, dx, dy, s, ds) are of
+// an element type T: float, or on the GPU __nv_bfloat16 / __half (mixed
+// precision); every function reads them as float (`load`), computes in
+// float and rounds once when it stores (`store`). Per-channel parameters and
+// statistics (mean, inv_std, gamma, beta) and the optimizer's buffers are
+// always float.
 #pragma once
 
 #include <cfloat>
@@ -41,13 +46,20 @@ namespace math {
 
 CONVNET_HD inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }
 CONVNET_HD inline int64_t larger(int64_t a, int64_t b) { return a > b ? a : b; }
-CONVNET_HD inline void store(float* dst, float value, bool accumulate) {
-  *dst = accumulate ? *dst + value : value;
+template <typename T>
+CONVNET_HD inline float load(const T& v) {
+  return static_cast<float>(v);
+}
+template <typename T>
+CONVNET_HD inline void store(T* dst, float value, bool accumulate) {
+  *dst = T(accumulate ? static_cast<float>(*dst) + value : value);
 }
 CONVNET_HD inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 // Element i (logical row-major index over l.shape).
-CONVNET_HD inline void strided_copy(int64_t i, float* dst, const float* src, const Strided4& l,
+// dst and src may be of different element types (a conversion).
+template <typename D, typename S>
+CONVNET_HD inline void strided_copy(int64_t i, D* dst, const S* src, const Strided4& l,
                                     bool accumulate) {
   int64_t rest = i, d = 0, s = 0;
   for (int k = 3; k >= 0; --k) {
@@ -56,7 +68,7 @@ CONVNET_HD inline void strided_copy(int64_t i, float* dst, const float* src, con
     d += index * l.dst_strides[k];
     s += index * l.src_strides[k];
   }
-  store(dst + d, src[s], accumulate);
+  store(dst + d, load(src[s]), accumulate);
 }
 
 // The channel of element i of an (N, C, HW) tensor stored NCHW or NHWC.
@@ -76,11 +88,12 @@ CONVNET_HD inline int64_t plane_of(int64_t i, int64_t c, int64_t hw, bool channe
 }
 
 // gamma * (x - mean) * inv_std + beta for element i of an (N, C, HW) tensor.
-CONVNET_HD inline float batch_norm_value(const float* x, const float* mean, const float* inv_std,
+template <typename T>
+CONVNET_HD inline float batch_norm_value(const T* x, const float* mean, const float* inv_std,
                                          const float* gamma, const float* beta, int64_t i,
                                          int64_t c, int64_t hw, bool channels_last) {
   const int64_t ch = channel_of(i, c, hw, channels_last);
-  return gamma[ch] * (x[i] - mean[ch]) * inv_std[ch] + beta[ch];
+  return gamma[ch] * (load(x[i]) - mean[ch]) * inv_std[ch] + beta[ch];
 }
 
 // Output element i of a pooling window map: its column, row and plane n * c + ch.
@@ -123,7 +136,8 @@ CONVNET_HD inline int64_t output_offset(const Window2d& w, int64_t plane, int64_
 
 // Output element i (of N*C*out_h*out_w): the maximum over its window and its
 // index in the (h, w) plane (the first on ties; NaN wins; padding never does).
-CONVNET_HD inline void max_pool_forward(int64_t i, const float* x, float* y, int32_t* argmax,
+template <typename T>
+CONVNET_HD inline void max_pool_forward(int64_t i, const T* x, T* y, int32_t* argmax,
                                         const Window2d& w) {
   int64_t ox, oy, plane;
   output_position(i, w, ox, oy, plane);
@@ -135,7 +149,7 @@ CONVNET_HD inline void max_pool_forward(int64_t i, const float* x, float* y, int
     for (int64_t kx = 0; kx < w.kernel; ++kx) {
       const int64_t ix = ox * w.stride - w.padding + kx;
       if (ix < 0 || ix >= w.w) continue;
-      const float v = x[input_offset(w, plane, iy * w.w + ix)];
+      const float v = load(x[input_offset(w, plane, iy * w.w + ix)]);
       if (best_index >= 0 && best != best) continue;  // a NaN stays the maximum
       if (best_index < 0 || v > best || v != v) {
         best = v;
@@ -143,7 +157,7 @@ CONVNET_HD inline void max_pool_forward(int64_t i, const float* x, float* y, int
       }
     }
   }
-  y[i] = best;
+  y[i] = T(best);
   if (argmax) argmax[i] = best_index;
 }
 
@@ -156,8 +170,9 @@ CONVNET_HD inline void covering(int64_t i, int64_t kernel, int64_t stride, int64
 }
 
 // Input element i (of N*C*h*w): the sum of dy over the windows whose argmax it is.
-CONVNET_HD inline void max_pool_backward(int64_t i, const float* dy, const int32_t* argmax,
-                                         float* dx, bool accumulate, const Window2d& w) {
+template <typename T>
+CONVNET_HD inline void max_pool_backward(int64_t i, const T* dy, const int32_t* argmax, T* dx,
+                                         bool accumulate, const Window2d& w) {
   int64_t ix, iy, plane;
   input_position(i, w, ix, iy, plane);
   int64_t y0, y1, x0, x1;
@@ -168,7 +183,7 @@ CONVNET_HD inline void max_pool_backward(int64_t i, const float* dy, const int32
   for (int64_t oy = y0; oy <= y1; ++oy)
     for (int64_t ox = x0; ox <= x1; ++ox) {
       const int64_t o = output_offset(w, plane, oy * w.out_w + ox);
-      if (argmax[o] == self) sum += dy[o];
+      if (argmax[o] == self) sum += load(dy[o]);
     }
   store(dx + i, sum, accumulate);
 }
@@ -182,7 +197,8 @@ CONVNET_HD inline float window_count(const Window2d& w, int64_t oy, int64_t ox, 
   return static_cast<float>((y1 - y0) * (x1 - x0));
 }
 
-CONVNET_HD inline void avg_pool_forward(int64_t i, const float* x, float* y, const Window2d& w,
+template <typename T>
+CONVNET_HD inline void avg_pool_forward(int64_t i, const T* x, T* y, const Window2d& w,
                                         bool include_pad) {
   int64_t ox, oy, plane;
   output_position(i, w, ox, oy, plane);
@@ -192,13 +208,14 @@ CONVNET_HD inline void avg_pool_forward(int64_t i, const float* x, float* y, con
     if (iy < 0 || iy >= w.h) continue;
     for (int64_t kx = 0; kx < w.kernel; ++kx) {
       const int64_t ix = ox * w.stride - w.padding + kx;
-      if (ix >= 0 && ix < w.w) sum += x[input_offset(w, plane, iy * w.w + ix)];
+      if (ix >= 0 && ix < w.w) sum += load(x[input_offset(w, plane, iy * w.w + ix)]);
     }
   }
-  y[i] = sum / window_count(w, oy, ox, include_pad);
+  y[i] = T(sum / window_count(w, oy, ox, include_pad));
 }
 
-CONVNET_HD inline void avg_pool_backward(int64_t i, const float* dy, float* dx, bool accumulate,
+template <typename T>
+CONVNET_HD inline void avg_pool_backward(int64_t i, const T* dy, T* dx, bool accumulate,
                                          const Window2d& w, bool include_pad) {
   int64_t ix, iy, plane;
   input_position(i, w, ix, iy, plane);
@@ -208,40 +225,44 @@ CONVNET_HD inline void avg_pool_backward(int64_t i, const float* dy, float* dx, 
   float sum = 0.0f;
   for (int64_t oy = y0; oy <= y1; ++oy)
     for (int64_t ox = x0; ox <= x1; ++ox)
-      sum += dy[output_offset(w, plane, oy * w.out_w + ox)] / window_count(w, oy, ox, include_pad);
+      sum += load(dy[output_offset(w, plane, oy * w.out_w + ox)]) /
+             window_count(w, oy, ox, include_pad);
   store(dx + i, sum, accumulate);
 }
 
 // Plane p = n * c + ch of hw elements: y[p] = mean, serially.
-CONVNET_HD inline void global_avg_pool_forward(int64_t p, const float* x, float* y, int64_t c,
-                                               int64_t hw, bool channels_last) {
+template <typename T>
+CONVNET_HD inline void global_avg_pool_forward(int64_t p, const T* x, T* y, int64_t c, int64_t hw,
+                                               bool channels_last) {
   float sum = 0.0f;
-  for (int64_t j = 0; j < hw; ++j) sum += x[plane_offset(p, j, c, hw, channels_last)];
-  y[p] = sum / static_cast<float>(hw);
+  for (int64_t j = 0; j < hw; ++j) sum += load(x[plane_offset(p, j, c, hw, channels_last)]);
+  y[p] = T(sum / static_cast<float>(hw));
 }
 
-CONVNET_HD inline void global_avg_pool_backward(int64_t i, const float* dy, float* dx, int64_t c,
+template <typename T>
+CONVNET_HD inline void global_avg_pool_backward(int64_t i, const T* dy, T* dx, int64_t c,
                                                 int64_t hw, bool channels_last, bool accumulate) {
-  store(dx + i, dy[plane_of(i, c, hw, channels_last)] / static_cast<float>(hw), accumulate);
+  store(dx + i, load(dy[plane_of(i, c, hw, channels_last)]) / static_cast<float>(hw), accumulate);
 }
 
-CONVNET_HD inline void channel_gate_forward(int64_t i, const float* x, const float* s, float* y,
-                                            int64_t c, int64_t hw, bool channels_last) {
-  y[i] = x[i] * sigmoid(s[plane_of(i, c, hw, channels_last)]);
+template <typename T>
+CONVNET_HD inline void channel_gate_forward(int64_t i, const T* x, const T* s, T* y, int64_t c,
+                                            int64_t hw, bool channels_last) {
+  y[i] = T(load(x[i]) * sigmoid(load(s[plane_of(i, c, hw, channels_last)])));
 }
 
 // Plane p: dx (+)= dy * g over the plane (dx may be null), and
 // ds[p] (+)= sum(dy * x) * g * (1 - g) (ds may be null), g = sigmoid(s[p]).
-CONVNET_HD inline void channel_gate_backward(int64_t p, const float* x, const float* s,
-                                             const float* dy, float* dx, bool dx_accumulate,
-                                             float* ds, bool ds_accumulate, int64_t c, int64_t hw,
-                                             bool channels_last) {
-  const float g = sigmoid(s[p]);
+template <typename T>
+CONVNET_HD inline void channel_gate_backward(int64_t p, const T* x, const T* s, const T* dy, T* dx,
+                                             bool dx_accumulate, T* ds, bool ds_accumulate,
+                                             int64_t c, int64_t hw, bool channels_last) {
+  const float g = sigmoid(load(s[p]));
   float sum = 0.0f;
   for (int64_t j = 0; j < hw; ++j) {
     const int64_t i = plane_offset(p, j, c, hw, channels_last);
-    sum += dy[i] * x[i];
-    if (dx) store(dx + i, dy[i] * g, dx_accumulate);
+    sum += load(dy[i]) * load(x[i]);
+    if (dx) store(dx + i, load(dy[i]) * g, dx_accumulate);
   }
   if (ds) store(ds + p, sum * g * (1.0f - g), ds_accumulate);
 }
@@ -276,10 +297,11 @@ CONVNET_HD inline void softmax_cross_entropy_backward(int64_t i, const float* lo
         accumulate);
 }
 
+// grad_scale multiplies the gradient first (1 / loss scale under fp16 loss scaling).
 CONVNET_HD inline void sgd_step(int64_t i, float* w, const float* g, float* v, float lr,
-                                float momentum, float keep, float decay, bool first,
-                                bool nesterov) {
-  float d = g[i] + decay * w[i];
+                                float momentum, float keep, float decay, bool first, bool nesterov,
+                                float grad_scale = 1.0f) {
+  float d = g[i] * grad_scale + decay * w[i];
   if (v) {
     v[i] = first ? d : momentum * v[i] + keep * d;
     d = nesterov ? d + momentum * v[i] : v[i];

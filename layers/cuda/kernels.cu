@@ -1,10 +1,16 @@
 // Launchers for the kernels of kernels.h. The arithmetic is in kernel_math.h
 // (tested on the host); here each function runs in a grid-stride loop over
-// its outputs. Only the per-channel sums of the fixed-statistics batch-norm
-// backward use a block reduction (one block per channel, N*H*W terms each).
+// its outputs. Only per-channel sums (the fixed-statistics batch-norm
+// backward, a bias gradient) use a block reduction (one block per channel,
+// N*H*W terms each). Each public function dispatches on the activations'
+// DType to a template instantiated for float, __nv_bfloat16 and __half.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <algorithm>
 
 #include "core/cuda/check.h"
+#include "core/error.h"
 #include "layers/cuda/kernels.h"
 
 namespace convnet::cuda {
@@ -50,15 +56,17 @@ __device__ float block_sum(float value) {
 }
 
 // One block per channel: dgamma += sum(dy * (x - mean)) * inv_std, dbeta += sum(dy).
-__global__ void batch_norm_fixed_sums_kernel(const float* x, const float* dy, const float* mean,
+template <typename T>
+__global__ void batch_norm_fixed_sums_kernel(const T* x, const T* dy, const float* mean,
                                              const float* inv_std, float* dgamma, float* dbeta,
                                              int64_t n, int64_t c, int64_t hw, bool channels_last) {
   const int64_t ch = blockIdx.x;
   float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
   for (int64_t j = threadIdx.x; j < n * hw; j += blockDim.x) {
     const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last);
-    sum_dy += dy[i];
-    sum_dy_xmu += dy[i] * (x[i] - mean[ch]);
+    const float g = math::load(dy[i]);
+    sum_dy += g;
+    sum_dy_xmu += g * (math::load(x[i]) - mean[ch]);
   }
   sum_dy = block_sum(sum_dy);
   sum_dy_xmu = block_sum(sum_dy_xmu);
@@ -68,67 +76,262 @@ __global__ void batch_norm_fixed_sums_kernel(const float* x, const float* dy, co
   }
 }
 
-}  // namespace
+// One block per channel: sums[ch] += sum of dy over (N, HW).
+template <typename T>
+__global__ void channel_sums_kernel(const T* dy, float* sums, int64_t n, int64_t c, int64_t hw,
+                                    bool channels_last) {
+  const int64_t ch = blockIdx.x;
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < n * hw; j += blockDim.x)
+    sum += math::load(dy[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last)]);
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) sums[ch] += sum;
+}
 
-void strided_copy(float* dst, const float* src, const Strided4& l, bool accumulate,
-                  cudaStream_t stream) {
+// Calls fn(T{}) with T the C++ type of `dtype`.
+template <typename Fn>
+void with_type(DType dtype, Fn fn) {
+  switch (dtype) {
+    case DType::f32:
+      return fn(float{});
+    case DType::bf16:
+      return fn(__nv_bfloat16{});
+    case DType::f16:
+      return fn(__half{});
+  }
+  CONVNET_CHECK(false, "unknown element type");
+}
+
+template <typename T>
+const T* as(const void* p) {
+  return static_cast<const T*>(p);
+}
+template <typename T>
+T* as(void* p) {
+  return static_cast<T*>(p);
+}
+
+template <typename D, typename S>
+void strided_copy_t(D* dst, const S* src, const Strided4& l, bool accumulate, cudaStream_t stream) {
   const int64_t total = l.shape[0] * l.shape[1] * l.shape[2] * l.shape[3];
   for_each("strided_copy", total, stream,
            [=] __device__(int64_t i) { math::strided_copy(i, dst, src, l, accumulate); });
+}
+
+template <typename T>
+void add_t(const T* a, const T* b, T* y, int64_t n, cudaStream_t stream) {
+  for_each("add", n, stream,
+           [=] __device__(int64_t i) { y[i] = T(math::load(a[i]) + math::load(b[i])); });
+}
+
+template <typename T>
+void relu_forward_t(const T* x, T* y, int64_t n, cudaStream_t stream) {
+  for_each("relu_forward", n, stream,
+           [=] __device__(int64_t i) { y[i] = T(fmaxf(math::load(x[i]), 0.0f)); });
+}
+
+template <typename T>
+void relu_backward_t(const T* y, const T* dy, T* dx, int64_t n, bool accumulate,
+                     cudaStream_t stream) {
+  for_each("relu_backward", n, stream, [=] __device__(int64_t i) {
+    math::store(dx + i, math::load(y[i]) > 0.0f ? math::load(dy[i]) : 0.0f, accumulate);
+  });
+}
+
+template <typename T>
+void add_channel_bias_t(T* y, const float* bias, int64_t n, int64_t c, int64_t hw,
+                        bool channels_last, cudaStream_t stream) {
+  for_each("add_channel_bias", n * c * hw, stream, [=] __device__(int64_t i) {
+    math::store(y + i, bias[math::channel_of(i, c, hw, channels_last)], true);
+  });
+}
+
+template <typename T>
+void batch_norm_apply_t(const T* x, const float* mean, const float* inv_std, const float* gamma,
+                        const float* beta, T* y, int64_t n, int64_t c, int64_t hw,
+                        bool channels_last, bool relu, cudaStream_t stream) {
+  for_each("batch_norm_apply", n * c * hw, stream, [=] __device__(int64_t i) {
+    const float v = math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last);
+    y[i] = T(relu ? fmaxf(v, 0.0f) : v);
+  });
+}
+
+template <typename T>
+void batch_norm_relu_mask_t(const T* x, const float* mean, const float* inv_std, const float* gamma,
+                            const float* beta, const T* dy, T* masked, int64_t n, int64_t c,
+                            int64_t hw, bool channels_last, cudaStream_t stream) {
+  for_each("batch_norm_relu_mask", n * c * hw, stream, [=] __device__(int64_t i) {
+    masked[i] =
+        math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last) > 0.0f
+            ? dy[i]
+            : T(0.0f);
+  });
+}
+
+template <typename T>
+void batch_norm_fixed_dx_t(const T* dy, const float* inv_std, const float* gamma, T* dx,
+                           bool accumulate, int64_t n, int64_t c, int64_t hw, bool channels_last,
+                           cudaStream_t stream) {
+  for_each("batch_norm_fixed_dx", n * c * hw, stream, [=] __device__(int64_t i) {
+    const int64_t ch = math::channel_of(i, c, hw, channels_last);
+    math::store(dx + i, math::load(dy[i]) * gamma[ch] * inv_std[ch], accumulate);
+  });
+}
+
+template <typename T>
+void max_pool_forward_t(const T* x, T* y, int32_t* argmax, const Window2d& w, cudaStream_t stream) {
+  for_each("max_pool_forward", w.n * w.c * w.out_h * w.out_w, stream,
+           [=] __device__(int64_t i) { math::max_pool_forward(i, x, y, argmax, w); });
+}
+
+template <typename T>
+void max_pool_backward_t(const T* dy, const int32_t* argmax, T* dx, bool accumulate,
+                         const Window2d& w, cudaStream_t stream) {
+  for_each("max_pool_backward", w.n * w.c * w.h * w.w, stream, [=] __device__(int64_t i) {
+    math::max_pool_backward(i, dy, argmax, dx, accumulate, w);
+  });
+}
+
+template <typename T>
+void avg_pool_forward_t(const T* x, T* y, const Window2d& w, bool count_include_pad,
+                        cudaStream_t stream) {
+  for_each("avg_pool_forward", w.n * w.c * w.out_h * w.out_w, stream,
+           [=] __device__(int64_t i) { math::avg_pool_forward(i, x, y, w, count_include_pad); });
+}
+
+template <typename T>
+void avg_pool_backward_t(const T* dy, T* dx, bool accumulate, const Window2d& w,
+                         bool count_include_pad, cudaStream_t stream) {
+  for_each("avg_pool_backward", w.n * w.c * w.h * w.w, stream, [=] __device__(int64_t i) {
+    math::avg_pool_backward(i, dy, dx, accumulate, w, count_include_pad);
+  });
+}
+
+template <typename T>
+void global_avg_pool_forward_t(const T* x, T* y, int64_t n, int64_t c, int64_t hw,
+                               bool channels_last, cudaStream_t stream) {
+  for_each("global_avg_pool_forward", n * c, stream, [=] __device__(int64_t p) {
+    math::global_avg_pool_forward(p, x, y, c, hw, channels_last);
+  });
+}
+
+template <typename T>
+void global_avg_pool_backward_t(const T* dy, T* dx, int64_t n, int64_t c, int64_t hw,
+                                bool channels_last, bool accumulate, cudaStream_t stream) {
+  for_each("global_avg_pool_backward", n * c * hw, stream, [=] __device__(int64_t i) {
+    math::global_avg_pool_backward(i, dy, dx, c, hw, channels_last, accumulate);
+  });
+}
+
+template <typename T>
+void channel_gate_forward_t(const T* x, const T* s, T* y, int64_t n, int64_t c, int64_t hw,
+                            bool channels_last, cudaStream_t stream) {
+  for_each("channel_gate_forward", n * c * hw, stream, [=] __device__(int64_t i) {
+    math::channel_gate_forward(i, x, s, y, c, hw, channels_last);
+  });
+}
+
+template <typename T>
+void channel_gate_backward_t(const T* x, const T* s, const T* dy, T* dx, bool dx_accumulate, T* ds,
+                             bool ds_accumulate, int64_t n, int64_t c, int64_t hw,
+                             bool channels_last, cudaStream_t stream) {
+  for_each("channel_gate_backward", n * c, stream, [=] __device__(int64_t p) {
+    math::channel_gate_backward(p, x, s, dy, dx, dx_accumulate, ds, ds_accumulate, c, hw,
+                                channels_last);
+  });
+}
+
+}  // namespace
+
+void strided_copy(DType dst_type, void* dst, DType src_type, const void* src, const Strided4& l,
+                  bool accumulate, cudaStream_t stream) {
+  with_type(dst_type, [&](auto d) {
+    using D = decltype(d);
+    with_type(src_type, [&](auto s) {
+      using S = decltype(s);
+      strided_copy_t(as<D>(dst), as<S>(src), l, accumulate, stream);
+    });
+  });
 }
 
 void scale(float* x, int64_t n, float factor, cudaStream_t stream) {
   for_each("scale", n, stream, [=] __device__(int64_t i) { x[i] *= factor; });
 }
 
-void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream) {
-  for_each("add", n, stream, [=] __device__(int64_t i) { y[i] = a[i] + b[i]; });
+void add(DType t, const void* a, const void* b, void* y, int64_t n, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    add_t(as<T>(a), as<T>(b), as<T>(y), n, stream);
+  });
 }
 
-void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
-  for_each("relu_forward", n, stream, [=] __device__(int64_t i) { y[i] = fmaxf(x[i], 0.0f); });
+void relu_forward(DType t, const void* x, void* y, int64_t n, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    relu_forward_t(as<T>(x), as<T>(y), n, stream);
+  });
 }
 
-void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate,
+void relu_backward(DType t, const void* y, const void* dy, void* dx, int64_t n, bool accumulate,
                    cudaStream_t stream) {
-  for_each("relu_backward", n, stream, [=] __device__(int64_t i) {
-    math::store(dx + i, y[i] > 0.0f ? dy[i] : 0.0f, accumulate);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    relu_backward_t(as<T>(y), as<T>(dy), as<T>(dx), n, accumulate, stream);
   });
 }
 
-void batch_norm_apply(const float* x, const float* mean, const float* inv_std, const float* gamma,
-                      const float* beta, float* y, int64_t n, int64_t c, int64_t hw,
-                      bool channels_last, bool relu, cudaStream_t stream) {
-  for_each("batch_norm_apply", n * c * hw, stream, [=] __device__(int64_t i) {
-    const float v = math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last);
-    y[i] = relu ? fmaxf(v, 0.0f) : v;
+void add_channel_bias(DType t, void* y, const float* bias, int64_t n, int64_t c, int64_t hw,
+                      bool channels_last, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    add_channel_bias_t(as<T>(y), bias, n, c, hw, channels_last, stream);
   });
 }
 
-void batch_norm_relu_mask(const float* x, const float* mean, const float* inv_std,
-                          const float* gamma, const float* beta, const float* dy, float* masked,
+void accumulate_channel_sums(DType t, const void* dy, float* sums, int64_t n, int64_t c, int64_t hw,
+                             bool channels_last, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    channel_sums_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(as<T>(dy), sums, n, c,
+                                                                              hw, channels_last);
+    CONVNET_CUDA_LAUNCHED("channel_sums");
+  });
+}
+
+void batch_norm_apply(DType t, const void* x, const float* mean, const float* inv_std,
+                      const float* gamma, const float* beta, void* y, int64_t n, int64_t c,
+                      int64_t hw, bool channels_last, bool relu, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    batch_norm_apply_t(as<T>(x), mean, inv_std, gamma, beta, as<T>(y), n, c, hw, channels_last,
+                       relu, stream);
+  });
+}
+
+void batch_norm_relu_mask(DType t, const void* x, const float* mean, const float* inv_std,
+                          const float* gamma, const float* beta, const void* dy, void* masked,
                           int64_t n, int64_t c, int64_t hw, bool channels_last,
                           cudaStream_t stream) {
-  for_each("batch_norm_relu_mask", n * c * hw, stream, [=] __device__(int64_t i) {
-    masked[i] =
-        math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last) > 0.0f
-            ? dy[i]
-            : 0.0f;
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    batch_norm_relu_mask_t(as<T>(x), mean, inv_std, gamma, beta, as<T>(dy), as<T>(masked), n, c, hw,
+                           channels_last, stream);
   });
 }
 
-void batch_norm_backward_fixed_stats(const float* x, const float* dy, const float* mean,
-                                     const float* inv_std, const float* gamma, float* dx,
+void batch_norm_backward_fixed_stats(DType t, const void* x, const void* dy, const float* mean,
+                                     const float* inv_std, const float* gamma, void* dx,
                                      bool accumulate, float* dgamma, float* dbeta, int64_t n,
                                      int64_t c, int64_t hw, bool channels_last,
                                      cudaStream_t stream) {
-  batch_norm_fixed_sums_kernel<<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
-      x, dy, mean, inv_std, dgamma, dbeta, n, c, hw, channels_last);
-  CONVNET_CUDA_LAUNCHED("batch_norm_fixed_sums");
-  if (dx == nullptr) return;
-  for_each("batch_norm_fixed_dx", n * c * hw, stream, [=] __device__(int64_t i) {
-    const int64_t ch = math::channel_of(i, c, hw, channels_last);
-    math::store(dx + i, dy[i] * gamma[ch] * inv_std[ch], accumulate);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    batch_norm_fixed_sums_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
+        as<T>(x), as<T>(dy), mean, inv_std, dgamma, dbeta, n, c, hw, channels_last);
+    CONVNET_CUDA_LAUNCHED("batch_norm_fixed_sums");
+    if (dx != nullptr)
+      batch_norm_fixed_dx_t(as<T>(dy), inv_std, gamma, as<T>(dx), accumulate, n, c, hw,
+                            channels_last, stream);
   });
 }
 
@@ -138,59 +341,69 @@ void inverse_std(const float* var, float* inv_std, int64_t c, double eps, cudaSt
   });
 }
 
-void max_pool_forward(const float* x, float* y, int32_t* argmax, const Window2d& w,
+void max_pool_forward(DType t, const void* x, void* y, int32_t* argmax, const Window2d& w,
                       cudaStream_t stream) {
-  for_each("max_pool_forward", w.n * w.c * w.out_h * w.out_w, stream,
-           [=] __device__(int64_t i) { math::max_pool_forward(i, x, y, argmax, w); });
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    max_pool_forward_t(as<T>(x), as<T>(y), argmax, w, stream);
+  });
 }
 
-void max_pool_backward(const float* dy, const int32_t* argmax, float* dx, bool accumulate,
+void max_pool_backward(DType t, const void* dy, const int32_t* argmax, void* dx, bool accumulate,
                        const Window2d& w, cudaStream_t stream) {
-  for_each("max_pool_backward", w.n * w.c * w.h * w.w, stream, [=] __device__(int64_t i) {
-    math::max_pool_backward(i, dy, argmax, dx, accumulate, w);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    max_pool_backward_t(as<T>(dy), argmax, as<T>(dx), accumulate, w, stream);
   });
 }
 
-void avg_pool_forward(const float* x, float* y, const Window2d& w, bool count_include_pad,
+void avg_pool_forward(DType t, const void* x, void* y, const Window2d& w, bool count_include_pad,
                       cudaStream_t stream) {
-  for_each("avg_pool_forward", w.n * w.c * w.out_h * w.out_w, stream,
-           [=] __device__(int64_t i) { math::avg_pool_forward(i, x, y, w, count_include_pad); });
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    avg_pool_forward_t(as<T>(x), as<T>(y), w, count_include_pad, stream);
+  });
 }
 
-void avg_pool_backward(const float* dy, float* dx, bool accumulate, const Window2d& w,
+void avg_pool_backward(DType t, const void* dy, void* dx, bool accumulate, const Window2d& w,
                        bool count_include_pad, cudaStream_t stream) {
-  for_each("avg_pool_backward", w.n * w.c * w.h * w.w, stream, [=] __device__(int64_t i) {
-    math::avg_pool_backward(i, dy, dx, accumulate, w, count_include_pad);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    avg_pool_backward_t(as<T>(dy), as<T>(dx), accumulate, w, count_include_pad, stream);
   });
 }
 
-void global_avg_pool_forward(const float* x, float* y, int64_t n, int64_t c, int64_t hw,
+void global_avg_pool_forward(DType t, const void* x, void* y, int64_t n, int64_t c, int64_t hw,
                              bool channels_last, cudaStream_t stream) {
-  for_each("global_avg_pool_forward", n * c, stream, [=] __device__(int64_t p) {
-    math::global_avg_pool_forward(p, x, y, c, hw, channels_last);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    global_avg_pool_forward_t(as<T>(x), as<T>(y), n, c, hw, channels_last, stream);
   });
 }
 
-void global_avg_pool_backward(const float* dy, float* dx, int64_t n, int64_t c, int64_t hw,
+void global_avg_pool_backward(DType t, const void* dy, void* dx, int64_t n, int64_t c, int64_t hw,
                               bool channels_last, bool accumulate, cudaStream_t stream) {
-  for_each("global_avg_pool_backward", n * c * hw, stream, [=] __device__(int64_t i) {
-    math::global_avg_pool_backward(i, dy, dx, c, hw, channels_last, accumulate);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    global_avg_pool_backward_t(as<T>(dy), as<T>(dx), n, c, hw, channels_last, accumulate, stream);
   });
 }
 
-void channel_gate_forward(const float* x, const float* s, float* y, int64_t n, int64_t c,
+void channel_gate_forward(DType t, const void* x, const void* s, void* y, int64_t n, int64_t c,
                           int64_t hw, bool channels_last, cudaStream_t stream) {
-  for_each("channel_gate_forward", n * c * hw, stream, [=] __device__(int64_t i) {
-    math::channel_gate_forward(i, x, s, y, c, hw, channels_last);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    channel_gate_forward_t(as<T>(x), as<T>(s), as<T>(y), n, c, hw, channels_last, stream);
   });
 }
 
-void channel_gate_backward(const float* x, const float* s, const float* dy, float* dx,
-                           bool dx_accumulate, float* ds, bool ds_accumulate, int64_t n, int64_t c,
+void channel_gate_backward(DType t, const void* x, const void* s, const void* dy, void* dx,
+                           bool dx_accumulate, void* ds, bool ds_accumulate, int64_t n, int64_t c,
                            int64_t hw, bool channels_last, cudaStream_t stream) {
-  for_each("channel_gate_backward", n * c, stream, [=] __device__(int64_t p) {
-    math::channel_gate_backward(p, x, s, dy, dx, dx_accumulate, ds, ds_accumulate, c, hw,
-                                channels_last);
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    channel_gate_backward_t(as<T>(x), as<T>(s), as<T>(dy), as<T>(dx), dx_accumulate, as<T>(ds),
+                            ds_accumulate, n, c, hw, channels_last, stream);
   });
 }
 
@@ -212,9 +425,15 @@ void softmax_cross_entropy_backward(const float* logits, const int32_t* labels,
 }
 
 void sgd_step(float* w, const float* g, float* v, int64_t n, float lr, float momentum, float keep,
-              float decay, bool first, bool nesterov, cudaStream_t stream) {
+              float decay, bool first, bool nesterov, float grad_scale, cudaStream_t stream) {
   for_each("sgd_step", n, stream, [=] __device__(int64_t i) {
-    math::sgd_step(i, w, g, v, lr, momentum, keep, decay, first, nesterov);
+    math::sgd_step(i, w, g, v, lr, momentum, keep, decay, first, nesterov, grad_scale);
+  });
+}
+
+void flag_nonfinite(const float* x, int64_t n, int32_t* flag, cudaStream_t stream) {
+  for_each("flag_nonfinite", n, stream, [=] __device__(int64_t i) {
+    if (!isfinite(x[i])) *flag = 1;  // a benign race: every writer stores 1
   });
 }
 

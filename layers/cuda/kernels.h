@@ -1,48 +1,63 @@
 // CUDA kernels of the GPU backend, for what cuDNN has no call for. Every
 // function enqueues on `stream` and returns at once (no host synchronization)
-// and throws convnet::Error when the launch fails. All tensors are f32 device
-// memory; "accumulate" means dst += value, otherwise dst = value (the
-// GradMode rule of layers/layer.h). Shapes are logical (N, C, H, W), dense
-// row-major unless strides are given.
+// and throws convnet::Error when the launch fails. "accumulate" means
+// dst += value, otherwise dst = value (the GradMode rule of layers/layer.h).
+// Shapes are logical (N, C, H, W), dense row-major unless strides are given.
+//
+// Element types: activations and their gradients (void* below) are of the
+// DType passed with them: f32, or bf16 / f16 under mixed precision; the
+// kernels compute in f32 and round once per store. Per-channel parameters,
+// statistics and the optimizer's buffers (float* below) are always f32.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "layers/cuda/kernel_math.h"  // Strided4, Window2d
 
 namespace convnet::cuda {
 
-void strided_copy(float* dst, const float* src, const Strided4& layout, bool accumulate,
-                  cudaStream_t stream);
+// dst (+)= src elementwise over l.shape; dst and src may differ in type
+// (f32 <-> bf16 / f16 conversions round to nearest even).
+void strided_copy(DType dst_type, void* dst, DType src_type, const void* src, const Strided4& l,
+                  bool accumulate, cudaStream_t stream);
 
-// x *= factor.
+// x *= factor (f32).
 void scale(float* x, int64_t n, float factor, cudaStream_t stream);
 // y = a + b (y may alias a).
-void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream);
+void add(DType t, const void* a, const void* b, void* y, int64_t n, cudaStream_t stream);
 // y = max(x, 0) (y may alias x).
-void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+void relu_forward(DType t, const void* x, void* y, int64_t n, cudaStream_t stream);
 // dx (+)= dy * (y > 0).
-void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate,
+void relu_backward(DType t, const void* y, const void* dy, void* dx, int64_t n, bool accumulate,
                    cudaStream_t stream);
+
+// y[n, ch, ...] += bias[ch] for an (N, C, HW) tensor (a convolution's bias
+// under mixed precision).
+void add_channel_bias(DType t, void* y, const float* bias, int64_t n, int64_t c, int64_t hw,
+                      bool channels_last, cudaStream_t stream);
+// sums[ch] += sum over (N, HW) of dy (a convolution's bias gradient).
+void accumulate_channel_sums(DType t, const void* dy, float* sums, int64_t n, int64_t c, int64_t hw,
+                             bool channels_last, cudaStream_t stream);
 
 // Batch normalization with known per-channel statistics (mean, inv_std = 1 /
 // sqrt(var + eps)): y = gamma * (x - mean) * inv_std + beta, then max(., 0)
 // when relu. channels_last: x, y, dy, dx are NHWC (here and below).
-void batch_norm_apply(const float* x, const float* mean, const float* inv_std, const float* gamma,
-                      const float* beta, float* y, int64_t n, int64_t c, int64_t hw,
-                      bool channels_last, bool relu, cudaStream_t stream);
+void batch_norm_apply(DType t, const void* x, const float* mean, const float* inv_std,
+                      const float* gamma, const float* beta, void* y, int64_t n, int64_t c,
+                      int64_t hw, bool channels_last, bool relu, cudaStream_t stream);
 // masked = dy where batch_norm_apply(x) > 0, else 0 (backward of a fused BN+ReLU).
-void batch_norm_relu_mask(const float* x, const float* mean, const float* inv_std,
-                          const float* gamma, const float* beta, const float* dy, float* masked,
+void batch_norm_relu_mask(DType t, const void* x, const float* mean, const float* inv_std,
+                          const float* gamma, const float* beta, const void* dy, void* masked,
                           int64_t n, int64_t c, int64_t hw, bool channels_last,
                           cudaStream_t stream);
 // Backward of batch normalization with CONSTANT statistics (inference mode):
 // dx (+)= dy * gamma * inv_std (dx may be null); dgamma += sum(dy * (x - mean)) * inv_std;
 // dbeta += sum(dy), sums over (N, H, W).
-void batch_norm_backward_fixed_stats(const float* x, const float* dy, const float* mean,
-                                     const float* inv_std, const float* gamma, float* dx,
+void batch_norm_backward_fixed_stats(DType t, const void* x, const void* dy, const float* mean,
+                                     const float* inv_std, const float* gamma, void* dx,
                                      bool accumulate, float* dgamma, float* dbeta, int64_t n,
                                      int64_t c, int64_t hw, bool channels_last,
                                      cudaStream_t stream);
@@ -51,33 +66,33 @@ void inverse_std(const float* var, float* inv_std, int64_t c, double eps, cudaSt
 
 // Max pooling; argmax[i] is the index within its (h, w) plane of output i's
 // maximum (the first one on ties; padding never wins).
-void max_pool_forward(const float* x, float* y, int32_t* argmax, const Window2d& window,
+void max_pool_forward(DType t, const void* x, void* y, int32_t* argmax, const Window2d& window,
                       cudaStream_t stream);
-void max_pool_backward(const float* dy, const int32_t* argmax, float* dx, bool accumulate,
+void max_pool_backward(DType t, const void* dy, const int32_t* argmax, void* dx, bool accumulate,
                        const Window2d& window, cudaStream_t stream);
 // Average pooling; the divisor is kernel^2 when count_include_pad, else the
 // number of window cells inside the input.
-void avg_pool_forward(const float* x, float* y, const Window2d& window, bool count_include_pad,
-                      cudaStream_t stream);
-void avg_pool_backward(const float* dy, float* dx, bool accumulate, const Window2d& window,
+void avg_pool_forward(DType t, const void* x, void* y, const Window2d& window,
+                      bool count_include_pad, cudaStream_t stream);
+void avg_pool_backward(DType t, const void* dy, void* dx, bool accumulate, const Window2d& window,
                        bool count_include_pad, cudaStream_t stream);
 
 // y[n, c] = mean over hw of x[n, c, :]; dx (+)= dy[n, c] / hw.
-void global_avg_pool_forward(const float* x, float* y, int64_t n, int64_t c, int64_t hw,
+void global_avg_pool_forward(DType t, const void* x, void* y, int64_t n, int64_t c, int64_t hw,
                              bool channels_last, cudaStream_t stream);
-void global_avg_pool_backward(const float* dy, float* dx, int64_t n, int64_t c, int64_t hw,
+void global_avg_pool_backward(DType t, const void* dy, void* dx, int64_t n, int64_t c, int64_t hw,
                               bool channels_last, bool accumulate, cudaStream_t stream);
 
 // y = x * sigmoid(s[n, c]) over hw (y may alias x).
-void channel_gate_forward(const float* x, const float* s, float* y, int64_t n, int64_t c,
+void channel_gate_forward(DType t, const void* x, const void* s, void* y, int64_t n, int64_t c,
                           int64_t hw, bool channels_last, cudaStream_t stream);
 // dx (+)= dy * sigmoid(s) (dx may be null); ds (+)= sum_hw(dy * x) * sigmoid'(s) (ds may be null).
-void channel_gate_backward(const float* x, const float* s, const float* dy, float* dx,
-                           bool dx_accumulate, float* ds, bool ds_accumulate, int64_t n, int64_t c,
+void channel_gate_backward(DType t, const void* x, const void* s, const void* dy, void* dx,
+                           bool dx_accumulate, void* ds, bool ds_accumulate, int64_t n, int64_t c,
                            int64_t hw, bool channels_last, cudaStream_t stream);
 
-// Softmax cross-entropy with label smoothing s over (n, k) logits and int32
-// labels: row_loss[i] = logsumexp(z_i) - (1 - s) z_i[label] - s/k sum_j z_i[j];
+// Softmax cross-entropy with label smoothing s over (n, k) f32 logits and
+// int32 labels: row_loss[i] = logsumexp(z_i) - (1 - s) z_i[label] - s/k sum_j z_i[j];
 // log_sum_exp[i] is kept for backward.
 void softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* row_loss,
                                    float* log_sum_exp, int64_t n, int64_t k, float smoothing,
@@ -88,9 +103,13 @@ void softmax_cross_entropy_backward(const float* logits, const int32_t* labels,
                                     int64_t n, int64_t k, float smoothing, cudaStream_t stream);
 
 // One SGD step (torch.optim.SGD semantics, see layers/sgd.h) over [0, n):
-// d = g + decay * w; v = first ? d : momentum v + (1 - dampening) d;
+// d = grad_scale g + decay * w; v = first ? d : momentum v + (1 - dampening) d;
 // d = nesterov ? d + momentum v : v; w -= lr d. v may be null (no momentum).
 void sgd_step(float* w, const float* g, float* v, int64_t n, float lr, float momentum, float keep,
-              float decay, bool first, bool nesterov, cudaStream_t stream);
+              float decay, bool first, bool nesterov, float grad_scale, cudaStream_t stream);
+
+// *flag = 1 when any of x[0, n) is infinite or NaN (flag is left alone
+// otherwise; the caller zeroes it): the overflow test of fp16 loss scaling.
+void flag_nonfinite(const float* x, int64_t n, int32_t* flag, cudaStream_t stream);
 
 }  // namespace convnet::cuda

@@ -8,7 +8,7 @@
 namespace convnet {
 namespace {
 
-using cuda::device_ptr;
+using cuda::act;
 
 cuda::Window2d window(const Shape& in, const Shape& out, int64_t kernel, int64_t stride,
                       int64_t padding, Layout layout) {
@@ -31,12 +31,12 @@ class MaxPoolCuda final : public MaxPool2d {
  private:
   int32_t* argmax() const { return static_cast<int32_t*>(argmax_.raw_data()); }
   void forward_impl(Mode mode, const Tensor& x, const Tensor& y) override {
-    cuda::max_pool_forward(device_ptr(x), device_ptr(y),
-                           mode == Mode::training ? argmax() : nullptr, window_, stream_);
+    cuda::max_pool_forward(x.dtype(), act(x), act(y), mode == Mode::training ? argmax() : nullptr,
+                           window_, stream_);
   }
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
-    cuda::max_pool_backward(device_ptr(dy), argmax(), device_ptr(dx),
-                            dx_mode == GradMode::accumulate, window_, stream_);
+    cuda::max_pool_backward(dy.dtype(), act(dy), argmax(), act(dx), dx_mode == GradMode::accumulate,
+                            window_, stream_);
   }
   cudaStream_t stream_;
   Tensor argmax_;  // (N, C, H_out, W_out) int32 plane indices, of the last training forward
@@ -54,12 +54,12 @@ class AvgPoolCuda final : public AvgPool2d {
 
  private:
   void forward_impl(const Tensor& x, const Tensor& y) override {
-    cuda::avg_pool_forward(device_ptr(x), device_ptr(y), window_, options().count_include_pad,
+    cuda::avg_pool_forward(x.dtype(), act(x), act(y), window_, options().count_include_pad,
                            stream_);
   }
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
-    cuda::avg_pool_backward(device_ptr(dy), device_ptr(dx), dx_mode == GradMode::accumulate,
-                            window_, options().count_include_pad, stream_);
+    cuda::avg_pool_backward(dy.dtype(), act(dy), act(dx), dx_mode == GradMode::accumulate, window_,
+                            options().count_include_pad, stream_);
   }
   cudaStream_t stream_;
   cuda::Window2d window_;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 
 #include "layers/avg_pool2d.h"
@@ -162,6 +163,63 @@ TEST_F(KernelMath, GlobalAvgPoolAndChannelGateMatchTheCpuLayers) {
     expect_close(kdxg, dxg);
     expect_close(kds, ds);
   }
+}
+
+// A host stand-in for __nv_bfloat16: the upper 16 bits of an f32, rounded to
+// nearest even, with only the conversions the GPU type has. Running the
+// kernels' arithmetic on it checks that every read converts to float
+// (anything else does not compile) and that results are rounded once.
+struct HostBf16 {
+  uint16_t bits = 0;
+  HostBf16() = default;
+  HostBf16(float f) {  // NOLINT: implicit, as __nv_bfloat16(float)
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    bits = static_cast<uint16_t>(u >> 16);
+  }
+  explicit operator float() const {
+    const uint32_t u = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+TEST(KernelMathBf16, RoundsToNearestEvenOnce) {
+  EXPECT_EQ(static_cast<float>(HostBf16(1.0f + 1.0f / 512)), 1.0f);  // a tie: to even
+  EXPECT_EQ(static_cast<float>(HostBf16(1.0f + 3.0f / 512)), 1.0f + 4.0f / 512);
+  HostBf16 acc(1.0f);
+  math::store(&acc, 1.0f / 1024, true);  // 1 + 2^-10 rounds back to 1
+  EXPECT_EQ(static_cast<float>(acc), 1.0f);
+}
+
+TEST_F(KernelMath, Bf16ActivationsMatchTheCpuLayersToBf16Rounding) {
+  const Shape in{3, 5, 4, 6}, nc{3, 5};
+  const int64_t c = 5, hw = 24;
+  const Tensor x = random(in), s = random(nc, -3.0f, 3.0f);
+  auto to_bf16 = [](const Tensor& t) {
+    std::vector<HostBf16> v;
+    for (float f : t.to_vector()) v.emplace_back(f);
+    return v;
+  };
+  auto rounded = [&](const std::vector<HostBf16>& v, const Shape& shape) {
+    Tensor t = zeros(shape);
+    for (std::size_t i = 0; i < v.size(); ++i) t.data<float>()[i] = static_cast<float>(v[i]);
+    return t;
+  };
+  const std::vector<HostBf16> bx = to_bf16(x), bs = to_bf16(s);
+  const Tensor rx = rounded(bx, in), rs = rounded(bs, nc);
+  std::vector<HostBf16> by(static_cast<std::size_t>(nc.numel())), bz(bx.size());
+  for (int64_t p = 0; p < nc.numel(); ++p)
+    math::global_avg_pool_forward(p, bx.data(), by.data(), c, hw, false);
+  for (int64_t i = 0; i < in.numel(); ++i)
+    math::channel_gate_forward(i, bx.data(), bs.data(), bz.data(), c, hw, false);
+  Tensor y = zeros(nc), z = zeros(in);
+  GlobalAvgPool::create(context_, "gap", in)->forward(rx, y);
+  ChannelGate::create(context_, "gate", in, nc)->forward(rx, rs, z);
+  expect_close(rounded(by, nc), y, 1.0f / 256);  // one bf16 rounding: 2^-9 relative
+  expect_close(rounded(bz, in), z, 1.0f / 256);
 }
 
 TEST_F(KernelMath, SoftmaxCrossEntropyWithSmoothingMatchesTheCpuLayer) {

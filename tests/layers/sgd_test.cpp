@@ -62,6 +62,30 @@ TEST(Sgd, PlainSgdWithoutMomentum) {
   EXPECT_FALSE(sgd.momentum_buffer().defined());
 }
 
+// fp16 loss scaling: gradients 2^16 times too large with grad_scale 2^-16
+// give bit-identical updates (power-of-two scaling is exact in f32).
+TEST(Sgd, GradScaleUndoesAPowerOfTwoLossScaleExactly) {
+  Context context;
+  const SgdOptions o{.momentum = 0.9, .weight_decay = 1e-4, .nesterov = true};
+  Sgd plain(context, o, {{.offset = 0, .size = 4}}, 4),
+      scaled(context, o, {{.offset = 0, .size = 4}}, 4);
+  std::vector<float> w1{0.3f, -1.7f, 2.9f, 1e-3f}, w2 = w1;
+  const std::vector<float> g{0.0123f, -4.56f, 7.8e-5f, 0.5f};
+  std::vector<float> g_scaled = g;
+  for (float& v : g_scaled) v *= 65536.0f;
+  for (int step = 0; step < 3; ++step) {
+    plain.step(Tensor::wrap(w1.data(), Shape{4}),
+               Tensor::wrap(const_cast<float*>(g.data()), Shape{4}), 0.1);
+    scaled.step(Tensor::wrap(w2.data(), Shape{4}), Tensor::wrap(g_scaled.data(), Shape{4}), 0.1,
+                1.0 / 65536.0);
+  }
+  EXPECT_EQ(w1, w2);
+  EXPECT_EQ(plain.momentum_buffer().to_vector(), scaled.momentum_buffer().to_vector());
+  EXPECT_THROW(plain.step(Tensor::wrap(w1.data(), Shape{4}),
+                          Tensor::wrap(g_scaled.data(), Shape{4}), 0.1, 0.0),
+               Error);
+}
+
 TEST(Sgd, BadOptionsAndSegmentsThrow) {
   Context context;
   const std::vector<ParamSegment> one{{.offset = 0, .size = 4}};
