@@ -5,9 +5,11 @@
 # It records what the machine offers (GPU, driver, CUDA runtime/cuDNN/NCCL
 # found inside an installed PyTorch, OS, glibc), points the bundle at those
 # libraries, and runs: the GPU tests (every cuDNN/CUDA layer, whole nets and
-# NCCL against the CPU backend), then the GPU benchmarks (resnet50 batch 256,
-# densenet_bc_100_k12 batch 64 memory-efficient on and off) and the PyTorch
-# peer on the same GPU. Every step has a time limit; the whole script stays
+# NCCL against the CPU backend, bf16/fp16 mixed precision), then the GPU
+# benchmarks (resnet50 batch 256 in bf16, fp16, fp32, tf32;
+# densenet_bc_100_k12 batch 64 memory-efficient on and off), Fashion-MNIST
+# training (fp32, and fp16 stopped and resumed) and the PyTorch peer on the
+# same GPU. Every step has a time limit; the whole script stays
 # under 8 minutes and ends with a summary. Logs go to $OUT.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,14 +70,17 @@ bench() {  # NAME TIMEOUT ARGS...
     note "bench $name: FAILED (rc $?): $(tail -2 "$out/bench-$name.log" | tr '\n' ' ')"
   fi
 }
-bench resnet50-b256-fp32 120 --model resnet50 --batch-size 256 --steps 10 --warmup 3
-bench densenet-bc100-b64-efficient 90 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on
-bench densenet-bc100-b64-naive 90 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient off
-bench resnet50-b256-tf32 120 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32
-CONVNET_CUDNN_LOG=1 bench resnet50-b256-tf32-nhwc 120 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
-# Which cuDNN kernels channels-last TF32 got (math 0 default, 1 tensor op, 3 FMA).
-grep -c '^cudnn: ' "$out/bench-resnet50-b256-tf32-nhwc.log" | sed 's/^/cudnn problems measured: /'
-grep '^cudnn: ' "$out/bench-resnet50-b256-tf32-nhwc.log" | head -8
+# Issue 7's target first: resnet50 bf16 channels-last (the default layout for bf16).
+CONVNET_CUDNN_LOG=1 bench resnet50-b256-bf16 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision bf16
+# Which cuDNN kernels bf16 got (math 0 default, 1 tensor op, 3 FMA).
+grep -c '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | sed 's/^/cudnn problems measured: /'
+grep '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | head -6
+bench resnet50-b256-fp16 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision fp16
+bench densenet-bc100-b64-efficient 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on
+bench densenet-bc100-b64-efficient-bf16 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on --precision bf16
+bench densenet-bc100-b64-naive 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient off
+bench resnet50-b256-fp32 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3
+bench resnet50-b256-tf32-nhwc 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
 
 echo "== GPU training (Fashion-MNIST 10k in the bundle)"
 data=$bundle/data/fashion-10k.h5
@@ -98,16 +103,18 @@ if [[ -f $data ]]; then
   else
     note "train cuda: FAILED (rc $?): $(tail -3 "$out/gpu-train.log" | tr '\n' ' ')"
   fi
-  # Stop after 30 steps and resume to 60 on the GPU, channels-last with TF32
-  # (NHWC batches from the loader).
-  nhwc=(--device cuda --layout nhwc --precision tf32)
+  # Stop after 30 steps and resume to 60 on the GPU in fp16 (channels-last,
+  # NHWC batches from the loader; the loss scale is in the checkpoint).
+  nhwc=(--device cuda --precision fp16)
   timeout 90 "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 30 \
     --run-dir "$out/gpu-resume" >"$out/gpu-resume-1.log" 2>&1
   if timeout 90 "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 60 --resume auto \
       --run-dir "$out/gpu-resume" >"$out/gpu-resume-2.log" 2>&1; then
-    note "resume cuda: $(grep -o 'resuming from .*' "$out/gpu-resume-2.log" | head -1)"
+    note "resume cuda fp16: $(grep -o 'resuming from .*' "$out/gpu-resume-2.log" | head -1)"
+    note "fp16 skipped steps: $(grep -c 'step skipped' "$out/gpu-resume-1.log" "$out/gpu-resume-2.log" | tr '\n' ' ')"
+    note "fp16 last: $(grep -o 'loss [0-9.]* top1 [0-9.]*%' "$out/gpu-resume-2.log" | tail -1)"
   else
-    note "resume cuda: FAILED: $(tail -3 "$out/gpu-resume-2.log" | tr '\n' ' ')"
+    note "resume cuda fp16: FAILED: $(tail -3 "$out/gpu-resume-2.log" | tr '\n' ' ')"
   fi
 fi
 
