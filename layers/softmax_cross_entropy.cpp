@@ -1,6 +1,9 @@
 #include "layers/softmax_cross_entropy.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "layers/cuda/kernel_math.h"
 
 namespace convnet {
 
@@ -27,7 +30,38 @@ std::unique_ptr<SoftmaxCrossEntropy> SoftmaxCrossEntropy::create(
   return make_softmax_cross_entropy_onednn(context, std::move(name), options, input_shape);
 }
 
-double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int64_t>& labels) {
+void SoftmaxCrossEntropy::forward_accumulate(const Tensor& logits,
+                                             const std::vector<int64_t>& labels) {
+  check_labels(logits, labels);
+  forward_accumulate_impl(logits);
+  forwarded_ = true;
+}
+
+SoftmaxCrossEntropy::Metrics SoftmaxCrossEntropy::take_metrics() { return take_metrics_impl(); }
+
+void SoftmaxCrossEntropy::forward_accumulate_impl(const Tensor& logits) {
+  const double loss = forward_impl(logits);
+  if (std::isfinite(loss))
+    metrics_.loss_sum += loss * static_cast<double>(batch());
+  else
+    ++metrics_.nonfinite;
+  const float* x = logits.data<float>();
+  for (int64_t i = 0; i < batch(); ++i) {
+    const float* row = x + i * classes();
+    metrics_.top1 += cuda::math::label_in_top_k(row, classes(), labels_[i], 1) ? 1 : 0;
+    metrics_.top5 +=
+        cuda::math::label_in_top_k(row, classes(), labels_[i], std::min<int64_t>(5, classes())) ? 1
+                                                                                                : 0;
+  }
+}
+
+SoftmaxCrossEntropy::Metrics SoftmaxCrossEntropy::take_metrics_impl() {
+  const Metrics m = metrics_;
+  metrics_ = Metrics();
+  return m;
+}
+
+void SoftmaxCrossEntropy::check_labels(const Tensor& logits, const std::vector<int64_t>& labels) {
   check_tensor(name_, "logits", logits, input_shape_);
   CONVNET_CHECK(static_cast<int64_t>(labels.size()) == batch(), "layer ", name_, ": got ",
                 labels.size(), " labels for logits of shape ", input_shape_);
@@ -35,6 +69,10 @@ double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int6
     CONVNET_CHECK(labels[i] >= 0 && labels[i] < classes(), "layer ", name_, ": label ", labels[i],
                   " of sample ", i, " is outside [0, ", classes(), ")");
   std::copy(labels.begin(), labels.end(), labels_.begin());
+}
+
+double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int64_t>& labels) {
+  check_labels(logits, labels);
   const double loss = forward_impl(logits);
   forwarded_ = true;
   return loss;

@@ -52,13 +52,34 @@ class SoftmaxCrossEntropy {
   // dlogits (per mode) = (softmax - target) / N of the last forward.
   void backward(const Tensor& dlogits, GradMode mode = GradMode::overwrite);
 
+  // Training metrics without waiting for the device: forward_accumulate()
+  // is forward() that adds the batch's summed loss (N times the mean; a
+  // non-finite loss is counted instead), its top-1 and top-5 correct counts
+  // (trainer/evaluator.h's rule) to accumulators kept with the loss. On the
+  // GPU they stay in device memory, so a step has no host synchronization
+  // until take_metrics() returns and resets them (one small copy).
+  struct Metrics {
+    double loss_sum = 0;
+    int64_t top1 = 0, top5 = 0;
+    int64_t nonfinite = 0;  // forwards whose loss was inf or NaN
+  };
+  void forward_accumulate(const Tensor& logits, const std::vector<int64_t>& labels);
+  Metrics take_metrics();
+
  protected:
   SoftmaxCrossEntropy(std::string name, const SoftmaxCrossEntropyOptions& options,
                       const Shape& input_shape);
   // The labels were checked to lie in [0, K) and are kept in labels().
   virtual double forward_impl(const Tensor& logits) = 0;
   virtual void backward_impl(const Tensor& dlogits, GradMode mode) = 0;
+  // forward_accumulate without the mean loss (the GPU's: no synchronization);
+  // by default forward_impl and host counting over the logits.
+  virtual void forward_accumulate_impl(const Tensor& logits);
+  virtual Metrics take_metrics_impl();
+  Metrics& host_metrics() { return metrics_; }
   const std::vector<int64_t>& labels() const { return labels_; }
+  // Validates the logits and labels and keeps the labels.
+  void check_labels(const Tensor& logits, const std::vector<int64_t>& labels);
 
  private:
   std::string name_;
@@ -66,6 +87,7 @@ class SoftmaxCrossEntropy {
   Shape input_shape_;            // (N, K)
   std::vector<int64_t> labels_;  // (N) labels of the last forward
   bool forwarded_ = false;       // a forward has run, so backward has its state
+  Metrics metrics_;              // host accumulators (the default implementation)
 };
 
 std::unique_ptr<SoftmaxCrossEntropy> make_softmax_cross_entropy_onednn(

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "layers/cuda/kernel_math.h"
+
 namespace convnet {
 
 ModelNets::ModelNets(Context& context, const ModelSpec& spec, ParamStore& store, int64_t channels,
@@ -45,16 +47,9 @@ int64_t count_top_k(const Tensor& logits, const std::vector<int64_t>& labels, in
   const int64_t n = logits.shape()[0], classes = logits.shape()[1];
   const float* x = logits.data<float>();
   int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = x + i * classes;
-    const float target = row[labels[i]];
-    if (std::isnan(target)) continue;  // a NaN model is wrong, not right
-    // Rank of the label: other classes with a logit at least as large (ties
-    // count against the label, so constant logits are not "correct").
-    int64_t ahead = 0;
-    for (int64_t c = 0; c < classes; ++c) ahead += c != labels[i] && !(row[c] < target);
-    correct += ahead < k;
-  }
+  // The GPU's training metrics use the same rule (layers/cuda/kernel_math.h).
+  for (int64_t i = 0; i < n; ++i)
+    correct += cuda::math::label_in_top_k(x + i * classes, classes, labels[i], k) ? 1 : 0;
   return correct;
 }
 

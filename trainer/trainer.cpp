@@ -332,13 +332,10 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       loader.next(&batch);
       copy_from_host(net.input(), batch.images.data());
       net.forward(Mode::training);
-      const double value = loss.forward(net.output(), batch.labels);
-      const Tensor logits = host_copy_if_device(net.output());
-      step_stats[0] += value * batch.count;
-      step_stats[1] += count_top_k(logits, batch.labels, 1);
-      step_stats[2] += count_top_k(logits, batch.labels, std::min<int64_t>(5, classes));
+      // Loss and top-k counts accumulate where the loss is computed (on the
+      // GPU without waiting for it); read once per step below.
+      loss.forward_accumulate(net.output(), batch.labels);
       step_stats[3] += batch.count;
-      step_stats[4] += std::isfinite(value) ? 0 : 1;
       loss.backward(net.output_grad());
       // The mean over micro-batches, times the fp16 loss scale (a power of two).
       const double factor = scaler.scale() / static_cast<double>(accumulate);
@@ -348,6 +345,13 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       else
         net.backward();
     }
+    // The step's one wait for the GPU: its metrics decide whether the
+    // update may be applied (a non-finite loss stops the run first).
+    const SoftmaxCrossEntropy::Metrics metrics = loss.take_metrics();
+    step_stats[0] = metrics.loss_sum;
+    step_stats[1] = static_cast<double>(metrics.top1);
+    step_stats[2] = static_cast<double>(metrics.top5);
+    step_stats[4] = static_cast<double>(metrics.nonfinite);
     step_stats[5] = signals.requested() ? 1 : 0;
     {
       Watchdog::Scope waiting(watchdog, step + 1, "the gradient allreduce");

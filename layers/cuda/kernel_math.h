@@ -298,6 +298,17 @@ CONVNET_HD inline void softmax_cross_entropy_backward(int64_t i, const float* lo
 }
 
 // grad_scale multiplies the gradient first (1 / loss scale under fp16 loss scaling).
+// Whether `label` is among the k largest of a row's `classes` logits: fewer
+// than k other classes have a logit at least as large (ties count against
+// the label, so constant logits are not "correct"; a NaN logit never is).
+CONVNET_HD inline bool label_in_top_k(const float* row, int64_t classes, int64_t label, int64_t k) {
+  const float target = row[label];
+  if (target != target) return false;
+  int64_t ahead = 0;
+  for (int64_t c = 0; c < classes; ++c) ahead += c != label && !(row[c] < target);
+  return ahead < k;
+}
+
 CONVNET_HD inline void sgd_step(int64_t i, float* w, const float* g, float* v, float lr,
                                 float momentum, float keep, float decay, bool first, bool nesterov,
                                 float grad_scale = 1.0f) {

@@ -88,6 +88,32 @@ __global__ void channel_sums_kernel(const T* dy, float* sums, int64_t n, int64_t
   if (threadIdx.x == 0) sums[ch] += sum;
 }
 
+// One block: the metrics of accumulate_loss_metrics.
+__global__ void loss_metrics_kernel(const float* row_loss, const float* logits,
+                                    const int32_t* labels, int64_t n, int64_t k, double* metrics) {
+  float sum = 0.0f, top1 = 0.0f, top5 = 0.0f, bad = 0.0f;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
+    const float loss = row_loss[r];
+    if (isfinite(loss))
+      sum += loss;
+    else
+      bad += 1.0f;
+    const float* row = logits + r * k;
+    top1 += math::label_in_top_k(row, k, labels[r], 1) ? 1.0f : 0.0f;
+    top5 += math::label_in_top_k(row, k, labels[r], k < 5 ? k : 5) ? 1.0f : 0.0f;
+  }
+  sum = block_sum(sum);
+  top1 = block_sum(top1);
+  top5 = block_sum(top5);
+  bad = block_sum(bad);
+  if (threadIdx.x == 0) {
+    metrics[0] += sum;
+    metrics[1] += top1;
+    metrics[2] += top5;
+    metrics[3] += bad > 0.0f ? 1.0 : 0.0;
+  }
+}
+
 // Calls fn(T{}) with T the C++ type of `dtype`.
 template <typename Fn>
 void with_type(DType dtype, Fn fn) {
@@ -422,6 +448,12 @@ void softmax_cross_entropy_backward(const float* logits, const int32_t* labels,
     math::softmax_cross_entropy_backward(i, logits, labels, log_sum_exp, dlogits, accumulate, n, k,
                                          smoothing);
   });
+}
+
+void accumulate_loss_metrics(const float* row_loss, const float* logits, const int32_t* labels,
+                             int64_t n, int64_t k, double* metrics, cudaStream_t stream) {
+  loss_metrics_kernel<<<1, kThreads, 0, stream>>>(row_loss, logits, labels, n, k, metrics);
+  CONVNET_CUDA_LAUNCHED("loss_metrics");
 }
 
 void sgd_step(float* w, const float* g, float* v, int64_t n, float lr, float momentum, float keep,

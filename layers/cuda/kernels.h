@@ -102,6 +102,12 @@ void softmax_cross_entropy_backward(const float* logits, const int32_t* labels,
                                     const float* log_sum_exp, float* dlogits, bool accumulate,
                                     int64_t n, int64_t k, float smoothing, cudaStream_t stream);
 
+// Training metrics of one forward, added to metrics[0..3] (f64, device):
+// the sum of the finite row losses, the rows whose label is in the top 1 and
+// top 5 (math::label_in_top_k), and 1 when any row loss is inf or NaN.
+void accumulate_loss_metrics(const float* row_loss, const float* logits, const int32_t* labels,
+                             int64_t n, int64_t k, double* metrics, cudaStream_t stream);
+
 // One SGD step (torch.optim.SGD semantics, see layers/sgd.h) over [0, n):
 // d = grad_scale g + decay * w; v = first ? d : momentum v + (1 - dampening) d;
 // d = nesterov ? d + momentum v : v; w -= lr d. v may be null (no momentum).

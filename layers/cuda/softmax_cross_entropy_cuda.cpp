@@ -1,8 +1,9 @@
-// SoftmaxCrossEntropy on the GPU: one block per row computes the row's loss
-// and log-sum-exp; the mean loss is copied to the host (forward returns it,
-// so forward waits for the stream). Labels are copied to the device as int32;
-// the logits are copied too, so backward does not depend on the caller
-// keeping them.
+// SoftmaxCrossEntropy on the GPU: one thread per row computes the row's loss
+// and log-sum-exp. forward() copies the mean loss to the host (it returns
+// it, so it waits for the stream); forward_accumulate() adds the training
+// metrics to device accumulators instead and does not wait. Labels are
+// copied to the device as int32; the logits are copied too, so backward does
+// not depend on the caller keeping them.
 #include <numeric>
 
 #include "layers/cuda/cudnn_util.h"
@@ -21,14 +22,50 @@ class SoftmaxCrossEntropyCuda final : public SoftmaxCrossEntropy {
         row_loss_(Tensor::empty(Shape{input_shape[0]}, context.allocator())),
         log_sum_exp_(Tensor::empty(Shape{input_shape[0]}, context.allocator())),
         logits_(Tensor::empty(input_shape, context.allocator())),
+        metrics_(Tensor::empty(Shape{8}, context.allocator())),  // 4 f64 accumulators
         host_labels_(static_cast<std::size_t>(input_shape[0])),
-        host_loss_(static_cast<std::size_t>(input_shape[0])) {}
+        host_loss_(static_cast<std::size_t>(input_shape[0])) {
+    CONVNET_CUDA(cudaMemsetAsync(metrics_.raw_data(), 0, 4 * sizeof(double), stream_));
+  }
 
  private:
   int32_t* device_labels() const { return static_cast<int32_t*>(labels_.raw_data()); }
   float smoothing() const { return static_cast<float>(options().label_smoothing); }
 
   double forward_impl(const Tensor& logits) override {
+    launch_forward(logits);
+    CONVNET_CUDA(cudaMemcpyAsync(host_loss_.data(), row_loss_.raw_data(),
+                                 host_loss_.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                 stream_));
+    CONVNET_CUDA(cudaStreamSynchronize(stream_));
+    double sum = 0.0;
+    for (float v : host_loss_) sum += v;
+    return sum / static_cast<double>(batch());
+  }
+
+  void forward_accumulate_impl(const Tensor& logits) override {
+    launch_forward(logits);
+    cuda::accumulate_loss_metrics(row_loss_.data<float>(), logits_.data<float>(), device_labels(),
+                                  batch(), classes(), metrics(), stream_);
+  }
+
+  Metrics take_metrics_impl() override {
+    double m[4];
+    CONVNET_CUDA(cudaMemcpyAsync(m, metrics(), sizeof m, cudaMemcpyDeviceToHost, stream_));
+    CONVNET_CUDA(cudaMemsetAsync(metrics(), 0, sizeof m, stream_));
+    CONVNET_CUDA(cudaStreamSynchronize(stream_));
+    Metrics out;
+    out.loss_sum = m[0];
+    out.top1 = static_cast<int64_t>(m[1]);
+    out.top5 = static_cast<int64_t>(m[2]);
+    out.nonfinite = static_cast<int64_t>(m[3]);
+    return out;
+  }
+
+  double* metrics() const { return static_cast<double*>(metrics_.raw_data()); }
+
+  // Copies logits and labels and computes the row losses (no waiting).
+  void launch_forward(const Tensor& logits) {
     CONVNET_CHECK(logits.is_contiguous(), "layer ", name(), ": GPU logits must be contiguous");
     cuda::copy(logits_, logits, stream_);
     for (std::size_t i = 0; i < host_labels_.size(); ++i)
@@ -39,13 +76,6 @@ class SoftmaxCrossEntropyCuda final : public SoftmaxCrossEntropy {
     cuda::softmax_cross_entropy_forward(logits_.data<float>(), device_labels(),
                                         row_loss_.data<float>(), log_sum_exp_.data<float>(),
                                         batch(), classes(), smoothing(), stream_);
-    CONVNET_CUDA(cudaMemcpyAsync(host_loss_.data(), row_loss_.raw_data(),
-                                 host_loss_.size() * sizeof(float), cudaMemcpyDeviceToHost,
-                                 stream_));
-    CONVNET_CUDA(cudaStreamSynchronize(stream_));
-    double sum = 0.0;
-    for (float v : host_loss_) sum += v;
-    return sum / static_cast<double>(batch());
   }
 
   void backward_impl(const Tensor& dlogits, GradMode mode) override {
@@ -62,6 +92,7 @@ class SoftmaxCrossEntropyCuda final : public SoftmaxCrossEntropy {
   Tensor row_loss_;     // (N)
   Tensor log_sum_exp_;  // (N) of the last forward's rows
   Tensor logits_;       // (N, K) copy of the last forward's logits
+  Tensor metrics_;      // f64 loss sum, top-1, top-5, non-finite forwards (forward_accumulate)
   std::vector<int32_t> host_labels_;
   std::vector<float> host_loss_;
 };

@@ -359,6 +359,31 @@ TEST_F(GpuLayers, SoftmaxCrossEntropyWithLabelSmoothing) {
   EXPECT_TRUE(close(gdz, dz));
 }
 
+// forward_accumulate keeps the training metrics on the device; they equal
+// the CPU's (a non-finite forward counted, not summed).
+TEST_F(GpuLayers, SoftmaxCrossEntropyTrainingMetricsMatchCpu) {
+  const Shape in{300, 10};  // more rows than the metrics kernel's block
+  auto c = SoftmaxCrossEntropy::create(cpu(), "loss", {}, in);
+  auto g = SoftmaxCrossEntropy::create(gpu(), "loss", {}, in);
+  Tensor z = random(in, -4.0, 4.0);
+  std::vector<int64_t> labels(300);
+  for (int i = 0; i < 300; ++i) labels[i] = (i * 7) % 10;
+  for (int k = 0; k < 2; ++k) {
+    c->forward_accumulate(z, labels);
+    g->forward_accumulate(upload(z), labels);
+  }
+  z.data<float>()[42] = std::numeric_limits<float>::infinity();
+  c->forward_accumulate(z, labels);
+  g->forward_accumulate(upload(z), labels);
+  const SoftmaxCrossEntropy::Metrics mc = c->take_metrics(), mg = g->take_metrics();
+  EXPECT_NEAR(mg.loss_sum, mc.loss_sum, 1e-5 * mc.loss_sum);
+  EXPECT_EQ(mg.top1, mc.top1);
+  EXPECT_EQ(mg.top5, mc.top5);
+  EXPECT_EQ(mg.nonfinite, 1);
+  EXPECT_EQ(mc.nonfinite, 1);
+  EXPECT_EQ(g->take_metrics().top1, 0);  // reset
+}
+
 TEST_F(GpuLayers, SgdNesterovWithWeightDecaySegments) {
   SgdOptions o;
   o.momentum = 0.9;

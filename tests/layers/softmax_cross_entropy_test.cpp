@@ -137,6 +137,34 @@ TEST(SoftmaxCrossEntropyValues, LargeLogitsStayFinite) {
   EXPECT_TRUE(all_close(d, ref::softmax_cross_entropy_backward(o, logits, labels), 0, 1e-5));
 }
 
+// The training metrics: summed loss, top-1/top-5 counts (ties count
+// against the label), a non-finite forward counted apart; reset on take.
+TEST(SoftmaxCrossEntropyMetrics, AccumulateAcrossForwardsAndReset) {
+  Context context;
+  const Shape in{3, 6};
+  auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, in);
+  std::vector<float> z{5, 1, 0, 0, 0, 0,   // label 0: top-1
+                       1, 2, 3, 4, 5, 6,   // label 0: last, not top-5
+                       2, 2, 2, 2, 2, 2};  // label 3: all tied, not top-1, not top-5
+  const Tensor logits = Tensor::wrap(z.data(), in);
+  const std::vector<int64_t> labels{0, 0, 3};
+  const double mean = loss->forward(logits, labels);
+  loss->forward_accumulate(logits, labels);
+  loss->forward_accumulate(logits, labels);
+  SoftmaxCrossEntropy::Metrics m = loss->take_metrics();
+  EXPECT_NEAR(m.loss_sum, 2 * 3 * mean, 1e-12);
+  EXPECT_EQ(m.top1, 2);
+  EXPECT_EQ(m.top5, 2);
+  EXPECT_EQ(m.nonfinite, 0);
+  z[7] = std::nanf("");
+  loss->forward_accumulate(logits, labels);
+  m = loss->take_metrics();
+  EXPECT_EQ(m.nonfinite, 1);
+  EXPECT_EQ(m.loss_sum, 0.0);
+  m = loss->take_metrics();
+  EXPECT_EQ(m.top1 + m.top5 + m.nonfinite, 0);
+}
+
 TEST(SoftmaxCrossEntropyBadInput, RejectsLabelsOutOfRange) {
   Context context;
   auto loss_layer = SoftmaxCrossEntropy::create(context, "loss", {}, Shape{4, 5});
