@@ -1,5 +1,6 @@
 // convnet bench: training-step throughput of one model on synthetic data
-// (forward, softmax cross-entropy, backward, SGD step), one JSON line out.
+// (forward, softmax cross-entropy, backward, SGD step, as the trainer runs
+// them, fp16 loss scaling included), one JSON line out.
 // Under mpirun it runs data-parallel: gradients are averaged in buckets that
 // overlap backward, as in training, and rank 0 reports the global images/s
 // and the communication time backward did not hide. With --device cuda each
@@ -127,17 +128,24 @@ int bench_command(const std::vector<std::string>& args) {
   std::vector<int64_t> labels(batch);
   for (auto& l : labels) l = std::uniform_int_distribution<int64_t>(0, classes - 1)(rng);
 
+  const bool fp16 = precision == "fp16";
+  constexpr float kLossScale = 1024.0f;  // synthetic data: any power of two
   std::vector<double> seconds, exposed;
   for (int step = 0; step < warmup + steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
     store.zero_grads();
     net->forward(Mode::training);
-    loss->forward(net->output(), labels);
+    loss->forward_accumulate(net->output(), labels);  // as the trainer: metrics stay put
     loss->backward(net->output_grad());
+    if (fp16) scale_in_place(net->output_grad(), kLossScale);
     reducer.begin_step();
     net->backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
     reducer.finish();
-    sgd.step(store.flat_params(), store.flat_grads(), 0.1);
+    loss->take_metrics();  // the trainer's one wait per step
+    // fp16: the trainer's overflow test and unscaled update (the step is
+    // applied either way here, so every timed step does the same work).
+    if (fp16) all_finite(context, store.flat_grads());
+    sgd.step(store.flat_params(), store.flat_grads(), 0.1, fp16 ? 1.0 / kLossScale : 1.0);
     wait_for_device(context);
     const auto end = std::chrono::steady_clock::now();
     if (step >= warmup) {
