@@ -77,16 +77,18 @@ class DenseBlockOp final : public Op {
     const Shape* shapes[] = {&wide, &wide, &wide, &new_features, &new_features, &mid, &mid, &mid};
     const DType dtype = context_.activation_dtype();  // bf16 / f16 under mixed precision
     const int64_t size = static_cast<int64_t>(dtype_size(dtype));
+    // Each buffer starts 256-byte aligned (cuDNN's vectorized kernels).
+    const auto bytes = [&](const Shape* s) { return (s->numel() * size + 255) / 256 * 256; };
     int64_t total = 0;
-    for (const Shape* s : shapes) total += s->numel();
-    char* base = static_cast<char*>(
-        context_.scratch(Scratch::dense_block, static_cast<std::size_t>(total * size)));
+    for (const Shape* s : shapes) total += bytes(s);
+    char* base =
+        static_cast<char*>(context_.scratch(Scratch::dense_block, static_cast<std::size_t>(total)));
     Tensor* targets[] = {&concat_,    &activation_, &dactivation_,    &features_,
                          &dfeatures_, &bottleneck_, &bottleneck_act_, &dmid_};
     for (int k = 0; k < 8; ++k) {
       *targets[k] =
           Tensor::wrap(base, *shapes[k], Layout::nchw, context_.allocator().device(), dtype);
-      base += shapes[k]->numel() * size;
+      base += bytes(shapes[k]);
     }
   }
 

@@ -42,7 +42,8 @@ ValueId Net::add_input(const Shape& shape, Layout layout) {
   values_.push_back(std::move(v));
   input_ = static_cast<ValueId>(values_.size() - 1);
   if (context_.activation_dtype() == DType::f32) return input_;
-  return add_cast(input_, context_.activation_dtype());
+  input_cast_ = add_cast(input_, context_.activation_dtype());
+  return input_cast_;
 }
 
 ValueId Net::add_cast(ValueId value, DType dtype) {
@@ -254,7 +255,8 @@ void Net::plan_gradients(Pool& pool) {
     }
     for (ValueId in : nodes_[i].inputs) {
       const ValueId r = root(in);
-      if ((r != input_ || compute_input_grad_) && values_[r].grad_block < 0) take(r);
+      const bool network_input = r == input_ || r == input_cast_;
+      if ((!network_input || compute_input_grad_) && values_[r].grad_block < 0) take(r);
     }
     if (values_[produced].grad_block >= 0) pool.release(values_[produced].grad_block);
   }

@@ -145,6 +145,7 @@ class Net {
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   ValueId input_ = -1, output_ = -1;
+  ValueId input_cast_ = -1;  // the input converted (mixed precision); no gradient unless asked
   bool planned_ = false;
   bool compute_input_grad_ = false;
   std::vector<Tensor> storage_;  // owning allocations behind values and the gradient pool

@@ -358,22 +358,27 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       reducer.finish();
       communicator.allreduce(step_stats, 6, ReduceOp::sum);
     }
-    CONVNET_CHECK(step_stats[4] == 0, "non-finite loss at step ", step + 1, " (epoch ", epoch + 1,
-                  ") on ", int64_t(step_stats[4]),
+    // fp16: an overflow in forward (an activation beyond 65504) is skipped
+    // like one in backward; the loss scaler stops the run if it persists.
+    CONVNET_CHECK(step_stats[4] == 0 || scaler.enabled(), "non-finite loss at step ", step + 1,
+                  " (epoch ", epoch + 1, ") on ", int64_t(step_stats[4]),
                   " micro-batch(es); stopping before the weights are updated (lower --lr, or "
                   "add --warmup-epochs)");
     const double lr = schedule.lr(step);
-    // Averaged gradients are identical on every rank: every rank skips alike.
+    // Averaged gradients and the summed stats are identical on every rank:
+    // every rank skips alike.
     const double loss_scale = scaler.scale();
-    const bool apply = !scaler.enabled() || scaler.update(all_finite(context, store.flat_grads()));
+    const bool apply = !scaler.enabled() ||
+                       scaler.update(step_stats[4] == 0 && all_finite(context, store.flat_grads()));
     if (apply) {
       sgd.step(store.flat_params(), store.flat_grads(), lr, 1.0 / loss_scale);
     } else if (progress) {
       char line[160];
-      std::snprintf(line, sizeof line,
-                    "step %ld: fp16 gradients overflowed at loss scale %g; step skipped, scale "
-                    "now %g (%ld skipped so far)",
-                    long(step + 1), loss_scale, scaler.scale(), long(scaler.skipped_steps()));
+      std::snprintf(
+          line, sizeof line,
+          "step %ld: fp16 overflow (loss or gradients) at loss scale %g; step skipped, scale "
+          "now %g (%ld skipped so far)",
+          long(step + 1), loss_scale, scaler.scale(), long(scaler.skipped_steps()));
       progress->status(line, true);
     }
     for (int k = 0; k < 4; ++k) interval_stats[k] += step_stats[k];

@@ -77,7 +77,7 @@ grep -c '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | sed 's/^/cudnn problems
 grep '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | head -6
 bench resnet50-b256-fp16 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision fp16
 bench densenet-bc100-b64-efficient 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on
-bench densenet-bc100-b64-efficient-bf16 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on --precision bf16
+bench densenet-bc100-b64-efficient-bf16 90 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on --precision bf16
 bench densenet-bc100-b64-naive 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient off
 bench resnet50-b256-fp32 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3
 bench resnet50-b256-tf32-nhwc 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
