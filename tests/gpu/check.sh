@@ -53,7 +53,7 @@ echo "== bundle"
 timeout 60 "$run" convnet version || note "bundled convnet does not start"
 
 echo "== GPU tests"
-if timeout 240 "$run" gpu_tests >"$out/gpu_tests.log" 2>&1; then
+if timeout 300 "$run" gpu_tests >"$out/gpu_tests.log" 2>&1; then
   note "gpu_tests: $(grep -E '^\[  PASSED  \]' "$out/gpu_tests.log") $(grep -cE '^\[  SKIPPED \] [A-Za-z]' "$out/gpu_tests.log") skipped"
 else
   note "gpu_tests: FAILED or timed out (rc $?), see gpu_tests.log"
