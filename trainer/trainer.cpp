@@ -17,6 +17,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/evaluator.h"
 #include "trainer/host_shadow.h"
+#include "trainer/input_feed.h"
 #include "trainer/loss_scaler.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/progress.h"
@@ -321,7 +322,11 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   double interval_start = progress ? progress->elapsed() : 0;
   int64_t interval_steps = 0;
   double last_wait = loader.wait_seconds();
-  Batch batch;
+  // Micro-batch k + 1 is fetched and (on the GPU) on its way to the device
+  // while k computes; the loader's sequence is the same either way.
+  InputFeed feed(context, net.input());
+  Batch batch, next_batch;
+  bool prefetched = false;
   for (int64_t step = start_step; step < total_steps; ++step) {
     const int64_t epoch = step / steps_per_epoch;
     store.zero_grads();
@@ -329,8 +334,13 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     // loss sum, correct top-1, correct top-5, samples, non-finite losses, stop requests
     double step_stats[6] = {0, 0, 0, 0, 0, 0};
     for (int64_t a = 0; a < accumulate; ++a) {
-      loader.next(&batch);
-      copy_from_host(net.input(), batch.images.data());
+      if (!prefetched) {
+        loader.next(&next_batch);
+        feed.stage(next_batch.images);
+      }
+      std::swap(batch, next_batch);
+      feed.commit(batch.images);
+      prefetched = false;
       net.forward(Mode::training);
       // Loss and top-k counts accumulate where the loss is computed (on the
       // GPU without waiting for it); read once per step below.
@@ -344,6 +354,11 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
         net.backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
       else
         net.backward();
+      if (step + 1 < total_steps || a + 1 < accumulate) {  // none past the run's last
+        loader.next(&next_batch);
+        feed.stage(next_batch.images);
+        prefetched = true;
+      }
     }
     // The step's one wait for the GPU: its metrics decide whether the
     // update may be applied (a non-finite loss stops the run first).
