@@ -6,6 +6,15 @@
 // recomputing the sign of the BN output from x, the saved statistics and the
 // shift (bias) given to the last forward, so no mask is stored: the bias must
 // not change between a forward and its backward (the update comes after).
+//
+// Training with own kernels instead of cuDNN (batch statistics, backward
+// through them; one block per channel): where cuDNN rejects the activation
+// type (bf16 on a cuDNN without it), said once on stderr, or everywhere with
+// CONVNET_CUDNN_BN=off (to compare the two on a GPU).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
 #include "layers/batch_norm.h"
 #include "layers/cuda/cudnn_util.h"
 
@@ -28,6 +37,8 @@ class BatchNormCudnn final : public BatchNorm2d {
     param_.set(Shape{options.channels});
     saved_mean_ = Tensor::empty(Shape{options.channels}, context.allocator());
     saved_inv_std_ = Tensor::empty(Shape{options.channels}, context.allocator());
+    const char* use_cudnn = std::getenv("CONVNET_CUDNN_BN");
+    own_kernels_ = use_cudnn != nullptr && std::strcmp(use_cudnn, "off") == 0;
   }
 
  private:
@@ -60,12 +71,35 @@ class BatchNormCudnn final : public BatchNorm2d {
     }
     cuda::require_dtype(name(), dtype_, {&x, &y});
     bias_for_mask_ = cuda::device_ptr(bias);
-    const float one = 1.0f, zero = 0.0f;
-    CONVNET_CUDNN(cudnnBatchNormalizationForwardTraining(
-        context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::act(x),
-        x_.get(), cuda::act(y), param_.get(), cuda::device_ptr(weight), cuda::device_ptr(bias),
-        options().momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var),
-        options().eps, saved_mean_.data<float>(), saved_inv_std_.data<float>()));
+    if (!own_kernels_) {
+      const float one = 1.0f, zero = 0.0f;
+      const cudnnStatus_t status = cudnnBatchNormalizationForwardTraining(
+          context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::act(x),
+          x_.get(), cuda::act(y), param_.get(), cuda::device_ptr(weight), cuda::device_ptr(bias),
+          options().momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var),
+          options().eps, saved_mean_.data<float>(), saved_inv_std_.data<float>());
+      if (status != CUDNN_STATUS_SUCCESS && dtype_ != DType::f32 &&
+          (status == CUDNN_STATUS_NOT_SUPPORTED || status == CUDNN_STATUS_BAD_PARAM)) {
+        static bool said = false;
+        if (!said)
+          std::fprintf(stderr,
+                       "convnet: cuDNN batch normalization rejects %s activations (%s); using "
+                       "convnet's own batch-norm kernels\n",
+                       to_string(dtype_).c_str(), cudnnGetErrorString(status));
+        said = true;
+        own_kernels_ = true;
+      } else {
+        CONVNET_CUDNN(status);
+      }
+    }
+    if (own_kernels_) {
+      cuda::batch_norm_statistics(dtype_, cuda::act(x), saved_mean_.data<float>(),
+                                  saved_inv_std_.data<float>(), cuda::device_ptr(running_mean),
+                                  cuda::device_ptr(running_var), n(), c(), hw(), channels_last(),
+                                  options().eps, options().momentum, stream());
+      apply(x, weight, bias, y);  // with the fused ReLU
+      return;
+    }
     if (options().fuse_relu)
       cuda::relu_forward(dtype_, cuda::act(y), cuda::act(y), y.numel(), stream());
   }
@@ -97,6 +131,13 @@ class BatchNormCudnn final : public BatchNorm2d {
           cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), stream());
       return;
     }
+    if (own_kernels_) {
+      cuda::batch_norm_backward_batch_stats(
+          dtype_, cuda::act(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
+          cuda::device_ptr(weight), cuda::act(dx), accumulate, cuda::device_ptr(dweight),
+          cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), stream());
+      return;
+    }
     void* dx_ptr =
         dx.defined()
             ? cuda::act(dx)
@@ -115,6 +156,7 @@ class BatchNormCudnn final : public BatchNorm2d {
   cuda::TensorDescriptor x_, param_;
   Tensor saved_mean_, saved_inv_std_;     // (C) of the last forward
   const float* bias_for_mask_ = nullptr;  // the last forward's bias (fused ReLU backward)
+  bool own_kernels_ = false;              // training statistics by kernels.h, not cuDNN
 };
 
 }  // namespace

@@ -76,6 +76,75 @@ __global__ void batch_norm_fixed_sums_kernel(const T* x, const T* dy, const floa
   }
 }
 
+// One block per channel: the batch statistics (batch_norm_statistics).
+template <typename T>
+__global__ void batch_norm_statistics_kernel(const T* x, float* mean, float* inv_std,
+                                             float* running_mean, float* running_var, int64_t n,
+                                             int64_t c, int64_t hw, bool channels_last, float eps,
+                                             float momentum) {
+  __shared__ float broadcast;
+  const int64_t ch = blockIdx.x, count = n * hw;
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x)
+    sum += math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last)]);
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) broadcast = sum / static_cast<float>(count);
+  __syncthreads();
+  const float mu = broadcast;
+  float squares = 0.0f;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+    const float d =
+        math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last)]) - mu;
+    squares += d * d;
+  }
+  squares = block_sum(squares);
+  if (threadIdx.x == 0) {
+    const float var = squares / static_cast<float>(count);
+    mean[ch] = mu;
+    inv_std[ch] = rsqrtf(var + eps);
+    const float unbiased = count > 1 ? squares / static_cast<float>(count - 1) : var;
+    running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * mu;
+    running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * unbiased;
+  }
+}
+
+// One block per channel: the backward through the batch statistics.
+template <typename T>
+__global__ void batch_norm_backward_batch_kernel(const T* x, const T* dy, const float* mean,
+                                                 const float* inv_std, const float* gamma, T* dx,
+                                                 bool accumulate, float* dgamma, float* dbeta,
+                                                 int64_t n, int64_t c, int64_t hw,
+                                                 bool channels_last) {
+  __shared__ float sums[2];
+  const int64_t ch = blockIdx.x, count = n * hw;
+  const float mu = mean[ch], s = inv_std[ch];
+  float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last);
+    const float g = math::load(dy[i]);
+    sum_dy += g;
+    sum_dy_xhat += g * (math::load(x[i]) - mu) * s;
+  }
+  sum_dy = block_sum(sum_dy);
+  sum_dy_xhat = block_sum(sum_dy_xhat);
+  if (threadIdx.x == 0) {
+    sums[0] = sum_dy;
+    sums[1] = sum_dy_xhat;
+    dgamma[ch] += sum_dy_xhat;
+    dbeta[ch] += sum_dy;
+  }
+  __syncthreads();
+  if (dx == nullptr) return;
+  const float mean_dy = sums[0] / static_cast<float>(count);
+  const float mean_dy_xhat = sums[1] / static_cast<float>(count);
+  const float scale = gamma[ch] * s;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last);
+    const float xhat = (math::load(x[i]) - mu) * s;
+    math::store(dx + i, scale * (math::load(dy[i]) - mean_dy - xhat * mean_dy_xhat), accumulate);
+  }
+}
+
 // One block per channel: sums[ch] += sum of dy over (N, HW).
 template <typename T>
 __global__ void channel_sums_kernel(const T* dy, float* sums, int64_t n, int64_t c, int64_t hw,
@@ -358,6 +427,32 @@ void batch_norm_backward_fixed_stats(DType t, const void* x, const void* dy, con
     if (dx != nullptr)
       batch_norm_fixed_dx_t(as<T>(dy), inv_std, gamma, as<T>(dx), accumulate, n, c, hw,
                             channels_last, stream);
+  });
+}
+
+void batch_norm_statistics(DType t, const void* x, float* mean, float* inv_std, float* running_mean,
+                           float* running_var, int64_t n, int64_t c, int64_t hw, bool channels_last,
+                           double eps, double momentum, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    batch_norm_statistics_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
+        as<T>(x), mean, inv_std, running_mean, running_var, n, c, hw, channels_last,
+        static_cast<float>(eps), static_cast<float>(momentum));
+    CONVNET_CUDA_LAUNCHED("batch_norm_statistics");
+  });
+}
+
+void batch_norm_backward_batch_stats(DType t, const void* x, const void* dy, const float* mean,
+                                     const float* inv_std, const float* gamma, void* dx,
+                                     bool accumulate, float* dgamma, float* dbeta, int64_t n,
+                                     int64_t c, int64_t hw, bool channels_last,
+                                     cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    batch_norm_backward_batch_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
+        as<T>(x), as<T>(dy), mean, inv_std, gamma, as<T>(dx), accumulate, dgamma, dbeta, n, c, hw,
+        channels_last);
+    CONVNET_CUDA_LAUNCHED("batch_norm_backward_batch");
   });
 }
 

@@ -2,6 +2,8 @@
 // outputs, input gradients (in both GradModes) and parameter gradients.
 // Gradients that accumulate start from the same non-zero values on both sides,
 // so "accumulate" is checked, not only "overwrite".
+#include <cstdlib>
+
 #include "layers/add.h"
 #include "layers/avg_pool2d.h"
 #include "layers/batch_norm.h"
@@ -149,6 +151,15 @@ TEST_F(GpuLayers, BatchNormChannelsLast) {
   check_batch_norm(false, Mode::training, GradMode::overwrite, Layout::nhwc);
   check_batch_norm(true, Mode::training, GradMode::accumulate, Layout::nhwc);
   check_batch_norm(true, Mode::inference, GradMode::overwrite, Layout::nhwc);
+}
+
+// convnet's own training batch-norm kernels (CONVNET_CUDNN_BN=off; the
+// fallback where cuDNN rejects an activation type) against the CPU in f32.
+TEST_F(GpuLayers, BatchNormOwnKernels) {
+  ASSERT_EQ(setenv("CONVNET_CUDNN_BN", "off", 1), 0);
+  check_batch_norm(false, Mode::training, GradMode::overwrite);
+  check_batch_norm(true, Mode::training, GradMode::accumulate, Layout::nhwc);
+  unsetenv("CONVNET_CUDNN_BN");
 }
 
 TEST_F(GpuLayers, PoolingAndSeGateChannelsLast) {

@@ -10,6 +10,8 @@
 // reductions here (up to ~150 terms of mixed sign) that stays below ~1% of
 // the largest output for bf16 and ~0.25% for f16: rtol 2e-2 and 5e-3. A wrong
 // index or a missing conversion gives errors of order 1.
+#include <cstdlib>
+
 #include "layers/add.h"
 #include "layers/batch_norm.h"
 #include "layers/channel_gate.h"
@@ -69,6 +71,39 @@ class MixedPrecision : public GpuTest, public ::testing::WithParamInterface<DTyp
     return close(convert(mixed_tensor, DType::f32), cpu_tensor, rtol(), 1e-3);
   }
 
+  void check_batch_norm() {
+    const Shape in{4, 16, 7, 5};
+    for (Layout layout : {Layout::nchw, Layout::nhwc})
+      for (Mode mode : {Mode::training, Mode::inference}) {
+        BatchNormOptions o;
+        o.channels = 16;
+        o.fuse_relu = true;
+        auto c = BatchNorm2d::create(cpu(), "bn", o, in);
+        BatchNormOptions go = o;
+        go.layout = layout;
+        auto g = BatchNorm2d::create(mixed(), "bn", go, in);
+        const Tensor x = rounded(random(in, -2.0, 3.0)), w = random(Shape{16}, 0.5, 1.5);
+        const Tensor b = random(Shape{16});
+        Tensor rm = random(Shape{16}), rv = random(Shape{16}, 0.5, 2.0);
+        Tensor grm = upload(rm), grv = upload(rv);
+        Tensor y = host_zeros(in), gy = zeros(in, layout);
+        const Tensor gx = up(x, layout), gw = upload(w), gb = upload(b);
+        c->forward(mode, x, w, b, rm, rv, y);
+        g->forward(mode, gx, gw, gb, grm, grv, gy);
+        EXPECT_TRUE(near(gy, y)) << "forward";
+        EXPECT_TRUE(close(grm, rm, 1e-3)) << "f32 running mean";
+        EXPECT_TRUE(close(grv, rv, 1e-3)) << "f32 running variance";
+        const Tensor dy = rounded(random(in));
+        Tensor dx = host_zeros(in), dw = random(Shape{16}), db = random(Shape{16});
+        Tensor gdx = zeros(in, layout), gdw = upload(dw), gdb = upload(db);
+        c->backward(x, w, dy, dx, GradMode::overwrite, dw, db);
+        g->backward(gx, gw, up(dy, layout), gdx, GradMode::overwrite, gdw, gdb);
+        EXPECT_TRUE(near(gdx, dx)) << "input gradient";
+        EXPECT_TRUE(close(gdw, dw, rtol(), 1e-3)) << "f32 scale gradient";
+        EXPECT_TRUE(close(gdb, db, rtol(), 1e-3)) << "f32 shift gradient";
+      }
+  }
+
   std::unique_ptr<Context> mixed_;
 };
 
@@ -105,37 +140,13 @@ TEST_P(MixedPrecision, ConvolutionsInBothLayoutsWithBias) {
   }
 }
 
-TEST_P(MixedPrecision, BatchNormTrainingInferenceAndFusedRelu) {
-  const Shape in{4, 16, 7, 5};
-  for (Layout layout : {Layout::nchw, Layout::nhwc})
-    for (Mode mode : {Mode::training, Mode::inference}) {
-      BatchNormOptions o;
-      o.channels = 16;
-      o.fuse_relu = true;
-      auto c = BatchNorm2d::create(cpu(), "bn", o, in);
-      BatchNormOptions go = o;
-      go.layout = layout;
-      auto g = BatchNorm2d::create(mixed(), "bn", go, in);
-      const Tensor x = rounded(random(in, -2.0, 3.0)), w = random(Shape{16}, 0.5, 1.5);
-      const Tensor b = random(Shape{16});
-      Tensor rm = random(Shape{16}), rv = random(Shape{16}, 0.5, 2.0);
-      Tensor grm = upload(rm), grv = upload(rv);
-      Tensor y = host_zeros(in), gy = zeros(in, layout);
-      const Tensor gx = up(x, layout), gw = upload(w), gb = upload(b);
-      c->forward(mode, x, w, b, rm, rv, y);
-      g->forward(mode, gx, gw, gb, grm, grv, gy);
-      EXPECT_TRUE(near(gy, y)) << "forward";
-      EXPECT_TRUE(close(grm, rm, 1e-3)) << "f32 running mean";
-      EXPECT_TRUE(close(grv, rv, 1e-3)) << "f32 running variance";
-      const Tensor dy = rounded(random(in));
-      Tensor dx = host_zeros(in), dw = random(Shape{16}), db = random(Shape{16});
-      Tensor gdx = zeros(in, layout), gdw = upload(dw), gdb = upload(db);
-      c->backward(x, w, dy, dx, GradMode::overwrite, dw, db);
-      g->backward(gx, gw, up(dy, layout), gdx, GradMode::overwrite, gdw, gdb);
-      EXPECT_TRUE(near(gdx, dx)) << "input gradient";
-      EXPECT_TRUE(close(gdw, dw, rtol(), 1e-3)) << "f32 scale gradient";
-      EXPECT_TRUE(close(gdb, db, rtol(), 1e-3)) << "f32 shift gradient";
-    }
+TEST_P(MixedPrecision, BatchNormTrainingInferenceAndFusedRelu) { check_batch_norm(); }
+
+// convnet's own batch-norm kernels (used where cuDNN rejects the type).
+TEST_P(MixedPrecision, BatchNormOwnKernels) {
+  ASSERT_EQ(setenv("CONVNET_CUDNN_BN", "off", 1), 0);
+  check_batch_norm();
+  unsetenv("CONVNET_CUDNN_BN");
 }
 
 TEST_P(MixedPrecision, PoolingReluAddGlobalPoolGateAndLinear) {
