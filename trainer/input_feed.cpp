@@ -16,6 +16,7 @@ struct InputFeed::Gpu {
       : compute(context.gpu().stream),
         staging(Tensor::empty(input.shape(), context.allocator(), DType::f32, input.layout())),
         bytes(static_cast<std::size_t>(input.numel()) * sizeof(float)) {
+    CONVNET_CUDA(cudaSetDevice(context.gpu().device));  // the stream and events' device
     CONVNET_CUDA(cudaMallocHost(&pinned, bytes));
     CONVNET_CUDA(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
     CONVNET_CUDA(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));

@@ -15,6 +15,7 @@ LossScaler::LossScaler(bool enabled, const LossScalerOptions& options)
 
 bool LossScaler::update(bool gradients_finite) {
   if (!enabled_) return true;
+  forward_overflows_in_a_row_ = 0;
   if (gradients_finite) {
     if (++good_steps_ >= options_.growth_interval) {
       scale_ *= options_.growth_factor;
@@ -31,6 +32,15 @@ bool LossScaler::update(bool gradients_finite) {
                 "--warmup-epochs, or use --precision bf16)");
   scale_ = next;
   return false;
+}
+
+void LossScaler::skip_forward_overflow() {
+  CONVNET_CHECK(enabled_, "skip_forward_overflow without loss scaling");
+  ++skipped_steps_;
+  CONVNET_CHECK(++forward_overflows_in_a_row_ < options_.max_forward_overflows,
+                "fp16: the loss was inf or NaN at ", forward_overflows_in_a_row_,
+                " steps in a row (activations beyond fp16's range in forward, which loss scaling "
+                "cannot help); use --precision bf16, or lower --lr");
 }
 
 void LossScaler::restore(double scale, int64_t good_steps, int64_t skipped_steps) {

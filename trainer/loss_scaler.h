@@ -26,6 +26,9 @@ struct LossScalerOptions {
   // Below this scale every step keeps overflowing (the model has diverged):
   // update() throws instead of skipping forever.
   double min_scale = 1.0 / 16384.0;  // 2^-14
+  // Steps in a row whose forward overflowed (see skip_forward_overflow)
+  // before the run stops.
+  int64_t max_forward_overflows = 10;
 };
 
 class LossScaler {
@@ -39,6 +42,11 @@ class LossScaler {
   // returns true when the step is to be applied. Throws (naming the scale)
   // when an overflow would bring the scale below min_scale.
   bool update(bool gradients_finite);
+  // A step whose loss was inf or NaN: an activation beyond fp16's range in
+  // forward, which the loss scale does not affect. The step is skipped (and
+  // counted) without changing the scale; throws after
+  // max_forward_overflows such steps in a row.
+  void skip_forward_overflow();
 
   // Applied steps since the scale last changed, and skipped steps in all.
   int64_t good_steps() const { return good_steps_; }
@@ -51,6 +59,7 @@ class LossScaler {
   LossScalerOptions options_;
   double scale_ = 1.0;
   int64_t good_steps_ = 0, skipped_steps_ = 0;
+  int64_t forward_overflows_in_a_row_ = 0;
 };
 
 }  // namespace convnet

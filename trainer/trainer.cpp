@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -327,6 +328,10 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   InputFeed feed(context, net.input());
   Batch batch, next_batch;
   bool prefetched = false;
+  // A prefetch that failed (a corrupt sample, an I/O error) is reported
+  // where that micro-batch is used, so the step before it still completes,
+  // evaluates, checkpoints or stops as it would have.
+  std::exception_ptr prefetch_error;
   for (int64_t step = start_step; step < total_steps; ++step) {
     const int64_t epoch = step / steps_per_epoch;
     store.zero_grads();
@@ -334,6 +339,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     // loss sum, correct top-1, correct top-5, samples, non-finite losses, stop requests
     double step_stats[6] = {0, 0, 0, 0, 0, 0};
     for (int64_t a = 0; a < accumulate; ++a) {
+      if (prefetch_error) std::rethrow_exception(prefetch_error);
       if (!prefetched) {
         loader.next(&next_batch);
         feed.stage(next_batch.images);
@@ -355,9 +361,13 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       else
         net.backward();
       if (step + 1 < total_steps || a + 1 < accumulate) {  // none past the run's last
-        loader.next(&next_batch);
-        feed.stage(next_batch.images);
-        prefetched = true;
+        try {
+          loader.next(&next_batch);
+          feed.stage(next_batch.images);
+          prefetched = true;
+        } catch (...) {
+          prefetch_error = std::current_exception();
+        }
       }
     }
     // The step's one wait for the GPU: its metrics decide whether the
@@ -383,17 +393,23 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     // Averaged gradients and the summed stats are identical on every rank:
     // every rank skips alike.
     const double loss_scale = scaler.scale();
-    const bool apply = !scaler.enabled() ||
-                       scaler.update(step_stats[4] == 0 && all_finite(context, store.flat_grads()));
+    const bool forward_overflow = scaler.enabled() && step_stats[4] > 0;
+    bool apply = true;
+    if (forward_overflow) {  // the loss scale cannot help: skipped, scale kept
+      scaler.skip_forward_overflow();
+      apply = false;
+    } else if (scaler.enabled()) {
+      apply = scaler.update(all_finite(context, store.flat_grads()));
+    }
     if (apply) {
       sgd.step(store.flat_params(), store.flat_grads(), lr, 1.0 / loss_scale);
     } else if (progress) {
-      char line[160];
-      std::snprintf(
-          line, sizeof line,
-          "step %ld: fp16 overflow (loss or gradients) at loss scale %g; step skipped, scale "
-          "now %g (%ld skipped so far)",
-          long(step + 1), loss_scale, scaler.scale(), long(scaler.skipped_steps()));
+      char line[192];
+      std::snprintf(line, sizeof line,
+                    "step %ld: fp16 overflow in %s at loss scale %g; step skipped, scale now %g "
+                    "(%ld skipped so far)",
+                    long(step + 1), forward_overflow ? "forward (inf/NaN loss)" : "the gradients",
+                    loss_scale, scaler.scale(), long(scaler.skipped_steps()));
       progress->status(line, true);
     }
     for (int k = 0; k < 4; ++k) interval_stats[k] += step_stats[k];

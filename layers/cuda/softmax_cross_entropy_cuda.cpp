@@ -23,9 +23,17 @@ class SoftmaxCrossEntropyCuda final : public SoftmaxCrossEntropy {
         log_sum_exp_(Tensor::empty(Shape{input_shape[0]}, context.allocator())),
         logits_(Tensor::empty(input_shape, context.allocator())),
         metrics_(Tensor::empty(Shape{8}, context.allocator())),  // 4 f64 accumulators
-        host_labels_(static_cast<std::size_t>(input_shape[0])),
         host_loss_(static_cast<std::size_t>(input_shape[0])) {
     CONVNET_CUDA(cudaMemsetAsync(metrics_.raw_data(), 0, 4 * sizeof(double), stream_));
+    // Pinned, so that the copy never waits for the stream (a pageable one may).
+    CONVNET_CUDA(
+        cudaMallocHost(&host_labels_, static_cast<std::size_t>(batch()) * sizeof(int32_t)));
+    CONVNET_CUDA(cudaEventCreateWithFlags(&labels_copied_, cudaEventDisableTiming));
+  }
+  ~SoftmaxCrossEntropyCuda() override {
+    cudaEventSynchronize(labels_copied_);
+    cudaEventDestroy(labels_copied_);
+    cudaFreeHost(host_labels_);
   }
 
  private:
@@ -68,11 +76,13 @@ class SoftmaxCrossEntropyCuda final : public SoftmaxCrossEntropy {
   void launch_forward(const Tensor& logits) {
     CONVNET_CHECK(logits.is_contiguous(), "layer ", name(), ": GPU logits must be contiguous");
     cuda::copy(logits_, logits, stream_);
-    for (std::size_t i = 0; i < host_labels_.size(); ++i)
-      host_labels_[i] = static_cast<int32_t>(labels()[i]);
-    CONVNET_CUDA(cudaMemcpyAsync(device_labels(), host_labels_.data(),
-                                 host_labels_.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
-                                 stream_));
+    // The previous copy out of the pinned labels is done (normally long ago).
+    CONVNET_CUDA(cudaEventSynchronize(labels_copied_));
+    for (int64_t i = 0; i < batch(); ++i) host_labels_[i] = static_cast<int32_t>(labels()[i]);
+    CONVNET_CUDA(cudaMemcpyAsync(device_labels(), host_labels_,
+                                 static_cast<std::size_t>(batch()) * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, stream_));
+    CONVNET_CUDA(cudaEventRecord(labels_copied_, stream_));
     cuda::softmax_cross_entropy_forward(logits_.data<float>(), device_labels(),
                                         row_loss_.data<float>(), log_sum_exp_.data<float>(),
                                         batch(), classes(), smoothing(), stream_);
@@ -93,7 +103,8 @@ class SoftmaxCrossEntropyCuda final : public SoftmaxCrossEntropy {
   Tensor log_sum_exp_;  // (N) of the last forward's rows
   Tensor logits_;       // (N, K) copy of the last forward's logits
   Tensor metrics_;      // f64 loss sum, top-1, top-5, non-finite forwards (forward_accumulate)
-  std::vector<int32_t> host_labels_;
+  int32_t* host_labels_ = nullptr;  // (N) pinned
+  cudaEvent_t labels_copied_ = nullptr;
   std::vector<float> host_loss_;
 };
 

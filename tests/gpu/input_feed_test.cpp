@@ -4,6 +4,7 @@
 #include "trainer/input_feed.h"
 
 #include "core/error.h"
+#include "layers/cuda/kernels.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace convnet::testing {
@@ -35,6 +36,25 @@ TEST_F(GpuInputFeed, StagedBatchesBecomeTheInputInOrder) {
   feed.commit(second);
   EXPECT_EQ(stored(input), second);
   EXPECT_THROW(feed.stage(std::vector<float>(3)), Error);
+}
+
+// The staging buffer is reused only after the compute stream has copied it
+// out: with the compute stream busy (about 10 ms of work queued before the
+// commit), the next stage() must not overwrite the batch being committed.
+TEST_F(GpuInputFeed, StagingWaitsForABusyComputeStream) {
+  const Shape shape{8, 3, 32, 32};
+  Tensor input = device_zeros(shape);
+  InputFeed feed(gpu(), input);
+  std::vector<float> first(static_cast<std::size_t>(shape.numel()), 1.0f),
+      second(first.size(), 2.0f);
+  Tensor busy = device_zeros(Shape{int64_t{1} << 27});
+  feed.stage(first);
+  for (int k = 0; k < 20; ++k) cuda::scale(busy.data<float>(), busy.numel(), 1.0f, stream());
+  feed.commit(first);  // queued behind the busy work
+  feed.stage(second);  // must wait for that commit's copy before touching the staging buffer
+  EXPECT_EQ(stored(input), first);
+  feed.commit(second);
+  EXPECT_EQ(stored(input), second);
 }
 
 }  // namespace

@@ -70,5 +70,22 @@ TEST(LossScaler, PersistentOverflowIsDivergenceNotAnEndlessSkip) {
   }
 }
 
+TEST(LossScaler, ForwardOverflowSkipsWithoutChangingTheScaleAndStopsWhenPersistent) {
+  LossScalerOptions o;
+  o.initial_scale = 256;
+  o.max_forward_overflows = 3;
+  LossScaler s(true, o);
+  s.skip_forward_overflow();
+  s.skip_forward_overflow();
+  EXPECT_EQ(s.scale(), 256);
+  EXPECT_EQ(s.skipped_steps(), 2);
+  EXPECT_TRUE(s.update(true));  // an applied step ends the run of overflows
+  s.skip_forward_overflow();
+  s.skip_forward_overflow();
+  EXPECT_THROW(s.skip_forward_overflow(), Error);
+  LossScaler off(false);
+  EXPECT_THROW(off.skip_forward_overflow(), Error);
+}
+
 }  // namespace
 }  // namespace convnet
