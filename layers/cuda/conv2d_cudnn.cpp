@@ -37,10 +37,21 @@ struct ConvAlgorithms {
 // (so a resumed run repeats an uninterrupted one): any math but fp16
 // down-conversion with TF32 allowed; else FMA kernels, or default math found
 // under an FMA descriptor.
+// CONVNET_CUDNN_DETERMINISTIC=0 drops the deterministic-first rule (the
+// fastest algorithm wins; a resumed run then no longer repeats an
+// uninterrupted one bit for bit): for measuring what determinism costs.
+bool prefer_deterministic() {
+  static const bool prefer = [] {
+    const char* v = std::getenv("CONVNET_CUDNN_DETERMINISTIC");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return prefer;
+}
+
 template <typename Perf>
 const Perf& pick(const std::vector<Perf>& results, int count, bool tensor_ops,
                  const std::string& layer, const char* what) {
-  for (bool deterministic_only : {true, false})
+  for (bool deterministic_only : {prefer_deterministic(), false})
     for (int i = 0; i < count; ++i)
       if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].memory <= kMaxWorkspace &&
           results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&

@@ -75,6 +75,8 @@ CONVNET_CUDNN_LOG=1 bench resnet50-b256-bf16 90 --model resnet50 --batch-size 25
 # Which cuDNN kernels bf16 got (math 0 default, 1 tensor op, 3 FMA).
 grep -c '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | sed 's/^/cudnn problems measured: /'
 grep '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | head -6
+# What the deterministic-first algorithm rule (exact resume) costs in bf16.
+CONVNET_CUDNN_DETERMINISTIC=0 bench resnet50-b256-bf16-fastest-algos 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision bf16
 bench resnet50-b256-fp16 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision fp16
 bench densenet-bc100-b64-efficient 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on
 bench densenet-bc100-b64-efficient-bf16 90 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient on --precision bf16
