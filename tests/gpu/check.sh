@@ -18,6 +18,14 @@ run=$bundle/run
 out=${OUT:-/tmp}
 summary=()
 note() { summary+=("$*"); echo "check: $*"; }
+# The whole script stays under 8 minutes: each step gets at most what is
+# left of 460 s, and steps that would start with under 20 s left are skipped.
+deadline=460
+left() {  # LIMIT: prints min(LIMIT, seconds left), or fails when under 20 s are left
+  local rest=$((deadline - SECONDS))
+  ((rest >= 20)) || return 1
+  echo $((rest < $1 ? rest : $1))
+}
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1 |
@@ -63,7 +71,9 @@ grep -E '^\[  FAILED  \]|Failure|error:|Expected|Which is|element ' "$out/gpu_te
 
 echo "== GPU benchmarks"
 bench() {  # NAME TIMEOUT ARGS...
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit; shift
+  limit=$(left "$1") || { note "bench $name: skipped (time budget)"; return; }
+  shift
   if timeout "$limit" "$run" convnet bench --device cuda "$@" >"$out/bench-$name.log" 2>&1; then
     note "bench $name: $(tail -1 "$out/bench-$name.log")"
   else
@@ -84,18 +94,26 @@ bench densenet-bc100-b64-naive 60 --model densenet_bc_100_k12 --batch-size 64 --
 bench resnet50-b256-fp32 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3
 bench resnet50-b256-tf32-nhwc 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
 
+echo "== PyTorch on the same GPU"
+if [[ -n $python ]] && [[ -f $bundle/torch_gpu_bench.py ]]; then
+  for p in fp32 bf16; do
+    r=$(timeout "$(left 120 || echo 1)" "$python" "$bundle/torch_gpu_bench.py" resnet50 256 224 10 $p 2>"$out/torch-$p.log" | tail -1)
+    note "torch resnet50 b256 $p: ${r:-FAILED, see torch-$p.log}"
+  done
+fi
+
 echo "== GPU training (Fashion-MNIST 10k in the bundle)"
 data=$bundle/data/fashion-10k.h5
 if [[ -f $data ]]; then
   train=(--model resnet20 --train-data "$data" --batch-size 128 --lr 0.1 --schedule cosine
          --epochs 2 --loader-threads 4 --log-every 20 --seed 3)
-  if timeout 150 "$run" convnet train "${train[@]}" --val-data "$data" --device cuda \
+  if timeout "$(left 150 || echo 1)" "$run" convnet train "${train[@]}" --val-data "$data" --device cuda \
       --run-dir "$out/gpu-train" >"$out/gpu-train.log" 2>&1; then
     note "train cuda: $(grep 'validation' "$out/gpu-train.log" | tail -1)"
     note "train cuda speed: $(grep -o '[0-9.]* img/s' "$out/gpu-train.log" | tail -1)"
     # The same weights evaluated on the GPU and on the CPU must agree.
     for d in cuda cpu; do
-      timeout 90 "$run" convnet eval --checkpoint "$out/gpu-train/model.h5" --data "$data" \
+      timeout "$(left 90 || echo 1)" "$run" convnet eval --checkpoint "$out/gpu-train/model.h5" --data "$data" \
         --device $d --batch-size 250 >"$out/eval-$d.json" 2>&1
       note "eval $d: $(tail -1 "$out/eval-$d.json")"
     done
@@ -108,9 +126,9 @@ if [[ -f $data ]]; then
   # Stop after 30 steps and resume to 60 on the GPU in fp16 (channels-last,
   # NHWC batches from the loader; the loss scale is in the checkpoint).
   nhwc=(--device cuda --precision fp16)
-  timeout 90 "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 30 \
+  timeout "$(left 90 || echo 1)" "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 30 \
     --run-dir "$out/gpu-resume" >"$out/gpu-resume-1.log" 2>&1
-  if timeout 90 "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 60 --resume auto \
+  if timeout "$(left 90 || echo 1)" "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 60 --resume auto \
       --run-dir "$out/gpu-resume" >"$out/gpu-resume-2.log" 2>&1; then
     note "resume cuda fp16: $(grep -o 'resuming from .*' "$out/gpu-resume-2.log" | head -1)"
     note "fp16 skipped steps: $(grep -c 'step skipped' "$out/gpu-resume-1.log" "$out/gpu-resume-2.log" | tr '\n' ' ')"
@@ -118,14 +136,6 @@ if [[ -f $data ]]; then
   else
     note "resume cuda fp16: FAILED: $(tail -3 "$out/gpu-resume-2.log" | tr '\n' ' ')"
   fi
-fi
-
-echo "== PyTorch on the same GPU"
-if [[ -n $python ]] && [[ -f $bundle/torch_gpu_bench.py ]]; then
-  for p in fp32 bf16; do
-    r=$(timeout 120 "$python" "$bundle/torch_gpu_bench.py" resnet50 256 224 10 $p 2>"$out/torch-$p.log" | tail -1)
-    note "torch resnet50 b256 $p: ${r:-FAILED, see torch-$p.log}"
-  done
 fi
 
 echo "== summary"
