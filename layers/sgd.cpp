@@ -42,6 +42,38 @@ Sgd::Sgd(Context& context, const SgdOptions& options, std::vector<ParamSegment> 
 #endif
 }
 
+namespace {
+
+struct SgdSegmentArgs {
+  float* w;
+  const float* g;
+  float* v;
+  int64_t begin, end;
+  float scale, decay, rate, momentum, keep;
+  bool first, nesterov;
+};
+
+// One segment's update. Unscaled (kScaled false), the expression is exactly
+// that of versions before loss scaling: multiplying by 1 would let the
+// compiler contract it into another FMA and change the bits of every run.
+template <bool kScaled>
+void sgd_segment(const SgdSegmentArgs& a) {
+  float* w = a.w;
+  const float* g = a.g;
+  float* v = a.v;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = a.begin; i < a.end; ++i) {
+    float d = kScaled ? g[i] * a.scale + a.decay * w[i] : g[i] + a.decay * w[i];
+    if (v) {
+      v[i] = a.first ? d : a.momentum * v[i] + a.keep * d;
+      d = a.nesterov ? d + a.momentum * v[i] : v[i];
+    }
+    w[i] -= a.rate * d;
+  }
+}
+
+}  // namespace
+
 void Sgd::step_cuda(const Tensor& params, const Tensor& grads, double lr, float grad_scale) {
 #ifdef CONVNET_HAVE_CUDA
   CONVNET_CHECK(grads.device() == Device::cuda && stream_ != nullptr,
@@ -86,16 +118,12 @@ void Sgd::step(const Tensor& params, const Tensor& grads, double lr, double grad
   const bool nesterov = options_.nesterov;
   for (const ParamSegment& s : segments_) {
     const float decay = s.apply_weight_decay ? static_cast<float>(options_.weight_decay) : 0.0f;
-    const int64_t end = s.offset + s.size;
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = s.offset; i < end; ++i) {
-      float d = g[i] * scale + decay * w[i];
-      if (v) {
-        v[i] = first ? d : momentum * v[i] + keep * d;
-        d = nesterov ? d + momentum * v[i] : v[i];
-      }
-      w[i] -= rate * d;
-    }
+    const SgdSegmentArgs args{w,    g,        v,    s.offset, s.offset + s.size, scale, decay,
+                              rate, momentum, keep, first,    nesterov};
+    if (scale == 1.0f)
+      sgd_segment<false>(args);
+    else
+      sgd_segment<true>(args);
   }
   ++step_count_;
 }

@@ -312,7 +312,7 @@ CONVNET_HD inline bool label_in_top_k(const float* row, int64_t classes, int64_t
 CONVNET_HD inline void sgd_step(int64_t i, float* w, const float* g, float* v, float lr,
                                 float momentum, float keep, float decay, bool first, bool nesterov,
                                 float grad_scale = 1.0f) {
-  float d = g[i] * grad_scale + decay * w[i];
+  float d = grad_scale == 1.0f ? g[i] + decay * w[i] : g[i] * grad_scale + decay * w[i];
   if (v) {
     v[i] = first ? d : momentum * v[i] + keep * d;
     d = nesterov ? d + momentum * v[i] : v[i];
