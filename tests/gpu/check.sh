@@ -11,7 +11,11 @@
 # training (fp32, and fp16 stopped and resumed) and the PyTorch peer on the
 # same GPU. Every step has a time limit; the whole script stays
 # under 8 minutes and ends with a summary. Logs go to $OUT.
+# A rerun after a fix can be short: STEPS=tests,bench,torch,train (default
+# all) picks sections, and GTEST_FILTER (read by the test binary) picks tests.
 set -uo pipefail
+steps=${STEPS:-tests,bench,torch,train}
+want() { [[ ",$steps," == *",$1,"* ]]; }
 here=$(cd "$(dirname "$0")" && pwd)
 bundle=${BUNDLE:-$here}
 run=$bundle/run
@@ -61,16 +65,20 @@ echo "== bundle"
 timeout 60 "$run" convnet version || note "bundled convnet does not start"
 
 echo "== GPU tests"
-if timeout 300 "$run" gpu_tests >"$out/gpu_tests.log" 2>&1; then
+if ! want tests; then :
+elif timeout 300 "$run" gpu_tests >"$out/gpu_tests.log" 2>&1; then
   note "gpu_tests: $(grep -E '^\[  PASSED  \]' "$out/gpu_tests.log") $(grep -cE '^\[  SKIPPED \] [A-Za-z]' "$out/gpu_tests.log") skipped"
 else
   note "gpu_tests: FAILED or timed out (rc $?), see gpu_tests.log"
 fi
-grep -E '^(driver|gpu [0-9])' "$out/gpu_tests.log"
-grep -E '^\[  FAILED  \]|Failure|error:|Expected|Which is|element ' "$out/gpu_tests.log" | head -40
+if want tests; then
+  grep -E '^(driver|gpu [0-9])' "$out/gpu_tests.log"
+  grep -E '^\[  FAILED  \]|Failure|error:|Expected|Which is|element ' "$out/gpu_tests.log" | head -40
+fi
 
 echo "== GPU benchmarks"
 bench() {  # NAME TIMEOUT ARGS...
+  want bench || return 0
   local name=$1 limit; shift
   limit=$(left "$1") || { note "bench $name: skipped (time budget)"; return; }
   shift
@@ -83,8 +91,10 @@ bench() {  # NAME TIMEOUT ARGS...
 # Issue 7's target first: resnet50 bf16 channels-last (the default layout for bf16).
 CONVNET_CUDNN_LOG=1 bench resnet50-b256-bf16 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision bf16
 # Which cuDNN kernels bf16 got (math 0 default, 1 tensor op, 3 FMA).
-grep -c '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | sed 's/^/cudnn problems measured: /'
-grep '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | head -6
+if want bench; then
+  grep -c '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | sed 's/^/cudnn problems measured: /'
+  grep '^cudnn: ' "$out/bench-resnet50-b256-bf16.log" | head -6
+fi
 # What the deterministic-first algorithm rule (exact resume) costs in bf16.
 CONVNET_CUDNN_DETERMINISTIC=0 bench resnet50-b256-bf16-fastest-algos 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision bf16
 bench resnet50-b256-fp16 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision fp16
@@ -95,7 +105,7 @@ bench resnet50-b256-fp32 90 --model resnet50 --batch-size 256 --steps 10 --warmu
 bench resnet50-b256-tf32-nhwc 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
 
 echo "== PyTorch on the same GPU"
-if [[ -n $python ]] && [[ -f $bundle/torch_gpu_bench.py ]]; then
+if want torch && [[ -n $python ]] && [[ -f $bundle/torch_gpu_bench.py ]]; then
   for p in fp32 bf16; do
     r=$(timeout "$(left 120 || echo 1)" "$python" "$bundle/torch_gpu_bench.py" resnet50 256 224 10 $p 2>"$out/torch-$p.log" | tail -1)
     note "torch resnet50 b256 $p: ${r:-FAILED, see torch-$p.log}"
@@ -104,7 +114,7 @@ fi
 
 echo "== GPU training (Fashion-MNIST 10k in the bundle)"
 data=$bundle/data/fashion-10k.h5
-if [[ -f $data ]]; then
+if want train && [[ -f $data ]]; then
   train=(--model resnet20 --train-data "$data" --batch-size 128 --lr 0.1 --schedule cosine
          --epochs 2 --loader-threads 4 --log-every 20 --seed 3)
   if timeout "$(left 150 || echo 1)" "$run" convnet train "${train[@]}" --val-data "$data" --device cuda \
