@@ -76,7 +76,6 @@ class SoftmaxCrossEntropy {
   // by default forward_impl and host counting over the logits.
   virtual void forward_accumulate_impl(const Tensor& logits);
   virtual Metrics take_metrics_impl();
-  Metrics& host_metrics() { return metrics_; }
   const std::vector<int64_t>& labels() const { return labels_; }
   // Validates the logits and labels and keeps the labels.
   void check_labels(const Tensor& logits, const std::vector<int64_t>& labels);

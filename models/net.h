@@ -79,7 +79,6 @@ class Net {
 
   const Shape& shape(ValueId value) const { return values_.at(value).shape; }
   Layout layout(ValueId value) const { return values_.at(value).layout; }
-  DType dtype(ValueId value) const { return values_.at(value).dtype; }
 
   // Allocates activations and gradients and binds parameters (finalizing the
   // store on the first build). Must be called once, before forward.

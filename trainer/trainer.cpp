@@ -371,7 +371,8 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       }
     }
     // The step's one wait for the GPU: its metrics decide whether the
-    // update may be applied (a non-finite loss stops the run first).
+    // update may be applied (a non-finite loss stops the run, or under fp16
+    // skips the step).
     const SoftmaxCrossEntropy::Metrics metrics = loss.take_metrics();
     step_stats[0] = metrics.loss_sum;
     step_stats[1] = static_cast<double>(metrics.top1);
@@ -383,8 +384,8 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       reducer.finish();
       communicator.allreduce(step_stats, 6, ReduceOp::sum);
     }
-    // fp16: an overflow in forward (an activation beyond 65504) is skipped
-    // like one in backward; the loss scaler stops the run if it persists.
+    // fp16: an overflow in forward (an activation beyond 65504) skips the
+    // step instead (below); the loss scaler stops the run if it persists.
     CONVNET_CHECK(step_stats[4] == 0 || scaler.enabled(), "non-finite loss at step ", step + 1,
                   " (epoch ", epoch + 1, ") on ", int64_t(step_stats[4]),
                   " micro-batch(es); stopping before the weights are updated (lower --lr, or "

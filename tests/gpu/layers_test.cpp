@@ -3,6 +3,7 @@
 // Gradients that accumulate start from the same non-zero values on both sides,
 // so "accumulate" is checked, not only "overwrite".
 #include <cstdlib>
+#include <limits>
 
 #include "layers/add.h"
 #include "layers/avg_pool2d.h"
@@ -393,6 +394,17 @@ TEST_F(GpuLayers, SoftmaxCrossEntropyTrainingMetricsMatchCpu) {
   EXPECT_EQ(mg.nonfinite, 1);
   EXPECT_EQ(mc.nonfinite, 1);
   EXPECT_EQ(g->take_metrics().top1, 0);  // reset
+}
+
+// fp16 loss scaling's overflow test over f32 gradients.
+TEST_F(GpuLayers, AllFiniteFindsAnOverflow) {
+  std::vector<float> v(100000, 1.0f);
+  const Tensor ok = upload(Tensor::wrap(v.data(), Shape{100000}));
+  EXPECT_TRUE(all_finite(gpu(), ok));
+  v[77777] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(all_finite(gpu(), upload(Tensor::wrap(v.data(), Shape{100000}))));
+  v[77777] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(all_finite(gpu(), upload(Tensor::wrap(v.data(), Shape{100000}))));
 }
 
 TEST_F(GpuLayers, SgdNesterovWithWeightDecaySegments) {
