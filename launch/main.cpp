@@ -29,7 +29,7 @@ void print_usage() {
 int print_version() {
   std::printf("convnet %s\nbackends: cpu (oneDNN)%s\n", CONVNET_VERSION,
 #ifdef CONVNET_HAVE_CUDA
-              ", cuda (cuDNN, NCCL; --device cuda)"
+              ", cuda (cuDNN, cuBLAS, NCCL; --device cuda)"
 #else
               ""
 #endif

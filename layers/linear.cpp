@@ -18,7 +18,7 @@ std::unique_ptr<Linear> Linear::create(Context& context, std::string name,
                                        const LinearOptions& options, const Shape& input_shape) {
 #ifdef CONVNET_HAVE_CUDA
   if (context.backend() == Backend::cuda)
-    return make_linear_cudnn(context, std::move(name), options, input_shape);
+    return make_linear_cublas(context, std::move(name), options, input_shape);
 #endif
   CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Linear has no ",
                 to_string(context.backend()), " backend in this build");

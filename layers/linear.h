@@ -62,8 +62,8 @@ class Linear {
 std::unique_ptr<Linear> make_linear_onednn(Context& context, std::string name,
                                            const LinearOptions& options, const Shape& input_shape);
 // The GPU backend (builds with CUDA only).
-std::unique_ptr<Linear> make_linear_cudnn(Context& context, std::string name,
-                                          const LinearOptions& options, const Shape& input_shape);
+std::unique_ptr<Linear> make_linear_cublas(Context& context, std::string name,
+                                           const LinearOptions& options, const Shape& input_shape);
 
 namespace ref {
 Array linear_forward(const Array& x, const Array& weight, const Array* bias);

@@ -1,4 +1,4 @@
-// Error checks for CUDA and cuDNN calls (GPU backend only). A failed call
+// Error checks for CUDA, cuDNN and cuBLAS calls (GPU backend only). A failed call
 // throws convnet::Error with the call's text, file:line, the rank and the
 // library's own message, like every other check in convnet:
 //
@@ -6,6 +6,7 @@
 //       == CUDNN_STATUS_SUCCESS: CUDNN_STATUS_BAD_PARAM
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -13,6 +14,8 @@
 
 #define CONVNET_CUDA(expr) CONVNET_CHECK_STATUS(expr, cudaSuccess, cudaGetErrorString)
 #define CONVNET_CUDNN(expr) CONVNET_CHECK_STATUS(expr, CUDNN_STATUS_SUCCESS, cudnnGetErrorString)
+#define CONVNET_CUBLAS(expr) \
+  CONVNET_CHECK_STATUS(expr, CUBLAS_STATUS_SUCCESS, cublasGetStatusString)
 // After a kernel launch: throws naming the kernel when the launch failed
 // (bad configuration, no kernel image for this GPU).
 #define CONVNET_CUDA_LAUNCHED(kernel_name)                                         \

@@ -17,11 +17,17 @@ GpuRuntime::GpuRuntime(int device_index) : device(device_index) {
   CONVNET_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   CONVNET_CUDNN(cudnnCreate(&cudnn));
   CONVNET_CUDNN(cudnnSetStream(cudnn, stream));
+  CONVNET_CUBLAS(cublasCreate(&cublas));
+  CONVNET_CUBLAS(cublasSetStream(cublas, stream));
+  CONVNET_CUDA(cudaMalloc(&cublas_workspace, kCublasWorkspaceBytes));
+  CONVNET_CUBLAS(cublasSetWorkspace(cublas, cublas_workspace, kCublasWorkspaceBytes));
   this_thread_stream = stream;
 }
 
 GpuRuntime::~GpuRuntime() {
   if (this_thread_stream == stream) this_thread_stream = nullptr;
+  if (cublas != nullptr) cublasDestroy(cublas);
+  if (cublas_workspace != nullptr) cudaFree(cublas_workspace);
   if (cudnn != nullptr) cudnnDestroy(cudnn);
   if (stream != nullptr) cudaStreamDestroy(stream);
 }

@@ -1,6 +1,6 @@
 // The GPU backend's per-process runtime (one per Context with Backend::cuda):
 // the device this rank drives, the stream every layer enqueues on, the cuDNN
-// handle bound to that stream, and the device allocator.
+// and cuBLAS handles bound to that stream, and the device allocator.
 //
 // Ordering: layers enqueue work on `stream` and never synchronize the host;
 // host code that reads device memory calls copy_to_host (which waits for the
@@ -8,6 +8,7 @@
 // kernel) surface at the next synchronizing call as convnet::Error.
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -33,6 +34,11 @@ struct GpuRuntime {
   int device = 0;
   cudaStream_t stream = nullptr;
   cudnnHandle_t cudnn = nullptr;
+  // cuBLAS (fully connected layers) with a workspace of its own, allocated
+  // here once, so no GEMM allocates in the steady state.
+  cublasHandle_t cublas = nullptr;
+  void* cublas_workspace = nullptr;
+  static constexpr std::size_t kCublasWorkspaceBytes = std::size_t{32} << 20;
   cudaDeviceProp properties{};
 };
 

@@ -54,7 +54,7 @@ except Exception as e:  # no torch: the system's libraries are used
 PY
   torch_libs=$(grep '^nvidia-lib ' "$out/torch-info.txt" | cut -d' ' -f2 | paste -sd:)
 fi
-for l in libcudnn.so.9 libnccl.so.2 libcudart.so.13 libcudart.so.12 libcuda.so.1; do
+for l in libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libnccl.so.2 libcudart.so.13 libcudart.so.12 libcuda.so.1; do
   found=$( (ldconfig -p 2>/dev/null | grep -m1 " $l " | sed 's/.*=> //'); \
            for d in ${torch_libs//:/ }; do ls "$d/$l" 2>/dev/null; done | head -1)
   echo "$l: ${found:-not found}"

@@ -203,6 +203,16 @@ TEST_P(MixedPrecision, PoolingReluAddGlobalPoolGateAndLinear) {
   cl->forward(lx, w, b, ly);
   gl->forward(up(lx), upload(w), upload(b), gly);
   EXPECT_TRUE(near(gly, ly)) << "linear";
+  // Backward: dx accumulates in the mixed type, dW and db (f32) accumulate.
+  const Tensor ldy = rounded(random(cl->output_shape()));
+  Tensor cdx = rounded(random(lin)), cdw = random(cl->weight_shape()),
+         cdb = random(cl->bias_shape());
+  Tensor gdx_l = up(cdx), gdw = upload(cdw), gdb = upload(cdb);  // copies, before the CPU adds
+  cl->backward(lx, w, ldy, cdx, GradMode::accumulate, cdw, cdb);
+  gl->backward(up(lx), upload(w), up(ldy), gdx_l, GradMode::accumulate, gdw, gdb);
+  EXPECT_TRUE(near(gdx_l, cdx)) << "linear input gradient";
+  EXPECT_TRUE(close(gdw, cdw, rtol(), 1e-3)) << "linear weight gradient";
+  EXPECT_TRUE(close(gdb, cdb, rtol(), 1e-3)) << "linear bias gradient";
 }
 
 // The net converts at its boundaries: f32 input and logits, activations in

@@ -85,8 +85,11 @@ class GpuTraining : public GpuTest {
     EXPECT_TRUE(close(packed.flat_params(), c.store.flat_params(), 1e-3)) << model << " weights";
     EXPECT_TRUE(close(packed.flat_buffers(), c.store.flat_buffers(), 1e-3))
         << model << " BN statistics";
-    for (const ParamEntry& e : g.store.entries())
-      if (e.kind != EntryKind::counter) EXPECT_EQ(e.offset % 64, 0) << e.name;
+    for (const ParamEntry& e : g.store.entries()) {
+      if (e.kind != EntryKind::counter) {
+        EXPECT_EQ(e.offset % 64, 0) << e.name;
+      }
+    }
   }
 };
 
