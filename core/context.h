@@ -49,6 +49,7 @@ enum class Scratch {
   workspace,    // a library's workspace for one call (cuDNN's convolution algorithms)
   gpu_mask,     // a masked copy of an output gradient (GPU fused BN+ReLU backward)
   discarded,    // an output a library call must write but the caller does not want
+  reserve,      // a library's reserve space that no later call reads (cuDNN's fused BN+ReLU)
   count
 };
 

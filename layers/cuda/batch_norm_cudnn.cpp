@@ -1,11 +1,18 @@
 // BatchNorm2d on the GPU. Training forward and backward are cuDNN's spatial
 // batch normalization (running variance updated with the unbiased batch
 // variance, as PyTorch); inference, recompute and the fixed-statistics
-// backward are kernels over the statistics saved by the last forward. The
-// fused ReLU runs in place after the normalization; its backward masks dy by
-// recomputing the sign of the BN output from x, the saved statistics and the
-// shift (bias) given to the last forward, so no mask is stored: the bias must
-// not change between a forward and its backward (the update comes after).
+// backward are kernels over the statistics saved by the last forward.
+//
+// Fused BN+ReLU (options.fuse_relu): in NHWC training the forward is cuDNN's
+// fused one (cudnnBatchNormalizationForwardTrainingEx, persistent spatial
+// mode, BN_ACTIVATION) where cuDNN offers it for the type; elsewhere, or
+// where cuDNN refuses it (said once), the ReLU runs in place after the
+// normalization. Its backward masks dy by recomputing the sign of the BN
+// output from x, the saved statistics and the shift (bias) given to the last
+// forward, so no mask is stored: the bias must not change between a forward
+// and its backward (the update comes after); the backward itself is cuDNN's
+// spatial one either way (the saved statistics are the same). CONVNET_CUDNN_BN=unfused keeps
+// the ReLU separate (to measure what fusing gains).
 //
 // Training with own kernels instead of cuDNN (batch statistics, backward
 // through them; one block per channel): where cuDNN rejects the activation
@@ -39,6 +46,13 @@ class BatchNormCudnn final : public BatchNorm2d {
     saved_inv_std_ = Tensor::empty(Shape{options.channels}, context.allocator());
     const char* use_cudnn = std::getenv("CONVNET_CUDNN_BN");
     own_kernels_ = use_cudnn != nullptr && std::strcmp(use_cudnn, "off") == 0;
+    const bool unfused = use_cudnn != nullptr && std::strcmp(use_cudnn, "unfused") == 0;
+    try_fused_ = options.fuse_relu && channels_last() && !unfused;
+    if (try_fused_) {
+      CONVNET_CUDNN(cudnnSetActivationDescriptor(relu_.get(), CUDNN_ACTIVATION_RELU,
+                                                 CUDNN_NOT_PROPAGATE_NAN, 0.0));
+      try_fused_ = query_fused_sizes();
+    }
   }
 
  private:
@@ -47,6 +61,59 @@ class BatchNormCudnn final : public BatchNorm2d {
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
   bool channels_last() const { return options().layout == Layout::nhwc; }
   cudaStream_t stream() const { return context_.gpu().stream; }
+
+  // The fused forward's workspace and reserve sizes; false (with the
+  // reason, once) where cuDNN has no fused BN+ReLU for this tensor.
+  bool query_fused_sizes() {
+    cudnnHandle_t h = context_.gpu().cudnn;
+    cudnnStatus_t status = cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(
+        h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, x_.get(), nullptr,
+        x_.get(), param_.get(), relu_.get(), &fused_workspace_bytes_);
+    if (status == CUDNN_STATUS_SUCCESS)
+      status = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
+          h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, relu_.get(),
+          x_.get(), &fused_reserve_bytes_);
+    return fused_accepted(status);
+  }
+
+  // True on success; false for cuDNN's "not for this type or shape" (said
+  // once per type); throws on any other error.
+  bool fused_accepted(cudnnStatus_t status) const {
+    if (status == CUDNN_STATUS_SUCCESS) return true;
+    if (status != CUDNN_STATUS_NOT_SUPPORTED && status != CUDNN_STATUS_BAD_PARAM)
+      CONVNET_CUDNN(status);
+    static bool said[3] = {false, false, false};  // per DType
+    bool& once = said[static_cast<int>(dtype_)];
+    if (!once)
+      std::fprintf(stderr,
+                   "convnet: cuDNN has no fused BN+ReLU for %s NHWC %s (%s, first at layer %s); "
+                   "the ReLU runs as its own pass\n",
+                   to_string(dtype_).c_str(), to_string(input_shape()).c_str(),
+                   cudnnGetErrorString(status), name().c_str());
+    once = true;
+    return false;
+  }
+
+  // cuDNN's fused training forward y = max(BN(x), 0) with the batch
+  // statistics; false where cuDNN refuses it (nothing was computed).
+  bool fused_training_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              const Tensor& running_mean, const Tensor& running_var,
+                              const Tensor& y) {
+    const float one = 1.0f, zero = 0.0f;
+    void* workspace = fused_workspace_bytes_ == 0
+                          ? nullptr
+                          : context_.scratch(Scratch::workspace, fused_workspace_bytes_);
+    void* reserve = fused_reserve_bytes_ == 0
+                        ? nullptr
+                        : context_.scratch(Scratch::reserve, fused_reserve_bytes_);
+    return fused_accepted(cudnnBatchNormalizationForwardTrainingEx(
+        context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN_ACTIVATION,
+        &one, &zero, x_.get(), cuda::act(x), nullptr, nullptr, x_.get(), cuda::act(y), param_.get(),
+        cuda::device_ptr(weight), cuda::device_ptr(bias), options().momentum,
+        cuda::device_ptr(running_mean), cuda::device_ptr(running_var), options().eps,
+        saved_mean_.data<float>(), saved_inv_std_.data<float>(), relu_.get(), workspace,
+        fused_workspace_bytes_, reserve, fused_reserve_bytes_));
+  }
 
   void apply(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
     cuda::require_dtype(name(), dtype_, {&x, &y});
@@ -71,6 +138,10 @@ class BatchNormCudnn final : public BatchNorm2d {
     }
     cuda::require_dtype(name(), dtype_, {&x, &y});
     bias_for_mask_ = cuda::device_ptr(bias);
+    if (!own_kernels_ && try_fused_) {
+      if (fused_training_forward(x, weight, bias, running_mean, running_var, y)) return;
+      try_fused_ = false;
+    }
     if (!own_kernels_) {
       const float one = 1.0f, zero = 0.0f;
       const cudnnStatus_t status = cudnnBatchNormalizationForwardTraining(
@@ -154,6 +225,9 @@ class BatchNormCudnn final : public BatchNorm2d {
   Context& context_;
   DType dtype_;  // of x, y, dx, dy
   cuda::TensorDescriptor x_, param_;
+  cuda::ActivationDescriptor relu_;
+  bool try_fused_ = false;  // cuDNN's fused BN+ReLU training forward (NHWC)
+  std::size_t fused_workspace_bytes_ = 0, fused_reserve_bytes_ = 0;
   Tensor saved_mean_, saved_inv_std_;     // (C) of the last forward
   const float* bias_for_mask_ = nullptr;  // the last forward's bias (fused ReLU backward)
   bool own_kernels_ = false;              // training statistics by kernels.h, not cuDNN

@@ -103,6 +103,8 @@ bench densenet-bc100-b64-efficient-bf16 90 --model densenet_bc_100_k12 --batch-s
 bench densenet-bc100-b64-naive 60 --model densenet_bc_100_k12 --batch-size 64 --steps 10 --warmup 2 --memory-efficient off
 bench resnet50-b256-fp32 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3
 bench resnet50-b256-tf32-nhwc 90 --model resnet50 --batch-size 256 --steps 10 --warmup 3 --precision tf32 --layout nhwc
+# What cuDNN refused (fused BN+ReLU, batch norm for a type), once per kind.
+want bench && grep -h '^convnet: cuDNN' "$out"/bench-*.log 2>/dev/null | sort -u | head -6
 
 echo "== PyTorch on the same GPU"
 if want torch && [[ -n $python ]] && [[ -f $bundle/torch_gpu_bench.py ]]; then

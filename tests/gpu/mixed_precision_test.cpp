@@ -149,6 +149,14 @@ TEST_P(MixedPrecision, BatchNormOwnKernels) {
   unsetenv("CONVNET_CUDNN_BN");
 }
 
+// NHWC training with the ReLU as its own pass (where cuDNN has no fused
+// BN+ReLU for the type; the default tries cuDNN's fused forward first).
+TEST_P(MixedPrecision, BatchNormUnfusedRelu) {
+  ASSERT_EQ(setenv("CONVNET_CUDNN_BN", "unfused", 1), 0);
+  check_batch_norm();
+  unsetenv("CONVNET_CUDNN_BN");
+}
+
 TEST_P(MixedPrecision, PoolingReluAddGlobalPoolGateAndLinear) {
   const Shape in{2, 8, 11, 10}, nc{2, 8};
   const Tensor x = rounded(random(in)), x2 = rounded(random(in));
