@@ -3,9 +3,10 @@
 // variance, as PyTorch); inference, recompute and the fixed-statistics
 // backward are kernels over the statistics saved by the last forward.
 //
-// Fused BN+ReLU (options.fuse_relu): in NHWC training the forward is cuDNN's
-// fused one (cudnnBatchNormalizationForwardTrainingEx, persistent spatial
-// mode, BN_ACTIVATION) where cuDNN offers it for the type; elsewhere, or
+// Fused BN+ReLU (options.fuse_relu): in NHWC fp16 training the forward is
+// cuDNN's fused one (cudnnBatchNormalizationForwardTrainingEx, persistent
+// spatial mode, BN_ACTIVATION, with a workspace: cuDNN's only fused path);
+// for other types, or
 // where cuDNN refuses it (said once), the ReLU runs in place after the
 // normalization. Its backward masks dy by recomputing the sign of the BN
 // output from x, the saved statistics and the shift (bias) given to the last
@@ -47,12 +48,25 @@ class BatchNormCudnn final : public BatchNorm2d {
     const char* use_cudnn = std::getenv("CONVNET_CUDNN_BN");
     own_kernels_ = use_cudnn != nullptr && std::strcmp(use_cudnn, "off") == 0;
     const bool unfused = use_cudnn != nullptr && std::strcmp(use_cudnn, "unfused") == 0;
-    try_fused_ = options.fuse_relu && channels_last() && !unfused;
+    // cuDNN fuses the activation only on its NHWC fp16 path with a
+    // workspace (C a multiple of 4); elsewhere the Ex call would quietly run
+    // the plain normalization, so the fused call is not even tried there.
+    try_fused_ = options.fuse_relu && channels_last() && dtype_ == DType::f16 &&
+                 options.channels % 4 == 0 && !unfused && !own_kernels_;
     if (try_fused_) {
       CONVNET_CUDNN(cudnnSetActivationDescriptor(relu_.get(), CUDNN_ACTIVATION_RELU,
                                                  CUDNN_NOT_PROPAGATE_NAN, 0.0));
       try_fused_ = query_fused_sizes();
     }
+    // Scratch reaches its size now, not inside a step: growing it there
+    // would cudaFree while NCCL may be launching (a possible deadlock).
+    if (try_fused_) {
+      context.scratch(Scratch::workspace, fused_workspace_bytes_);
+      context.scratch(Scratch::reserve, fused_reserve_bytes_);
+    }
+    if (options.fuse_relu)
+      context.scratch(Scratch::gpu_mask,
+                      static_cast<std::size_t>(input_shape.numel()) * dtype_size(dtype_));
   }
 
  private:
@@ -73,6 +87,8 @@ class BatchNormCudnn final : public BatchNorm2d {
       status = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
           h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, relu_.get(),
           x_.get(), &fused_reserve_bytes_);
+    if (status == CUDNN_STATUS_SUCCESS && fused_workspace_bytes_ == 0)
+      status = CUDNN_STATUS_NOT_SUPPORTED;  // no workspace: no fused kernel
     return fused_accepted(status);
   }
 
@@ -80,8 +96,7 @@ class BatchNormCudnn final : public BatchNorm2d {
   // once per type); throws on any other error.
   bool fused_accepted(cudnnStatus_t status) const {
     if (status == CUDNN_STATUS_SUCCESS) return true;
-    if (status != CUDNN_STATUS_NOT_SUPPORTED && status != CUDNN_STATUS_BAD_PARAM)
-      CONVNET_CUDNN(status);
+    if (!cuda::refused(status)) CONVNET_CUDNN(status);
     static bool said[3] = {false, false, false};  // per DType
     bool& once = said[static_cast<int>(dtype_)];
     if (!once)
@@ -100,9 +115,7 @@ class BatchNormCudnn final : public BatchNorm2d {
                               const Tensor& running_mean, const Tensor& running_var,
                               const Tensor& y) {
     const float one = 1.0f, zero = 0.0f;
-    void* workspace = fused_workspace_bytes_ == 0
-                          ? nullptr
-                          : context_.scratch(Scratch::workspace, fused_workspace_bytes_);
+    void* workspace = context_.scratch(Scratch::workspace, fused_workspace_bytes_);
     void* reserve = fused_reserve_bytes_ == 0
                         ? nullptr
                         : context_.scratch(Scratch::reserve, fused_reserve_bytes_);
@@ -149,8 +162,7 @@ class BatchNormCudnn final : public BatchNorm2d {
           x_.get(), cuda::act(y), param_.get(), cuda::device_ptr(weight), cuda::device_ptr(bias),
           options().momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var),
           options().eps, saved_mean_.data<float>(), saved_inv_std_.data<float>());
-      if (status != CUDNN_STATUS_SUCCESS && dtype_ != DType::f32 &&
-          (status == CUDNN_STATUS_NOT_SUPPORTED || status == CUDNN_STATUS_BAD_PARAM)) {
+      if (status != CUDNN_STATUS_SUCCESS && dtype_ != DType::f32 && cuda::refused(status)) {
         static bool said = false;
         if (!said)
           std::fprintf(stderr,

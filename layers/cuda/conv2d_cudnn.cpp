@@ -11,6 +11,7 @@
 // converts it into the weights scratch (in KRSC order for NHWC), and the
 // weight gradient is computed into scratch in the activation type and added
 // to the f32 gradient, as PyTorch's autocast does per op.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -31,6 +32,9 @@ struct ConvAlgorithms {
   cudnnConvolutionBwdFilterAlgo_t backward_filter{};
   std::size_t forward_bytes = 0, backward_data_bytes = 0, backward_filter_bytes = 0;
   cudnnMathType_t forward_math{}, backward_data_math{}, backward_filter_math{};
+  // False when cuDNN offers none: an error only if an input gradient is
+  // asked for (a stem convolution's never is).
+  bool has_backward_data = false;
 };
 
 // The fastest result that fits the workspace limit, deterministic ones first
@@ -48,24 +52,29 @@ bool prefer_deterministic() {
   return prefer;
 }
 
+// Null when cuDNN offers no usable algorithm.
 template <typename Perf>
-const Perf& pick(const std::vector<Perf>& results, int count, bool tensor_ops,
-                 const std::string& layer, const char* what) {
+const Perf* pick(const std::vector<Perf>& results, int count, bool tensor_ops) {
   for (bool deterministic_only : {prefer_deterministic(), false})
     for (int i = 0; i < count; ++i)
       if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].memory <= kMaxWorkspace &&
           results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
           (tensor_ops || results[i].mathType == CUDNN_FMA_MATH) &&
           (!deterministic_only || results[i].determinism == CUDNN_DETERMINISTIC))
-        return results[i];
+        return &results[i];
   for (int i = 0; i < count; ++i)
     if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType != CUDNN_TENSOR_OP_MATH &&
         results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
         results[i].memory <= kMaxWorkspace)
-      return results[i];
-  CONVNET_CHECK(false, "layer ", layer, ": cuDNN offers no ", what,
+      return &results[i];
+  return nullptr;
+}
+
+template <typename Perf>
+const Perf& require(const Perf* found, const std::string& layer, const char* what) {
+  CONVNET_CHECK(found != nullptr, "layer ", layer, ": cuDNN offers no ", what,
                 " algorithm within a workspace of ", kMaxWorkspace, " bytes");
-  return results[0];
+  return *found;
 }
 
 class Conv2dCudnn final : public Conv2d {
@@ -99,6 +108,15 @@ class Conv2dCudnn final : public Conv2d {
     CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_.get(),
                                               tensor_ops_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
     algorithms_ = find_algorithms();
+    // Scratch reaches its size now, not inside a step: growing it there
+    // would cudaFree while NCCL may be launching (a possible deadlock).
+    context.scratch(Scratch::workspace,
+                    std::max({algorithms_.forward_bytes, algorithms_.backward_data_bytes,
+                              algorithms_.backward_filter_bytes}));
+    if (filter_copy_) {
+      filter_view(Scratch::weights);
+      filter_view(Scratch::weight_gradient);
+    }
   }
 
  private:
@@ -123,31 +141,55 @@ class Conv2dCudnn final : public Conv2d {
     cudnnHandle_t h = context_.gpu().cudnn;
     ConvAlgorithms a;
     int count = 0;
+    // Each search runs under the search math (any, or FMA only); the chosen
+    // algorithm's workspace is then asked for under its own math type, and
+    // the larger of that and the measured size is kept.
+    const auto search_math = [&] {
+      CONVNET_CUDNN(cudnnSetConvolutionMathType(conv_.get(),
+                                                tensor_ops_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    };
     std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
     CONVNET_CUDNN(cudnnFindConvolutionForwardAlgorithm(h, x_.get(), w_.get(), conv_.get(), y_.get(),
                                                        static_cast<int>(fwd.size()), &count,
                                                        fwd.data()));
-    const auto& f = pick(fwd, count, tensor_ops_, name(), "forward");
+    const auto& f = require(pick(fwd, count, tensor_ops_), name(), "forward");
     a.forward = f.algo;
     a.forward_math = f.mathType;
-    a.forward_bytes = f.memory;
+    use_math(a.forward_math);
+    CONVNET_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(h, x_.get(), w_.get(), conv_.get(),
+                                                          y_.get(), a.forward, &a.forward_bytes));
+    a.forward_bytes = std::max(a.forward_bytes, f.memory);
+
+    search_math();
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-    CONVNET_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(h, w_.get(), y_.get(), conv_.get(),
-                                                            x_.get(), static_cast<int>(data.size()),
-                                                            &count, data.data()));
-    const auto& d = pick(data, count, tensor_ops_, name(), "backward-data");
-    a.backward_data = d.algo;
-    a.backward_data_math = d.mathType;
-    a.backward_data_bytes = d.memory;
+    const cudnnStatus_t data_status = cudnnFindConvolutionBackwardDataAlgorithm(
+        h, w_.get(), y_.get(), conv_.get(), x_.get(), static_cast<int>(data.size()), &count,
+        data.data());
+    if (!cuda::refused(data_status)) CONVNET_CUDNN(data_status);
+    const auto* d = data_status == CUDNN_STATUS_SUCCESS ? pick(data, count, tensor_ops_) : nullptr;
+    if (d != nullptr) {
+      a.has_backward_data = true;
+      a.backward_data = d->algo;
+      a.backward_data_math = d->mathType;
+      use_math(a.backward_data_math);
+      CONVNET_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(
+          h, w_.get(), y_.get(), conv_.get(), x_.get(), a.backward_data, &a.backward_data_bytes));
+      a.backward_data_bytes = std::max(a.backward_data_bytes, d->memory);
+    }
+
+    search_math();
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter(
         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
     CONVNET_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(
         h, x_.get(), y_.get(), conv_.get(), w_.get(), static_cast<int>(filter.size()), &count,
         filter.data()));
-    const auto& g = pick(filter, count, tensor_ops_, name(), "backward-filter");
+    const auto& g = require(pick(filter, count, tensor_ops_), name(), "backward-filter");
     a.backward_filter = g.algo;
     a.backward_filter_math = g.mathType;
-    a.backward_filter_bytes = g.memory;
+    use_math(a.backward_filter_math);
+    CONVNET_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        h, x_.get(), y_.get(), conv_.get(), w_.get(), a.backward_filter, &a.backward_filter_bytes));
+    a.backward_filter_bytes = std::max(a.backward_filter_bytes, g.memory);
     cache.emplace(key, a);
     // CONVNET_CUDNN_LOG=1: one line per measured problem (tests/gpu/check.sh
     // uses it to show which kernels a model gets).
@@ -157,9 +199,10 @@ class Conv2dCudnn final : public Conv2d {
                    "%zu B, backward-filter algo %d math %d %zu B\n",
                    name().c_str(), key.c_str(), static_cast<int>(a.forward),
                    static_cast<int>(a.forward_math), a.forward_bytes,
-                   static_cast<int>(a.backward_data), static_cast<int>(a.backward_data_math),
-                   a.backward_data_bytes, static_cast<int>(a.backward_filter),
-                   static_cast<int>(a.backward_filter_math), a.backward_filter_bytes);
+                   a.has_backward_data ? static_cast<int>(a.backward_data) : -1,
+                   static_cast<int>(a.backward_data_math), a.backward_data_bytes,
+                   static_cast<int>(a.backward_filter), static_cast<int>(a.backward_filter_math),
+                   a.backward_filter_bytes);
     return a;
   }
 
@@ -221,6 +264,10 @@ class Conv2dCudnn final : public Conv2d {
     const float one = 1.0f, zero = 0.0f;
     cuda::require_dtype(name(), dtype_, {&x, &dy, &dx});
     if (dx.defined()) {
+      CONVNET_CHECK(algorithms_.has_backward_data, "layer ", name(),
+                    ": cuDNN offers no backward-data algorithm for this convolution within a "
+                    "workspace of ",
+                    kMaxWorkspace, " bytes");
       const void* w = filter(weight);
       const std::size_t bytes = algorithms_.backward_data_bytes;
       use_math(algorithms_.backward_data_math);

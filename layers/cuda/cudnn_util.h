@@ -21,6 +21,14 @@ namespace convnet::cuda {
 // cuDNN's name for an element type.
 cudnnDataType_t cudnn_type(DType dtype);
 
+// True when cuDNN refused a call as "not supported" or "bad parameter" for
+// this type or shape (cuDNN 9's detailed codes, e.g. NOT_SUPPORTED_DATA_TYPE
+// 3003, included): the caller may take another path. Other codes are errors.
+inline bool refused(cudnnStatus_t status) {
+  return CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED ||
+         CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_BAD_PARAM;
+}
+
 // An owned cudnnTensorDescriptor_t for a 4-D tensor (f32 unless given).
 class TensorDescriptor {
  public:

@@ -39,6 +39,10 @@ class LinearCublas final : public Linear {
                      ? CUBLAS_COMPUTE_32F_FAST_TF32
                      : CUBLAS_COMPUTE_32F) {
     cublas_type(dtype_);  // a clear error for a type cuBLAS lacks
+    // The converted weight's scratch reaches its size now, not inside a step.
+    if (dtype_ != DType::f32)
+      context.scratch(Scratch::weights,
+                      static_cast<std::size_t>(weight_shape().numel()) * dtype_size(dtype_));
   }
 
  private:

@@ -1,7 +1,7 @@
 #!/bin/bash
 # launch/gpu-bundle.sh makes a bundle packed under 60 MiB whose convnet runs in
 # an empty environment and loads every library from the bundle (its own glibc
-# loader included), none from this machine except cuDNN and NCCL, which the
+# loader included), none from this machine except cuDNN, cuBLAS and NCCL, which the
 # GPU machine provides (CONVNET_EXTRA_LIBS or its library cache).
 # usage: bundle_check.sh SOURCE_DIR BUILD_DIR WORKDIR
 set -euo pipefail
@@ -16,7 +16,7 @@ env -i PATH=/usr/bin:/bin "$bundle/run" convnet version
 outside=$(env -i PATH=/usr/bin:/bin LD_DEBUG=libs "$bundle/lib/ld-linux-x86-64.so.2" \
   --library-path "$bundle/lib" "$bundle/bin/convnet" version 2>&1 |
   grep 'calling init: /' | grep -v "calling init: $bundle/lib/" |
-  grep -Ev '/lib(cudnn|nccl)[^/]*$' || true)
+  grep -Ev '/lib(cudnn|nccl|cublas|cublasLt)[^/.]*\.so[^/]*$' || true)
 [[ -z $outside ]] || { echo "libraries loaded from outside the bundle:"; echo "$outside"; exit 1; }
 env -i PATH=/usr/bin:/bin "$bundle/run" convnet bench --model resnet20 --batch-size 2 --steps 1 \
   --threads 1 | grep -q '"img_per_s"'

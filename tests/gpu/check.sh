@@ -24,7 +24,7 @@ summary=()
 note() { summary+=("$*"); echo "check: $*"; }
 # The whole script stays under 8 minutes: each step gets at most what is
 # left of 460 s, and steps that would start with under 20 s left are skipped.
-deadline=460
+deadline=${CHECK_BUDGET_S:-460}  # seconds for all steps together
 left() {  # LIMIT: prints min(LIMIT, seconds left), or fails when under 20 s are left
   local rest=$((deadline - SECONDS))
   ((rest >= 20)) || return 1
@@ -66,7 +66,7 @@ timeout 60 "$run" convnet version || note "bundled convnet does not start"
 
 echo "== GPU tests"
 if ! want tests; then :
-elif timeout 300 "$run" gpu_tests >"$out/gpu_tests.log" 2>&1; then
+elif timeout "$(left 300)" "$run" gpu_tests >"$out/gpu_tests.log" 2>&1; then
   note "gpu_tests: $(grep -E '^\[  PASSED  \]' "$out/gpu_tests.log") $(grep -cE '^\[  SKIPPED \] [A-Za-z]' "$out/gpu_tests.log") skipped"
 else
   note "gpu_tests: FAILED or timed out (rc $?), see gpu_tests.log"
@@ -109,38 +109,53 @@ want bench && grep -h '^convnet: cuDNN' "$out"/bench-*.log 2>/dev/null | sort -u
 echo "== PyTorch on the same GPU"
 if want torch && [[ -n $python ]] && [[ -f $bundle/torch_gpu_bench.py ]]; then
   for p in fp32 bf16; do
-    r=$(timeout "$(left 120 || echo 1)" "$python" "$bundle/torch_gpu_bench.py" resnet50 256 224 10 $p 2>"$out/torch-$p.log" | tail -1)
+    limit=$(left 120) || { note "torch resnet50 b256 $p: skipped (time budget)"; continue; }
+    r=$(timeout "$limit" "$python" "$bundle/torch_gpu_bench.py" resnet50 256 224 10 $p 2>"$out/torch-$p.log" | tail -1)
     note "torch resnet50 b256 $p: ${r:-FAILED, see torch-$p.log}"
   done
 fi
 
 echo "== GPU training (Fashion-MNIST 10k in the bundle)"
 data=$bundle/data/fashion-10k.h5
+# budget NAME LIMIT: sets $limit to the step's time limit, or notes the skip and fails.
+budget() {
+  local l
+  l=$(left "$2") || { note "$1: skipped (time budget)"; return 1; }
+  limit=$l
+}
 if want train && [[ -f $data ]]; then
   train=(--model resnet20 --train-data "$data" --batch-size 128 --lr 0.1 --schedule cosine
          --epochs 2 --loader-threads 4 --log-every 20 --seed 3)
-  if timeout "$(left 150 || echo 1)" "$run" convnet train "${train[@]}" --val-data "$data" --device cuda \
-      --run-dir "$out/gpu-train" >"$out/gpu-train.log" 2>&1; then
+  rc=skipped
+  if budget "train cuda" 150; then
+    timeout "$limit" "$run" convnet train "${train[@]}" --val-data "$data" --device cuda \
+      --run-dir "$out/gpu-train" >"$out/gpu-train.log" 2>&1
+    rc=$?
+  fi
+  if [[ $rc == 0 ]]; then
     note "train cuda: $(grep 'validation' "$out/gpu-train.log" | tail -1)"
     note "train cuda speed: $(grep -o '[0-9.]* img/s' "$out/gpu-train.log" | tail -1)"
     # The same weights evaluated on the GPU and on the CPU must agree.
     for d in cuda cpu; do
-      timeout "$(left 90 || echo 1)" "$run" convnet eval --checkpoint "$out/gpu-train/model.h5" --data "$data" \
+      budget "eval $d" 90 || continue
+      timeout "$limit" "$run" convnet eval --checkpoint "$out/gpu-train/model.h5" --data "$data" \
         --device $d --batch-size 250 >"$out/eval-$d.json" 2>&1
       note "eval $d: $(tail -1 "$out/eval-$d.json")"
     done
     top1() { grep -o '"top1": [0-9.e-]*' "$1" | cut -d' ' -f2; }
     note "eval top1 cuda - cpu: $(awk -v a="$(top1 "$out/eval-cuda.json")" \
       -v b="$(top1 "$out/eval-cpu.json")" 'BEGIN {print (a == "" || b == "") ? "missing" : a - b}')"
-  else
-    note "train cuda: FAILED (rc $?): $(tail -3 "$out/gpu-train.log" | tr '\n' ' ')"
+  elif [[ $rc != skipped ]]; then
+    note "train cuda: FAILED (rc $rc): $(tail -3 "$out/gpu-train.log" | tr '\n' ' ')"
   fi
   # Stop after 30 steps and resume to 60 on the GPU in fp16 (channels-last,
   # NHWC batches from the loader; the loss scale is in the checkpoint).
   nhwc=(--device cuda --precision fp16)
-  timeout "$(left 90 || echo 1)" "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 30 \
-    --run-dir "$out/gpu-resume" >"$out/gpu-resume-1.log" 2>&1
-  if timeout "$(left 90 || echo 1)" "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 60 --resume auto \
+  budget "train cuda fp16 (first 30 steps)" 90 &&
+    timeout "$limit" "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 30 \
+      --run-dir "$out/gpu-resume" >"$out/gpu-resume-1.log" 2>&1
+  if ! budget "resume cuda fp16" 90; then :
+  elif timeout "$limit" "$run" convnet train "${train[@]}" "${nhwc[@]}" --max-steps 60 --resume auto \
       --run-dir "$out/gpu-resume" >"$out/gpu-resume-2.log" 2>&1; then
     note "resume cuda fp16: $(grep -o 'resuming from .*' "$out/gpu-resume-2.log" | head -1)"
     note "fp16 skipped steps: $(grep -c 'step skipped' "$out/gpu-resume-1.log" "$out/gpu-resume-2.log" | tr '\n' ' ')"
