@@ -1,24 +1,32 @@
-// BatchNorm2d on the GPU. Training forward and backward are cuDNN's spatial
-// batch normalization (running variance updated with the unbiased batch
-// variance, as PyTorch); inference, recompute and the fixed-statistics
-// backward are kernels over the statistics saved by the last forward.
+// BatchNorm2d on the GPU. Training forward and backward are cuDNN's batch
+// normalization over the batch statistics (running variance updated with the
+// unbiased batch variance, as PyTorch); inference, recompute and the
+// fixed-statistics backward are kernels over the statistics saved by the
+// last forward.
 //
-// Fused BN+ReLU (options.fuse_relu): in NHWC fp16 training the forward is
-// cuDNN's fused one (cudnnBatchNormalizationForwardTrainingEx, persistent
-// spatial mode, BN_ACTIVATION, with a workspace: cuDNN's only fused path);
-// for other types, or
-// where cuDNN refuses it (said once), the ReLU runs in place after the
-// normalization. Its backward masks dy by recomputing the sign of the BN
-// output from x, the saved statistics and the shift (bias) given to the last
+// The training path, chosen when the layer is built and stepped down (said
+// once per kind and type) where cuDNN refuses it:
+//   persistent_fused  NHWC fp16 with the fused ReLU: cuDNN's fused forward
+//                     (cudnnBatchNormalizationForwardTrainingEx, persistent
+//                     spatial mode, BN_ACTIVATION, with a workspace: cuDNN's
+//                     only fused path; elsewhere the Ex call would quietly
+//                     skip the activation, so it is not tried there);
+//   persistent        other NHWC: the Ex calls in persistent spatial mode
+//                     with a workspace and a per-layer reserve, as PyTorch
+//                     does for channels-last (the fast NHWC kernels);
+//   spatial           NCHW: the classic calls in spatial mode;
+//   own_kernels       convnet's kernels (batch statistics, backward through
+//                     them; one block per channel): where cuDNN rejects the
+//                     activation type.
+// CONVNET_CUDNN_BN=unfused | spatial | off starts at persistent (no fusing),
+// spatial or own_kernels, to measure or compare them on a GPU.
+//
+// A fused ReLU's backward masks dy by recomputing the sign of the BN output
+// from x, the saved statistics and the shift (bias) given to the last
 // forward, so no mask is stored: the bias must not change between a forward
-// and its backward (the update comes after); the backward itself is cuDNN's
-// spatial one either way (the saved statistics are the same). CONVNET_CUDNN_BN=unfused keeps
-// the ReLU separate (to measure what fusing gains).
-//
-// Training with own kernels instead of cuDNN (batch statistics, backward
-// through them; one block per channel): where cuDNN rejects the activation
-// type (bf16 on a cuDNN without it), said once on stderr, or everywhere with
-// CONVNET_CUDNN_BN=off (to compare the two on a GPU).
+// and its backward (the update comes after). That backward is then the
+// spatial one (the saved statistics are the same in every mode).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +36,22 @@
 
 namespace convnet {
 namespace {
+
+enum class BnPath { persistent_fused, persistent, spatial, own_kernels };
+
+const char* describe(BnPath path) {
+  switch (path) {
+    case BnPath::persistent_fused:
+      return "fused BN+ReLU (persistent NHWC)";
+    case BnPath::persistent:
+      return "persistent NHWC batch normalization";
+    case BnPath::spatial:
+      return "spatial batch normalization";
+    case BnPath::own_kernels:
+      return "convnet's own batch-norm kernels";
+  }
+  return "?";
+}
 
 class BatchNormCudnn final : public BatchNorm2d {
  public:
@@ -45,25 +69,23 @@ class BatchNormCudnn final : public BatchNorm2d {
     param_.set(Shape{options.channels});
     saved_mean_ = Tensor::empty(Shape{options.channels}, context.allocator());
     saved_inv_std_ = Tensor::empty(Shape{options.channels}, context.allocator());
-    const char* use_cudnn = std::getenv("CONVNET_CUDNN_BN");
-    own_kernels_ = use_cudnn != nullptr && std::strcmp(use_cudnn, "off") == 0;
-    const bool unfused = use_cudnn != nullptr && std::strcmp(use_cudnn, "unfused") == 0;
-    // cuDNN fuses the activation only on its NHWC fp16 path with a
-    // workspace (C a multiple of 4); elsewhere the Ex call would quietly run
-    // the plain normalization, so the fused call is not even tried there.
-    try_fused_ = options.fuse_relu && channels_last() && dtype_ == DType::f16 &&
-                 options.channels % 4 == 0 && !unfused && !own_kernels_;
-    if (try_fused_) {
-      CONVNET_CUDNN(cudnnSetActivationDescriptor(relu_.get(), CUDNN_ACTIVATION_RELU,
-                                                 CUDNN_NOT_PROPAGATE_NAN, 0.0));
-      try_fused_ = query_fused_sizes();
+    CONVNET_CUDNN(cudnnSetActivationDescriptor(relu_.get(), CUDNN_ACTIVATION_RELU,
+                                               CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    const char* env = std::getenv("CONVNET_CUDNN_BN");
+    const auto env_is = [&](const char* v) { return env != nullptr && std::strcmp(env, v) == 0; };
+    if (env_is("off")) {
+      path_ = BnPath::own_kernels;
+    } else if (!channels_last() || env_is("spatial")) {
+      path_ = BnPath::spatial;
+    } else if (options.fuse_relu && dtype_ == DType::f16 && options.channels % 4 == 0 &&
+               !env_is("unfused")) {
+      path_ = BnPath::persistent_fused;
+    } else {
+      path_ = BnPath::persistent;
     }
-    // Scratch reaches its size now, not inside a step: growing it there
-    // would cudaFree while NCCL may be launching (a possible deadlock).
-    if (try_fused_) {
-      context.scratch(Scratch::workspace, fused_workspace_bytes_);
-      context.scratch(Scratch::reserve, fused_reserve_bytes_);
-    }
+    while (is_persistent() && !prepare_persistent()) step_down(CUDNN_STATUS_NOT_SUPPORTED);
+    // The mask scratch reaches its size now, not inside a step: growing it
+    // there would cudaFree while NCCL may be launching (a possible deadlock).
     if (options.fuse_relu)
       context.scratch(Scratch::gpu_mask,
                       static_cast<std::size_t>(input_shape.numel()) * dtype_size(dtype_));
@@ -75,57 +97,113 @@ class BatchNormCudnn final : public BatchNorm2d {
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
   bool channels_last() const { return options().layout == Layout::nhwc; }
   cudaStream_t stream() const { return context_.gpu().stream; }
+  bool is_persistent() const {
+    return path_ == BnPath::persistent_fused || path_ == BnPath::persistent;
+  }
+  bool fused() const { return path_ == BnPath::persistent_fused; }
+  cudnnBatchNormOps_t ops() const {
+    return fused() ? CUDNN_BATCHNORM_OPS_BN_ACTIVATION : CUDNN_BATCHNORM_OPS_BN;
+  }
+  cudnnActivationDescriptor_t activation() const { return fused() ? relu_.get() : nullptr; }
 
-  // The fused forward's workspace and reserve sizes; false (with the
-  // reason, once) where cuDNN has no fused BN+ReLU for this tensor.
-  bool query_fused_sizes() {
+  // Sizes the Ex calls' workspace (shared scratch) and reserve (the fused
+  // path's is scratch no later call reads; the plain path's is this layer's
+  // own, read by its backward). False where cuDNN refuses the path.
+  bool prepare_persistent() {
     cudnnHandle_t h = context_.gpu().cudnn;
+    const auto mode = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+    std::size_t forward = 0, backward = 0, reserve = 0;
+    // Every data descriptor is x's (z and dz are unused by these ops; the
+    // queries read only shapes and types).
+    const cudnnTensorDescriptor_t x = x_.get();
     cudnnStatus_t status = cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(
-        h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, x_.get(), nullptr,
-        x_.get(), param_.get(), relu_.get(), &fused_workspace_bytes_);
+        h, mode, ops(), x, x, x, param_.get(), activation(), &forward);
+    if (status == CUDNN_STATUS_SUCCESS && !fused())
+      status = cudnnGetBatchNormalizationBackwardExWorkspaceSize(
+          h, mode, ops(), x, x, x, x, x, param_.get(), activation(), &backward);
     if (status == CUDNN_STATUS_SUCCESS)
-      status = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
-          h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, relu_.get(),
-          x_.get(), &fused_reserve_bytes_);
-    if (status == CUDNN_STATUS_SUCCESS && fused_workspace_bytes_ == 0)
+      status = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(h, mode, ops(), activation(),
+                                                                    x_.get(), &reserve);
+    if (status == CUDNN_STATUS_SUCCESS && fused() && forward == 0)
       status = CUDNN_STATUS_NOT_SUPPORTED;  // no workspace: no fused kernel
-    return fused_accepted(status);
+    if (!cuda::refused(status)) CONVNET_CUDNN(status);
+    if (status != CUDNN_STATUS_SUCCESS) return false;
+    workspace_bytes_ = std::max(forward, backward);
+    reserve_bytes_ = reserve;
+    context_.scratch(Scratch::workspace, workspace_bytes_);
+    if (fused()) {
+      context_.scratch(Scratch::reserve, reserve_bytes_);
+    } else if (reserve_bytes_ > 0) {
+      reserve_ = Tensor::empty(Shape{static_cast<int64_t>((reserve_bytes_ + 3) / 4)},
+                               context_.allocator());
+    }
+    return true;
+  }
+  void* workspace() {
+    return context_.scratch(Scratch::workspace, std::max<std::size_t>(workspace_bytes_, 1));
+  }
+  void* reserve() {
+    if (reserve_bytes_ == 0) return nullptr;
+    return fused() ? context_.scratch(Scratch::reserve, reserve_bytes_) : reserve_.raw_data();
   }
 
-  // True on success; false for cuDNN's "not for this type or shape" (said
-  // once per type); throws on any other error.
-  bool fused_accepted(cudnnStatus_t status) const {
-    if (status == CUDNN_STATUS_SUCCESS) return true;
-    if (!cuda::refused(status)) CONVNET_CUDNN(status);
-    static bool said[3] = {false, false, false};  // per DType
-    bool& once = said[static_cast<int>(dtype_)];
+  // Moves to the next path after cuDNN refused the current one.
+  void step_down(cudnnStatus_t status) {
+    const BnPath from = path_;
+    path_ = from == BnPath::persistent_fused ? BnPath::persistent
+            : from == BnPath::persistent     ? BnPath::spatial
+                                             : BnPath::own_kernels;
+    CONVNET_CHECK(
+        from != BnPath::own_kernels && (path_ != BnPath::own_kernels || dtype_ != DType::f32),
+        "layer ", name(), ": cuDNN refuses f32 batch normalization: ", cudnnGetErrorString(status));
+    static bool said[4][3] = {};  // per path left and DType
+    bool& once = said[static_cast<int>(from)][static_cast<int>(dtype_)];
     if (!once)
       std::fprintf(stderr,
-                   "convnet: cuDNN has no fused BN+ReLU for %s NHWC %s (%s, first at layer %s); "
-                   "the ReLU runs as its own pass\n",
-                   to_string(dtype_).c_str(), to_string(input_shape()).c_str(),
-                   cudnnGetErrorString(status), name().c_str());
+                   "convnet: cuDNN refuses %s for %s %s (%s, first at layer %s); using %s\n",
+                   describe(from), to_string(dtype_).c_str(), to_string(input_shape()).c_str(),
+                   cudnnGetErrorString(status), name().c_str(), describe(path_));
     once = true;
-    return false;
   }
 
-  // cuDNN's fused training forward y = max(BN(x), 0) with the batch
-  // statistics; false where cuDNN refuses it (nothing was computed).
-  bool fused_training_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                              const Tensor& running_mean, const Tensor& running_var,
-                              const Tensor& y) {
+  // One training forward on the current path: false (nothing computed)
+  // where cuDNN refused it, after stepping down.
+  bool try_training_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                            const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& y) {
     const float one = 1.0f, zero = 0.0f;
-    void* workspace = context_.scratch(Scratch::workspace, fused_workspace_bytes_);
-    void* reserve = fused_reserve_bytes_ == 0
-                        ? nullptr
-                        : context_.scratch(Scratch::reserve, fused_reserve_bytes_);
-    return fused_accepted(cudnnBatchNormalizationForwardTrainingEx(
-        context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN_ACTIVATION,
-        &one, &zero, x_.get(), cuda::act(x), nullptr, nullptr, x_.get(), cuda::act(y), param_.get(),
-        cuda::device_ptr(weight), cuda::device_ptr(bias), options().momentum,
-        cuda::device_ptr(running_mean), cuda::device_ptr(running_var), options().eps,
-        saved_mean_.data<float>(), saved_inv_std_.data<float>(), relu_.get(), workspace,
-        fused_workspace_bytes_, reserve, fused_reserve_bytes_));
+    cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+    if (is_persistent()) {
+      status = cudnnBatchNormalizationForwardTrainingEx(
+          context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, ops(), &one, &zero, x_.get(),
+          cuda::act(x), nullptr, nullptr, x_.get(), cuda::act(y), param_.get(),
+          cuda::device_ptr(weight), cuda::device_ptr(bias), options().momentum,
+          cuda::device_ptr(running_mean), cuda::device_ptr(running_var), options().eps,
+          saved_mean_.data<float>(), saved_inv_std_.data<float>(), activation(), workspace(),
+          workspace_bytes_, reserve(), reserve_bytes_);
+    } else if (path_ == BnPath::spatial) {
+      status = cudnnBatchNormalizationForwardTraining(
+          context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::act(x),
+          x_.get(), cuda::act(y), param_.get(), cuda::device_ptr(weight), cuda::device_ptr(bias),
+          options().momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var),
+          options().eps, saved_mean_.data<float>(), saved_inv_std_.data<float>());
+    } else {
+      cuda::batch_norm_statistics(dtype_, cuda::act(x), saved_mean_.data<float>(),
+                                  saved_inv_std_.data<float>(), cuda::device_ptr(running_mean),
+                                  cuda::device_ptr(running_var), n(), c(), hw(), channels_last(),
+                                  options().eps, options().momentum, stream());
+      apply(x, weight, bias, y);  // with the fused ReLU
+      return true;
+    }
+    if (status == CUDNN_STATUS_SUCCESS) {
+      if (options().fuse_relu && !fused())
+        cuda::relu_forward(dtype_, cuda::act(y), cuda::act(y), y.numel(), stream());
+      return true;
+    }
+    if (!cuda::refused(status)) CONVNET_CUDNN(status);
+    step_down(status);
+    while (is_persistent() && !prepare_persistent()) step_down(CUDNN_STATUS_NOT_SUPPORTED);
+    return false;
   }
 
   void apply(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {
@@ -151,40 +229,9 @@ class BatchNormCudnn final : public BatchNorm2d {
     }
     cuda::require_dtype(name(), dtype_, {&x, &y});
     bias_for_mask_ = cuda::device_ptr(bias);
-    if (!own_kernels_ && try_fused_) {
-      if (fused_training_forward(x, weight, bias, running_mean, running_var, y)) return;
-      try_fused_ = false;
+    while (!try_training_forward(x, weight, bias, running_mean, running_var, y)) {
     }
-    if (!own_kernels_) {
-      const float one = 1.0f, zero = 0.0f;
-      const cudnnStatus_t status = cudnnBatchNormalizationForwardTraining(
-          context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::act(x),
-          x_.get(), cuda::act(y), param_.get(), cuda::device_ptr(weight), cuda::device_ptr(bias),
-          options().momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var),
-          options().eps, saved_mean_.data<float>(), saved_inv_std_.data<float>());
-      if (status != CUDNN_STATUS_SUCCESS && dtype_ != DType::f32 && cuda::refused(status)) {
-        static bool said = false;
-        if (!said)
-          std::fprintf(stderr,
-                       "convnet: cuDNN batch normalization rejects %s activations (%s); using "
-                       "convnet's own batch-norm kernels\n",
-                       to_string(dtype_).c_str(), cudnnGetErrorString(status));
-        said = true;
-        own_kernels_ = true;
-      } else {
-        CONVNET_CUDNN(status);
-      }
-    }
-    if (own_kernels_) {
-      cuda::batch_norm_statistics(dtype_, cuda::act(x), saved_mean_.data<float>(),
-                                  saved_inv_std_.data<float>(), cuda::device_ptr(running_mean),
-                                  cuda::device_ptr(running_var), n(), c(), hw(), channels_last(),
-                                  options().eps, options().momentum, stream());
-      apply(x, weight, bias, y);  // with the fused ReLU
-      return;
-    }
-    if (options().fuse_relu)
-      cuda::relu_forward(dtype_, cuda::act(y), cuda::act(y), y.numel(), stream());
+    trained_path_ = path_;
   }
 
   void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -214,7 +261,7 @@ class BatchNormCudnn final : public BatchNorm2d {
           cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), stream());
       return;
     }
-    if (own_kernels_) {
+    if (trained_path_ == BnPath::own_kernels) {
       cuda::batch_norm_backward_batch_stats(
           dtype_, cuda::act(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
           cuda::device_ptr(weight), cuda::act(dx), accumulate, cuda::device_ptr(dweight),
@@ -227,6 +274,18 @@ class BatchNormCudnn final : public BatchNorm2d {
             : context_.scratch_tensor(Scratch::discarded, input_shape(), Layout::nchw, dtype_)
                   .raw_data();
     const float one = 1.0f, zero = 0.0f;
+    if (trained_path_ == BnPath::persistent && path_ == BnPath::persistent) {
+      const cudnnStatus_t status = cudnnBatchNormalizationBackwardEx(
+          context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN, &one,
+          accumulate ? &one : &zero, &one, &one, x_.get(), cuda::act(x), nullptr, nullptr, x_.get(),
+          grad, nullptr, nullptr, x_.get(), dx_ptr, param_.get(), cuda::device_ptr(weight), nullptr,
+          cuda::device_ptr(dweight), cuda::device_ptr(dbias), options().eps,
+          saved_mean_.data<float>(), saved_inv_std_.data<float>(), nullptr, workspace(),
+          workspace_bytes_, reserve(), reserve_bytes_);
+      if (status == CUDNN_STATUS_SUCCESS) return;
+      if (!cuda::refused(status)) CONVNET_CUDNN(status);
+      step_down(status);  // the next forward is spatial; this backward is below
+    }
     CONVNET_CUDNN(cudnnBatchNormalizationBackward(
         context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, accumulate ? &one : &zero, &one, &one,
         x_.get(), cuda::act(x), x_.get(), grad, x_.get(), dx_ptr, param_.get(),
@@ -238,11 +297,12 @@ class BatchNormCudnn final : public BatchNorm2d {
   DType dtype_;  // of x, y, dx, dy
   cuda::TensorDescriptor x_, param_;
   cuda::ActivationDescriptor relu_;
-  bool try_fused_ = false;  // cuDNN's fused BN+ReLU training forward (NHWC)
-  std::size_t fused_workspace_bytes_ = 0, fused_reserve_bytes_ = 0;
+  BnPath path_ = BnPath::spatial;                        // of the next training forward
+  BnPath trained_path_ = BnPath::spatial;                // of the last training forward
+  std::size_t workspace_bytes_ = 0, reserve_bytes_ = 0;  // the persistent paths'
+  Tensor reserve_;  // the persistent (unfused) path's reserve, from forward to backward
   Tensor saved_mean_, saved_inv_std_;     // (C) of the last forward
   const float* bias_for_mask_ = nullptr;  // the last forward's bias (fused ReLU backward)
-  bool own_kernels_ = false;              // training statistics by kernels.h, not cuDNN
 };
 
 }  // namespace

@@ -48,7 +48,9 @@ class GpuLayers : public GpuTest {
     g->backward(gx, gw, upload(dy, layout), gdx, dx_mode, gdw, gdb);
     EXPECT_TRUE(close(gdx, dx)) << "input gradient";
     EXPECT_TRUE(close(gdw, dw)) << "weight gradient";
-    if (o.bias) EXPECT_TRUE(close(gdb, db)) << "bias gradient";
+    if (o.bias) {
+      EXPECT_TRUE(close(gdb, db)) << "bias gradient";
+    }
   }
 
   void check_batch_norm(bool fuse_relu, Mode mode, GradMode dx_mode, Layout layout = Layout::nchw) {
@@ -152,6 +154,14 @@ TEST_F(GpuLayers, BatchNormChannelsLast) {
   check_batch_norm(false, Mode::training, GradMode::overwrite, Layout::nhwc);
   check_batch_norm(true, Mode::training, GradMode::accumulate, Layout::nhwc);
   check_batch_norm(true, Mode::inference, GradMode::overwrite, Layout::nhwc);
+}
+
+// NHWC in cuDNN's classic spatial mode (the step down from the persistent
+// mode, or CONVNET_CUDNN_BN=spatial).
+TEST_F(GpuLayers, BatchNormChannelsLastSpatialMode) {
+  ASSERT_EQ(setenv("CONVNET_CUDNN_BN", "spatial", 1), 0);
+  check_batch_norm(true, Mode::training, GradMode::accumulate, Layout::nhwc);
+  unsetenv("CONVNET_CUDNN_BN");
 }
 
 // convnet's own training batch-norm kernels (CONVNET_CUDNN_BN=off; the

@@ -149,11 +149,16 @@ TEST_P(MixedPrecision, BatchNormOwnKernels) {
   unsetenv("CONVNET_CUDNN_BN");
 }
 
-// NHWC training with the ReLU as its own pass (where cuDNN has no fused
-// BN+ReLU for the type; the default tries cuDNN's fused forward first).
-TEST_P(MixedPrecision, BatchNormUnfusedRelu) {
-  ASSERT_EQ(setenv("CONVNET_CUDNN_BN", "unfused", 1), 0);
-  check_batch_norm();
+// The other cuDNN training paths (layers/cuda/batch_norm_cudnn.cpp): NHWC
+// persistent mode with the ReLU as its own pass (the default for bf16; f16
+// tries cuDNN's fused forward first), and the classic spatial mode in NHWC
+// (where cuDNN refuses the persistent one).
+TEST_P(MixedPrecision, BatchNormUnfusedAndSpatialPaths) {
+  for (const char* path : {"unfused", "spatial"}) {
+    SCOPED_TRACE(path);
+    ASSERT_EQ(setenv("CONVNET_CUDNN_BN", path, 1), 0);
+    check_batch_norm();
+  }
   unsetenv("CONVNET_CUDNN_BN");
 }
 

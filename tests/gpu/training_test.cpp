@@ -67,7 +67,9 @@ class GpuTraining : public GpuTest {
     build(c, cpu(), spec, input);
     spec.channels_last = channels_last;
     build(g, gpu(), spec, input);
-    if (channels_last) EXPECT_EQ(g.net->input().layout(), Layout::nhwc);
+    if (channels_last) {
+      EXPECT_EQ(g.net->input().layout(), Layout::nhwc);
+    }
     initialize_parameters(c.store, 7);
     copy_values(g.store, c.store);
     for (int s = 0; s < 5; ++s) {

@@ -287,7 +287,9 @@ TEST(ParamStoreLayout, AlignedStoreTrainsLikePackedStore) {
           std::fill_n(used.begin() + e.offset, e.shape.numel(), true);
       const std::vector<float> flat = store.flat_params().to_vector();
       for (std::size_t i = 0; i < flat.size(); ++i)
-        if (!used[i]) ASSERT_EQ(flat[i], 0.0f) << "gap element " << i;
+        if (!used[i]) {
+          ASSERT_EQ(flat[i], 0.0f) << "gap element " << i;
+        }
     }
   }
   EXPECT_EQ(results[0], results[1]);
