@@ -113,14 +113,16 @@ class BatchNormCudnn final : public BatchNorm2d {
     cudnnHandle_t h = context_.gpu().cudnn;
     const auto mode = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
     std::size_t forward = 0, backward = 0, reserve = 0;
-    // Every data descriptor is x's (z and dz are unused by these ops; the
-    // queries read only shapes and types).
+    // The data descriptors are x's, dz none (as PyTorch asks); the queries
+    // read only shapes and types. A step down after a refusal at run time
+    // allocates here during the first training forward, before any
+    // gradient is in flight over NCCL.
     const cudnnTensorDescriptor_t x = x_.get();
     cudnnStatus_t status = cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(
         h, mode, ops(), x, x, x, param_.get(), activation(), &forward);
     if (status == CUDNN_STATUS_SUCCESS && !fused())
       status = cudnnGetBatchNormalizationBackwardExWorkspaceSize(
-          h, mode, ops(), x, x, x, x, x, param_.get(), activation(), &backward);
+          h, mode, ops(), x, x, x, nullptr, x, param_.get(), activation(), &backward);
     if (status == CUDNN_STATUS_SUCCESS)
       status = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(h, mode, ops(), activation(),
                                                                     x_.get(), &reserve);

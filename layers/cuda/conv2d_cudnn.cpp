@@ -156,9 +156,9 @@ class Conv2dCudnn final : public Conv2d {
     a.forward = f.algo;
     a.forward_math = f.mathType;
     use_math(a.forward_math);
-    CONVNET_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(h, x_.get(), w_.get(), conv_.get(),
-                                                          y_.get(), a.forward, &a.forward_bytes));
-    a.forward_bytes = std::max(a.forward_bytes, f.memory);
+    requery(cudnnGetConvolutionForwardWorkspaceSize(h, x_.get(), w_.get(), conv_.get(), y_.get(),
+                                                    a.forward, &a.forward_bytes),
+            f.memory, &a.forward_bytes);
 
     search_math();
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
@@ -172,9 +172,10 @@ class Conv2dCudnn final : public Conv2d {
       a.backward_data = d->algo;
       a.backward_data_math = d->mathType;
       use_math(a.backward_data_math);
-      CONVNET_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(
-          h, w_.get(), y_.get(), conv_.get(), x_.get(), a.backward_data, &a.backward_data_bytes));
-      a.backward_data_bytes = std::max(a.backward_data_bytes, d->memory);
+      requery(
+          cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_.get(), y_.get(), conv_.get(), x_.get(),
+                                                       a.backward_data, &a.backward_data_bytes),
+          d->memory, &a.backward_data_bytes);
     }
 
     search_math();
@@ -187,9 +188,10 @@ class Conv2dCudnn final : public Conv2d {
     a.backward_filter = g.algo;
     a.backward_filter_math = g.mathType;
     use_math(a.backward_filter_math);
-    CONVNET_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(
-        h, x_.get(), y_.get(), conv_.get(), w_.get(), a.backward_filter, &a.backward_filter_bytes));
-    a.backward_filter_bytes = std::max(a.backward_filter_bytes, g.memory);
+    requery(
+        cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x_.get(), y_.get(), conv_.get(), w_.get(),
+                                                       a.backward_filter, &a.backward_filter_bytes),
+        g.memory, &a.backward_filter_bytes);
     cache.emplace(key, a);
     // CONVNET_CUDNN_LOG=1: one line per measured problem (tests/gpu/check.sh
     // uses it to show which kernels a model gets).
@@ -204,6 +206,13 @@ class Conv2dCudnn final : public Conv2d {
                    static_cast<int>(a.backward_filter), static_cast<int>(a.backward_filter_math),
                    a.backward_filter_bytes);
     return a;
+  }
+
+  // *bytes = max(what cuDNN now asks for the chosen algorithm and math, what
+  // the search measured); the measured size alone where the query refuses.
+  static void requery(cudnnStatus_t status, std::size_t measured, std::size_t* bytes) {
+    if (!cuda::refused(status)) CONVNET_CUDNN(status);
+    *bytes = status == CUDNN_STATUS_SUCCESS ? std::max(*bytes, measured) : measured;
   }
 
   // The math the algorithm was measured with (strict mode: always FMA).

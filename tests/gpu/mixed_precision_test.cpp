@@ -94,10 +94,14 @@ class MixedPrecision : public GpuTest, public ::testing::WithParamInterface<DTyp
         EXPECT_TRUE(close(grm, rm, 1e-3)) << "f32 running mean";
         EXPECT_TRUE(close(grv, rv, 1e-3)) << "f32 running variance";
         const Tensor dy = rounded(random(in));
-        Tensor dx = host_zeros(in), dw = random(Shape{16}), db = random(Shape{16});
-        Tensor gdx = zeros(in, layout), gdw = upload(dw), gdb = upload(db);
-        c->backward(x, w, dy, dx, GradMode::overwrite, dw, db);
-        g->backward(gx, gw, up(dy, layout), gdx, GradMode::overwrite, gdw, gdb);
+        // Training accumulates into dx (as a DenseNet's concatenation
+        // gradient does: cuDNN's beta = 1), inference overwrites it.
+        const GradMode dx_mode =
+            mode == Mode::training ? GradMode::accumulate : GradMode::overwrite;
+        Tensor dx = rounded(random(in)), dw = random(Shape{16}), db = random(Shape{16});
+        Tensor gdx = up(dx, layout), gdw = upload(dw), gdb = upload(db);
+        c->backward(x, w, dy, dx, dx_mode, dw, db);
+        g->backward(gx, gw, up(dy, layout), gdx, dx_mode, gdw, gdb);
         EXPECT_TRUE(near(gdx, dx)) << "input gradient";
         EXPECT_TRUE(close(gdw, dw, rtol(), 1e-3)) << "f32 scale gradient";
         EXPECT_TRUE(close(gdb, db, rtol(), 1e-3)) << "f32 shift gradient";
