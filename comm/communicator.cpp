@@ -55,6 +55,8 @@ bool PendingReduce::test() {
   return impl_ == nullptr;
 }
 
+bool PendingReduce::defer() { return !impl_ || impl_->defer(); }
+
 void PendingReduce::wait() {
   if (!impl_) return;
   impl_->wait();

@@ -57,6 +57,11 @@ class PendingReduce {
     virtual bool test() = 0;
     // Blocks until the result is in the buffer.
     virtual void wait() = 0;
+    // Optional, instead of blocking in wait(): orders whatever the caller
+    // enqueues from now on after the reduction, without a host wait (a GPU
+    // reduction: the compute stream waits for its end). Returns whether it
+    // did; test() is still called until it reports completion (and errors).
+    virtual bool defer() { return false; }
   };
 
   PendingReduce() = default;  // an already completed reduction
@@ -71,6 +76,10 @@ class PendingReduce {
   bool test();
   // Blocks until the reduction is complete; returns at once if it is.
   void wait();
+  // Orders the caller's later device work after the reduction without
+  // blocking, where the implementation can (Impl::defer); true when done so
+  // or already complete. The handle stays in flight until test() says so.
+  bool defer();
   // Complete (as far as this handle knows: test() or wait() said so).
   bool done() const { return impl_ == nullptr; }
 

@@ -172,68 +172,99 @@ void GradientReducer::launch_ready(std::unique_lock<std::mutex>& lock,
 void GradientReducer::run_thread() {
   std::vector<std::size_t> in_flight;  // bucket indices of the reductions in pending
   std::vector<PendingReduce> pending;
-  std::vector<bool> complete;
+  std::vector<PendingReduce> deferred;  // counted done; polled until they end
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     launch_ready(lock, in_flight, pending);
-    if (error_ && !pending.empty()) {
+    if (error_ && (!pending.empty() || !deferred.empty())) {
       // Nothing more will be started; let the started reductions end (their
       // handles wait) before waking finish() to rethrow.
       std::vector<PendingReduce> abandoned = std::move(pending);
+      std::vector<PendingReduce> abandoned_deferred = std::move(deferred);
       pending.clear();
+      deferred.clear();
       in_flight.clear();
       lock.unlock();
       abandoned.clear();
+      abandoned_deferred.clear();
       lock.lock();
     }
     if (error_) step_done_.notify_all();
-    if (pending.empty()) {
+    if (pending.empty() && deferred.empty()) {
       if (shutdown_) return;
       wake_thread_.wait(lock, [&] { return shutdown_ || (!error_ && launchable()); });
       continue;
     }
-
-    // Drive the reductions in flight without holding the mutex. During backward
-    // test them all; once the caller waits in finish() (or the reducer is
-    // destroyed) block in the oldest one, there is nothing else to do.
-    const bool blocking = finishing_ || shutdown_;
-    lock.unlock();
-    complete.assign(pending.size(), false);
-    std::exception_ptr error;
-    try {
-      if (blocking) {
-        pending.front().wait();
-        complete[0] = true;
-      }
-      for (std::size_t i = 0; i < pending.size(); ++i)
-        if (!complete[i]) complete[i] = pending[i].test();
-    } catch (...) {
-      error = std::current_exception();
-    }
-    const Clock::time_point now = Clock::now();
-    lock.lock();
-
-    if (error) error_ = error;
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < pending.size(); ++i) {
-      if (complete[i]) {
-        stats_.buckets[in_flight[i]].done_s = seconds_since_begin(now);
-        ++done_buckets_;
-      } else {
-        in_flight[kept] = in_flight[i];
-        pending[kept] = std::move(pending[i]);
-        ++kept;
-      }
-    }
-    const bool progressed = kept < pending.size();
-    in_flight.resize(kept);
-    pending.resize(kept);
-    if (done_buckets_ == buckets_.size()) step_done_.notify_all();
-    if (!progressed && !blocking && !error_) {
+    const std::size_t before = pending.size() + deferred.size();
+    drive(lock, in_flight, pending, deferred);
+    const bool progressed = pending.size() + deferred.size() < before;
+    const bool finish_waits = in_step_ && finishing_;
+    if (!progressed && !finish_waits && !shutdown_ && !error_) {
       wake_thread_.wait_for(lock, options_.poll_interval,
-                            [&] { return shutdown_ || finishing_ || launchable(); });
+                            [&] { return shutdown_ || (in_step_ && finishing_) || launchable(); });
     }
   }
+}
+
+void GradientReducer::drive(std::unique_lock<std::mutex>& lock, std::vector<std::size_t>& in_flight,
+                            std::vector<PendingReduce>& pending,
+                            std::vector<PendingReduce>& deferred) {
+  // During backward test everything in flight. Once the caller waits in
+  // finish() every bucket has been started (finish() marked all ready):
+  // defer what can be deferred, and block in the oldest of the rest (a host
+  // reduction), there is nothing else to do. Shutting down blocks in
+  // whatever is left.
+  const bool finish_waits = in_step_ && finishing_;
+  const bool shutting_down = shutdown_;
+  const bool blocking = finish_waits || shutting_down;
+  lock.unlock();
+  std::vector<char> complete(pending.size(), 0), now_deferred(pending.size(), 0);
+  std::vector<char> deferred_complete(deferred.size(), 0);
+  std::exception_ptr error;
+  try {
+    if (finish_waits && !shutting_down)
+      for (std::size_t i = 0; i < pending.size(); ++i)
+        complete[i] = now_deferred[i] = pending[i].defer() ? 1 : 0;
+    if (blocking && !pending.empty() && !complete[0]) {
+      pending.front().wait();
+      complete[0] = 1;
+    }
+    if (shutting_down && pending.empty() && !deferred.empty()) {
+      deferred.front().wait();
+      deferred_complete[0] = 1;
+    }
+    for (std::size_t i = 0; i < pending.size(); ++i)
+      if (!complete[i]) complete[i] = pending[i].test() ? 1 : 0;
+    for (std::size_t i = 0; i < deferred.size(); ++i)
+      if (!deferred_complete[i]) deferred_complete[i] = deferred[i].test() ? 1 : 0;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  const Clock::time_point now = Clock::now();
+  lock.lock();
+
+  if (error) error_ = error;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < deferred.size(); ++i)
+    if (!deferred_complete[i]) deferred[kept++] = std::move(deferred[i]);
+  deferred.resize(kept);
+  kept = 0;
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    if (complete[i]) {
+      BucketTiming& timing = stats_.buckets[in_flight[i]];
+      timing.done_s = seconds_since_begin(now);
+      timing.deferred = now_deferred[i] != 0;
+      ++done_buckets_;
+      if (now_deferred[i]) deferred.push_back(std::move(pending[i]));
+    } else {
+      in_flight[kept] = in_flight[i];
+      pending[kept] = std::move(pending[i]);
+      ++kept;
+    }
+  }
+  in_flight.resize(kept);
+  pending.resize(kept);
+  if (done_buckets_ == buckets_.size()) step_done_.notify_all();
 }
 
 }  // namespace convnet

@@ -25,6 +25,15 @@
 // step when its thread_support() is multiple; with serialized, the caller must
 // not use any communicator between begin_step() and the return of finish().
 //
+// Device reductions (NCCL, comm/nccl_communicator.h) are not waited for on
+// the host: once finish() is called and every bucket is started, the thread
+// defers each one (PendingReduce::defer: the compute stream waits for it) and
+// finish() returns, so the update the caller enqueues next runs after the
+// average on the GPU while the host goes on to the next step. The thread
+// keeps polling deferred reductions until they end, so a failure (a dead
+// NCCL peer) is rethrown by the next call. Host reductions (MPI) cannot be
+// deferred: finish() waits for them.
+//
 // With one rank (size() == 1) there is no thread and nothing is copied or
 // touched: the average over one rank is the buffer itself.
 //
@@ -73,6 +82,9 @@ struct BucketTiming {
   double launch_s = 0;  // when its reduction was started, seconds after begin_step()
   double done_s = 0;    // when its reduction was complete, seconds after begin_step()
   bool launched_before_finish = false;  // started before finish() was called
+  // Deferred to the device (see above): done_s is when the compute stream was
+  // made to wait for it, not when it ended.
+  bool deferred = false;
 };
 
 // Statistics of the last step (begin_step() to the return of finish()).
@@ -118,6 +130,10 @@ class GradientReducer {
   void run_thread();  // the communication thread
   void launch_ready(std::unique_lock<std::mutex>& lock, std::vector<std::size_t>& in_flight,
                     std::vector<PendingReduce>& pending);
+  // Drives the reductions in flight and the deferred ones once, without the
+  // mutex; records completions, deferrals and errors under it.
+  void drive(std::unique_lock<std::mutex>& lock, std::vector<std::size_t>& in_flight,
+             std::vector<PendingReduce>& pending, std::vector<PendingReduce>& deferred);
   bool launchable() const;          // a ready bucket waits to be started; needs mutex_
   void record_ready_single_rank();  // the one-rank path: ready buckets are done
   void rethrow_error() const;       // needs mutex_
@@ -134,7 +150,7 @@ class GradientReducer {
   std::condition_variable step_done_;    // every bucket of the step is done
   // Guarded by mutex_:
   bool in_step_ = false;
-  bool finishing_ = false;  // finish() was called in this step
+  bool finishing_ = false;  // finish() was called in this step (until the next begin_step)
   bool shutdown_ = false;
   std::size_t ready_count_ = 0;   // gradients [0, ready_count_) are final
   std::size_t next_launch_ = 0;   // first bucket not yet started

@@ -22,43 +22,51 @@ bool on_device(const void* data) {
   return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
 }
 
-// Polls until `done` is recorded, turning NCCL's asynchronous errors into
-// exceptions (cudaEventSynchronize would wait forever for a dead peer).
+// Whether `done` is recorded; NCCL's asynchronous errors (a dead peer) become
+// exceptions.
+bool reached(cudaEvent_t done, ncclComm_t comm) {
+  const cudaError_t status = cudaEventQuery(done);
+  if (status == cudaSuccess) return true;
+  CONVNET_CHECK(status == cudaErrorNotReady,
+                "waiting for an NCCL allreduce: ", cudaGetErrorString(status));
+  ncclResult_t async = ncclSuccess;
+  CONVNET_NCCL(ncclCommGetAsyncError(comm, &async));
+  CONVNET_CHECK(async == ncclSuccess || async == ncclInProgress,
+                "NCCL allreduce failed: ", ncclGetErrorString(async));
+  return false;
+}
+
+// Polls until `done` is recorded (cudaEventSynchronize would wait forever for
+// a dead peer).
 void wait_for(cudaEvent_t done, ncclComm_t comm) {
-  for (;;) {
-    const cudaError_t status = cudaEventQuery(done);
-    if (status == cudaSuccess) return;
-    CONVNET_CHECK(status == cudaErrorNotReady,
-                  "waiting for an NCCL allreduce: ", cudaGetErrorString(status));
-    ncclResult_t async = ncclSuccess;
-    CONVNET_NCCL(ncclCommGetAsyncError(comm, &async));
-    CONVNET_CHECK(async == ncclSuccess || async == ncclInProgress,
-                  "NCCL allreduce failed: ", ncclGetErrorString(async));
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
+  while (!reached(done, comm)) std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
 class NcclPending final : public PendingReduce::Impl {
  public:
-  NcclPending(cudaEvent_t done, ncclComm_t comm, int device)
-      : done_(done), comm_(comm), device_(device) {}
+  NcclPending(cudaEvent_t done, ncclComm_t comm, int device, cudaStream_t compute)
+      : done_(done), comm_(comm), device_(device), compute_(compute) {}
   ~NcclPending() override { cudaEventDestroy(done_); }
   bool test() override {
     CONVNET_CUDA(cudaSetDevice(device_));
-    const cudaError_t status = cudaEventQuery(done_);
-    if (status == cudaErrorNotReady) return false;
-    CONVNET_CUDA(status);
-    return true;
+    return reached(done_, comm_);
   }
   void wait() override {
     CONVNET_CUDA(cudaSetDevice(device_));
     wait_for(done_, comm_);
+  }
+  // The compute stream waits for the reduction on the GPU; the host does not.
+  bool defer() override {
+    CONVNET_CUDA(cudaSetDevice(device_));
+    CONVNET_CUDA(cudaStreamWaitEvent(compute_, done_, 0));
+    return true;
   }
 
  private:
   cudaEvent_t done_;
   ncclComm_t comm_;
   int device_;
+  cudaStream_t compute_;
 };
 
 class NcclCommunicator final : public Communicator {
@@ -127,7 +135,7 @@ class NcclCommunicator final : public Communicator {
                                op == ReduceOp::average ? ncclAvg : ncclSum, comm_, stream_));
     CONVNET_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     CONVNET_CUDA(cudaEventRecord(done, stream_));
-    return PendingReduce(std::make_unique<NcclPending>(done, comm_, device_));
+    return PendingReduce(std::make_unique<NcclPending>(done, comm_, device_, compute_));
   }
   int64_t allreduce_max_impl(int64_t value) override { return host_->allreduce_max(value); }
   std::unique_ptr<Communicator> duplicate_impl() override {

@@ -11,7 +11,8 @@
 // stream wait for it, then runs ncclAllReduce (ncclAvg for average) on that
 // stream. The compute stream never waits for communication by itself: the
 // returned PendingReduce's wait() blocks the calling thread until the result
-// is in the buffer (the GradientReducer calls it before the update).
+// is in the buffer, and its defer() makes the compute stream wait for it
+// instead (the GradientReducer's way: no host wait before the update).
 //
 // Errors: NCCL failures throw convnet::Error with NCCL's message; waits poll
 // ncclCommGetAsyncError so a dead peer becomes an error instead of a hang

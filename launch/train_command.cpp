@@ -63,6 +63,10 @@ int train_command(const std::vector<std::string>& args) {
            "seconds a rank may wait for the others (a rank that stopped answering) before the "
            "job ends with an error; 0: wait forever")
       .add("log-every", &c.log_every, "steps between log lines and metrics records")
+      .add("read-metrics", &c.read_metrics,
+           "when loss and accuracy are read back: step (a non-finite loss stops the run before "
+           "the update), log (only at log lines, epoch ends, checkpoints and stops: no host wait "
+           "in a GPU step), or auto (log on the GPU except fp16, else step)")
       .add("eval-batch-size", &c.eval_batch_size, "evaluation batch per rank (0: --batch-size)")
       .add("checkpoint-every", &c.checkpoint_every,
            "checkpoint interval: N or Nepochs, or Nsteps (also at the end and on a stop signal)")

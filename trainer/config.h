@@ -50,6 +50,10 @@ struct TrainConfig {
   double comm_timeout = 600;  // seconds a rank may wait for the others before ending the job
   bool overlap = true;        // allreduce buckets during backward
   int64_t log_every = 50;
+  // When loss and accuracy are read back (a host wait on the GPU): step, or
+  // log (log lines, epoch ends, checkpoints, stops); auto: log on the GPU
+  // except under fp16 (its loss scaler reads every step), else step.
+  std::string read_metrics = "auto";
   int64_t eval_batch_size = 0;  // 0: batch_size
 
   // Checkpoints and resume

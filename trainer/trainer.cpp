@@ -98,6 +98,9 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   CONVNET_CHECK(config.batch_size > 0, "--batch-size must be positive, got ", config.batch_size);
   CONVNET_CHECK(config.accumulate > 0, "--accumulate must be positive, got ", config.accumulate);
   CONVNET_CHECK(config.log_every > 0, "--log-every must be positive, got ", config.log_every);
+  CONVNET_CHECK(config.read_metrics == "auto" || config.read_metrics == "step" ||
+                    config.read_metrics == "log",
+                "--read-metrics must be auto, step or log, got '", config.read_metrics, "'");
   CONVNET_CHECK(config.bucket_mb > 0, "--bucket-mb must be positive, got ", config.bucket_mb);
   CONVNET_CHECK(config.lr_scaling == "none" || config.lr_scaling == "linear",
                 "--lr-scaling must be none or linear, got '", config.lr_scaling, "'");
@@ -332,6 +335,13 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   // where that micro-batch is used, so the step before it still completes,
   // evaluates, checkpoints or stops as it would have.
   std::exception_ptr prefetch_error;
+  // Metrics read every step, or kept (on the GPU: on the device) between
+  // reads (below); the steps and samples since the last read.
+  const bool read_every_step =
+      config.read_metrics == "step" || scaler.enabled() ||
+      (config.read_metrics == "auto" && context.backend() != Backend::cuda);
+  int64_t unread_from_step = start_step;
+  double unread_samples = 0;
   for (int64_t step = start_step; step < total_steps; ++step) {
     const int64_t epoch = step / steps_per_epoch;
     store.zero_grads();
@@ -351,7 +361,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       // Loss and top-k counts accumulate where the loss is computed (on the
       // GPU without waiting for it); read once per step below.
       loss.forward_accumulate(net.output(), batch.labels);
-      step_stats[3] += batch.count;
+      unread_samples += batch.count;
       loss.backward(net.output_grad());
       // The mean over micro-batches, times the fp16 loss scale (a power of two).
       const double factor = scaler.scale() / static_cast<double>(accumulate);
@@ -370,26 +380,56 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
         }
       }
     }
-    // The step's one wait for the GPU: its metrics decide whether the
-    // update may be applied (a non-finite loss stops the run, or under fp16
-    // skips the step).
-    const SoftmaxCrossEntropy::Metrics metrics = loss.take_metrics();
-    step_stats[0] = metrics.loss_sum;
-    step_stats[1] = static_cast<double>(metrics.top1);
-    step_stats[2] = static_cast<double>(metrics.top5);
-    step_stats[4] = static_cast<double>(metrics.nonfinite);
-    step_stats[5] = signals.requested() ? 1 : 0;
+    // Reading the metrics waits for the GPU. The CPU reads them every step,
+    // so that a non-finite loss stops the run before the weights are
+    // updated; so does fp16 (its loss scaler decides every step whether the
+    // update is applied, as PyTorch's GradScaler). Otherwise the GPU runs
+    // ahead and they are read only where the loop needs them: a log line,
+    // an epoch's end, a checkpoint, a stop, the last step. A non-finite loss
+    // then stops the run there, before anything is saved (--read-metrics).
+    const bool epoch_end = (step + 1) % steps_per_epoch == 0 || step + 1 == total_steps;
+    const bool log_now = (step + 1) % config.log_every == 0 || epoch_end;
+    const bool scheduled_checkpoint =
+        (checkpoints.steps > 0 && (step + 1) % checkpoints.steps == 0) ||
+        (checkpoints.epochs > 0 && (step + 1) % steps_per_epoch == 0 &&
+         ((step + 1) / steps_per_epoch) % checkpoints.epochs == 0);
+    bool read_metrics = read_every_step || log_now || scheduled_checkpoint;
     {
       Watchdog::Scope waiting(watchdog, step + 1, "the gradient allreduce");
       reducer.finish();
-      communicator.allreduce(step_stats, 6, ReduceOp::sum);
+      step_stats[5] = signals.requested() ? 1 : 0;
+      if (!read_metrics) {  // every rank takes the same branches: the sums agree
+        communicator.allreduce(step_stats + 5, 1, ReduceOp::sum);
+        read_metrics = step_stats[5] > 0;
+      }
+      if (read_metrics) {
+        const SoftmaxCrossEntropy::Metrics metrics = loss.take_metrics();
+        step_stats[0] = metrics.loss_sum;
+        step_stats[1] = static_cast<double>(metrics.top1);
+        step_stats[2] = static_cast<double>(metrics.top5);
+        step_stats[3] = unread_samples;
+        step_stats[4] = static_cast<double>(metrics.nonfinite);
+        step_stats[5] = signals.requested() || step_stats[5] > 0 ? 1 : 0;
+        communicator.allreduce(step_stats, 6, ReduceOp::sum);
+      }
     }
     // fp16: an overflow in forward (an activation beyond 65504) skips the
     // step instead (below); the loss scaler stops the run if it persists.
-    CONVNET_CHECK(step_stats[4] == 0 || scaler.enabled(), "non-finite loss at step ", step + 1,
-                  " (epoch ", epoch + 1, ") on ", int64_t(step_stats[4]),
-                  " micro-batch(es); stopping before the weights are updated (lower --lr, or "
-                  "add --warmup-epochs)");
+    if (step_stats[4] != 0 && !scaler.enabled()) {
+      std::ostringstream steps;
+      if (unread_from_step == step)
+        steps << "non-finite loss at step " << step + 1;
+      else  // the GPU's metrics were last read before unread_from_step
+        steps << "non-finite loss in steps " << unread_from_step + 1 << "-" << step + 1;
+      CONVNET_CHECK(false, steps.str(), " (epoch ", epoch + 1, ") on ", int64_t(step_stats[4]),
+                    " micro-batch(es); stopping before ",
+                    unread_from_step == step ? "the weights are updated" : "anything is saved",
+                    " (lower --lr, or add --warmup-epochs)");
+    }
+    if (read_metrics) {
+      unread_from_step = step + 1;
+      unread_samples = 0;
+    }
     const double lr = schedule.lr(step);
     // Averaged gradients and the summed stats are identical on every rank:
     // every rank skips alike.
@@ -417,10 +457,8 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     ++interval_steps;
     result.steps = step + 1;
 
-    const bool epoch_end = (step + 1) % steps_per_epoch == 0 || step + 1 == total_steps;
     bool new_best = false;
-    const bool log_now = (step + 1) % config.log_every == 0 || epoch_end;
-    if (progress) {
+    if (progress && read_metrics) {
       const double now = progress->elapsed();
       const double span = std::max(1e-9, now - interval_start);
       const double wait = loader.wait_seconds() - last_wait;
@@ -501,10 +539,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
 
     // ---- Checkpoint: on schedule, at the end, or when a signal asked to stop
     const bool stop = step_stats[5] > 0;
-    const bool due = (checkpoints.steps > 0 && (step + 1) % checkpoints.steps == 0) ||
-                     (checkpoints.epochs > 0 && (step + 1) % steps_per_epoch == 0 &&
-                      ((step + 1) / steps_per_epoch) % checkpoints.epochs == 0) ||
-                     step + 1 == total_steps || stop || new_best;
+    const bool due = scheduled_checkpoint || step + 1 == total_steps || stop || new_best;
     if (due) {
       state.global_step = step + 1;
       state.epoch = (step + 1) / steps_per_epoch;

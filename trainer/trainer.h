@@ -7,9 +7,16 @@
 //     (dlogits scaled by 1/accumulate, so the buffer holds the mean)
 //   the last backward reports finished gradient prefixes to the
 //   GradientReducer, which averages buckets over ranks while backward runs
-//   wait for the remaining buckets; agree on metrics (one small allreduce)
+//   wait for the remaining buckets (on the GPU the update waits for NCCL on
+//     the device, not the host); agree on metrics (one small allreduce)
 //   stop with an error on a non-finite loss (every rank, same step)
 //   SGD with the schedule's learning rate
+// The CPU and fp16 read the metrics every step, so a non-finite loss stops
+// the run before the update. Otherwise the GPU keeps them on the device and
+// they are read only at log lines, epoch ends, checkpoints, stops and the last
+// step: a GPU step has no host wait, and a non-finite loss stops the run at
+// the next read, before anything is saved. Every step still agrees on stop
+// requests (signals) with a one-value host allreduce.
 // So P ranks x batch B and 1 rank x --accumulate P over the same micro-batches
 // reach the same weights up to float summation order. BatchNorm statistics
 // are per replica (as DDP); rank 0's are broadcast before evaluation and saving.

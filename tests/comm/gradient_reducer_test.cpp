@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <numeric>
@@ -122,6 +123,12 @@ struct FakeLog {
   std::vector<std::size_t> launch_counts;  // element count of each allreduce_async, in order
   std::vector<std::thread::id> launch_threads;
   std::size_t fail_at = SIZE_MAX;  // allreduce_async number fail_at throws
+  // Device-like reductions (as NCCL's): defer() succeeds, and they complete
+  // only once `device_done` is set, as a GPU that has not got there yet.
+  bool deferrable = false;
+  std::atomic<bool> device_done{true};
+  std::atomic<bool> device_fails{false};  // test() of a reduction throws, as a dead peer
+  std::atomic<int> deferred{0}, completed{0};
 };
 
 // A reduction with a peer rank whose gradients are all 1: the average is
@@ -129,20 +136,31 @@ struct FakeLog {
 // the second test() or on wait().
 class FakeReduce final : public PendingReduce::Impl {
  public:
-  FakeReduce(float* data, std::size_t count) : data_(data), count_(count) {}
+  FakeReduce(float* data, std::size_t count, FakeLog& log)
+      : data_(data), count_(count), log_(log) {}
   bool test() override {
-    if (++tests_ < 2) return false;
+    CONVNET_CHECK(!log_.device_fails, "injected device failure");
+    if (++tests_ < 2 || !log_.device_done) return false;
     complete();
     return true;
   }
-  void wait() override { complete(); }
+  void wait() override {
+    while (!log_.device_done) std::this_thread::sleep_for(milliseconds(1));
+    complete();
+  }
+  bool defer() override {
+    if (log_.deferrable) ++log_.deferred;
+    return log_.deferrable;
+  }
 
  private:
   void complete() {
     for (std::size_t i = 0; i < count_; ++i) data_[i] = (data_[i] + 1.0f) / 2.0f;
+    ++log_.completed;
   }
   float* data_;
   std::size_t count_;
+  FakeLog& log_;
   int tests_ = 0;
 };
 
@@ -171,7 +189,7 @@ class FakeTwoRanks final : public Communicator {
     CONVNET_CHECK(log_->launch_counts.size() != log_->fail_at, "injected failure");
     log_->launch_counts.push_back(count);
     log_->launch_threads.push_back(std::this_thread::get_id());
-    return PendingReduce(std::make_unique<FakeReduce>(data, count));
+    return PendingReduce(std::make_unique<FakeReduce>(data, count, *log_));
   }
 
  private:
@@ -274,6 +292,68 @@ TEST(GradientReducerThread, AFailedReductionIsRethrownByFinishAndAfterwards) {
     EXPECT_NE(std::string(e.what()).find("injected failure"), std::string::npos) << e.what();
   }
   EXPECT_THROW(reducer.begin_step(), Error);
+}
+
+// Device reductions: finish() returns once every bucket is started and
+// deferred (the compute stream would wait for them), not when they end; the
+// thread then polls them until they do.
+TEST(GradientReducerThread, DeviceReductionsAreDeferredNotWaitedFor) {
+  auto log = std::make_shared<FakeLog>();
+  log->deferrable = true;
+  FakeTwoRanks comm(log);
+  std::vector<float> grads = small_integers(100);
+  const std::vector<float> expected = averaged(grads);
+  {
+    GradientReducer reducer(comm, grads.data(), grads.size(), {.bucket_bytes = 40 * sizeof(float)});
+    log->device_done = false;  // the "GPU" is busy: nothing completes
+    reducer.begin_step();
+    reducer.mark_ready(40);
+    reducer.finish();  // would hang here if it waited for the reductions
+    EXPECT_EQ(log->deferred.load(), 3);
+    EXPECT_EQ(log->completed.load(), 0);
+    for (const BucketTiming& bucket : reducer.last_step().buckets) EXPECT_TRUE(bucket.deferred);
+    log->device_done = true;
+    for (int i = 0; i < 5000 && log->completed < 3; ++i)
+      std::this_thread::sleep_for(milliseconds(1));
+    EXPECT_EQ(log->completed.load(), 3) << "the thread polls deferred reductions to their end";
+    EXPECT_EQ(grads, expected);
+  }
+  // Host reductions are still waited for.
+  log->deferrable = false;
+  log->device_done = true;
+  std::vector<float> host = small_integers(100);
+  GradientReducer reducer(comm, host.data(), host.size(), {.bucket_bytes = 40 * sizeof(float)});
+  reducer.begin_step();
+  reducer.finish();
+  EXPECT_EQ(host, averaged(small_integers(100)));
+  for (const BucketTiming& bucket : reducer.last_step().buckets) EXPECT_FALSE(bucket.deferred);
+}
+
+TEST(GradientReducerThread, ADeferredReductionThatFailsIsRethrownByTheNextStep) {
+  auto log = std::make_shared<FakeLog>();
+  log->deferrable = true;
+  FakeTwoRanks comm(log);
+  std::vector<float> grads(100);
+  GradientReducer reducer(comm, grads.data(), grads.size(), {.bucket_bytes = 40 * sizeof(float)});
+  log->device_done = false;
+  reducer.begin_step();
+  reducer.finish();
+  log->device_fails = true;  // as an NCCL peer that died after the step was enqueued
+  bool thrown = false;
+  for (int i = 0; i < 5000 && !thrown; ++i) {
+    try {
+      reducer.begin_step();
+      reducer.finish();
+      std::this_thread::sleep_for(milliseconds(1));
+    } catch (const Error& e) {
+      thrown = true;
+      EXPECT_NE(std::string(e.what()).find("injected device failure"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_TRUE(thrown);
+  log->device_fails = false;  // the abandoned handles' destructors may now end
+  log->device_done = true;
 }
 
 TEST(GradientReducerThread, DestroyedInTheMiddleOfAStepDoesNotHang) {

@@ -3,6 +3,8 @@
 // synchronously and asynchronously, and host buffers falling through to the
 // host communicator. (With one rank the GradientReducer never calls the
 // communicator, so overlap over NCCL needs a machine with two GPUs.)
+#include <thread>
+
 #include "comm/gradient_reducer.h"
 #include "comm/nccl_communicator.h"
 #include "comm/single_process_communicator.h"
@@ -30,6 +32,13 @@ TEST_F(Nccl, AllreduceOfAKnownBuffer) {
   pending.wait();
   EXPECT_TRUE(pending.done());
   EXPECT_TRUE(close(device, values, 0.0, 0.0));
+  // defer(): the compute stream waits for the reduction, the host does not;
+  // the handle still reports its end to test().
+  PendingReduce deferred = nccl->allreduce_async(device.data<float>(), 1000, ReduceOp::average);
+  EXPECT_TRUE(deferred.defer());
+  EXPECT_TRUE(close(device, values, 0.0, 0.0));  // read on the compute stream
+  for (int i = 0; i < 100000 && !deferred.test(); ++i) std::this_thread::yield();
+  EXPECT_TRUE(deferred.done());
   double metric = 3.5;  // host data goes through the host communicator
   nccl->allreduce(&metric, 1, ReduceOp::sum);
   EXPECT_EQ(metric, 3.5);

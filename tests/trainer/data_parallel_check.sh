@@ -5,6 +5,7 @@
 #                samples per micro-batch), with and without overlap; and a run
 #                that sees other samples differs (the comparison can fail)
 #   hang         a rank that stops answering ends the job within --comm-timeout
+#   read_metrics --read-metrics log == step: same weights and logged metrics
 #   eval         exact sharded evaluation for 1, 2 and 3 ranks: count = N and
 #                identical metrics (N = 1,001); predict writes every row in dataset order
 set -euo pipefail
@@ -96,6 +97,21 @@ hang)
   (( status != 0 && elapsed < 60 )) || { cat "$run.log"; exit 1; }
   grep -q "rank 0 waited [0-9]* s for the other ranks in the gradient allreduce of step" "$run.log"
   echo "hang: ok"
+  ;;
+read_metrics)
+  # Metrics read only at log lines (the GPU's default) train the same model
+  # and log the same losses as metrics read every step; the sums kept between
+  # reads cover every sample once.
+  for mode in step log; do
+    mpi 2 "$convnet" train --model resnet20 --train-data "$data" --lr 0.1 --seed 3 --threads 1 \
+      --loader-threads 1 --bucket-mb 0.05 --max-steps 7 --log-every 3 --batch-size 8 \
+      --read-metrics $mode --run-dir "$work/$mode" >"$work/$mode.log"
+  done
+  /usr/bin/python3 "$here/compare_weights.py" "$work/step/model.h5" "$work/log/model.h5" 0
+  fields() { grep '"kind": "train"' "$1" | grep -o '"\(step\|loss\|top1\|top5\)": [0-9.e-]*'; }
+  diff <(fields "$work/step/metrics.jsonl") <(fields "$work/log/metrics.jsonl")
+  [[ $(fields "$work/log/metrics.jsonl" | grep -c '"step"') == 3 ]]  # steps 3, 6 and 7
+  echo "read_metrics: ok"
   ;;
 *) echo "unknown check $check" >&2; exit 2 ;;
 esac
