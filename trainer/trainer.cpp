@@ -416,15 +416,13 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
     // fp16: an overflow in forward (an activation beyond 65504) skips the
     // step instead (below); the loss scaler stops the run if it persists.
     if (step_stats[4] != 0 && !scaler.enabled()) {
-      std::ostringstream steps;
-      if (unread_from_step == step)
-        steps << "non-finite loss at step " << step + 1;
-      else  // the GPU's metrics were last read before unread_from_step
-        steps << "non-finite loss in steps " << unread_from_step + 1 << "-" << step + 1;
-      CONVNET_CHECK(false, steps.str(), " (epoch ", epoch + 1, ") on ", int64_t(step_stats[4]),
-                    " micro-batch(es); stopping before ",
-                    unread_from_step == step ? "the weights are updated" : "anything is saved",
-                    " (lower --lr, or add --warmup-epochs)");
+      const bool this_step = unread_from_step == step;  // else read last before unread_from_step
+      throw Error(detail::concat("non-finite loss ", this_step ? "at step " : "in steps ",
+                                 this_step ? "" : std::to_string(unread_from_step + 1) + "-",
+                                 step + 1, " (epoch ", epoch + 1, ") on ", int64_t(step_stats[4]),
+                                 " micro-batch(es); stopping before ",
+                                 this_step ? "the weights are updated" : "anything is saved",
+                                 " (lower --lr, or add --warmup-epochs)"));
     }
     if (read_metrics) {
       unread_from_step = step + 1;
