@@ -151,6 +151,12 @@ class Communicator {
 
   // Ends every rank of the job with exit_code (MPI_Abort); not collective.
   [[noreturn]] void abort(int exit_code);
+  // After a failure: ends this communicator's device operations in flight
+  // without ending the process (NCCL: ncclCommAbort, which releases kernels
+  // stuck on a dead peer, so the streams waiting for them drain). The
+  // communicator is unusable afterwards; host communicators do nothing.
+  // Not collective.
+  void cancel() { cancel_impl(); }
 
  protected:
   Communicator(int rank, int size, int local_rank, int local_size);
@@ -164,6 +170,7 @@ class Communicator {
   virtual int64_t allreduce_max_impl(int64_t value) = 0;
   virtual std::unique_ptr<Communicator> duplicate_impl() = 0;
   [[noreturn]] virtual void abort_impl(int exit_code) = 0;
+  virtual void cancel_impl() {}
 
  private:
   int rank_;

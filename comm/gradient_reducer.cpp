@@ -73,6 +73,10 @@ void GradientReducer::rethrow_error() const {
   if (error_) std::rethrow_exception(error_);
 }
 
+bool GradientReducer::finish_waits() const {
+  return in_step_ && finishing_ && done_buckets_ < buckets_.size();
+}
+
 bool GradientReducer::launchable() const {
   if (!in_step_ || next_launch_ == buckets_.size()) return false;
   if (!options_.overlap && !finishing_) return false;
@@ -178,13 +182,20 @@ void GradientReducer::run_thread() {
     launch_ready(lock, in_flight, pending);
     if (error_ && (!pending.empty() || !deferred.empty())) {
       // Nothing more will be started; let the started reductions end (their
-      // handles wait) before waking finish() to rethrow.
+      // handles wait) before waking finish() to rethrow. A device
+      // communicator is cancelled first: kernels stuck on a dead peer would
+      // never end, and the caller's stream may be waiting for them.
       std::vector<PendingReduce> abandoned = std::move(pending);
       std::vector<PendingReduce> abandoned_deferred = std::move(deferred);
       pending.clear();
       deferred.clear();
       in_flight.clear();
       lock.unlock();
+      try {
+        communicator_->cancel();
+      } catch (const std::exception& e) {
+        CONVNET_WARN_IF_NOT(false, "cancelling the gradient communicator failed: ", e.what());
+      }
       abandoned.clear();
       abandoned_deferred.clear();
       lock.lock();
@@ -195,13 +206,18 @@ void GradientReducer::run_thread() {
       wake_thread_.wait(lock, [&] { return shutdown_ || (!error_ && launchable()); });
       continue;
     }
-    const std::size_t before = pending.size() + deferred.size();
+    const std::size_t before_pending = pending.size(), before_deferred = deferred.size();
     drive(lock, in_flight, pending, deferred);
-    const bool progressed = pending.size() + deferred.size() < before;
-    const bool finish_waits = in_step_ && finishing_;
-    if (!progressed && !finish_waits && !shutdown_ && !error_) {
-      wake_thread_.wait_for(lock, options_.poll_interval,
-                            [&] { return shutdown_ || (in_step_ && finishing_) || launchable(); });
+    const bool progressed = pending.size() < before_pending || deferred.size() < before_deferred;
+    if (!progressed && !finish_waits() && !shutdown_ && !error_) {
+      // Only deferred reductions left: the caller is not waiting for them,
+      // polling them is for errors and clean-up, so less often.
+      const auto interval = pending.empty()
+                                ? std::max<std::chrono::microseconds>(options_.poll_interval,
+                                                                      std::chrono::milliseconds(1))
+                                : options_.poll_interval;
+      wake_thread_.wait_for(lock, interval,
+                            [&] { return shutdown_ || finish_waits() || launchable(); });
     }
   }
 }
@@ -214,15 +230,15 @@ void GradientReducer::drive(std::unique_lock<std::mutex>& lock, std::vector<std:
   // defer what can be deferred, and block in the oldest of the rest (a host
   // reduction), there is nothing else to do. Shutting down blocks in
   // whatever is left.
-  const bool finish_waits = in_step_ && finishing_;
+  const bool caller_waits = finish_waits();
   const bool shutting_down = shutdown_;
-  const bool blocking = finish_waits || shutting_down;
+  const bool blocking = caller_waits || shutting_down;
   lock.unlock();
   std::vector<char> complete(pending.size(), 0), now_deferred(pending.size(), 0);
   std::vector<char> deferred_complete(deferred.size(), 0);
   std::exception_ptr error;
   try {
-    if (finish_waits && !shutting_down)
+    if (caller_waits && !shutting_down)
       for (std::size_t i = 0; i < pending.size(); ++i)
         complete[i] = now_deferred[i] = pending[i].defer() ? 1 : 0;
     if (blocking && !pending.empty() && !complete[0]) {

@@ -135,6 +135,7 @@ class GradientReducer {
   void drive(std::unique_lock<std::mutex>& lock, std::vector<std::size_t>& in_flight,
              std::vector<PendingReduce>& pending, std::vector<PendingReduce>& deferred);
   bool launchable() const;          // a ready bucket waits to be started; needs mutex_
+  bool finish_waits() const;        // finish() waits for buckets not yet done; needs mutex_
   void record_ready_single_rank();  // the one-rank path: ready buckets are done
   void rethrow_error() const;       // needs mutex_
 

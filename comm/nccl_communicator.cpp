@@ -2,6 +2,7 @@
 
 #include <nccl.h>
 
+#include <atomic>
 #include <chrono>
 #include <sstream>
 #include <thread>
@@ -22,15 +23,31 @@ bool on_device(const void* data) {
   return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
 }
 
+// An NCCL communicator shared by its communicator object and the pending
+// reductions it started: cancel() aborts it (which releases kernels stuck on
+// a dead peer, so the streams waiting for them drain) while handles remain.
+struct NcclComm {
+  ncclComm_t comm = nullptr;
+  std::atomic<bool> aborted{false};
+
+  // Aborts once; true if this call did.
+  bool abort() {
+    if (comm == nullptr || aborted.exchange(true)) return false;
+    ncclCommAbort(comm);
+    return true;
+  }
+};
+
 // Whether `done` is recorded; NCCL's asynchronous errors (a dead peer) become
 // exceptions.
-bool reached(cudaEvent_t done, ncclComm_t comm) {
+bool reached(cudaEvent_t done, const NcclComm& nccl) {
   const cudaError_t status = cudaEventQuery(done);
   if (status == cudaSuccess) return true;
   CONVNET_CHECK(status == cudaErrorNotReady,
                 "waiting for an NCCL allreduce: ", cudaGetErrorString(status));
+  CONVNET_CHECK(!nccl.aborted, "an NCCL allreduce abandoned: its communicator was aborted");
   ncclResult_t async = ncclSuccess;
-  CONVNET_NCCL(ncclCommGetAsyncError(comm, &async));
+  CONVNET_NCCL(ncclCommGetAsyncError(nccl.comm, &async));
   CONVNET_CHECK(async == ncclSuccess || async == ncclInProgress,
                 "NCCL allreduce failed: ", ncclGetErrorString(async));
   return false;
@@ -38,22 +55,22 @@ bool reached(cudaEvent_t done, ncclComm_t comm) {
 
 // Polls until `done` is recorded (cudaEventSynchronize would wait forever for
 // a dead peer).
-void wait_for(cudaEvent_t done, ncclComm_t comm) {
-  while (!reached(done, comm)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+void wait_for(cudaEvent_t done, const NcclComm& nccl) {
+  while (!reached(done, nccl)) std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
 class NcclPending final : public PendingReduce::Impl {
  public:
-  NcclPending(cudaEvent_t done, ncclComm_t comm, int device, cudaStream_t compute)
-      : done_(done), comm_(comm), device_(device), compute_(compute) {}
+  NcclPending(cudaEvent_t done, std::shared_ptr<NcclComm> nccl, int device, cudaStream_t compute)
+      : done_(done), nccl_(std::move(nccl)), device_(device), compute_(compute) {}
   ~NcclPending() override { cudaEventDestroy(done_); }
   bool test() override {
     CONVNET_CUDA(cudaSetDevice(device_));
-    return reached(done_, comm_);
+    return reached(done_, *nccl_);
   }
   void wait() override {
     CONVNET_CUDA(cudaSetDevice(device_));
-    wait_for(done_, comm_);
+    wait_for(done_, *nccl_);
   }
   // The compute stream waits for the reduction on the GPU; the host does not.
   bool defer() override {
@@ -64,7 +81,7 @@ class NcclPending final : public PendingReduce::Impl {
 
  private:
   cudaEvent_t done_;
-  ncclComm_t comm_;
+  std::shared_ptr<NcclComm> nccl_;
   int device_;
   cudaStream_t compute_;
 };
@@ -80,23 +97,20 @@ class NcclCommunicator final : public Communicator {
     ncclUniqueId id{};
     if (host_->rank() == 0) CONVNET_NCCL(ncclGetUniqueId(&id));
     host_->broadcast(id, 0);
-    CONVNET_NCCL(ncclCommInitRank(&comm_, host_->size(), id, host_->rank()));
+    CONVNET_NCCL(ncclCommInitRank(&nccl_->comm, host_->size(), id, host_->rank()));
     CONVNET_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
   ~NcclCommunicator() override {
     cudaSetDevice(device_);
     // Abort first when something failed: NCCL kernels waiting for a dead
     // peer spin until the communicator is aborted, so a sync would hang.
-    if (comm_ != nullptr) {
+    if (nccl_->comm != nullptr && !nccl_->aborted) {
       ncclResult_t async = ncclSuccess;
-      ncclCommGetAsyncError(comm_, &async);
-      if (async != ncclSuccess || std::uncaught_exceptions() > 0) {
-        ncclCommAbort(comm_);
-        comm_ = nullptr;
-      }
+      ncclCommGetAsyncError(nccl_->comm, &async);
+      if (async != ncclSuccess || std::uncaught_exceptions() > 0) nccl_->abort();
     }
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-    if (comm_ != nullptr) ncclCommDestroy(comm_);
+    if (nccl_->comm != nullptr && !nccl_->aborted) ncclCommDestroy(nccl_->comm);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -131,20 +145,24 @@ class NcclCommunicator final : public Communicator {
     CONVNET_CUDA(cudaEventRecord(ready, compute_));
     CONVNET_CUDA(cudaStreamWaitEvent(stream_, ready, 0));
     cudaEventDestroy(ready);  // released once the wait is satisfied
+    CONVNET_CHECK(!nccl_->aborted, "an NCCL allreduce on a communicator aborted after an error");
     CONVNET_NCCL(ncclAllReduce(data, data, count, ncclFloat32,
-                               op == ReduceOp::average ? ncclAvg : ncclSum, comm_, stream_));
+                               op == ReduceOp::average ? ncclAvg : ncclSum, nccl_->comm, stream_));
     CONVNET_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     CONVNET_CUDA(cudaEventRecord(done, stream_));
-    return PendingReduce(std::make_unique<NcclPending>(done, comm_, device_, compute_));
+    return PendingReduce(std::make_unique<NcclPending>(done, nccl_, device_, compute_));
   }
   int64_t allreduce_max_impl(int64_t value) override { return host_->allreduce_max(value); }
   std::unique_ptr<Communicator> duplicate_impl() override {
     return std::make_unique<NcclCommunicator>(host_->duplicate(), device_, compute_);
   }
   [[noreturn]] void abort_impl(int exit_code) override {
-    if (comm_ != nullptr) ncclCommAbort(comm_);
-    comm_ = nullptr;
+    nccl_->abort();
     host_->abort(exit_code);
+  }
+  void cancel_impl() override {
+    CONVNET_CUDA(cudaSetDevice(device_));
+    nccl_->abort();
   }
 
  private:
@@ -152,7 +170,7 @@ class NcclCommunicator final : public Communicator {
   int device_;
   cudaStream_t compute_;
   cudaStream_t stream_ = nullptr;
-  ncclComm_t comm_ = nullptr;
+  std::shared_ptr<NcclComm> nccl_ = std::make_shared<NcclComm>();
 };
 
 }  // namespace

@@ -14,6 +14,7 @@ void* CpuAllocator::allocate(std::size_t bytes) {
   void* ptr = std::aligned_alloc(kAlignment, rounded);
   CONVNET_CHECK(ptr != nullptr, "out of host memory allocating ", bytes, " bytes (", in_use_.load(),
                 " bytes already in use)");
+  ++count_;
   const std::size_t now = in_use_ += bytes;
   std::size_t peak = peak_.load();
   while (now > peak && !peak_.compare_exchange_weak(peak, now)) {

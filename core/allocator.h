@@ -22,6 +22,9 @@ class Allocator {
   // Bytes currently allocated through this allocator (for memory reports).
   virtual std::size_t bytes_in_use() const = 0;
   virtual std::size_t peak_bytes_in_use() const = 0;
+  // allocate() calls so far: a steady-state training step makes none (its
+  // activations, scratch and workspaces are allocated when the net is built).
+  virtual std::size_t allocation_count() const = 0;
 };
 
 // Host memory, 64-byte aligned (one cache line; AVX-512 friendly).
@@ -32,10 +35,12 @@ class CpuAllocator final : public Allocator {
   Device device() const override { return Device::cpu; }
   std::size_t bytes_in_use() const override { return in_use_; }
   std::size_t peak_bytes_in_use() const override { return peak_; }
+  std::size_t allocation_count() const override { return count_; }
 
  private:
   std::atomic<std::size_t> in_use_{0};
   std::atomic<std::size_t> peak_{0};
+  std::atomic<std::size_t> count_{0};
 };
 
 }  // namespace convnet

@@ -46,6 +46,7 @@ void* CudaAllocator::allocate(std::size_t bytes) {
                   in_use_, " in use by convnet, ", free_bytes, " of ", total,
                   " free): ", cudaGetErrorString(status));
   }
+  ++count_;
   in_use_ += bytes;
   if (in_use_ > peak_) peak_ = in_use_;
   return ptr;

@@ -53,11 +53,13 @@ class CudaAllocator final : public Allocator {
   Device device() const override { return Device::cuda; }
   std::size_t bytes_in_use() const override { return in_use_; }
   std::size_t peak_bytes_in_use() const override { return peak_; }
+  std::size_t allocation_count() const override { return count_; }
 
  private:
   int device_;
   std::size_t in_use_ = 0;
   std::size_t peak_ = 0;
+  std::size_t count_ = 0;
 };
 
 namespace cuda {

@@ -129,6 +129,7 @@ struct FakeLog {
   std::atomic<bool> device_done{true};
   std::atomic<bool> device_fails{false};  // test() of a reduction throws, as a dead peer
   std::atomic<int> deferred{0}, completed{0};
+  std::atomic<int> cancelled{0};  // Communicator::cancel() calls: they release stuck reductions
 };
 
 // A reduction with a peer rank whose gradients are all 1: the average is
@@ -145,7 +146,7 @@ class FakeReduce final : public PendingReduce::Impl {
     return true;
   }
   void wait() override {
-    while (!log_.device_done) std::this_thread::sleep_for(milliseconds(1));
+    while (!log_.device_done && log_.cancelled == 0) std::this_thread::sleep_for(milliseconds(1));
     complete();
   }
   bool defer() override {
@@ -180,6 +181,7 @@ class FakeTwoRanks final : public Communicator {
   void allreduce_impl(int64_t*, std::size_t) override { unused(); }
   int64_t allreduce_max_impl(int64_t) override { unused(); }
   [[noreturn]] void abort_impl(int) override { unused(); }
+  void cancel_impl() override { ++log_->cancelled; }
   std::unique_ptr<Communicator> duplicate_impl() override {
     return std::make_unique<FakeTwoRanks>(log_);
   }
@@ -352,8 +354,10 @@ TEST(GradientReducerThread, ADeferredReductionThatFailsIsRethrownByTheNextStep) 
     }
   }
   EXPECT_TRUE(thrown);
-  log->device_fails = false;  // the abandoned handles' destructors may now end
-  log->device_done = true;
+  // The thread cancels right after recording the error the caller rethrew.
+  for (int i = 0; i < 5000 && log->cancelled == 0; ++i)
+    std::this_thread::sleep_for(milliseconds(1));
+  EXPECT_EQ(log->cancelled.load(), 1) << "cancelled, so the stuck reductions end";
 }
 
 TEST(GradientReducerThread, DestroyedInTheMiddleOfAStepDoesNotHang) {

@@ -119,6 +119,59 @@ TEST_F(GpuTraining, SeResNet20MatchesCpu) {
   compare_five_steps("se_resnet20", Shape{4, 3, 32, 32}, 10);
 }
 
+// A steady-state training step as the trainer runs it (metrics kept on the
+// device, ready gradients reported) allocates no device memory: no cudaMalloc
+// (which synchronizes the device) next to NCCL. fp32 NCHW, bf16 and fp16
+// channels-last (fp16: cuDNN's fused BN+ReLU path), and the memory-efficient
+// DenseNet with its shared buffers.
+TEST_F(GpuTraining, SteadyStateStepsAllocateNothing) {
+  struct Case {
+    const char* model;
+    DType dtype;
+    bool channels_last;
+  };
+  for (const Case& k :
+       {Case{"resnet18", DType::f32, false}, Case{"resnet18", DType::bf16, true},
+        Case{"resnet18", DType::f16, true}, Case{"densenet_bc_100_k12", DType::bf16, false}}) {
+    SCOPED_TRACE(std::string(k.model) + " " + to_string(k.dtype));
+    ContextOptions options;
+    options.backend = Backend::cuda;
+    options.activation_dtype = k.dtype;
+    Context context(options);
+    ModelSpec spec;
+    spec.name = k.model;
+    spec.num_classes = 10;
+    spec.channels_last = k.channels_last;
+    const Shape input{8, 3, 32, 32};
+    Replica r;
+    build(r, context, spec, input);
+    ParamStore host;
+    ModelSpec host_spec = spec;
+    host_spec.channels_last = false;
+    auto host_net = build_model(cpu(), host_spec, host, input);
+    initialize_parameters(host, 4);
+    copy_values(r.store, host);
+    const Tensor staged = in_layout(random(input), r.net->input().layout());
+    cuda::copy(r.net->input(), staged, context.gpu().stream);
+    context.gpu().synchronize();
+    const std::vector<int64_t> labels{0, 1, 2, 3, 4, 5, 6, 7};
+    std::size_t after_first = 0;
+    for (int s = 0; s < 4; ++s) {
+      r.store.zero_grads();
+      r.net->forward(Mode::training);
+      r.loss->forward_accumulate(r.net->output(), labels);
+      r.loss->backward(r.net->output_grad());
+      r.net->backward([](int64_t) {});
+      r.sgd->step(r.store.flat_params(), r.store.flat_grads(), 0.01);
+      if (s == 0) after_first = context.allocator().allocation_count();
+    }
+    EXPECT_EQ(context.allocator().allocation_count(), after_first);
+    const SoftmaxCrossEntropy::Metrics metrics = r.loss->take_metrics();
+    EXPECT_EQ(metrics.nonfinite, 0);
+    EXPECT_GT(metrics.loss_sum, 0.0);
+  }
+}
+
 // Memory-efficient and naive DenseNet on the GPU: same logits and gradients,
 // and the efficient one plans less activation memory.
 TEST_F(GpuTraining, MemoryEfficientDenseNetMatchesNaive) {
