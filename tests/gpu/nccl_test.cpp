@@ -8,6 +8,7 @@
 #include "comm/gradient_reducer.h"
 #include "comm/nccl_communicator.h"
 #include "comm/single_process_communicator.h"
+#include "core/error.h"
 #include "layers/sgd.h"
 #include "layers/softmax_cross_entropy.h"
 #include "models/zoo.h"
@@ -43,6 +44,15 @@ TEST_F(Nccl, AllreduceOfAKnownBuffer) {
   nccl->allreduce(&metric, 1, ReduceOp::sum);
   EXPECT_EQ(metric, 3.5);
   nccl->barrier();
+  // cancel(): the communicator is aborted (as after a dead peer) without
+  // ending the process; using it again is a clear error.
+  nccl->cancel();
+  try {
+    nccl->allreduce_async(device.data<float>(), 1000, ReduceOp::average);
+    ADD_FAILURE() << "an allreduce on a cancelled communicator";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("aborted"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
