@@ -1,7 +1,10 @@
 #include "layers/sgd.h"
 
+#include <vector>
+
 #include "core/error.h"
 #ifdef CONVNET_HAVE_CUDA
+#include "core/cuda/check.h"
 #include "core/cuda/runtime.h"
 #include "layers/cuda/kernels.h"
 #endif
@@ -38,6 +41,19 @@ Sgd::Sgd(Context& context, const SgdOptions& options, std::vector<ParamSegment> 
       momentum_ = Tensor::empty(Shape{num_params}, context.allocator());
       cuda::zero(momentum_, context.gpu().stream);
     }
+    const std::size_t count = segments_.size();
+    std::vector<int64_t> ends(count);
+    std::vector<float> decays(count);
+    for (std::size_t k = 0; k < count; ++k) {
+      ends[k] = segments_[k].offset + segments_[k].size;
+      decays[k] = segments_[k].apply_weight_decay ? static_cast<float>(options.weight_decay) : 0.0f;
+    }
+    // count int64 ends, then count f32 decays, in f32-sized slots
+    segment_table_ = Tensor::empty(Shape{static_cast<int64_t>(3 * count)}, context.allocator());
+    char* table = static_cast<char*>(segment_table_.raw_data());
+    CONVNET_CUDA(cudaMemcpy(table, ends.data(), count * sizeof(int64_t), cudaMemcpyHostToDevice));
+    CONVNET_CUDA(cudaMemcpy(table + count * sizeof(int64_t), decays.data(), count * sizeof(float),
+                            cudaMemcpyHostToDevice));
   }
 #endif
 }
@@ -79,14 +95,14 @@ void Sgd::step_cuda(const Tensor& params, const Tensor& grads, double lr, float 
   CONVNET_CHECK(grads.device() == Device::cuda && stream_ != nullptr,
                 "SGD on GPU parameters needs GPU gradients and a cuda context");
   float* v = options_.momentum > 0 ? momentum_.data<float>() : nullptr;
-  for (const ParamSegment& s : segments_) {
-    const float decay = s.apply_weight_decay ? static_cast<float>(options_.weight_decay) : 0.0f;
-    cuda::sgd_step(params.data<float>() + s.offset, grads.data<float>() + s.offset,
-                   v ? v + s.offset : nullptr, s.size, static_cast<float>(lr),
-                   static_cast<float>(options_.momentum),
-                   static_cast<float>(1.0 - options_.dampening), decay, step_count_ == 0,
-                   options_.nesterov, grad_scale, static_cast<cudaStream_t>(stream_));
-  }
+  const int64_t count = static_cast<int64_t>(segments_.size());
+  const char* table = static_cast<const char*>(segment_table_.raw_data());
+  cuda::sgd_step_segments(params.data<float>(), grads.data<float>(), v, num_params_,
+                          reinterpret_cast<const int64_t*>(table),
+                          reinterpret_cast<const float*>(table + count * sizeof(int64_t)), count,
+                          static_cast<float>(lr), static_cast<float>(options_.momentum),
+                          static_cast<float>(1.0 - options_.dampening), step_count_ == 0,
+                          options_.nesterov, grad_scale, static_cast<cudaStream_t>(stream_));
   ++step_count_;
 #else
   CONVNET_CHECK(false, "SGD on GPU memory in a build without the GPU backend");

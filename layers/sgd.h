@@ -68,6 +68,9 @@ class Sgd {
 
   Tensor momentum_;         // (num_params), on the context's device
   void* stream_ = nullptr;  // the context's cudaStream_t (GPU backend)
+  // GPU: the segments' ends (int64) then their weight decays (f32), so that
+  // one launch updates every segment.
+  Tensor segment_table_;
 };
 
 }  // namespace convnet

@@ -309,6 +309,20 @@ CONVNET_HD inline bool label_in_top_k(const float* row, int64_t classes, int64_t
   return ahead < k;
 }
 
+// The segment holding element i: the first k with i < ends[k] (ends
+// ascending, count > 0, i < ends[count - 1]).
+CONVNET_HD inline int64_t segment_of(int64_t i, const int64_t* ends, int64_t count) {
+  int64_t lo = 0, hi = count - 1;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (i < ends[mid])
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
 CONVNET_HD inline void sgd_step(int64_t i, float* w, const float* g, float* v, float lr,
                                 float momentum, float keep, float decay, bool first, bool nesterov,
                                 float grad_scale = 1.0f) {

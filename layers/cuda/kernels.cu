@@ -551,9 +551,11 @@ void accumulate_loss_metrics(const float* row_loss, const float* logits, const i
   CONVNET_CUDA_LAUNCHED("loss_metrics");
 }
 
-void sgd_step(float* w, const float* g, float* v, int64_t n, float lr, float momentum, float keep,
-              float decay, bool first, bool nesterov, float grad_scale, cudaStream_t stream) {
-  for_each("sgd_step", n, stream, [=] __device__(int64_t i) {
+void sgd_step_segments(float* w, const float* g, float* v, int64_t n, const int64_t* ends,
+                       const float* decays, int64_t count, float lr, float momentum, float keep,
+                       bool first, bool nesterov, float grad_scale, cudaStream_t stream) {
+  for_each("sgd_step_segments", n, stream, [=] __device__(int64_t i) {
+    const float decay = decays[math::segment_of(i, ends, count)];
     math::sgd_step(i, w, g, v, lr, momentum, keep, decay, first, nesterov, grad_scale);
   });
 }

@@ -126,11 +126,15 @@ void softmax_cross_entropy_backward(const float* logits, const int32_t* labels,
 void accumulate_loss_metrics(const float* row_loss, const float* logits, const int32_t* labels,
                              int64_t n, int64_t k, double* metrics, cudaStream_t stream);
 
-// One SGD step (torch.optim.SGD semantics, see layers/sgd.h) over [0, n):
-// d = grad_scale g + decay * w; v = first ? d : momentum v + (1 - dampening) d;
-// d = nesterov ? d + momentum v : v; w -= lr d. v may be null (no momentum).
-void sgd_step(float* w, const float* g, float* v, int64_t n, float lr, float momentum, float keep,
-              float decay, bool first, bool nesterov, float grad_scale, cudaStream_t stream);
+// One SGD step (torch.optim.SGD semantics, see layers/sgd.h) over [0, n) in
+// one launch: d = grad_scale g + decay * w; v = first ? d : momentum v +
+// (1 - dampening) d; d = nesterov ? d + momentum v : v; w -= lr d. v may be
+// null (no momentum). The weight decay is per segment: element i takes
+// decays[math::segment_of(i, ends, count)] (ends ascending, the last one n;
+// device memory).
+void sgd_step_segments(float* w, const float* g, float* v, int64_t n, const int64_t* ends,
+                       const float* decays, int64_t count, float lr, float momentum, float keep,
+                       bool first, bool nesterov, float grad_scale, cudaStream_t stream);
 
 // *flag = 1 when any of x[0, n) is infinite or NaN (flag is left alone
 // otherwise; the caller zeroes it): the overflow test of fp16 loss scaling.

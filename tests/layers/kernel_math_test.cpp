@@ -264,6 +264,15 @@ TEST_F(KernelMath, SgdNesterovMatchesTheCpuOptimizer) {
   expect_close(v, sgd.momentum_buffer());
 }
 
+TEST_F(KernelMath, SegmentOfFindsTheSegmentHoldingAnElement) {
+  const int64_t ends[] = {3, 4, 10, 64};
+  const int64_t expected[] = {0, 0, 0, 1, 2, 2, 2, 2, 2, 2, 3};
+  for (int64_t i = 0; i < 11; ++i) EXPECT_EQ(math::segment_of(i, ends, 4), expected[i]) << i;
+  EXPECT_EQ(math::segment_of(63, ends, 4), 3);
+  const int64_t one[] = {5};
+  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(math::segment_of(i, one, 1), 0);
+}
+
 TEST_F(KernelMath, BatchNormWithGivenStatistics) {
   const int64_t n = 2, c = 3, hw = 5;
   const Tensor x = random(Shape{n, c, hw}), dy = random(Shape{n, c, hw});

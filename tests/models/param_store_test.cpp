@@ -29,8 +29,11 @@ TEST(ParamStore, AlignedLayoutTilesAndCopiesBothWays) {
   EXPECT_EQ(packed.flat_size(), packed.num_parameters());
   EXPECT_EQ(aligned.num_parameters(), packed.num_parameters());
   EXPECT_GT(aligned.flat_size(), aligned.num_parameters());
-  for (const ParamEntry& e : aligned.entries())
-    if (e.kind != EntryKind::counter) EXPECT_EQ(e.offset % 64, 0) << e.name;
+  for (const ParamEntry& e : aligned.entries()) {
+    if (e.kind != EntryKind::counter) {
+      EXPECT_EQ(e.offset % 64, 0) << e.name;
+    }
+  }
 
   for (bool exclude : {false, true}) {
     const std::vector<ParamSegment> segments = aligned.decay_segments(exclude);
