@@ -39,13 +39,21 @@ struct NcclComm {
 };
 
 // Whether `done` is recorded; NCCL's asynchronous errors (a dead peer) become
-// exceptions.
+// exceptions. A reduction of an aborted communicator is never reported done
+// (its result is partial): once the abort has let its kernels end, it is an
+// error.
+// (cancel() and the polling run on one thread, the reducer's, so the
+// communicator is not aborted between the check and the queries below.)
 bool reached(cudaEvent_t done, const NcclComm& nccl) {
   const cudaError_t status = cudaEventQuery(done);
-  if (status == cudaSuccess) return true;
-  CONVNET_CHECK(status == cudaErrorNotReady,
+  CONVNET_CHECK(status == cudaSuccess || status == cudaErrorNotReady,
                 "waiting for an NCCL allreduce: ", cudaGetErrorString(status));
-  CONVNET_CHECK(!nccl.aborted, "an NCCL allreduce abandoned: its communicator was aborted");
+  if (nccl.aborted) {
+    CONVNET_CHECK(status != cudaSuccess,
+                  "an NCCL allreduce abandoned: its communicator was aborted");
+    return false;
+  }
+  if (status == cudaSuccess) return true;
   ncclResult_t async = ncclSuccess;
   CONVNET_NCCL(ncclCommGetAsyncError(nccl.comm, &async));
   CONVNET_CHECK(async == ncclSuccess || async == ncclInProgress,
@@ -110,7 +118,10 @@ class NcclCommunicator final : public Communicator {
       if (async != ncclSuccess || std::uncaught_exceptions() > 0) nccl_->abort();
     }
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-    if (nccl_->comm != nullptr && !nccl_->aborted) ncclCommDestroy(nccl_->comm);
+    if (nccl_->comm != nullptr && !nccl_->aborted) {
+      ncclCommDestroy(nccl_->comm);
+      nccl_->comm = nullptr;
+    }
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -140,12 +151,12 @@ class NcclCommunicator final : public Communicator {
   PendingReduce allreduce_async_impl(float* data, std::size_t count, ReduceOp op) override {
     CONVNET_CUDA(cudaSetDevice(device_));  // before any CUDA call on this thread
     if (!on_device(data)) return host_->allreduce_async(data, count, op);
+    CONVNET_CHECK(!nccl_->aborted, "an NCCL allreduce on a communicator aborted after an error");
     cudaEvent_t ready = nullptr, done = nullptr;
     CONVNET_CUDA(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
     CONVNET_CUDA(cudaEventRecord(ready, compute_));
     CONVNET_CUDA(cudaStreamWaitEvent(stream_, ready, 0));
     cudaEventDestroy(ready);  // released once the wait is satisfied
-    CONVNET_CHECK(!nccl_->aborted, "an NCCL allreduce on a communicator aborted after an error");
     CONVNET_NCCL(ncclAllReduce(data, data, count, ncclFloat32,
                                op == ReduceOp::average ? ncclAvg : ncclSum, nccl_->comm, stream_));
     CONVNET_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));

@@ -51,9 +51,14 @@ Sgd::Sgd(Context& context, const SgdOptions& options, std::vector<ParamSegment> 
     // count int64 ends, then count f32 decays, in f32-sized slots
     segment_table_ = Tensor::empty(Shape{static_cast<int64_t>(3 * count)}, context.allocator());
     char* table = static_cast<char*>(segment_table_.raw_data());
-    CONVNET_CUDA(cudaMemcpy(table, ends.data(), count * sizeof(int64_t), cudaMemcpyHostToDevice));
-    CONVNET_CUDA(cudaMemcpy(table + count * sizeof(int64_t), decays.data(), count * sizeof(float),
-                            cudaMemcpyHostToDevice));
+    // On the compute stream (non-blocking: the legacy default stream would
+    // not order a pageable copy before the first update), waited for here.
+    cudaStream_t stream = context.gpu().stream;
+    CONVNET_CUDA(cudaMemcpyAsync(table, ends.data(), count * sizeof(int64_t),
+                                 cudaMemcpyHostToDevice, stream));
+    CONVNET_CUDA(cudaMemcpyAsync(table + count * sizeof(int64_t), decays.data(),
+                                 count * sizeof(float), cudaMemcpyHostToDevice, stream));
+    context.gpu().synchronize();
   }
 #endif
 }
