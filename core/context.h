@@ -50,6 +50,7 @@ enum class Scratch {
   gpu_mask,     // a masked copy of an output gradient (GPU fused BN+ReLU backward)
   discarded,    // an output a library call must write but the caller does not want
   reserve,      // a library's reserve space that no later call reads (cuDNN's fused BN+ReLU)
+  reduction,    // per-block partial sums of a reduction (GPU channels-last batch norm)
   count
 };
 

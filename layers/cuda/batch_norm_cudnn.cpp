@@ -89,6 +89,7 @@ class BatchNormCudnn final : public BatchNorm2d {
     if (options.fuse_relu)
       context.scratch(Scratch::gpu_mask,
                       static_cast<std::size_t>(input_shape.numel()) * dtype_size(dtype_));
+    if (channels_last()) reduction_scratch();  // for a step down to convnet's kernels
   }
 
  private:
@@ -96,6 +97,13 @@ class BatchNormCudnn final : public BatchNorm2d {
   int64_t c() const { return input_shape()[1]; }
   int64_t hw() const { return input_shape()[2] * input_shape()[3]; }
   bool channels_last() const { return options().layout == Layout::nhwc; }
+  // The partial sums of convnet's channels-last kernels (null for NCHW).
+  float* reduction_scratch() {
+    if (!channels_last()) return nullptr;
+    const auto bytes =
+        static_cast<std::size_t>(cuda::batch_norm_scratch_floats(c())) * sizeof(float);
+    return static_cast<float*>(context_.scratch(Scratch::reduction, bytes));
+  }
   cudaStream_t stream() const { return context_.gpu().stream; }
   bool is_persistent() const {
     return path_ == BnPath::persistent_fused || path_ == BnPath::persistent;
@@ -193,7 +201,7 @@ class BatchNormCudnn final : public BatchNorm2d {
       cuda::batch_norm_statistics(dtype_, cuda::act(x), saved_mean_.data<float>(),
                                   saved_inv_std_.data<float>(), cuda::device_ptr(running_mean),
                                   cuda::device_ptr(running_var), n(), c(), hw(), channels_last(),
-                                  options().eps, options().momentum, stream());
+                                  options().eps, options().momentum, reduction_scratch(), stream());
       apply(x, weight, bias, y);  // with the fused ReLU
       return true;
     }
@@ -267,7 +275,7 @@ class BatchNormCudnn final : public BatchNorm2d {
       cuda::batch_norm_backward_batch_stats(
           dtype_, cuda::act(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
           cuda::device_ptr(weight), cuda::act(dx), accumulate, cuda::device_ptr(dweight),
-          cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), stream());
+          cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), reduction_scratch(), stream());
       return;
     }
     void* dx_ptr =

@@ -1,9 +1,9 @@
 // Launchers for the kernels of kernels.h. The arithmetic is in kernel_math.h
 // (tested on the host); here each function runs in a grid-stride loop over
-// its outputs. Only per-channel sums (the fixed-statistics batch-norm
-// backward, a bias gradient) use a block reduction (one block per channel,
-// N*H*W terms each). Each public function dispatches on the activations'
-// DType to a template instantiated for float, __nv_bfloat16 and __half.
+// its outputs. Per-channel sums use a block reduction: one block per channel
+// (N*H*W terms each) for NCHW and the small cases, tiles of 32 channels x
+// row groups with partial sums for channels-last batch norm. Each public function dispatches on the
+// activations' DType to a template instantiated for float, __nv_bfloat16 and __half.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -155,6 +155,127 @@ __global__ void channel_sums_kernel(const T* dy, float* sums, int64_t n, int64_t
     sum += math::load(dy[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last)]);
   sum = block_sum(sum);
   if (threadIdx.x == 0) sums[ch] += sum;
+}
+
+// ---- Per-channel sums of channels-last (NHWC) data: rows of c channels.
+// A block covers 32 channels (a warp reads 32 consecutive values of a row)
+// and one group of rows; each block writes two partial sums per channel,
+// which a second pass adds in group order (deterministic).
+constexpr int kTileChannels = 32, kTileRows = 8;
+constexpr int64_t kMaxPartialBlocks = 2048;  // channel tiles x row groups
+
+int64_t channel_tiles(int64_t c) { return (c + kTileChannels - 1) / kTileChannels; }
+
+int64_t row_groups(int64_t rows, int64_t c) {
+  return std::max<int64_t>(
+      1, std::min<int64_t>((rows + 255) / 256, kMaxPartialBlocks / channel_tiles(c)));
+}
+
+// partials[(g * 2 + k) * c + ch] = sum over row group g of component k of
+// f(i, ch), i = row * c + ch (f returns a float2).
+template <typename F>
+__global__ void channels_last_partials_kernel(int64_t rows, int64_t c, F f, float* partials) {
+  __shared__ float tile[2][kTileRows][kTileChannels + 1];
+  const int64_t ch = blockIdx.x * static_cast<int64_t>(kTileChannels) + threadIdx.x;
+  float a = 0.0f, b = 0.0f;
+  if (ch < c)
+    for (int64_t r = blockIdx.y * static_cast<int64_t>(kTileRows) + threadIdx.y; r < rows;
+         r += static_cast<int64_t>(kTileRows) * gridDim.y) {
+      const float2 v = f(r * c + ch, ch);
+      a += v.x;
+      b += v.y;
+    }
+  tile[0][threadIdx.y][threadIdx.x] = a;
+  tile[1][threadIdx.y][threadIdx.x] = b;
+  __syncthreads();
+  if (threadIdx.y < 2 && ch < c) {
+    float sum = 0.0f;
+    for (int k = 0; k < kTileRows; ++k) sum += tile[threadIdx.y][k][threadIdx.x];
+    partials[(blockIdx.y * 2 + threadIdx.y) * c + ch] = sum;
+  }
+}
+
+// Launches the partial sums; returns the number of row groups.
+template <typename F>
+int64_t channels_last_partials(const char* name, int64_t rows, int64_t c, F f, float* partials,
+                               cudaStream_t stream) {
+  const int64_t groups = row_groups(rows, c);
+  const dim3 grid(static_cast<unsigned>(channel_tiles(c)), static_cast<unsigned>(groups));
+  channels_last_partials_kernel<<<grid, dim3(kTileChannels, kTileRows), 0, stream>>>(rows, c, f,
+                                                                                     partials);
+  CONVNET_CUDA_LAUNCHED(name);
+  return groups;
+}
+
+// The two sums of channel ch over every row group, in group order.
+__device__ float2 total_of(const float* partials, int64_t groups, int64_t c, int64_t ch) {
+  float2 sum = make_float2(0.0f, 0.0f);
+  for (int64_t g = 0; g < groups; ++g) {
+    sum.x += partials[(g * 2) * c + ch];
+    sum.y += partials[(g * 2 + 1) * c + ch];
+  }
+  return sum;
+}
+
+template <typename T>
+void batch_norm_statistics_channels_last(const T* x, float* mean, float* inv_std,
+                                         float* running_mean, float* running_var, int64_t rows,
+                                         int64_t c, float eps, float momentum, float* partials,
+                                         cudaStream_t stream) {
+  const float count = static_cast<float>(rows);
+  int64_t groups = channels_last_partials(
+      "batch_norm_sums", rows, c,
+      [=] __device__(int64_t i, int64_t) { return make_float2(math::load(x[i]), 0.0f); }, partials,
+      stream);
+  for_each("batch_norm_mean", c, stream,
+           [=] __device__(int64_t ch) { mean[ch] = total_of(partials, groups, c, ch).x / count; });
+  groups = channels_last_partials(
+      "batch_norm_squares", rows, c,
+      [=] __device__(int64_t i, int64_t ch) {
+        const float d = math::load(x[i]) - mean[ch];
+        return make_float2(d * d, 0.0f);
+      },
+      partials, stream);
+  for_each("batch_norm_variance", c, stream, [=] __device__(int64_t ch) {
+    const float squares = total_of(partials, groups, c, ch).x;
+    const float var = squares / count;
+    inv_std[ch] = rsqrtf(var + eps);
+    const float unbiased = count > 1.0f ? squares / (count - 1.0f) : var;
+    running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * mean[ch];
+    running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * unbiased;
+  });
+}
+
+template <typename T>
+void batch_norm_backward_batch_channels_last(const T* x, const T* dy, const float* mean,
+                                             const float* inv_std, const float* gamma, T* dx,
+                                             bool accumulate, float* dgamma, float* dbeta,
+                                             int64_t rows, int64_t c, float* scratch,
+                                             cudaStream_t stream) {
+  float* means = scratch + 2 * kMaxPartialBlocks * kTileChannels;  // (2, c) after the partials
+  const int64_t groups = channels_last_partials(
+      "batch_norm_backward_sums", rows, c,
+      [=] __device__(int64_t i, int64_t ch) {
+        const float g = math::load(dy[i]);
+        return make_float2(g, g * (math::load(x[i]) - mean[ch]) * inv_std[ch]);
+      },
+      scratch, stream);
+  const float count = static_cast<float>(rows);
+  for_each("batch_norm_backward_totals", c, stream, [=] __device__(int64_t ch) {
+    const float2 sum = total_of(scratch, groups, c, ch);
+    dgamma[ch] += sum.y;
+    dbeta[ch] += sum.x;
+    means[ch] = sum.x / count;
+    means[c + ch] = sum.y / count;
+  });
+  if (dx == nullptr) return;
+  for_each("batch_norm_backward_dx", rows * c, stream, [=] __device__(int64_t i) {
+    const int64_t ch = i % c;
+    const float s = inv_std[ch];
+    const float xhat = (math::load(x[i]) - mean[ch]) * s;
+    math::store(dx + i, gamma[ch] * s * (math::load(dy[i]) - means[ch] - xhat * means[c + ch]),
+                accumulate);
+  });
 }
 
 // One block: the metrics of accumulate_loss_metrics.
@@ -430,11 +551,24 @@ void batch_norm_backward_fixed_stats(DType t, const void* x, const void* dy, con
   });
 }
 
+int64_t batch_norm_scratch_floats(int64_t c) {
+  CONVNET_CHECK(c <= kMaxPartialBlocks * kTileChannels, "channels-last batch norm over ", c,
+                " channels (at most ", kMaxPartialBlocks * kTileChannels, ")");
+  return 2 * kMaxPartialBlocks * kTileChannels + 2 * c;
+}
+
 void batch_norm_statistics(DType t, const void* x, float* mean, float* inv_std, float* running_mean,
                            float* running_var, int64_t n, int64_t c, int64_t hw, bool channels_last,
-                           double eps, double momentum, cudaStream_t stream) {
+                           double eps, double momentum, float* scratch, cudaStream_t stream) {
   with_type(t, [&](auto v) {
     using T = decltype(v);
+    if (channels_last) {
+      CONVNET_CHECK(scratch != nullptr, "channels-last batch norm statistics without scratch");
+      batch_norm_statistics_channels_last(as<T>(x), mean, inv_std, running_mean, running_var,
+                                          n * hw, c, static_cast<float>(eps),
+                                          static_cast<float>(momentum), scratch, stream);
+      return;
+    }
     batch_norm_statistics_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
         as<T>(x), mean, inv_std, running_mean, running_var, n, c, hw, channels_last,
         static_cast<float>(eps), static_cast<float>(momentum));
@@ -445,10 +579,17 @@ void batch_norm_statistics(DType t, const void* x, float* mean, float* inv_std, 
 void batch_norm_backward_batch_stats(DType t, const void* x, const void* dy, const float* mean,
                                      const float* inv_std, const float* gamma, void* dx,
                                      bool accumulate, float* dgamma, float* dbeta, int64_t n,
-                                     int64_t c, int64_t hw, bool channels_last,
+                                     int64_t c, int64_t hw, bool channels_last, float* scratch,
                                      cudaStream_t stream) {
   with_type(t, [&](auto v) {
     using T = decltype(v);
+    if (channels_last) {
+      CONVNET_CHECK(scratch != nullptr, "channels-last batch norm backward without scratch");
+      batch_norm_backward_batch_channels_last(as<T>(x), as<T>(dy), mean, inv_std, gamma, as<T>(dx),
+                                              accumulate, dgamma, dbeta, n * hw, c, scratch,
+                                              stream);
+      return;
+    }
     batch_norm_backward_batch_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
         as<T>(x), as<T>(dy), mean, inv_std, gamma, as<T>(dx), accumulate, dgamma, dbeta, n, c, hw,
         channels_last);

@@ -63,20 +63,27 @@ void batch_norm_backward_fixed_stats(DType t, const void* x, const void* dy, con
                                      cudaStream_t stream);
 // Training-mode batch normalization with the batch's own statistics (the
 // GPU backend's path where cuDNN does not take the data type, or with
-// CONVNET_CUDNN_BN=off), one block per channel:
+// CONVNET_CUDNN_BN=off):
 // statistics: mean and biased variance over (N, HW) (two passes);
 // inv_std = 1 / sqrt(var + eps); running_mean/var move by `momentum` towards
 // the mean and the UNBIASED variance (PyTorch's rule).
+// NCHW: one block per channel. NHWC: tiles of 32 channels x row groups
+// (coalesced rows), partial sums in `scratch` (batch_norm_scratch_floats(c)
+// floats of device memory; unused for NCHW) added in a fixed order, so the
+// result is the same every run.
 void batch_norm_statistics(DType t, const void* x, float* mean, float* inv_std, float* running_mean,
                            float* running_var, int64_t n, int64_t c, int64_t hw, bool channels_last,
-                           double eps, double momentum, cudaStream_t stream);
+                           double eps, double momentum, float* scratch, cudaStream_t stream);
+// Floats of scratch the channels-last statistics and backward need for c channels.
+int64_t batch_norm_scratch_floats(int64_t c);
 // Backward through the batch statistics: with xhat = (x - mean) inv_std,
 // dgamma += sum(dy xhat), dbeta += sum(dy), and (dx may be null)
 // dx (+)= gamma inv_std (dy - sum(dy) / M - xhat sum(dy xhat) / M), M = N*HW.
+// (NHWC as batch_norm_statistics, with its scratch.)
 void batch_norm_backward_batch_stats(DType t, const void* x, const void* dy, const float* mean,
                                      const float* inv_std, const float* gamma, void* dx,
                                      bool accumulate, float* dgamma, float* dbeta, int64_t n,
-                                     int64_t c, int64_t hw, bool channels_last,
+                                     int64_t c, int64_t hw, bool channels_last, float* scratch,
                                      cudaStream_t stream);
 
 // inv_std[c] = 1 / sqrt(var[c] + eps).
