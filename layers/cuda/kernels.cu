@@ -1,7 +1,7 @@
 // Launchers for the kernels of kernels.h. The arithmetic is in kernel_math.h
 // (tested on the host); here each function runs in a grid-stride loop over
 // its outputs. Per-channel sums use a block reduction: one block per channel
-// (N*H*W terms each) for NCHW and the small cases, tiles of 32 channels x
+// (N*H*W terms each) for NCHW and bias gradients, tiles of 32 channels x
 // row groups with partial sums for channels-last batch norm. Each public function dispatches on the
 // activations' DType to a template instantiated for float, __nv_bfloat16 and __half.
 #include <cuda_bf16.h>
