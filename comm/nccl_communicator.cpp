@@ -30,11 +30,9 @@ struct NcclComm {
   ncclComm_t comm = nullptr;
   std::atomic<bool> aborted{false};
 
-  // Aborts once; true if this call did.
-  bool abort() {
-    if (comm == nullptr || aborted.exchange(true)) return false;
-    ncclCommAbort(comm);
-    return true;
+  // Aborts once (later calls do nothing).
+  void abort() {
+    if (comm != nullptr && !aborted.exchange(true)) ncclCommAbort(comm);
   }
 };
 

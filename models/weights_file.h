@@ -28,7 +28,7 @@ struct WeightsMetadata {
   // What training fed the model (optional attributes; empty/0 when absent, as
   // in a file converted from torchvision): per-channel input normalization in
   // 0..1 units, and the input height = width.
-  std::vector<double> mean, std;
+  std::vector<double> mean{}, std{};
   int64_t image_size = 0;
 };
 

@@ -359,7 +359,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
       prefetched = false;
       net.forward(Mode::training);
       // Loss and top-k counts accumulate where the loss is computed (on the
-      // GPU without waiting for it); read once per step below.
+      // GPU without waiting for it); read after the step where needed (below).
       loss.forward_accumulate(net.output(), batch.labels);
       unread_samples += batch.count;
       loss.backward(net.output_grad());

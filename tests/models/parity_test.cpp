@@ -332,14 +332,7 @@ TEST(TorchvisionWeights, ConvertsBothWays) {
   const int counter = original.find("layer2.1.bn2.num_batches_tracked");
   original.counter(counter) = 42;
   original.flat_buffers().data<float>()[7] = 0.25f;
-  save_weights(saved.path(),
-               {.model = "resnet18",
-                .num_classes = 10,
-                .in_channels = 3,
-                .format_version = 0,
-                .mean = {},
-                .std = {}},
-               original);
+  save_weights(saved.path(), {.model = "resnet18", .num_classes = 10, .in_channels = 3}, original);
   ASSERT_EQ(run(tool("from-h5 --input " + saved.path() + " --output " + pth.path())), 0);
   ASSERT_EQ(run(tool("to-h5 --state-dict " + pth.path() +
                      " --model resnet18 --num-classes 10 --in-channels 3 --output " + back.path())),

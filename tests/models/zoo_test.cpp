@@ -155,14 +155,7 @@ TEST(WeightsFile, RoundTripAndMismatchErrors) {
   build_model(context, {.name = "resnet20"}, store, Shape{1, 3, 32, 32});
   initialize_parameters(store, 11);
   store.counter(store.find("bn1.num_batches_tracked")) = 42;
-  save_weights(path,
-               {.model = "resnet20",
-                .num_classes = 10,
-                .in_channels = 3,
-                .format_version = 0,
-                .mean = {},
-                .std = {}},
-               store);
+  save_weights(path, {.model = "resnet20", .num_classes = 10, .in_channels = 3}, store);
   EXPECT_EQ(read_weights_metadata(path).model, "resnet20");
 
   ParamStore loaded;
