@@ -12,6 +12,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libboost-program-options-dev
+  libboost-context-dev  # fibers of the host-run CUDA kernel tests (tests/cuda_on_host)
   libgtest-dev
   clang-format
   python3-torch python3-torchvision python3-h5py  # peer benchmarks and torchvision parity tests

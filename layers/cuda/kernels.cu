@@ -13,6 +13,21 @@
 #include "core/error.h"
 #include "layers/cuda/kernels.h"
 
+// CONVNET_LAUNCH(name, kernel, grid, block, stream, args...) is
+// kernel<<<grid, block, 0, stream>>>(args...) with a launch check naming
+// `name`. Compiled by a host compiler with CONVNET_CUDA_ON_HOST (the test
+// harness tests/cuda_on_host), it runs the kernel on the host instead.
+#ifdef CONVNET_CUDA_ON_HOST
+#define CONVNET_LAUNCH(name, kernel, grid, block, stream, ...) \
+  ((void)(stream), ::convnet::cuda_on_host::launch(name, grid, block, [&] { kernel(__VA_ARGS__); }))
+#else
+#define CONVNET_LAUNCH(name, kernel, grid, block, stream, ...) \
+  do {                                                         \
+    kernel<<<grid, block, 0, stream>>>(__VA_ARGS__);           \
+    CONVNET_CUDA_LAUNCHED(name);                               \
+  } while (0)
+#endif
+
 namespace convnet::cuda {
 namespace {
 
@@ -35,8 +50,7 @@ __global__ void for_each_kernel(int64_t n, F f) {
 template <typename F>
 void for_each(const char* name, int64_t n, cudaStream_t stream, F f) {
   if (n <= 0) return;
-  for_each_kernel<<<blocks_for(n), kThreads, 0, stream>>>(n, f);
-  CONVNET_CUDA_LAUNCHED(name);
+  CONVNET_LAUNCH(name, for_each_kernel, blocks_for(n), kThreads, stream, n, f);
 }
 
 // Sum over the block (blockDim.x == kThreads); the result is valid in thread 0.
@@ -201,9 +215,8 @@ int64_t channels_last_partials(const char* name, int64_t rows, int64_t c, F f, f
                                cudaStream_t stream) {
   const int64_t groups = row_groups(rows, c);
   const dim3 grid(static_cast<unsigned>(channel_tiles(c)), static_cast<unsigned>(groups));
-  channels_last_partials_kernel<<<grid, dim3(kTileChannels, kTileRows), 0, stream>>>(rows, c, f,
-                                                                                     partials);
-  CONVNET_CUDA_LAUNCHED(name);
+  CONVNET_LAUNCH(name, channels_last_partials_kernel, grid, dim3(kTileChannels, kTileRows), stream,
+                 rows, c, f, partials);
   return groups;
 }
 
@@ -508,9 +521,8 @@ void accumulate_channel_sums(DType t, const void* dy, float* sums, int64_t n, in
                              bool channels_last, cudaStream_t stream) {
   with_type(t, [&](auto v) {
     using T = decltype(v);
-    channel_sums_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(as<T>(dy), sums, n, c,
-                                                                              hw, channels_last);
-    CONVNET_CUDA_LAUNCHED("channel_sums");
+    CONVNET_LAUNCH("channel_sums", channel_sums_kernel<T>, static_cast<unsigned>(c), kThreads,
+                   stream, as<T>(dy), sums, n, c, hw, channels_last);
   });
 }
 
@@ -542,9 +554,9 @@ void batch_norm_backward_fixed_stats(DType t, const void* x, const void* dy, con
                                      cudaStream_t stream) {
   with_type(t, [&](auto v) {
     using T = decltype(v);
-    batch_norm_fixed_sums_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
-        as<T>(x), as<T>(dy), mean, inv_std, dgamma, dbeta, n, c, hw, channels_last);
-    CONVNET_CUDA_LAUNCHED("batch_norm_fixed_sums");
+    CONVNET_LAUNCH("batch_norm_fixed_sums", batch_norm_fixed_sums_kernel<T>,
+                   static_cast<unsigned>(c), kThreads, stream, as<T>(x), as<T>(dy), mean, inv_std,
+                   dgamma, dbeta, n, c, hw, channels_last);
     if (dx != nullptr)
       batch_norm_fixed_dx_t(as<T>(dy), inv_std, gamma, as<T>(dx), accumulate, n, c, hw,
                             channels_last, stream);
@@ -569,10 +581,10 @@ void batch_norm_statistics(DType t, const void* x, float* mean, float* inv_std, 
                                           static_cast<float>(momentum), scratch, stream);
       return;
     }
-    batch_norm_statistics_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
-        as<T>(x), mean, inv_std, running_mean, running_var, n, c, hw, channels_last,
-        static_cast<float>(eps), static_cast<float>(momentum));
-    CONVNET_CUDA_LAUNCHED("batch_norm_statistics");
+    CONVNET_LAUNCH("batch_norm_statistics", batch_norm_statistics_kernel<T>,
+                   static_cast<unsigned>(c), kThreads, stream, as<T>(x), mean, inv_std,
+                   running_mean, running_var, n, c, hw, channels_last, static_cast<float>(eps),
+                   static_cast<float>(momentum));
   });
 }
 
@@ -590,10 +602,9 @@ void batch_norm_backward_batch_stats(DType t, const void* x, const void* dy, con
                                               stream);
       return;
     }
-    batch_norm_backward_batch_kernel<T><<<static_cast<unsigned>(c), kThreads, 0, stream>>>(
-        as<T>(x), as<T>(dy), mean, inv_std, gamma, as<T>(dx), accumulate, dgamma, dbeta, n, c, hw,
-        channels_last);
-    CONVNET_CUDA_LAUNCHED("batch_norm_backward_batch");
+    CONVNET_LAUNCH("batch_norm_backward_batch", batch_norm_backward_batch_kernel<T>,
+                   static_cast<unsigned>(c), kThreads, stream, as<T>(x), as<T>(dy), mean, inv_std,
+                   gamma, as<T>(dx), accumulate, dgamma, dbeta, n, c, hw, channels_last);
   });
 }
 
@@ -688,8 +699,8 @@ void softmax_cross_entropy_backward(const float* logits, const int32_t* labels,
 
 void accumulate_loss_metrics(const float* row_loss, const float* logits, const int32_t* labels,
                              int64_t n, int64_t k, double* metrics, cudaStream_t stream) {
-  loss_metrics_kernel<<<1, kThreads, 0, stream>>>(row_loss, logits, labels, n, k, metrics);
-  CONVNET_CUDA_LAUNCHED("loss_metrics");
+  CONVNET_LAUNCH("loss_metrics", loss_metrics_kernel, 1, kThreads, stream, row_loss, logits, labels,
+                 n, k, metrics);
 }
 
 void sgd_step_segments(float* w, const float* g, float* v, int64_t n, const int64_t* ends,
