@@ -79,7 +79,7 @@ bool GradientReducer::finish_waits() const {
 
 bool GradientReducer::launchable() const {
   if (!in_step_ || next_launch_ == buckets_.size()) return false;
-  if (!options_.overlap && !finishing_) return false;
+  if ((!options_.overlap || plain_step_) && !finishing_) return false;
   const BucketRange& next = buckets_[next_launch_];
   return next.offset + next.count <= ready_count_;
 }
@@ -90,6 +90,7 @@ void GradientReducer::begin_step() {
   CONVNET_CHECK(!in_step_, "begin_step() called again before finish()");
   in_step_ = true;
   finishing_ = false;
+  plain_step_ = ++steps_ == 1 && !options_.overlap_first_step;
   ready_count_ = 0;
   next_launch_ = 0;
   done_buckets_ = 0;
@@ -227,10 +228,11 @@ void GradientReducer::drive(std::unique_lock<std::mutex>& lock, std::vector<std:
                             std::vector<PendingReduce>& deferred) {
   // During backward test everything in flight. Once the caller waits in
   // finish() every bucket has been started (finish() marked all ready):
-  // defer what can be deferred, and block in the oldest of the rest (a host
-  // reduction), there is nothing else to do. Shutting down blocks in
-  // whatever is left.
+  // defer what can be deferred (not in a plain first step), and block in the
+  // oldest of the rest (a host reduction), there is nothing else to do.
+  // Shutting down blocks in whatever is left.
   const bool caller_waits = finish_waits();
+  const bool may_defer = !plain_step_;
   const bool shutting_down = shutdown_;
   const bool blocking = caller_waits || shutting_down;
   lock.unlock();
@@ -238,7 +240,7 @@ void GradientReducer::drive(std::unique_lock<std::mutex>& lock, std::vector<std:
   std::vector<char> deferred_complete(deferred.size(), 0);
   std::exception_ptr error;
   try {
-    if (caller_waits && !shutting_down)
+    if (caller_waits && may_defer && !shutting_down)
       for (std::size_t i = 0; i < pending.size(); ++i)
         complete[i] = now_deferred[i] = pending[i].defer() ? 1 : 0;
     if (blocking && !pending.empty() && !complete[0]) {

@@ -62,6 +62,14 @@ struct GradientReducerOptions {
   // true: buckets are reduced as soon as mark_ready() completes them.
   // false: mark_ready() only records; finish() reduces every bucket (no overlap).
   bool overlap = true;
+  // false: the first step neither overlaps nor defers (buckets start at
+  // finish(), which waits for them). The GPU trainer's choice: CUDA loads a
+  // kernel at its first launch (lazy loading, the default) and waits for the
+  // device to drain while holding the context lock, which an NCCL kernel
+  // waiting for its proxy thread or a peer may never let happen (a known
+  // deadlock). Every kernel of a step is launched in the first one, before
+  // any NCCL kernel is in flight.
+  bool overlap_first_step = true;
   // How often the communication thread drives in-flight reductions during
   // backward. Shorter reacts faster, longer disturbs compute less.
   std::chrono::microseconds poll_interval{50};
@@ -151,7 +159,9 @@ class GradientReducer {
   std::condition_variable step_done_;    // every bucket of the step is done
   // Guarded by mutex_:
   bool in_step_ = false;
-  bool finishing_ = false;  // finish() was called in this step (until the next begin_step)
+  bool finishing_ = false;   // finish() was called in this step (until the next begin_step)
+  bool plain_step_ = false;  // no overlap, no deferral in this step (overlap_first_step)
+  std::size_t steps_ = 0;    // begun
   bool shutdown_ = false;
   std::size_t ready_count_ = 0;   // gradients [0, ready_count_) are final
   std::size_t next_launch_ = 0;   // first bucket not yet started

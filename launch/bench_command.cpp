@@ -118,7 +118,9 @@ int bench_command(const std::vector<std::string>& args) {
   auto gradients = make_gradient_communicator(*communicator, context);
   GradientReducer reducer(
       *gradients, store.flat_grads().data<float>(), store.flat_size(),
-      {.bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20)), .overlap = overlap});
+      {.bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20)),
+       .overlap = overlap,
+       .overlap_first_step = context.backend() != Backend::cuda});  // as the trainer
 
   std::mt19937 rng(communicator->rank());
   std::normal_distribution<float> pixel(0.0f, 1.0f);

@@ -259,7 +259,9 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   GradientReducer reducer(*gradient_communicator, store.flat_grads().data<float>(),
                           store.flat_size(),
                           {.bucket_bytes = static_cast<std::size_t>(config.bucket_mb * (1 << 20)),
-                           .overlap = config.overlap});
+                           .overlap = config.overlap,
+                           // Every kernel loads (lazily) before NCCL overlaps anything.
+                           .overlap_first_step = context.backend() != Backend::cuda});
 
   // ---- Run directory and output (rank 0)
   std::unique_ptr<ProgressReporter> progress;

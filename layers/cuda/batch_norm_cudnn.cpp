@@ -25,7 +25,9 @@
 // from x, the saved statistics and the shift (bias) given to the last
 // forward, so no mask is stored: the bias must not change between a forward
 // and its backward (the update comes after). That backward is then the
-// spatial one (the saved statistics are the same in every mode).
+// spatial one (the saved statistics are the same in every mode). A backward
+// cuDNN refuses after taking the forward, and one that wants no dx, is
+// convnet's kernels' (from then on, for a refusal).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -271,18 +273,18 @@ class BatchNormCudnn final : public BatchNorm2d {
           cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), stream());
       return;
     }
-    if (trained_path_ == BnPath::own_kernels) {
+    // The saved statistics are the same in every mode, so convnet's kernels
+    // can take over any backward. They do where no dx is wanted (cuDNN's
+    // calls would need an input-sized output to discard).
+    const auto own_backward = [&] {
       cuda::batch_norm_backward_batch_stats(
           dtype_, cuda::act(x), grad, saved_mean_.data<float>(), saved_inv_std_.data<float>(),
-          cuda::device_ptr(weight), cuda::act(dx), accumulate, cuda::device_ptr(dweight),
-          cuda::device_ptr(dbias), n(), c(), hw(), channels_last(), reduction_scratch(), stream());
-      return;
-    }
-    void* dx_ptr =
-        dx.defined()
-            ? cuda::act(dx)
-            : context_.scratch_tensor(Scratch::discarded, input_shape(), Layout::nchw, dtype_)
-                  .raw_data();
+          cuda::device_ptr(weight), dx.defined() ? cuda::act(dx) : nullptr, accumulate,
+          cuda::device_ptr(dweight), cuda::device_ptr(dbias), n(), c(), hw(), channels_last(),
+          reduction_scratch(), stream());
+    };
+    if (trained_path_ == BnPath::own_kernels || !dx.defined()) return own_backward();
+    void* dx_ptr = cuda::act(dx);
     const float one = 1.0f, zero = 0.0f;
     if (trained_path_ == BnPath::persistent && path_ == BnPath::persistent) {
       const cudnnStatus_t status = cudnnBatchNormalizationBackwardEx(
@@ -296,11 +298,16 @@ class BatchNormCudnn final : public BatchNorm2d {
       if (!cuda::refused(status)) CONVNET_CUDNN(status);
       step_down(status);  // the next forward is spatial; this backward is below
     }
-    CONVNET_CUDNN(cudnnBatchNormalizationBackward(
+    const cudnnStatus_t status = cudnnBatchNormalizationBackward(
         context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, accumulate ? &one : &zero, &one, &one,
         x_.get(), cuda::act(x), x_.get(), grad, x_.get(), dx_ptr, param_.get(),
         cuda::device_ptr(weight), cuda::device_ptr(dweight), cuda::device_ptr(dbias), options().eps,
-        saved_mean_.data<float>(), saved_inv_std_.data<float>()));
+        saved_mean_.data<float>(), saved_inv_std_.data<float>());
+    if (status == CUDNN_STATUS_SUCCESS) return;
+    if (!cuda::refused(status)) CONVNET_CUDNN(status);
+    // A forward cuDNN took but a backward it refuses: convnet's kernels from now on.
+    while (path_ != BnPath::own_kernels) step_down(status);
+    own_backward();
   }
 
   Context& context_;

@@ -38,9 +38,10 @@ struct ConvAlgorithms {
 };
 
 // The fastest result that fits the workspace limit, deterministic ones first
-// (so a resumed run repeats an uninterrupted one): any math but fp16
-// down-conversion with TF32 allowed; else FMA kernels, or default math found
-// under an FMA descriptor.
+// (so a resumed run repeats an uninterrupted one; also where only default
+// math found under an FMA descriptor is left): any math but fp16
+// down-conversion with TF32 allowed; else FMA kernels first, then default
+// math found under an FMA descriptor, never tensor-op math.
 // CONVNET_CUDNN_DETERMINISTIC=0 drops the deterministic-first rule (the
 // fastest algorithm wins; a resumed run then no longer repeats an
 // uninterrupted one bit for bit): for measuring what determinism costs.
@@ -55,18 +56,17 @@ bool prefer_deterministic() {
 // Null when cuDNN offers no usable algorithm.
 template <typename Perf>
 const Perf* pick(const std::vector<Perf>& results, int count, bool tensor_ops) {
+  const auto usable = [&](const Perf& r, bool deterministic_only, bool fma_only) {
+    return r.status == CUDNN_STATUS_SUCCESS && r.memory <= kMaxWorkspace &&
+           r.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+           (!fma_only || r.mathType == CUDNN_FMA_MATH) &&
+           (tensor_ops || r.mathType != CUDNN_TENSOR_OP_MATH) &&
+           (!deterministic_only || r.determinism == CUDNN_DETERMINISTIC);
+  };
   for (bool deterministic_only : {prefer_deterministic(), false})
-    for (int i = 0; i < count; ++i)
-      if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].memory <= kMaxWorkspace &&
-          results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
-          (tensor_ops || results[i].mathType == CUDNN_FMA_MATH) &&
-          (!deterministic_only || results[i].determinism == CUDNN_DETERMINISTIC))
-        return &results[i];
-  for (int i = 0; i < count; ++i)
-    if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType != CUDNN_TENSOR_OP_MATH &&
-        results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
-        results[i].memory <= kMaxWorkspace)
-      return &results[i];
+    for (bool fma_only : {!tensor_ops, false})
+      for (int i = 0; i < count; ++i)
+        if (usable(results[i], deterministic_only, fma_only)) return &results[i];
   return nullptr;
 }
 

@@ -331,6 +331,41 @@ TEST(GradientReducerThread, DeviceReductionsAreDeferredNotWaitedFor) {
   for (const BucketTiming& bucket : reducer.last_step().buckets) EXPECT_FALSE(bucket.deferred);
 }
 
+// overlap_first_step = false (the GPU trainer): step 1 starts every bucket
+// at finish() and waits for them on the host; step 2 overlaps and defers.
+TEST(GradientReducerThread, APlainFirstStepNeitherOverlapsNorDefers) {
+  auto log = std::make_shared<FakeLog>();
+  log->deferrable = true;
+  FakeTwoRanks comm(log);
+  std::vector<float> grads(300);
+  GradientReducer reducer(comm, grads.data(), grads.size(),
+                          {.bucket_bytes = 100 * sizeof(float), .overlap_first_step = false});
+  for (int step = 1; step <= 2; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const std::vector<float> values = small_integers(grads.size());
+    std::copy(values.begin(), values.end(), grads.begin());
+    reducer.begin_step();
+    for (std::size_t done = 100; done <= 200; done += 100) {
+      std::this_thread::sleep_for(milliseconds(20));  // "backward" of the next layers
+      reducer.mark_ready(done);
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+    reducer.finish();
+    const ReduceStepStats& stats = reducer.last_step();
+    if (step == 1) {
+      EXPECT_EQ(grads, averaged(values)) << "waited for on the host";
+      EXPECT_EQ(stats.launched_before_finish(), 0u);
+      for (const BucketTiming& bucket : stats.buckets) EXPECT_FALSE(bucket.deferred);
+    } else {
+      EXPECT_EQ(stats.launched_before_finish(), 2u);  // as BucketsStartDuringBackward...
+      EXPECT_TRUE(stats.buckets[2].deferred);         // started by finish()
+      for (int i = 0; i < 5000 && log->completed < 6; ++i)
+        std::this_thread::sleep_for(milliseconds(1));
+      EXPECT_EQ(grads, averaged(values));
+    }
+  }
+}
+
 TEST(GradientReducerThread, ADeferredReductionThatFailsIsRethrownByTheNextStep) {
   auto log = std::make_shared<FakeLog>();
   log->deferrable = true;
