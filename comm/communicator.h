@@ -125,7 +125,9 @@ class Communicator {
 
   // In place: data[i] = op over ranks of data[i], for i in [0, count).
   // average is the sum divided by size() in the element type, on every rank
-  // alike, so all ranks hold bitwise identical results.
+  // alike, so all ranks hold bitwise identical results. (NCCL's average, on
+  // device buffers, multiplies by 1 / size() before summing: the same bits
+  // when size() is a power of two, within rounding otherwise.)
   void allreduce(float* data, std::size_t count, ReduceOp op);
   void allreduce(double* data, std::size_t count, ReduceOp op);
   // Exact integer sum (counts of samples, correct predictions).
