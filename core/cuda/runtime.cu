@@ -14,22 +14,33 @@ GpuRuntime::GpuRuntime(int device_index) : device(device_index) {
                 " does not exist: this process sees ", count, " device(s)");
   CONVNET_CUDA(cudaSetDevice(device));
   CONVNET_CUDA(cudaGetDeviceProperties(&properties, device));
-  CONVNET_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  CONVNET_CUDNN(cudnnCreate(&cudnn));
-  CONVNET_CUDNN(cudnnSetStream(cudnn, stream));
-  CONVNET_CUBLAS(cublasCreate(&cublas));
-  CONVNET_CUBLAS(cublasSetStream(cublas, stream));
-  CONVNET_CUDA(cudaMalloc(&cublas_workspace, kCublasWorkspaceBytes));
-  CONVNET_CUBLAS(cublasSetWorkspace(cublas, cublas_workspace, kCublasWorkspaceBytes));
+  try {  // a failure (a cuDNN sub-library missing, say) releases what was made
+    CONVNET_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CONVNET_CUDNN(cudnnCreate(&cudnn));
+    CONVNET_CUDNN(cudnnSetStream(cudnn, stream));
+    CONVNET_CUBLAS(cublasCreate(&cublas));
+    CONVNET_CUBLAS(cublasSetStream(cublas, stream));
+    CONVNET_CUDA(cudaMalloc(&cublas_workspace, kCublasWorkspaceBytes));
+    CONVNET_CUBLAS(cublasSetWorkspace(cublas, cublas_workspace, kCublasWorkspaceBytes));
+  } catch (...) {
+    release();
+    throw;
+  }
   this_thread_stream = stream;
 }
 
-GpuRuntime::~GpuRuntime() {
+GpuRuntime::~GpuRuntime() { release(); }
+
+void GpuRuntime::release() noexcept {
   if (this_thread_stream == stream) this_thread_stream = nullptr;
   if (cublas != nullptr) cublasDestroy(cublas);
   if (cublas_workspace != nullptr) cudaFree(cublas_workspace);
   if (cudnn != nullptr) cudnnDestroy(cudnn);
   if (stream != nullptr) cudaStreamDestroy(stream);
+  cublas = nullptr;
+  cublas_workspace = nullptr;
+  cudnn = nullptr;
+  stream = nullptr;
 }
 
 void GpuRuntime::synchronize() const { CONVNET_CUDA(cudaStreamSynchronize(stream)); }

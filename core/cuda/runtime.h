@@ -40,6 +40,9 @@ struct GpuRuntime {
   void* cublas_workspace = nullptr;
   static constexpr std::size_t kCublasWorkspaceBytes = std::size_t{32} << 20;
   cudaDeviceProp properties{};
+
+ private:
+  void release() noexcept;  // destroys what exists (the destructor, a failed constructor)
 };
 
 // cudaMalloc/cudaFree on one device, with usage counters. Allocation happens
