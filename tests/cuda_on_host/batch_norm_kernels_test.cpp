@@ -2,7 +2,7 @@
 // host (cuda_on_host.h) against double-precision sums: one block per channel
 // (NCHW) and the channels-last tiles with per-group partial sums (NHWC).
 // Tolerance: 1e-4 relative to max(1, |value|) for f32 sums over up to 8,000
-// terms; bf16 inputs are compared against the same bf16-rounded values.
+// terms; bf16 / f16 inputs are compared against the same rounded values.
 #include <cmath>
 #include <string>
 
@@ -20,14 +20,6 @@ struct Shape {
 };
 
 const Shape kShapes[] = {{2, 70, 50}, {8, 3, 1000}, {3, 40, 1}, {1, 33, 7}};
-
-void expect_close(const std::vector<float>& got, const std::vector<double>& want,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_NEAR(got[i], want[i], 1e-4 * std::max(1.0, std::abs(want[i])))
-        << what << " [" << i << "]";
-}
 
 // Per-channel statistics of x in double.
 struct Stats {
@@ -58,13 +50,17 @@ TEST_P(BatchNormOnHost, StatisticsAndRunningAveragesMatchDoubleSums) {
   const double eps = 1e-5, momentum = 0.1;
   for (const Shape& s : kShapes)
     for (bool channels_last : {false, true})
-      for (DType t : {DType::f32, DType::bf16}) {
+      for (DType t : {DType::f32, DType::bf16, DType::f16}) {
         SCOPED_TRACE(std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.hw) +
-                     (channels_last ? " nhwc " : " nchw ") + (t == DType::f32 ? "f32" : "bf16"));
+                     (channels_last ? " nhwc " : " nchw ") + to_string(t));
         std::vector<float> x = random_floats(s.count(), 1, -2.0f, 3.0f);
-        const std::vector<__nv_bfloat16> xb = to_bf16(x);
+        const std::vector<__nv_bfloat16> xb = to_half<__nv_bfloat16>(x);
+        const std::vector<__half> xh = to_half<__half>(x);
         if (t == DType::bf16) x = to_float(xb);
-        const void* data = t == DType::f32 ? static_cast<const void*>(x.data()) : xb.data();
+        if (t == DType::f16) x = to_float(xh);
+        const void* data = t == DType::bf16  ? static_cast<const void*>(xb.data())
+                           : t == DType::f16 ? static_cast<const void*>(xh.data())
+                                             : x.data();
         std::vector<float> mean(s.c), inv_std(s.c), running_mean(s.c, 0.5f), running_var(s.c, 2.0f);
         std::vector<float> scratch(batch_norm_scratch_floats(s.c), -7.0f);
         batch_norm_statistics(t, data, mean.data(), inv_std.data(), running_mean.data(),
@@ -78,10 +74,10 @@ TEST_P(BatchNormOnHost, StatisticsAndRunningAveragesMatchDoubleSums) {
           want_rm[ch] = 0.9 * 0.5 + 0.1 * want.mean[ch];
           want_rv[ch] = 0.9 * 2.0 + 0.1 * (m > 1 ? want.var[ch] * m / (m - 1) : want.var[ch]);
         }
-        expect_close(mean, want.mean, "mean");
-        expect_close(inv_std, want_inv, "inv_std");
-        expect_close(running_mean, want_rm, "running_mean");
-        expect_close(running_var, want_rv, "running_var");
+        expect_close(mean, want.mean, "mean", 1e-4);
+        expect_close(inv_std, want_inv, "inv_std", 1e-4);
+        expect_close(running_mean, want_rm, "running_mean", 1e-4);
+        expect_close(running_var, want_rv, "running_var", 1e-4);
       }
 }
 
@@ -136,9 +132,9 @@ TEST_P(BatchNormOnHost, BackwardMatchesDoubleSums) {
                 if (with_dx) want_dx[e] += double{gamma[ch]} * inv_std[ch] * g;
               }
           }
-          expect_close(dgamma, want_dgamma, "dgamma");
-          expect_close(dbeta, want_dbeta, "dbeta");
-          expect_close(dx, want_dx, "dx");
+          expect_close(dgamma, want_dgamma, "dgamma", 1e-4);
+          expect_close(dbeta, want_dbeta, "dbeta", 1e-4);
+          expect_close(dx, want_dx, "dx", 1e-4);
         }
 }
 
@@ -179,7 +175,7 @@ TEST_P(BatchNormOnHost, ChannelSumsAccumulateOverSamplesAndPositions) {
         for (int64_t ch = 0; ch < s.c; ++ch)
           for (int64_t p = 0; p < s.hw; ++p)
             want[ch] += dy[element(i, ch, p, s.c, s.hw, channels_last)];
-      expect_close(sums, want, channels_last ? "nhwc sums" : "nchw sums");
+      expect_close(sums, want, channels_last ? "nhwc sums" : "nchw sums", 1e-4);
     }
 }
 

@@ -7,8 +7,12 @@
 // cuda_on_host.h comes first.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 namespace convnet::cuda_on_host {
@@ -28,18 +32,38 @@ inline int64_t element(int64_t s, int64_t ch, int64_t p, int64_t c, int64_t hw,
   return channels_last ? (s * hw + p) * c + ch : (s * c + ch) * hw + p;
 }
 
-inline std::vector<__nv_bfloat16> to_bf16(const std::vector<float>& v) {
-  std::vector<__nv_bfloat16> out;
+// Half-precision copies (round to nearest even) and back.
+template <typename T>
+std::vector<T> to_half(const std::vector<float>& v) {
+  std::vector<T> out;
   out.reserve(v.size());
-  for (float x : v) out.push_back(__float2bfloat16(x));
+  for (float x : v) {
+    if constexpr (std::is_same_v<T, __half>)
+      out.push_back(__float2half(x));
+    else
+      out.push_back(__float2bfloat16(x));
+  }
   return out;
 }
 
-inline std::vector<float> to_float(const std::vector<__nv_bfloat16>& v) {
+inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+inline float to_float(__half x) { return __half2float(x); }
+
+template <typename T>
+std::vector<float> to_float(const std::vector<T>& v) {
   std::vector<float> out;
   out.reserve(v.size());
-  for (__nv_bfloat16 x : v) out.push_back(__bfloat162float(x));
+  for (T x : v) out.push_back(to_float(x));
   return out;
+}
+
+// Element-wise |got - want| <= tolerance * max(1, |want|); the first miss fails.
+inline void expect_close(const std::vector<float>& got, const std::vector<double>& want,
+                         const std::string& what, double tolerance = 1e-5) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], tolerance * std::max(1.0, std::abs(want[i])))
+        << what << " [" << i << "]";
 }
 
 // Each test runs with blocks and threads in forward and in reverse order.

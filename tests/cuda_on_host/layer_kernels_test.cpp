@@ -12,14 +12,6 @@ namespace {
 
 using namespace ::convnet::cuda;  // the kernels under test
 
-void expect_close(const std::vector<float>& got, const std::vector<double>& want,
-                  const char* what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i])))
-        << what << " [" << i << "]";
-}
-
 using LayersOnHost = OnHost;
 
 // 3x3 windows, stride 2, padding 1 over 2x3x7x7: max (argmax = the first

@@ -14,14 +14,6 @@ namespace {
 
 using namespace ::convnet::cuda;  // the kernels under test
 
-void expect_close(const std::vector<float>& got, const std::vector<double>& want,
-                  const char* what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i])))
-        << what << " [" << i << "]";
-}
-
 std::vector<int32_t> random_labels(int64_t n, int64_t k, uint32_t seed) {
   std::mt19937 gen(seed);
   std::vector<int32_t> labels(n);
