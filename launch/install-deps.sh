@@ -15,6 +15,7 @@ packages=(
   libboost-context-dev  # fibers of the host-run CUDA kernel tests (tests/cuda_on_host)
   libgtest-dev
   clang-format
+  valgrind  # memcheck of the host-run CUDA kernel tests
   python3-torch python3-torchvision python3-h5py  # peer benchmarks and torchvision parity tests
   zlib1g-dev dataset-fashion-mnist  # gzipped IDX files; real test and demo data
   libturbojpeg0-dev libpng-dev  # JPEG/PNG decoding in converters and the loader

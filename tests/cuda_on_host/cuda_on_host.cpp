@@ -12,6 +12,13 @@
 
 #include "core/error.h"
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>  // the fiber stacks are announced to memcheck
+#else
+#define VALGRIND_STACK_REGISTER(start, end) 0u
+#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+
 namespace convnet::cuda_on_host {
 namespace {
 
@@ -37,7 +44,16 @@ struct SlotStack {
 // One thread of the block. Members are destroyed bottom-up: a suspended
 // `self` unwinds on `stack` before the stack goes.
 struct Fiber {
+  Fiber() : stack_id(VALGRIND_STACK_REGISTER(stack.get(), stack.get() + kStackBytes)) {}
+  ~Fiber() {
+    self = ctx::fiber();  // unwinds a suspended thread while its stack is registered
+    VALGRIND_STACK_DEREGISTER(stack_id);
+  }
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+
   std::unique_ptr<char[]> stack{new char[kStackBytes]};
+  unsigned stack_id;
   ctx::fiber self;       // resumed by the scheduler
   ctx::fiber scheduler;  // resumed by the thread to suspend itself
   State state = State::ready;
