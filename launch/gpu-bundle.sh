@@ -35,8 +35,11 @@ program=$1
 shift
 export OMPI_MCA_mca_base_component_path="$here/lib/openmpi3"
 export OMPI_MCA_ess_singleton_isolated=1
+# --library-path replaces LD_LIBRARY_PATH, so the machine's own (where its
+# image keeps libcuda or CUDA's forward-compat driver) is appended.
 exec "$here/lib/ld-linux-x86-64.so.2" \
-  --library-path "$here/lib${CONVNET_EXTRA_LIBS:+:$CONVNET_EXTRA_LIBS}" "$here/bin/$program" "$@"
+  --library-path "$here/lib${CONVNET_EXTRA_LIBS:+:$CONVNET_EXTRA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  "$here/bin/$program" "$@"
 RUN
 chmod +x "$stage/run"
 cp "$(dirname "$0")/../tests/gpu/check.sh" "$stage/check.sh"

@@ -20,4 +20,13 @@ outside=$(env -i PATH=/usr/bin:/bin LD_DEBUG=libs "$bundle/lib/ld-linux-x86-64.s
 [[ -z $outside ]] || { echo "libraries loaded from outside the bundle:"; echo "$outside"; exit 1; }
 env -i PATH=/usr/bin:/bin "$bundle/run" convnet bench --model resnet20 --batch-size 2 --steps 1 \
   --threads 1 | grep -q '"img_per_s"'
+# check.sh itself, on a machine without a GPU (CI): it runs up to its
+# preflight, which must stop it with the reason (no test, bench or training).
+if ! command -v nvidia-smi >/dev/null; then
+  status=0
+  env -i PATH=/usr/bin:/bin OUT="$work" "$bundle/check.sh" >"$work/check.log" 2>&1 || status=$?
+  [[ $status == 1 ]] && grep -q "preflight: the GPU is not usable from the bundle" "$work/check.log" &&
+    grep -q "CONVNET_REQUIRE_GPU=1 but no usable GPU" "$work/check.log" &&
+    ! grep -q "== GPU tests" "$work/check.log" || { cat "$work/check.log"; exit 1; }
+fi
 echo "bundle: ok"

@@ -54,15 +54,31 @@ except Exception as e:  # no torch: the system's libraries are used
 PY
   torch_libs=$(grep '^nvidia-lib ' "$out/torch-info.txt" | cut -d' ' -f2 | paste -sd:)
 fi
+ld_path=${LD_LIBRARY_PATH:-}
 for l in libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libnccl.so.2 libcudart.so.13 libcudart.so.12 libcuda.so.1; do
   found=$( (ldconfig -p 2>/dev/null | grep -m1 " $l " | sed 's/.*=> //'); \
-           for d in ${torch_libs//:/ }; do ls "$d/$l" 2>/dev/null; done | head -1)
+           for d in ${torch_libs//:/ } ${ld_path//:/ }; do ls "$d/$l" 2>/dev/null; done | head -1)
   echo "$l: ${found:-not found}"
 done
 export CONVNET_EXTRA_LIBS=$torch_libs
+# Every step here is one process: launcher variables (a Slurm step, say)
+# would make convnet start MPI. And a GPU that is not usable fails the GPU
+# tests instead of skipping them.
+unset OMPI_COMM_WORLD_RANK PMIX_RANK PMI_RANK SLURM_PROCID
+export CONVNET_REQUIRE_GPU=1
 
 echo "== bundle"
 timeout 60 "$run" convnet version || note "bundled convnet does not start"
+# Preflight: without a usable GPU (an old driver, libcuda not found) every
+# later step fails the same way; stop here and keep the device time.
+if ! timeout 60 "$run" gpu_tests --gtest_filter=Gpu.DescribesWhatItSees >"$out/preflight.log" 2>&1; then
+  cat "$out/preflight.log"
+  note "preflight: the GPU is not usable from the bundle (see above); nothing else ran"
+  echo "== summary"
+  printf '%s\n' "${summary[@]}"
+  exit 1
+fi
+grep -E '^(driver|runtime|gpu [0-9]|status)' "$out/preflight.log"
 
 echo "== GPU tests"
 if ! want tests; then :

@@ -9,22 +9,21 @@
 
 #include <vector>
 
+#include "tests/gpu/gpu_test_util.h"
+
 namespace convnet {
 namespace {
-
-#define SKIP_WITHOUT_GPU() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no usable GPU: " << cuda::runtime_status()
 
 TEST(Gpu, DescribesWhatItSees) {
   const std::string text = cuda::describe();
   std::printf("%s", text.c_str());
   EXPECT_NE(text.find("cuDNN "), std::string::npos);
-  SKIP_WITHOUT_GPU();
+  CONVNET_SKIP_WITHOUT_GPU();
   EXPECT_NE(text.find("gpu 0: "), std::string::npos);
 }
 
 TEST(Gpu, MemoryRoundTrip) {
-  SKIP_WITHOUT_GPU();
+  CONVNET_SKIP_WITHOUT_GPU();
   std::vector<float> host(1 << 20), back(1 << 20);
   for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(i) * 0.5f;
   float* device = nullptr;
@@ -36,7 +35,7 @@ TEST(Gpu, MemoryRoundTrip) {
 }
 
 TEST(Gpu, CudnnAndNcclLoad) {
-  SKIP_WITHOUT_GPU();
+  CONVNET_SKIP_WITHOUT_GPU();
   EXPECT_GE(cudnnGetVersion(), 90000u) << "convnet is built against cuDNN 9";
   cudnnHandle_t handle = nullptr;
   ASSERT_EQ(cudnnCreate(&handle), CUDNN_STATUS_SUCCESS);

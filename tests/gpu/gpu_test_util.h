@@ -16,9 +16,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <random>
+#include <string>
 
 #include "core/context.h"
 #include "core/cuda/device.h"
@@ -27,10 +29,32 @@
 
 namespace convnet::testing {
 
+// CONVNET_REQUIRE_GPU=1 (tests/gpu/check.sh on a GPU machine): a missing or
+// unusable GPU (an old driver, libcuda not found) fails instead of skipping.
+inline bool gpu_required() {
+  const char* v = std::getenv("CONVNET_REQUIRE_GPU");
+  return v != nullptr && std::string(v) == "1";
+}
+
+}  // namespace convnet::testing
+
+// Returns from the test (skipped, or failed under CONVNET_REQUIRE_GPU=1)
+// when this process sees no usable GPU.
+#define CONVNET_SKIP_WITHOUT_GPU()                                          \
+  do {                                                                      \
+    if (::convnet::cuda::device_count() > 0) break;                         \
+    if (::convnet::testing::gpu_required())                                 \
+      GTEST_FAIL() << "CONVNET_REQUIRE_GPU=1 but no usable GPU: "           \
+                   << ::convnet::cuda::runtime_status();                    \
+    GTEST_SKIP() << "no usable GPU: " << ::convnet::cuda::runtime_status(); \
+  } while (0)
+
+namespace convnet::testing {
+
 class GpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (cuda::device_count() == 0) GTEST_SKIP() << "no usable GPU: " << cuda::runtime_status();
+    CONVNET_SKIP_WITHOUT_GPU();
     ContextOptions options;
     options.backend = Backend::cuda;
     gpu_ = std::make_unique<Context>(options);
@@ -82,7 +106,7 @@ class GpuTest : public ::testing::Test {
     std::vector<float> host(static_cast<std::size_t>(n + 2 * kGuard), kSentinel);
     std::fill(host.begin() + kGuard, host.begin() + kGuard + n, 0.0f);
     Tensor whole = Tensor::empty(Shape{n + 2 * kGuard}, gpu_->allocator());
-    copy_from_host(whole, host.data());
+    cuda::copy(whole, Tensor::wrap(host.data(), whole.shape()), stream());
     gpu_->gpu().synchronize();
     guarded_.push_back(whole);
     return Tensor::wrap(whole.data<float>() + kGuard, shape, layout, Device::cuda);
@@ -118,7 +142,10 @@ class GpuTest : public ::testing::Test {
     double worst_err = -1.0;
     for (std::size_t i = 0; i < a.size(); ++i) {
       const double err = std::abs(static_cast<double>(a[i]) - e[i]);
-      if (!(err <= worst_err)) worst_err = err, worst = i;  // NaN counts as worst
+      if (std::isnan(err))
+        return ::testing::AssertionFailure()
+               << "element " << i << ": gpu " << a[i] << ", cpu " << e[i] << " (NaN)";
+      if (err > worst_err) worst_err = err, worst = i;
     }
     if (a.empty() || worst_err <= bound) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure()

@@ -313,6 +313,7 @@ TEST_P(MixedPrecision, FiveTrainingStepsTrackTheCpu) {
                              wg = packed.flat_params().to_vector();
     double largest = 0, worst = 0;
     for (std::size_t i = 0; i < wc.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(wg[i])) << k.model << " weight " << i << " is " << wg[i];
       largest = std::max(largest, std::abs(double(wc[i]) - initial[i]));
       worst = std::max(worst, std::abs(double(wg[i]) - wc[i]));
     }
