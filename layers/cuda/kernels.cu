@@ -1,9 +1,11 @@
-// Launchers for the kernels of kernels.h. The arithmetic is in kernel_math.h
-// (tested on the host); here each function runs in a grid-stride loop over
-// its outputs. Per-channel sums use a block reduction: one block per channel
-// (N*H*W terms each) for NCHW and bias gradients, tiles of 32 channels x
-// row groups with partial sums for channels-last batch norm. Each public function dispatches on the
-// activations' DType to a template instantiated for float, __nv_bfloat16 and __half.
+// Launchers for the kernels of kernels.h. The arithmetic is in kernel_math.h;
+// here each function runs in a grid-stride loop over its outputs. Per-channel
+// sums use a block reduction: one block per channel (N*H*W terms each) for
+// NCHW and bias gradients, tiles of 32 channels x row groups with partial
+// sums for channels-last batch norm. Each public function dispatches on the
+// activations' DType to a template instantiated for float, __nv_bfloat16 and
+// __half. This file also compiles as host C++ for tests/cuda_on_host, which
+// runs every kernel here on the CPU (CI) against double-precision loops.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
