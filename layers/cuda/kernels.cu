@@ -19,10 +19,14 @@
 // kernel<<<grid, block, 0, stream>>>(args...) with a launch check naming
 // `name`. Compiled by a host compiler with CONVNET_CUDA_ON_HOST (the test
 // harness tests/cuda_on_host), it runs the kernel on the host instead.
+// CONVNET_SHARED(type, name, extents) declares shared memory: __shared__
+// type name extents (on the host, poisoned function statics).
 #ifdef CONVNET_CUDA_ON_HOST
+#define CONVNET_SHARED(type, name, ...) CONVNET_ON_HOST_SHARED(type, name, __VA_ARGS__)
 #define CONVNET_LAUNCH(name, kernel, grid, block, stream, ...) \
   ((void)(stream), ::convnet::cuda_on_host::launch(name, grid, block, [&] { kernel(__VA_ARGS__); }))
 #else
+#define CONVNET_SHARED(type, name, ...) __shared__ type name __VA_ARGS__
 #define CONVNET_LAUNCH(name, kernel, grid, block, stream, ...) \
   do {                                                         \
     kernel<<<grid, block, 0, stream>>>(__VA_ARGS__);           \
@@ -57,7 +61,7 @@ void for_each(const char* name, int64_t n, cudaStream_t stream, F f) {
 
 // Sum over the block (blockDim.x == kThreads); the result is valid in thread 0.
 __device__ float block_sum(float value) {
-  __shared__ float partial[kThreads / 32];
+  CONVNET_SHARED(float, partial, [kThreads / 32]);
   for (int offset = 16; offset > 0; offset /= 2)
     value += __shfl_down_sync(0xffffffffu, value, offset);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -98,7 +102,7 @@ __global__ void batch_norm_statistics_kernel(const T* x, float* mean, float* inv
                                              float* running_mean, float* running_var, int64_t n,
                                              int64_t c, int64_t hw, bool channels_last, float eps,
                                              float momentum) {
-  __shared__ float broadcast;
+  CONVNET_SHARED(float, broadcast, );
   const int64_t ch = blockIdx.x, count = n * hw;
   float sum = 0.0f;
   for (int64_t j = threadIdx.x; j < count; j += blockDim.x)
@@ -131,7 +135,7 @@ __global__ void batch_norm_backward_batch_kernel(const T* x, const T* dy, const 
                                                  bool accumulate, float* dgamma, float* dbeta,
                                                  int64_t n, int64_t c, int64_t hw,
                                                  bool channels_last) {
-  __shared__ float sums[2];
+  CONVNET_SHARED(float, sums, [2]);
   const int64_t ch = blockIdx.x, count = n * hw;
   const float mu = mean[ch], s = inv_std[ch];
   float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
@@ -191,7 +195,7 @@ int64_t row_groups(int64_t rows, int64_t c) {
 // f(i, ch), i = row * c + ch (f returns a float2).
 template <typename F>
 __global__ void channels_last_partials_kernel(int64_t rows, int64_t c, F f, float* partials) {
-  __shared__ float tile[2][kTileRows][kTileChannels + 1];
+  CONVNET_SHARED(float, tile, [2][kTileRows][kTileChannels + 1]);
   const int64_t ch = blockIdx.x * static_cast<int64_t>(kTileChannels) + threadIdx.x;
   float a = 0.0f, b = 0.0f;
   if (ch < c)

@@ -6,17 +6,20 @@
 #include <algorithm>
 #include <boost/context/fiber.hpp>
 #include <boost/context/stack_context.hpp>
+#include <cstring>
 #include <exception>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
 
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>  // the fiber stacks are announced to memcheck
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>  // fiber stacks and shared memory are announced to memcheck
 #else
 #define VALGRIND_STACK_REGISTER(start, end) 0u
 #define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#define VALGRIND_MAKE_MEM_UNDEFINED(start, bytes) ((void)(start), (void)(bytes))
 #endif
 
 namespace convnet::cuda_on_host {
@@ -62,10 +65,10 @@ struct Fiber {
 
 struct Grid {
   Order order = Order::forward;
-  int64_t launches = 0;
   std::vector<std::unique_ptr<Fiber>> fibers;  // the first `threads` run the block
   int threads = 0;
-  std::vector<float> lanes;  // shuffle slots, one per thread
+  std::vector<uint64_t> lanes;                   // shuffle slots, one per thread
+  std::vector<std::pair<void*, size_t>> shared;  // registered shared memory
   const std::function<void()>* body = nullptr;
   std::exception_ptr error;
   int running = -1;  // fiber index, -1 on the scheduler
@@ -92,35 +95,59 @@ void wait_in(State state) {
   f.scheduler = std::move(f.scheduler).resume();
 }
 
-// Releases waiting threads whose barrier is complete; returns whether any was.
-bool release_barriers(const char* name) {
+bool all_done() {
   Grid& g = grid();
-  int live = 0, at_block = 0;
+  for (int t = 0; t < g.threads; ++t)
+    if (fiber(t).state != State::done) return false;
+  return true;
+}
+
+// Releases the block barrier once every live thread waits at it.
+bool release_block() {
+  Grid& g = grid();
+  int live = 0, waiting = 0;
   for (int t = 0; t < g.threads; ++t) {
     live += fiber(t).state != State::done;
-    at_block += fiber(t).state == State::at_block_barrier;
+    waiting += fiber(t).state == State::at_block_barrier;
   }
-  if (live > 0 && at_block == live) {
-    for (int t = 0; t < g.threads; ++t)
-      if (fiber(t).state != State::done) fiber(t).state = State::ready;
-    return true;
+  if (live == 0 || waiting != live) return false;
+  for (int t = 0; t < g.threads; ++t)
+    if (fiber(t).state != State::done) fiber(t).state = State::ready;
+  return true;
+}
+
+// Releases the warp barrier of the warp whose first thread is `first` once
+// every live lane waits at it (exited lanes take no part, as on the GPU;
+// reading one is an error, see shuffle_bits).
+bool release_warp(int first) {
+  Grid& g = grid();
+  const int last = std::min(g.threads, first + kWarp);
+  int live = 0, waiting = 0;
+  for (int t = first; t < last; ++t) {
+    live += fiber(t).state != State::done;
+    waiting += fiber(t).state == State::at_warp_barrier;
   }
-  bool released = false;
-  for (int first = 0; first < g.threads; first += kWarp) {
-    const int last = std::min(g.threads, first + kWarp);
-    int waiting = 0, exited = 0;
-    for (int t = first; t < last; ++t) {
-      waiting += fiber(t).state == State::at_warp_barrier;
-      exited += fiber(t).state == State::done;
-    }
-    CONVNET_CHECK(waiting == 0 || exited == 0, name, ": a warp shuffle in warp ", first / kWarp,
-                  " with ", exited, " exited lanes");
-    if (waiting == last - first) {
-      for (int t = first; t < last; ++t) fiber(t).state = State::ready;
-      released = true;
-    }
+  if (waiting == 0 || waiting != live) return false;
+  for (int t = first; t < last; ++t)
+    if (fiber(t).state == State::at_warp_barrier) fiber(t).state = State::ready;
+  return true;
+}
+
+// Runs each ready thread of [first, last) once (descending: from the last);
+// returns whether any ran.
+bool run_ready(int first, int last, bool descending) {
+  Grid& g = grid();
+  bool ran = false;
+  for (int k = first; k < last; ++k) {
+    const int t = descending ? first + last - 1 - k : k;
+    Fiber& f = fiber(t);
+    if (f.state != State::ready) continue;
+    g.running = t;
+    f.self = std::move(f.self).resume();
+    g.running = -1;
+    ran = true;
   }
-  return released;
+  return ran;
 }
 
 void start_threads(const Builtins& block) {
@@ -128,7 +155,7 @@ void start_threads(const Builtins& block) {
   g.threads = static_cast<int>(block.block_dim.x * block.block_dim.y * block.block_dim.z);
   while (static_cast<int>(g.fibers.size()) < g.threads)
     g.fibers.push_back(std::make_unique<Fiber>());
-  g.lanes.assign(static_cast<size_t>(g.threads), 0.0f);
+  g.lanes.assign(static_cast<size_t>(g.threads), 0);
   for (int t = 0; t < g.threads; ++t) {
     Fiber& f = fiber(t);
     f.state = State::ready;
@@ -154,26 +181,44 @@ void start_threads(const Builtins& block) {
   }
 }
 
+// 0xFF bytes (NaN, -1) that memcheck sees as undefined.
+void poison(void* data, size_t bytes) {
+  std::memset(data, 0xFF, bytes);
+  VALGRIND_MAKE_MEM_UNDEFINED(data, bytes);
+}
+
+// Every shared variable registered so far: a block reads nothing a previous
+// one left.
+void poison_shared_memory() {
+  for (const auto& [data, bytes] : grid().shared) poison(data, bytes);
+}
+
 void run_block(const Builtins& block) {
   Grid& g = grid();
+  poison_shared_memory();
   start_threads(block);
   for (;;) {
-    bool ran = false;
-    for (int k = 0; k < g.threads; ++k) {
-      const int t = g.order == Order::forward ? k : g.threads - 1 - k;
-      Fiber& f = fiber(t);
-      if (f.state != State::ready) continue;
-      g.running = t;
-      f.self = std::move(f.self).resume();
-      g.running = -1;
-      ran = true;
+    bool progressed = false;
+    if (g.order == Order::warp_greedy) {
+      // One warp at a time, last warp first, as far as it gets alone.
+      for (int first = (g.threads - 1) / kWarp * kWarp; first >= 0; first -= kWarp) {
+        const int last = std::min(g.threads, first + kWarp);
+        for (;;) {
+          const bool ran = run_ready(first, last, false);
+          const bool released = release_warp(first);
+          if (!ran && !released) break;
+          progressed = true;
+        }
+      }
+    } else {
+      progressed = run_ready(0, g.threads, g.order == Order::reverse);
+      for (int first = 0; first < g.threads; first += kWarp)
+        progressed = release_warp(first) || progressed;
     }
-    bool all_done = true;
-    for (int t = 0; t < g.threads; ++t) all_done = all_done && fiber(t).state == State::done;
-    if (all_done) return;
-    const bool released = release_barriers(g.name);
-    CONVNET_CHECK(released || ran, g.name, ": threads of block (", block.block.x, ", ",
-                  block.block.y, ") wait at different barriers (__syncthreads and a warp shuffle)");
+    if (all_done()) return;
+    progressed = release_block() || progressed;
+    CONVNET_CHECK(progressed, g.name, ": threads of block (", block.block.x, ", ", block.block.y,
+                  ") wait at different barriers (__syncthreads and a warp shuffle)");
   }
 }
 
@@ -182,8 +227,6 @@ void run_block(const Builtins& block) {
 void set_order(Order order) { grid().order = order; }
 
 const Builtins& builtins() { return current().builtins; }
-
-int64_t launch_count() { return grid().launches; }
 
 void launch(const char* name, dim3 grid_dim, dim3 block_dim, const std::function<void()>& body) {
   Grid& g = grid();
@@ -194,13 +237,12 @@ void launch(const char* name, dim3 grid_dim, dim3 block_dim, const std::function
   CONVNET_CHECK(grid_dim.x >= 1 && grid_dim.y >= 1 && grid_dim.z >= 1 && grid_dim.y <= 65535 &&
                     grid_dim.z <= 65535,
                 name, ": grid (", grid_dim.x, ", ", grid_dim.y, ", ", grid_dim.z, ")");
-  ++g.launches;
   g.body = &body;
   g.name = name;
   g.error = nullptr;
   const int64_t blocks = int64_t{grid_dim.x} * grid_dim.y * grid_dim.z;
   for (int64_t k = 0; k < blocks && !g.error; ++k) {
-    const int64_t b = g.order == Order::forward ? k : blocks - 1 - k;
+    const int64_t b = g.order == Order::forward ? k : blocks - 1 - k;  // others: last first
     Builtins block{};
     block.block = make_uint3(static_cast<unsigned>(b % grid_dim.x),
                              static_cast<unsigned>((b / grid_dim.x) % grid_dim.y),
@@ -213,20 +255,34 @@ void launch(const char* name, dim3 grid_dim, dim3 block_dim, const std::function
   if (g.error) std::rethrow_exception(g.error);
 }
 
+SharedMemory::SharedMemory(void* data, size_t bytes) {
+  // The first thread to reach the declaration: nothing has used it yet.
+  grid().shared.emplace_back(data, bytes);
+  poison(data, bytes);
+}
+
 void sync_threads() { wait_in(State::at_block_barrier); }
 
-float shuffle_down(unsigned mask, float value, unsigned delta) {
+uint64_t shuffle_bits(unsigned mask, uint64_t bits, unsigned delta) {
   CONVNET_CHECK(mask == 0xffffffffu, "__shfl_down_sync with a partial mask (not emulated)");
   Grid& g = grid();
   const int t = g.running;
   const int lane = t % kWarp, warp_first = t - lane;
-  const int warp_size = std::min<int>(kWarp, g.threads - warp_first);
-  g.lanes[static_cast<size_t>(t)] = value;
+  const int warp_size = std::min(kWarp, g.threads - warp_first);
+  g.lanes[static_cast<size_t>(t)] = bits;
   wait_in(State::at_warp_barrier);
-  const float result = lane + static_cast<int>(delta) < warp_size
-                           ? g.lanes[static_cast<size_t>(t + static_cast<int>(delta))]
-                           : value;
-  wait_in(State::at_warp_barrier);  // every lane has read before slots are reused
+  const int source = lane + static_cast<int>(delta);
+  uint64_t result = bits;  // a source beyond the warp: the caller's own value
+  if (source < kWarp) {
+    CONVNET_CHECK(source < warp_size, g.name, ": lane ", lane, " of warp ", warp_first / kWarp,
+                  " shuffles from lane ", source, ", which this block of ", g.threads,
+                  " threads does not have");
+    CONVNET_CHECK(fiber(warp_first + source).state != State::done, g.name, ": lane ", lane,
+                  " of warp ", warp_first / kWarp, " shuffles from lane ", source,
+                  ", which has exited");
+    result = g.lanes[static_cast<size_t>(warp_first + source)];
+  }
+  wait_in(State::at_warp_barrier);  // every lane has read before the slots are reused
   return result;
 }
 

@@ -33,7 +33,7 @@ TEST(CudaOnHost, EveryThreadOfTheGridRunsOnceWithItsBuiltins) {
 // Thread 0 sums what every thread stored in shared memory (t + 1 + stamp).
 template <bool kWithBarrier>
 __global__ void shared_sum(int stamp, int* out) {
-  __shared__ int slots[64];
+  CONVNET_ON_HOST_SHARED(int, slots, [64]);
   slots[threadIdx.x] = static_cast<int>(threadIdx.x) + 1 + stamp;
   if (kWithBarrier) __syncthreads();
   if (threadIdx.x == 0) {
@@ -107,20 +107,95 @@ TEST(CudaOnHost, ThreadsAtDifferentBarriersAreAnErrorNotAHang) {
   }
 }
 
-__global__ void shuffle_after_exit() {
-  if (threadIdx.x == 3) return;
-  __shfl_down_sync(0xffffffffu, 1.0f, 1);
+// Threads [exit_first, exit_last] return at once; the others shuffle.
+__global__ void shuffle_after_exit(int exit_first, int exit_last, unsigned delta, float* out) {
+  const int t = static_cast<int>(threadIdx.x);
+  if (t >= exit_first && t <= exit_last) return;
+  out[threadIdx.x] = __shfl_down_sync(0xffffffffu, static_cast<float>(threadIdx.x), delta);
 }
 
-TEST(CudaOnHost, AShuffleWithExitedLanesIsAnError) {
+// Exited lanes take no part in a shuffle; reading one is an error.
+TEST(CudaOnHost, AShuffleMayNotReadAnExitedLane) {
+  std::vector<float> out(32, -1.0f);
+  launch("upper_half", 1, 32, [&] { shuffle_after_exit(0, 15, 8, out.data()); });
+  for (int lane = 16; lane < 32; ++lane) EXPECT_EQ(out[lane], lane < 24 ? lane + 8 : lane);
   try {
-    launch("early_exit", 1, 32, [] { shuffle_after_exit(); });
+    launch("early_exit", 1, 32, [&] { shuffle_after_exit(5, 5, 1, out.data()); });
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("early_exit: a warp shuffle in warp 0 with 1 exited"),
+    EXPECT_NE(std::string(e.what()).find("early_exit: lane 4 of warp 0 shuffles from lane 5"),
               std::string::npos)
         << e.what();
   }
+}
+
+// A block of 40 threads: its second warp has lanes 0-7 only.
+TEST(CudaOnHost, AShuffleMayNotReadALaneThePartialWarpLacks) {
+  std::vector<float> out(40, -1.0f);
+  try {
+    launch("partial_warp", 1, 40, [&] { shuffle_after_exit(-1, -1, 16, out.data()); });
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("partial_warp: lane 0 of warp 1 shuffles from lane 16, "
+                                         "which this block of 40 threads does not have"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Two block sums through one shared array, as kernels.cu's block_sum; without
+// the barrier that ends the first, a warp may overwrite the partial sums of
+// the first before warp 0 has read them, which only the warp-greedy order
+// shows (a write that must wait for other warps' reads).
+template <bool kWithBarrier>
+__global__ void two_block_sums(float* out) {
+  CONVNET_ON_HOST_SHARED(float, partial, [8]);
+  float results[2];
+  for (int call = 0; call < 2; ++call) {
+    float v = static_cast<float>((call + 1) * (threadIdx.x + 1));
+    for (unsigned offset = 16; offset > 0; offset /= 2)
+      v += __shfl_down_sync(0xffffffffu, v, offset);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+    __syncthreads();
+    v = threadIdx.x < 8 ? partial[threadIdx.x] : 0.0f;
+    if (threadIdx.x < 32)
+      for (unsigned offset = 16; offset > 0; offset /= 2)
+        v += __shfl_down_sync(0xffffffffu, v, offset);
+    if (kWithBarrier) __syncthreads();
+    results[call] = v;
+  }
+  if (threadIdx.x == 0) out[0] = results[0], out[1] = results[1];
+}
+
+TEST(CudaOnHost, AMissingBarrierBeforeReuseShowsInTheWarpGreedyOrder) {
+  const float first = 256.0f * 257.0f / 2.0f, second = 2.0f * first;
+  for (Order order : {Order::forward, Order::reverse, Order::warp_greedy}) {
+    OrderScope scope(order);
+    float with[2] = {}, without[2] = {};
+    launch("with", 1, 256, [&] { two_block_sums<true>(with); });
+    launch("without", 1, 256, [&] { two_block_sums<false>(without); });
+    EXPECT_EQ(with[0], first);
+    EXPECT_EQ(with[1], second);
+    if (order == Order::warp_greedy)
+      EXPECT_NE(without[0], first) << "the race went unseen";
+    else
+      EXPECT_EQ(without[0], first);
+  }
+}
+
+// Shared memory holds 0xFF bytes (-1 as an int) when each block starts.
+__global__ void read_before_write(int* seen) {
+  CONVNET_ON_HOST_SHARED(int, value, );
+  if (threadIdx.x == 0) {
+    seen[blockIdx.x] = value;
+    value = 7;
+  }
+}
+
+TEST(CudaOnHost, SharedMemoryIsPoisonedForEveryBlock) {
+  std::vector<int> seen(3, 0);
+  launch("poisoned", 3, 32, [&] { read_before_write(seen.data()); });
+  EXPECT_EQ(seen, std::vector<int>(3, -1));
 }
 
 TEST(CudaOnHost, AnErrorInsideAKernelReachesTheLauncher) {

@@ -66,20 +66,24 @@ inline void expect_close(const std::vector<float>& got, const std::vector<double
         << what << " [" << i << "]";
 }
 
-// Each test runs with blocks and threads in forward and in reverse order.
+// Each test runs in every scheduling order of cuda_on_host.h.
 class OnHost : public ::testing::TestWithParam<Order> {
  protected:
   void SetUp() override { set_order(GetParam()); }
   void TearDown() override { set_order(Order::forward); }
 };
 
-#define CONVNET_ON_HOST_ORDERS(suite)                                                         \
-  INSTANTIATE_TEST_SUITE_P(                                                                   \
-      Orders, suite,                                                                          \
-      ::testing::Values(::convnet::cuda_on_host::Order::forward,                              \
-                        ::convnet::cuda_on_host::Order::reverse),                             \
-      [](const auto& info) {                                                                  \
-        return info.param == ::convnet::cuda_on_host::Order::forward ? "forward" : "reverse"; \
-      })
+inline const char* order_name(Order order) {
+  return order == Order::forward ? "forward" : order == Order::reverse ? "reverse" : "warp_greedy";
+}
+
+#define CONVNET_ON_HOST_ORDERS(suite)                                                             \
+  INSTANTIATE_TEST_SUITE_P(Orders, suite,                                                         \
+                           ::testing::Values(::convnet::cuda_on_host::Order::forward,             \
+                                             ::convnet::cuda_on_host::Order::reverse,             \
+                                             ::convnet::cuda_on_host::Order::warp_greedy),        \
+                           [](const auto& info) {                                                 \
+                             return std::string(::convnet::cuda_on_host::order_name(info.param)); \
+                           })
 
 }  // namespace convnet::cuda_on_host
