@@ -17,7 +17,8 @@ trap 'rm -rf "$stage_root"' EXIT
 stage=$stage_root/convnet-bundle
 mkdir -p "$stage/bin" "$stage/lib"
 for exe in "$build"/bin/*; do
-  [[ -x $exe && -f $exe ]] && cp "$exe" "$stage/bin/"
+  # kernels_on_host_tests runs the CUDA kernels on the CPU: not for a GPU machine.
+  [[ -x $exe && -f $exe && $(basename "$exe") != kernels_on_host_tests ]] && cp "$exe" "$stage/bin/"
 done
 # Every library any binary resolves here, except CUDA's (the GPU machine's own are used).
 for exe in "$stage"/bin/*; do ldd "$exe"; done |

@@ -306,7 +306,17 @@ class BatchNormCudnn final : public BatchNorm2d {
     if (status == CUDNN_STATUS_SUCCESS) return;
     if (!cuda::refused(status)) CONVNET_CUDNN(status);
     // A forward cuDNN took but a backward it refuses: convnet's kernels from now on.
-    while (path_ != BnPath::own_kernels) step_down(status);
+    CONVNET_CHECK(dtype_ != DType::f32, "layer ", name(),
+                  ": cuDNN refuses the f32 batch-norm backward: ", cudnnGetErrorString(status));
+    static bool said[3] = {};  // per DType
+    if (!said[static_cast<int>(dtype_)])
+      std::fprintf(stderr,
+                   "convnet: cuDNN refuses the spatial batch-norm backward for %s %s (%s, first at "
+                   "layer %s); using %s\n",
+                   to_string(dtype_).c_str(), to_string(input_shape()).c_str(),
+                   cudnnGetErrorString(status), name().c_str(), describe(BnPath::own_kernels));
+    said[static_cast<int>(dtype_)] = true;
+    path_ = BnPath::own_kernels;
     own_backward();
   }
 
