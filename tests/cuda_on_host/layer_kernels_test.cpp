@@ -138,6 +138,55 @@ TEST_P(LayersOnHost, ElementwiseKernelsCoverEveryElement) {
   }
 }
 
+// Mixed precision: the bf16 / f16 instantiations compute in f32 from the
+// stored values and round once per store, so add, ReLU, max pooling and
+// global average pooling match an f32 computation rounded once, bit for bit;
+// the SE gate and batch-norm apply (expf, fused multiply-adds) within one
+// unit in the last place of the type.
+template <typename T>
+void check_half_precision(DType t, float ulp) {
+  const int64_t n = 2, c = 3, h = 6, w = 6, hw = h * w, count = n * c * hw;
+  const std::vector<float> xf = to_float(to_half<T>(random_floats(count, 40, -3.0f, 3.0f)));
+  const std::vector<float> bf = to_float(to_half<T>(random_floats(count, 41)));
+  const std::vector<float> sf = to_float(to_half<T>(random_floats(n * c, 42, -2.0f, 2.0f)));
+  const std::vector<T> x = to_half<T>(xf), b = to_half<T>(bf), s = to_half<T>(sf);
+  const auto round = [](float v) { return to_float(to_half<T>({v})[0]); };
+  std::vector<T> sum(count), relu(count), gate(count), normed(count), pooled(n * c);
+  add(t, x.data(), b.data(), sum.data(), count, nullptr);
+  relu_forward(t, x.data(), relu.data(), count, nullptr);
+  channel_gate_forward(t, x.data(), s.data(), gate.data(), n, c, hw, false, nullptr);
+  global_avg_pool_forward(t, x.data(), pooled.data(), n, c, hw, true, nullptr);
+  const std::vector<float> mean = {0.5f, -0.25f, 0.0f}, inv_std = {2.0f, 0.5f, 1.5f},
+                           gamma = {1.0f, -2.0f, 0.5f}, beta = {0.0f, 1.0f, -1.0f};
+  batch_norm_apply(t, x.data(), mean.data(), inv_std.data(), gamma.data(), beta.data(),
+                   normed.data(), n, c, hw, true, false, nullptr);
+  for (int64_t i = 0; i < count; ++i) {
+    ASSERT_EQ(to_float(sum[i]), round(xf[i] + bf[i])) << i;
+    ASSERT_EQ(to_float(relu[i]), std::max(xf[i], 0.0f)) << i;
+    const int64_t plane = i / hw, ch = i % c;  // gate: NCHW planes; BN: NHWC channels
+    const float g = xf[i] / (1.0f + std::exp(-sf[plane]));
+    ASSERT_NEAR(to_float(gate[i]), g, ulp * std::max(std::abs(g), 1e-3f)) << i;
+    const float v = gamma[ch] * (xf[i] - mean[ch]) * inv_std[ch] + beta[ch];
+    ASSERT_NEAR(to_float(normed[i]), v, ulp * std::max(std::abs(v), 1e-3f)) << i;
+  }
+  for (int64_t p = 0; p < n * c; ++p) {  // NHWC: plane p = (sample, channel)
+    float total = 0.0f;
+    for (int64_t q = 0; q < hw; ++q) total += xf[element(p / c, p % c, q, c, hw, true)];
+    ASSERT_EQ(to_float(pooled[p]), round(total / static_cast<float>(hw))) << p;
+  }
+  Window2d window{n, c, h, w, 3, 3, 2, 2, 0, false};
+  std::vector<T> maxed(n * c * 9);
+  std::vector<int32_t> argmax(maxed.size());
+  max_pool_forward(t, x.data(), maxed.data(), argmax.data(), window, nullptr);
+  for (size_t o = 0; o < maxed.size(); ++o)
+    ASSERT_EQ(to_float(maxed[o]), xf[(o / 9) * hw + argmax[o]]) << o;
+}
+
+TEST_P(LayersOnHost, HalfPrecisionKernelsRoundOncePerStore) {
+  check_half_precision<__nv_bfloat16>(DType::bf16, 1.0f / 128);  // 8 significand bits
+  check_half_precision<__half>(DType::f16, 1.0f / 1024);         // 11 significand bits
+}
+
 CONVNET_ON_HOST_ORDERS(LayersOnHost);
 
 }  // namespace
