@@ -90,7 +90,8 @@ void GradientReducer::begin_step() {
   CONVNET_CHECK(!in_step_, "begin_step() called again before finish()");
   in_step_ = true;
   finishing_ = false;
-  plain_step_ = ++steps_ == 1 && !options_.overlap_first_step;
+  plain_step_ = !stepped_ && !options_.overlap_first_step;
+  stepped_ = true;
   ready_count_ = 0;
   next_launch_ = 0;
   done_buckets_ = 0;

@@ -161,7 +161,7 @@ class GradientReducer {
   bool in_step_ = false;
   bool finishing_ = false;   // finish() was called in this step (until the next begin_step)
   bool plain_step_ = false;  // no overlap, no deferral in this step (overlap_first_step)
-  std::size_t steps_ = 0;    // begun
+  bool stepped_ = false;     // a step has begun before
   bool shutdown_ = false;
   std::size_t ready_count_ = 0;   // gradients [0, ready_count_) are final
   std::size_t next_launch_ = 0;   // first bucket not yet started

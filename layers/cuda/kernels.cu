@@ -96,25 +96,23 @@ __global__ void batch_norm_fixed_sums_kernel(const T* x, const T* dy, const floa
   }
 }
 
-// One block per channel: the batch statistics (batch_norm_statistics).
+// One block per channel: the batch statistics of NCHW x (batch_norm_statistics).
 template <typename T>
 __global__ void batch_norm_statistics_kernel(const T* x, float* mean, float* inv_std,
                                              float* running_mean, float* running_var, int64_t n,
-                                             int64_t c, int64_t hw, bool channels_last, float eps,
-                                             float momentum) {
+                                             int64_t c, int64_t hw, float eps, float momentum) {
   CONVNET_SHARED(float, broadcast, );
   const int64_t ch = blockIdx.x, count = n * hw;
   float sum = 0.0f;
   for (int64_t j = threadIdx.x; j < count; j += blockDim.x)
-    sum += math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last)]);
+    sum += math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false)]);
   sum = block_sum(sum);
   if (threadIdx.x == 0) broadcast = sum / static_cast<float>(count);
   __syncthreads();
   const float mu = broadcast;
   float squares = 0.0f;
   for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-    const float d =
-        math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last)]) - mu;
+    const float d = math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false)]) - mu;
     squares += d * d;
   }
   squares = block_sum(squares);
@@ -128,19 +126,18 @@ __global__ void batch_norm_statistics_kernel(const T* x, float* mean, float* inv
   }
 }
 
-// One block per channel: the backward through the batch statistics.
+// One block per channel: the backward through the batch statistics, NCHW.
 template <typename T>
 __global__ void batch_norm_backward_batch_kernel(const T* x, const T* dy, const float* mean,
                                                  const float* inv_std, const float* gamma, T* dx,
                                                  bool accumulate, float* dgamma, float* dbeta,
-                                                 int64_t n, int64_t c, int64_t hw,
-                                                 bool channels_last) {
+                                                 int64_t n, int64_t c, int64_t hw) {
   CONVNET_SHARED(float, sums, [2]);
   const int64_t ch = blockIdx.x, count = n * hw;
   const float mu = mean[ch], s = inv_std[ch];
   float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
   for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last);
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false);
     const float g = math::load(dy[i]);
     sum_dy += g;
     sum_dy_xhat += g * (math::load(x[i]) - mu) * s;
@@ -159,7 +156,7 @@ __global__ void batch_norm_backward_batch_kernel(const T* x, const T* dy, const 
   const float mean_dy_xhat = sums[1] / static_cast<float>(count);
   const float scale = gamma[ch] * s;
   for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last);
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false);
     const float xhat = (math::load(x[i]) - mu) * s;
     math::store(dx + i, scale * (math::load(dy[i]) - mean_dy - xhat * mean_dy_xhat), accumulate);
   }
@@ -589,7 +586,7 @@ void batch_norm_statistics(DType t, const void* x, float* mean, float* inv_std, 
     }
     CONVNET_LAUNCH("batch_norm_statistics", batch_norm_statistics_kernel<T>,
                    static_cast<unsigned>(c), kThreads, stream, as<T>(x), mean, inv_std,
-                   running_mean, running_var, n, c, hw, channels_last, static_cast<float>(eps),
+                   running_mean, running_var, n, c, hw, static_cast<float>(eps),
                    static_cast<float>(momentum));
   });
 }
@@ -610,7 +607,7 @@ void batch_norm_backward_batch_stats(DType t, const void* x, const void* dy, con
     }
     CONVNET_LAUNCH("batch_norm_backward_batch", batch_norm_backward_batch_kernel<T>,
                    static_cast<unsigned>(c), kThreads, stream, as<T>(x), as<T>(dy), mean, inv_std,
-                   gamma, as<T>(dx), accumulate, dgamma, dbeta, n, c, hw, channels_last);
+                   gamma, as<T>(dx), accumulate, dgamma, dbeta, n, c, hw);
   });
 }
 

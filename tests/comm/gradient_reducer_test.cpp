@@ -232,6 +232,16 @@ TEST(GradientReducerThread, AveragesEveryElementOnceFromItsOwnThread) {
     EXPECT_NE(id, std::this_thread::get_id()) << "the communication thread launches";
 }
 
+// A backward that finishes buckets of 100 gradients up to `last` 20 ms
+// apart, then takes 20 ms more before the reducer's finish().
+void slow_backward(GradientReducer& reducer, std::size_t last) {
+  for (std::size_t done = 100; done <= last; done += 100) {
+    std::this_thread::sleep_for(milliseconds(20));  // "backward" of the next layers
+    reducer.mark_ready(done);
+  }
+  std::this_thread::sleep_for(milliseconds(20));
+}
+
 TEST(GradientReducerThread, BucketsStartDuringBackwardOnlyWithOverlap) {
   for (const bool overlap : {true, false}) {
     SCOPED_TRACE(overlap ? "overlap" : "no overlap");
@@ -242,11 +252,7 @@ TEST(GradientReducerThread, BucketsStartDuringBackwardOnlyWithOverlap) {
     GradientReducer reducer(comm, grads.data(), grads.size(),
                             {.bucket_bytes = 100 * sizeof(float), .overlap = overlap});
     reducer.begin_step();
-    for (std::size_t done = 100; done <= 300; done += 100) {
-      std::this_thread::sleep_for(milliseconds(20));  // "backward" of the next layers
-      reducer.mark_ready(done);
-    }
-    std::this_thread::sleep_for(milliseconds(20));
+    slow_backward(reducer, 300);
     reducer.finish();
     EXPECT_EQ(grads, expected);
     const ReduceStepStats& stats = reducer.last_step();
@@ -345,11 +351,7 @@ TEST(GradientReducerThread, APlainFirstStepNeitherOverlapsNorDefers) {
     const std::vector<float> values = small_integers(grads.size());
     std::copy(values.begin(), values.end(), grads.begin());
     reducer.begin_step();
-    for (std::size_t done = 100; done <= 200; done += 100) {
-      std::this_thread::sleep_for(milliseconds(20));  // "backward" of the next layers
-      reducer.mark_ready(done);
-    }
-    std::this_thread::sleep_for(milliseconds(20));
+    slow_backward(reducer, 200);
     reducer.finish();
     const ReduceStepStats& stats = reducer.last_step();
     if (step == 1) {

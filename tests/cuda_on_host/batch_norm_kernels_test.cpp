@@ -21,6 +21,12 @@ struct Shape {
 
 const Shape kShapes[] = {{2, 70, 50}, {8, 3, 1000}, {3, 40, 1}, {1, 33, 7}};
 
+// "NxCxHW nchw" or "... nhwc", for traces.
+std::string describe(const Shape& s, bool channels_last) {
+  return std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.hw) +
+         (channels_last ? " nhwc" : " nchw");
+}
+
 // Per-channel statistics of x in double.
 struct Stats {
   std::vector<double> mean, var;
@@ -51,8 +57,7 @@ TEST_P(BatchNormOnHost, StatisticsAndRunningAveragesMatchDoubleSums) {
   for (const Shape& s : kShapes)
     for (bool channels_last : {false, true})
       for (DType t : {DType::f32, DType::bf16, DType::f16}) {
-        SCOPED_TRACE(std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.hw) +
-                     (channels_last ? " nhwc " : " nchw ") + to_string(t));
+        SCOPED_TRACE(describe(s, channels_last) + " " + to_string(t));
         std::vector<float> x = random_floats(s.count(), 1, -2.0f, 3.0f);
         const std::vector<__nv_bfloat16> xb = to_half<__nv_bfloat16>(x);
         const std::vector<__half> xh = to_half<__half>(x);
@@ -88,9 +93,8 @@ TEST_P(BatchNormOnHost, BackwardMatchesDoubleSums) {
     for (bool channels_last : {false, true})
       for (bool batch_stats : {true, false})
         for (bool with_dx : {true, false}) {
-          SCOPED_TRACE(std::to_string(s.n) + "x" + std::to_string(s.c) + "x" +
-                       std::to_string(s.hw) + (channels_last ? " nhwc" : " nchw") +
-                       (batch_stats ? " batch" : " fixed") + (with_dx ? " dx" : " no dx"));
+          SCOPED_TRACE(describe(s, channels_last) + (batch_stats ? " batch" : " fixed") +
+                       (with_dx ? " dx" : " no dx"));
           const std::vector<float> x = random_floats(s.count(), 2, -2.0f, 3.0f);
           const std::vector<float> dy = random_floats(s.count(), 3);
           const std::vector<float> gamma = random_floats(s.c, 4, 0.5f, 1.5f);

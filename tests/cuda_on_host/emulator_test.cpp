@@ -4,7 +4,9 @@
 // cuda_on_host.h comes first.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -17,6 +19,17 @@ struct OrderScope {
   explicit OrderScope(Order order) { set_order(order); }
   ~OrderScope() { set_order(Order::forward); }
 };
+
+// The message of the error a launch throws ("" when it throws none).
+std::string launch_error(const char* name, dim3 grid, dim3 block,
+                         const std::function<void()>& body) {
+  try {
+    launch(name, grid, block, body);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 __global__ void record_builtins(int* seen) {
   const unsigned block = blockIdx.y * gridDim.x + blockIdx.x;
@@ -97,14 +110,9 @@ __global__ void divergent_barriers() {
 }
 
 TEST(CudaOnHost, ThreadsAtDifferentBarriersAreAnErrorNotAHang) {
-  try {
-    launch("divergent", 1, 32, [] { divergent_barriers(); });
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("divergent: threads of block (0, 0) wait at different"),
-              std::string::npos)
-        << e.what();
-  }
+  const std::string error = launch_error("divergent", 1, 32, [] { divergent_barriers(); });
+  EXPECT_NE(error.find("divergent: threads of block (0, 0) wait at different"), std::string::npos)
+      << error;
 }
 
 // Threads [exit_first, exit_last] return at once; the others shuffle.
@@ -119,28 +127,21 @@ TEST(CudaOnHost, AShuffleMayNotReadAnExitedLane) {
   std::vector<float> out(32, -1.0f);
   launch("upper_half", 1, 32, [&] { shuffle_after_exit(0, 15, 8, out.data()); });
   for (int lane = 16; lane < 32; ++lane) EXPECT_EQ(out[lane], lane < 24 ? lane + 8 : lane);
-  try {
-    launch("early_exit", 1, 32, [&] { shuffle_after_exit(5, 5, 1, out.data()); });
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("early_exit: lane 4 of warp 0 shuffles from lane 5"),
-              std::string::npos)
-        << e.what();
-  }
+  const std::string error =
+      launch_error("early_exit", 1, 32, [&] { shuffle_after_exit(5, 5, 1, out.data()); });
+  EXPECT_NE(error.find("early_exit: lane 4 of warp 0 shuffles from lane 5"), std::string::npos)
+      << error;
 }
 
 // A block of 40 threads: its second warp has lanes 0-7 only.
 TEST(CudaOnHost, AShuffleMayNotReadALaneThePartialWarpLacks) {
   std::vector<float> out(40, -1.0f);
-  try {
-    launch("partial_warp", 1, 40, [&] { shuffle_after_exit(-1, -1, 16, out.data()); });
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("partial_warp: lane 0 of warp 1 shuffles from lane 16, "
-                                         "which this block of 40 threads does not have"),
-              std::string::npos)
-        << e.what();
-  }
+  const std::string error =
+      launch_error("partial_warp", 1, 40, [&] { shuffle_after_exit(-1, -1, 16, out.data()); });
+  EXPECT_NE(error.find("partial_warp: lane 0 of warp 1 shuffles from lane 16, "
+                       "which this block of 40 threads does not have"),
+            std::string::npos)
+      << error;
 }
 
 // Two block sums through one shared array, as kernels.cu's block_sum; without
