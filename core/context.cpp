@@ -62,7 +62,7 @@ void* Context::scratch(Scratch slot, std::size_t bytes) {
 }
 
 Tensor Context::scratch_tensor(Scratch slot, const Shape& shape, Layout layout, DType dtype) {
-  void* data = scratch(slot, shape.numel() * dtype_size(dtype));
+  void* data = scratch(slot, storage_numel(shape, layout) * dtype_size(dtype));
   if (allocator_->device() == Device::cpu) {
     CONVNET_CHECK(dtype == DType::f32, "host scratch is f32");
     return Tensor::wrap(data, shape, layout);

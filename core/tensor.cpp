@@ -33,12 +33,33 @@ std::vector<int64_t> channels_last_strides(const Shape& shape) {
   return {h * w * c, 1, w * c, c};
 }
 
+int64_t padded_channels(int64_t channels) { return (channels + 7) / 8 * 8; }
+
+int64_t storage_numel(const Shape& shape, Layout layout) {
+  if (layout != Layout::nchw8c) return shape.numel();
+  return shape[0] * padded_channels(shape[1]) * shape[2] * shape[3];
+}
+
 namespace {
 void check_layout_fits(const Shape& shape, Layout layout) {
-  CONVNET_CHECK(layout != Layout::nchw8c || (shape.rank() == 4 && shape[1] % 8 == 0),
-                "layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+  CONVNET_CHECK(layout != Layout::nchw8c || shape.rank() == 4,
+                "layout nchw8c needs (N, C, H, W), got ", shape);
   CONVNET_CHECK(layout != Layout::nhwc || shape.rank() == 4, "layout nhwc needs (N, C, H, W), got ",
                 shape);
+}
+
+// nchw: row-major; nhwc: channels-last; nchw8c: row-major over the padded
+// channels (only the batch stride is used).
+std::vector<int64_t> layout_strides(const Shape& shape, Layout layout) {
+  switch (layout) {
+    case Layout::nhwc:
+      return channels_last_strides(shape);
+    case Layout::nchw8c:
+      return Shape{shape[0], padded_channels(shape[1]), shape[2], shape[3]}.contiguous_strides();
+    case Layout::nchw:
+      break;
+  }
+  return shape.contiguous_strides();
 }
 }  // namespace
 
@@ -47,13 +68,15 @@ Tensor Tensor::empty(const Shape& shape, Allocator& allocator, DType dtype, Layo
                 " has a zero-sized or negative dimension");
   check_layout_fits(shape, layout);
   Tensor t;
-  t.storage_ = std::make_shared<Storage>(allocator, shape.numel() * dtype_size(dtype));
+  t.storage_ = std::make_shared<Storage>(allocator,
+                                         convnet::storage_numel(shape, layout) * dtype_size(dtype));
   t.data_ = t.storage_->data();
   t.shape_ = shape;
-  t.strides_ = layout == Layout::nhwc ? channels_last_strides(shape) : shape.contiguous_strides();
+  t.strides_ = layout_strides(shape, layout);
   t.dtype_ = dtype;
   t.device_ = allocator.device();
   t.layout_ = layout;
+  if (t.has_padding() && t.device_ == Device::cpu) t.set_zero();  // the lanes stay zero
   return t;
 }
 
@@ -82,8 +105,7 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device,
 
 Tensor Tensor::wrap(void* data, const Shape& shape, Layout layout, Device device, DType dtype) {
   check_layout_fits(shape, layout);
-  Tensor t = wrap(data, shape, dtype, device,
-                  layout == Layout::nhwc ? channels_last_strides(shape) : std::vector<int64_t>{});
+  Tensor t = wrap(data, shape, dtype, device, layout_strides(shape, layout));
   t.layout_ = layout;
   return t;
 }
@@ -122,8 +144,8 @@ float& Tensor::at(std::initializer_list<int64_t> index) const {
   }
   const int64_t* ix = index.begin();
   if (layout_ == Layout::nchw8c) {
-    const int64_t c = shape_[1], h = shape_[2], w = shape_[3];
-    return data<float>()[ix[0] * c * h * w + (ix[1] / 8) * h * w * 8 + ix[2] * w * 8 + ix[3] * 8 +
+    const int64_t h = shape_[2], w = shape_[3];
+    return data<float>()[ix[0] * strides_[0] + (ix[1] / 8) * h * w * 8 + ix[2] * w * 8 + ix[3] * 8 +
                          ix[1] % 8];
   }
   int64_t offset = 0;
@@ -154,15 +176,18 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return t;
 }
 
+bool Tensor::has_padding() const { return layout_ == Layout::nchw8c && shape_[1] % 8 != 0; }
+
 void Tensor::fill(float value) const {
   CONVNET_CHECK(device_ == Device::cpu, "Tensor::fill on device memory");
+  if (has_padding()) set_zero();  // the zero lanes, which the loop below skips
   float* p = data<float>();
   for_each_element([&](int64_t, int64_t offset) { p[offset] = value; });
 }
 
 void Tensor::set_zero() const {
   if (device_ == Device::cpu && is_dense()) {
-    std::memset(data_, 0, numel() * dtype_size(dtype_));
+    std::memset(data_, 0, storage_numel() * dtype_size(dtype_));
     return;
   }
   if (device_ == Device::cpu) return fill(0.0f);
@@ -178,10 +203,11 @@ void Tensor::copy_from(const Tensor& source) const {
                 "copy_from on device memory");
   CONVNET_CHECK(source.shape() == shape_, "copy_from: shape ", source.shape(), " into ", shape_);
   if (is_dense() && source.is_dense() && layout_ == source.layout()) {
-    std::memcpy(data<float>(), source.data<float>(), numel() * sizeof(float));
+    std::memcpy(data<float>(), source.data<float>(), storage_numel() * sizeof(float));
     return;
   }
   std::vector<float> values = source.to_vector();
+  if (has_padding()) set_zero();
   float* p = data<float>();
   for_each_element([&](int64_t k, int64_t offset) { p[offset] = values[k]; });
 }

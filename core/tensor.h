@@ -14,9 +14,11 @@
 //
 // Layout: the shape is always logical, (N, C, H, W). Layout::nchw tensors are
 // strided as above. Layout::nchw8c is oneDNN's nChw8c, the CPU backend's fast
-// activation layout: physically (N, C/8, H, W, 8), eight channels interleaved
-// per pixel; it requires rank 4 and C % 8 == 0 (so there is no padding),
-// has no strides, and supports batch slices only. Layout::nhwc is the GPU
+// activation layout: physically (N, ceil(C/8), H, W, 8), eight channels
+// interleaved per pixel; it requires rank 4, has no strides and supports batch
+// slices only. When C is not a multiple of 8 the last block is padded with
+// zero lanes, which every writer keeps zero (oneDNN's primitives read them as
+// zeros and write zeros there): storage_numel() counts them. Layout::nhwc is the GPU
 // backend's channels-last layout: physically (N, H, W, C), expressed through
 // the strides (HWC, 1, WC, C); it can be sliced like nchw (a slice keeps the
 // tag but is no longer dense: is_dense() tells).
@@ -53,6 +55,10 @@ class Storage {
 enum class Layout { nchw, nchw8c, nhwc };
 // The strides of a dense channels-last (N, C, H, W) tensor: (HWC, 1, WC, C).
 std::vector<int64_t> channels_last_strides(const Shape& shape);
+// The elements a dense tensor of `shape` in `layout` occupies: numel, except
+// nchw8c, whose channels round up to a multiple of 8 (the zero lanes).
+int64_t storage_numel(const Shape& shape, Layout layout);
+int64_t padded_channels(int64_t channels);  // ceil(channels / 8) * 8
 std::string to_string(Layout layout);
 
 class Tensor {
@@ -77,6 +83,10 @@ class Tensor {
   int64_t dim(int i) const { return shape_[i]; }
   int rank() const { return shape_.rank(); }
   int64_t numel() const { return shape_.numel(); }
+  // Elements the memory of a dense tensor spans (numel, plus nchw8c's zero lanes).
+  int64_t storage_numel() const { return convnet::storage_numel(shape_, layout_); }
+  // nchw8c with C not a multiple of 8: the last channel block has zero lanes.
+  bool has_padding() const;
   // In elements; for Layout::nchw8c only strides()[0] (the batch stride) is meaningful.
   const std::vector<int64_t>& strides() const { return strides_; }
   DType dtype() const { return dtype_; }
@@ -85,7 +95,7 @@ class Tensor {
   bool owns_storage() const { return storage_ != nullptr; }
   // Row-major dense (always false for Layout::nchw8c and nhwc).
   bool is_contiguous() const;
-  // Dense in its layout: the numel() elements fill one block of memory.
+  // Dense in its layout: the elements fill storage_numel() consecutive ones.
   bool is_dense() const;
 
   // Raw pointer to the first element.
@@ -103,7 +113,7 @@ class Tensor {
   // Contiguous tensor viewed with another shape of the same numel.
   Tensor reshape(const Shape& shape) const;
 
-  // Host-side helpers (Device::cpu, f32).
+  // Host-side helpers (Device::cpu, f32); fill and copy_from also zero nchw8c's padding lanes.
   void fill(float value) const;
   // Sets every element to zero, on the host or (dense tensors) on the GPU,
   // enqueued on cuda::current_stream().
@@ -146,7 +156,7 @@ void Tensor::for_each_element(Fn fn) const {
       for (int64_t j = 0; j < c; ++j)
         for (int64_t y = 0; y < h; ++y)
           for (int64_t x = 0; x < w; ++x)
-            fn(k++, i * c * h * w + (j / 8) * h * w * 8 + y * w * 8 + x * 8 + j % 8);
+            fn(k++, i * strides_[0] + (j / 8) * h * w * 8 + y * w * 8 + x * 8 + j % 8);
     return;
   }
   const int r = shape_.rank();

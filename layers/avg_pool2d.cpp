@@ -7,7 +7,9 @@ AvgPool2d::AvgPool2d(std::string name, const AvgPool2dOptions& options, const Sh
       options_(options),
       input_shape_(input_shape),
       output_shape_(pool2d_output_shape(name_, input_shape, options.kernel, options.stride,
-                                        options.padding)) {}
+                                        options.padding)) {
+  check_layout(name_, input_shape, options.layout);
+}
 
 std::unique_ptr<AvgPool2d> AvgPool2d::create(Context& context, std::string name,
                                              const AvgPool2dOptions& options,
@@ -22,14 +24,14 @@ std::unique_ptr<AvgPool2d> AvgPool2d::create(Context& context, std::string name,
 }
 
 void AvgPool2d::forward(const Tensor& x, const Tensor& y) {
-  check_tensor(name_, "input", x, input_shape_);
-  check_tensor(name_, "output", y, output_shape_);
+  check_tensor(name_, "input", x, input_shape_, options_.layout);
+  check_tensor(name_, "output", y, output_shape_, options_.layout);
   forward_impl(x, y);
 }
 
 void AvgPool2d::backward(const Tensor& dy, const Tensor& dx, GradMode dx_mode) {
-  check_tensor(name_, "output gradient", dy, output_shape_);
-  check_tensor(name_, "input gradient", dx, input_shape_);
+  check_tensor(name_, "output gradient", dy, output_shape_, options_.layout);
+  check_tensor(name_, "input gradient", dx, input_shape_, options_.layout);
   backward_impl(dy, dx, dx_mode);
 }
 

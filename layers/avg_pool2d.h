@@ -2,7 +2,8 @@
 // symmetric zero padding.
 //
 // Shapes:
-//   x  (N, C, H, W)                contiguous
+//   x  (N, C, H, W)                options.layout (nchw or nchw8c on the CPU,
+//                                  nchw or nhwc on the GPU), as are y, dy, dx
 //   y  (N, C, H_out, W_out)        H_out = (H + 2 * padding - K) / stride + 1
 //
 // Each output is the sum of its window's input elements divided by K * K when
@@ -31,6 +32,7 @@ struct AvgPool2dOptions {
   int64_t stride = 0;
   int64_t padding = 0;
   bool count_include_pad = true;
+  Layout layout = Layout::nchw;  // of x, y, dy and dx
 };
 
 class AvgPool2d {

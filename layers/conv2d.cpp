@@ -22,12 +22,13 @@ Conv2d::Conv2d(std::string name, const Conv2dOptions& options, const Shape& inpu
   CONVNET_CHECK(h > 0 && w > 0, "layer ", name_, ": kernel ", o.kernel, " with padding ", o.padding,
                 " does not fit input shape ", input_shape);
   output_shape_ = Shape{input_shape[0], o.out_channels, h, w};
-  CONVNET_CHECK(o.input_layout != Layout::nchw8c || o.in_channels % 8 == 0, "layer ", name_,
-                ": layout nchw8c needs input channels that are a multiple of 8, got ",
-                o.in_channels);
-  CONVNET_CHECK(o.output_layout != Layout::nchw8c || o.out_channels % 8 == 0, "layer ", name_,
-                ": layout nchw8c needs output channels that are a multiple of 8, got ",
-                o.out_channels);
+  // Blocked channels need not be a multiple of 8 (the last block is padded),
+  // but each group must be whole blocks.
+  const bool blocked = o.input_layout == Layout::nchw8c || o.output_layout == Layout::nchw8c;
+  CONVNET_CHECK(!blocked || o.groups == 1 ||
+                    ((o.in_channels / o.groups) % 8 == 0 && (o.out_channels / o.groups) % 8 == 0),
+                "layer ", name_, ": layout nchw8c with ", o.groups,
+                " groups needs channels per group that are a multiple of 8");
 }
 
 Shape Conv2d::weight_shape() const {

@@ -30,8 +30,10 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
     x_md_ = onednn_desc(in, input_layout());
     // With a blocked input the output is described as blocked too (oneDNN's fast
     // kernels want matching layouts): for (N, C, 1, 1) with C % 8 == 0, nChw8c
-    // and row-major (N, C) are the same bytes.
-    y_md_ = onednn_desc(Shape{in[0], in[1], 1, 1}, input_layout());
+    // and row-major (N, C) are the same bytes. With padded channels they are
+    // not, so the output is described plain.
+    const bool same_bytes = input_layout() != Layout::nchw8c || in[1] % 8 == 0;
+    y_md_ = onednn_desc(Shape{in[0], in[1], 1, 1}, same_bytes ? input_layout() : Layout::nchw);
     // No padding, so include/exclude padding both divide by H * W.
     const auto algo = dnnl::algorithm::pooling_avg_exclude_padding;
     const auto& engine = rt_.engine;

@@ -7,6 +7,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -41,8 +42,8 @@ void check_tensor(const std::string& layer, const char* tensor_name, const Tenso
 }
 
 void check_layout(const std::string& layer, const Shape& shape, Layout layout) {
-  CONVNET_CHECK(layout != Layout::nchw8c || (shape.rank() == 4 && shape[1] % 8 == 0), "layer ",
-                layer, ": layout nchw8c needs (N, C, H, W) with C a multiple of 8, got ", shape);
+  CONVNET_CHECK(layout != Layout::nchw8c || shape.rank() == 4, "layer ", layer,
+                ": layout nchw8c needs (N, C, H, W), got ", shape);
   CONVNET_CHECK(layout != Layout::nhwc || shape.rank() == 4, "layer ", layer,
                 ": layout nhwc needs (N, C, H, W), got ", shape);
 }
@@ -57,9 +58,10 @@ void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
   const float* s = src.data<float>();
   CONVNET_CHECK(dst.layout() == src.layout(), "gradient of layout ", to_string(src.layout()),
                 " into ", to_string(dst.layout()));
-  // Dense tensors of one layout (nchw8c tensors are always dense) match element for element.
+  // Dense tensors of one layout (nchw8c tensors are always dense) match element
+  // for element, nchw8c's zero lanes included (0 + 0 and copies keep them zero).
   if (dst.is_dense() && src.is_dense()) {
-    fn(d, s, dst.numel());
+    fn(d, s, dst.storage_numel());
     return;
   }
   const int r = dst.rank();
@@ -107,6 +109,76 @@ void add_into(const Tensor& dst, const Tensor& src) {
   if (dst.device() == Device::cuda) return write_gradient_cuda(dst, src, true);
 #endif
   for_each_row(dst, src, Add{});
+}
+
+namespace {
+
+// write_channels for nchw8c: element (n, c, p) at n * batch_stride + (c / 8) * hw * 8 + p * 8 + c
+// % 8.
+void write_blocked_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src,
+                            int64_t src_begin, int64_t count, bool accumulate) {
+  const int64_t n = dst.shape()[0], hw = dst.shape()[2] * dst.shape()[3];
+  const int64_t dst_batch = dst.strides()[0], src_batch = src.strides()[0];
+  float* d = dst.data<float>();
+  const float* s = src.data<float>();
+  if (dst_begin % 8 == 0 && src_begin % 8 == 0) {  // whole blocks, then a partial one
+    const int64_t blocks = (count + 7) / 8;
+#pragma omp parallel for collapse(2)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t b = 0; b < blocks; ++b) {
+        float* dp = d + i * dst_batch + (dst_begin / 8 + b) * hw * 8;
+        const float* sp = s + i * src_batch + (src_begin / 8 + b) * hw * 8;
+        const int64_t lanes = std::min<int64_t>(8, count - b * 8);
+        if (lanes == 8 && !accumulate) {
+          std::memcpy(dp, sp, hw * 8 * sizeof(float));
+        } else if (lanes == 8) {
+#pragma omp simd
+          for (int64_t k = 0; k < hw * 8; ++k) dp[k] += sp[k];
+        } else {
+          for (int64_t p = 0; p < hw; ++p)
+            for (int64_t l = 0; l < lanes; ++l)
+              dp[p * 8 + l] = accumulate ? dp[p * 8 + l] + sp[p * 8 + l] : sp[p * 8 + l];
+        }
+      }
+  } else {  // channel by channel: each is a plane with a stride of 8
+#pragma omp parallel for collapse(2)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < count; ++c) {
+        const int64_t dc = dst_begin + c, sc = src_begin + c;
+        float* dp = d + i * dst_batch + (dc / 8) * hw * 8 + dc % 8;
+        const float* sp = s + i * src_batch + (sc / 8) * hw * 8 + sc % 8;
+        for (int64_t p = 0; p < hw; ++p) dp[p * 8] = accumulate ? dp[p * 8] + sp[p * 8] : sp[p * 8];
+      }
+  }
+  const int64_t channels = dst.shape()[1];
+  if (dst_begin + count < channels || channels % 8 == 0) return;
+  // The range ends at dst's last channel: its block's remaining lanes are padding.
+  for (int64_t i = 0; i < n; ++i) {
+    float* dp = d + i * dst_batch + (channels / 8) * hw * 8;
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t l = channels % 8; l < 8; ++l) dp[p * 8 + l] = 0.0f;
+  }
+}
+
+}  // namespace
+
+void write_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src, int64_t src_begin,
+                    int64_t count, GradMode mode) {
+  CONVNET_CHECK(dst.rank() == 4 && src.rank() == 4 && dst.layout() == src.layout() &&
+                    dst.shape()[0] == src.shape()[0] && dst.shape()[2] == src.shape()[2] &&
+                    dst.shape()[3] == src.shape()[3],
+                "write_channels: ", to_string(src.layout()), " ", src.shape(), " into ",
+                to_string(dst.layout()), " ", dst.shape());
+  CONVNET_CHECK(count > 0 && dst_begin >= 0 && src_begin >= 0 &&
+                    dst_begin + count <= dst.shape()[1] && src_begin + count <= src.shape()[1],
+                "write_channels: ", count, " channels from ", src_begin, " of ", src.shape(),
+                " to ", dst_begin, " of ", dst.shape());
+  if (dst.layout() != Layout::nchw8c)
+    return write_gradient(dst.slice(1, dst_begin, dst_begin + count),
+                          src.slice(1, src_begin, src_begin + count), mode);
+  CONVNET_CHECK(dst.device() == Device::cpu && src.device() == Device::cpu,
+                "write_channels: nchw8c is a host layout");
+  write_blocked_channels(dst, dst_begin, src, src_begin, count, mode == GradMode::accumulate);
 }
 
 void scale_in_place(const Tensor& t, float factor) {

@@ -207,7 +207,7 @@ class PadShortcutOp final : public Op {
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
     if (out.device() == Device::cuda) {  // zeros, then the strided copy
       out.set_zero();
-      write_gradient(padded_channels(out), subsampled(in[0]), GradMode::overwrite);
+      write_gradient(x_channels(out), subsampled(in[0]), GradMode::overwrite);
       return;
     }
     const float* x = in[0].data<float>();
@@ -234,7 +234,7 @@ class PadShortcutOp final : public Op {
     if (!din[0].defined()) return;
     if (dout.device() == Device::cuda) {
       if (modes[0] == GradMode::overwrite) din[0].set_zero();
-      write_gradient(subsampled(din[0]), padded_channels(dout), GradMode::accumulate);
+      write_gradient(subsampled(din[0]), x_channels(dout), GradMode::accumulate);
       return;
     }
     const float* dy = dout.data<float>();
@@ -262,9 +262,7 @@ class PadShortcutOp final : public Op {
                         x.device(), {s[0], s[1], s[2] * stride_, s[3] * stride_});
   }
   // The channels of y that hold x.
-  Tensor padded_channels(const Tensor& y) const {
-    return y.slice(1, pad_blocks_, pad_blocks_ + in_[1]);
-  }
+  Tensor x_channels(const Tensor& y) const { return y.slice(1, pad_blocks_, pad_blocks_ + in_[1]); }
 
  private:
   Shape in_, out_;
@@ -294,9 +292,8 @@ ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions
   // plain, except after an input in that layout (a ResNet's last stage on a
   // small image), so that residual additions see one layout.
   const bool spatial = shape(x)[2] * shape(x)[3] > 1;
-  const bool fits = activation_layout_ != Layout::nchw8c || options.out_channels % 8 == 0;
   const bool keep = layout(x) == activation_layout_ && activation_layout_ != Layout::nchw;
-  options.output_layout = (spatial || keep) && fits ? activation_layout_ : Layout::nchw;
+  options.output_layout = spatial || keep ? activation_layout_ : Layout::nchw;
   auto layer = Conv2d::create(context_, name, options, shape(x));
   const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
   const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(), true) : -1;
@@ -336,11 +333,13 @@ ValueId NetBuilder::max_pool(ValueId x, const std::string& name,
   return net_.add_op(std::make_unique<MaxPoolOp>(std::move(layer)), {x}, out, layout(x));
 }
 
-ValueId NetBuilder::avg_pool(ValueId x, const std::string& name, const AvgPool2dOptions& options) {
-  require_plain(*this, x, name);
+ValueId NetBuilder::avg_pool(ValueId x, const std::string& name,
+                             const AvgPool2dOptions& pool_options) {
+  AvgPool2dOptions options = pool_options;
+  options.layout = layout(x);
   auto layer = AvgPool2d::create(context_, name, options, shape(x));
   const Shape out = layer->output_shape();
-  return net_.add_op(std::make_unique<SimpleOp<AvgPool2d>>(std::move(layer)), {x}, out);
+  return net_.add_op(std::make_unique<SimpleOp<AvgPool2d>>(std::move(layer)), {x}, out, layout(x));
 }
 
 ValueId NetBuilder::global_avg_pool(ValueId x, const std::string& name) {
@@ -394,7 +393,8 @@ ValueId NetBuilder::pad_shortcut(ValueId x, const std::string& name, int64_t out
   const Shape& in = shape(x);
   CONVNET_CHECK(out_channels >= in[1] && (out_channels - in[1]) % 2 == 0 && stride >= 1, "layer ",
                 name, ": cannot pad ", in, " to ", out_channels, " channels");
-  CONVNET_CHECK(layout(x) != Layout::nchw8c || (out_channels - in[1]) % 16 == 0, "layer ", name,
+  CONVNET_CHECK(layout(x) != Layout::nchw8c || ((out_channels - in[1]) % 16 == 0 && in[1] % 8 == 0),
+                "layer ", name,
                 ": a blocked shortcut pads whole blocks of 8 channels on each side, not ",
                 (out_channels - in[1]) / 2);
   const Shape out{in[0], out_channels, (in[2] - 1) / stride + 1, (in[3] - 1) / stride + 1};

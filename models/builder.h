@@ -4,12 +4,13 @@
 // the layer for its input shape and appends the op to the Net.
 //
 // Layouts: with set_blocked_layout(true) convolutions over spatial maps write
-// the blocked nchw8c layout when their channel count allows it, and the ops
-// after them keep their input's layout, so a ResNet runs blocked end to end
-// (oneDNN's direct kernels, no reorders). Option A shortcuts work in both
-// layouts (blocked when they pad whole blocks of 8 channels). Ops without a
-// blocked kernel here (average pooling, concatenation, dense blocks) require
-// plain input; families that use them build plain.
+// the blocked nchw8c layout (a channel count that is not a multiple of 8 pads
+// the last block), and the ops after them keep their input's layout, so a
+// ResNet or a memory-efficient DenseNet runs blocked end to end (oneDNN's
+// direct kernels, no reorders). Option A shortcuts work in both layouts
+// (blocked when they pad whole blocks of 8 channels); squeeze-and-excitation
+// gates need blocked channels that are a multiple of 8. Concatenation (the
+// naive dense block) requires plain input; a family that uses it builds plain.
 #pragma once
 
 #include <string>

@@ -7,9 +7,9 @@
 namespace convnet {
 namespace {
 
-// First `shape.numel()` elements of `buffer` viewed as a contiguous `shape`.
+// The start of `buffer` viewed as a dense `shape` in the buffer's layout.
 Tensor prefix_view(const Tensor& buffer, const Shape& shape) {
-  return Tensor::wrap(buffer.raw_data(), shape, Layout::nchw, buffer.device(), buffer.dtype());
+  return Tensor::wrap(buffer.raw_data(), shape, buffer.layout(), buffer.device(), buffer.dtype());
 }
 
 struct DenseLayer {
@@ -24,8 +24,12 @@ struct DenseLayer {
 class DenseBlockOp final : public Op {
  public:
   DenseBlockOp(Context& context, ParamStore& store, const std::string& name, const Shape& input,
-               int layers, int64_t growth, int64_t bn_size)
-      : context_(context), input_shape_(input), growth_(growth), bn_size_(bn_size) {
+               Layout layout, int layers, int64_t growth, int64_t bn_size)
+      : context_(context),
+        input_shape_(input),
+        layout_(layout),
+        growth_(growth),
+        bn_size_(bn_size) {
     const int64_t n = input[0], c0 = input[1], h = input[2], w = input[3];
     const int64_t width = bn_size * growth;
     for (int j = 0; j < layers; ++j) {
@@ -33,25 +37,28 @@ class DenseBlockOp final : public Op {
       const std::string p = name + ".denselayer" + std::to_string(j + 1);
       l.in_channels = c0 + j * growth;
       const Shape in{n, l.in_channels, h, w};
-      l.norm1 = BatchNorm2d::create(context, p + ".norm1", {.channels = l.in_channels}, in);
+      l.norm1 = BatchNorm2d::create(context, p + ".norm1",
+                                    {.channels = l.in_channels, .layout = layout}, in);
       l.norm1_params = store.add_batch_norm(p + ".norm1", l.in_channels);
-      l.relu1 = Relu::create(context, p + ".relu1", in);
+      l.relu1 = Relu::create(context, p + ".relu1", in, layout);
       if (bn_size > 0) {
         l.conv1 = Conv2d::create(context, p + ".conv1",
-                                 {.in_channels = l.in_channels, .out_channels = width}, in);
+                                 {.in_channels = l.in_channels,
+                                  .out_channels = width,
+                                  .input_layout = layout,
+                                  .output_layout = layout},
+                                 in);
         l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
         const Shape mid{n, width, h, w};
-        l.norm2 = BatchNorm2d::create(context, p + ".norm2", {.channels = width}, mid);
+        l.norm2 =
+            BatchNorm2d::create(context, p + ".norm2", {.channels = width, .layout = layout}, mid);
         l.norm2_params = store.add_batch_norm(p + ".norm2", width);
-        l.relu2 = Relu::create(context, p + ".relu2", mid);
-        l.conv2 = Conv2d::create(
-            context, p + ".conv2",
-            {.in_channels = width, .out_channels = growth, .kernel = 3, .padding = 1}, mid);
+        l.relu2 = Relu::create(context, p + ".relu2", mid, layout);
+        l.conv2 = Conv2d::create(context, p + ".conv2", spatial_conv(width, growth, layout), mid);
         l.conv2_id = store.add_parameter(p + ".conv2.weight", l.conv2->weight_shape(), false);
       } else {
-        l.conv1 = Conv2d::create(
-            context, p + ".conv1",
-            {.in_channels = l.in_channels, .out_channels = growth, .kernel = 3, .padding = 1}, in);
+        l.conv1 =
+            Conv2d::create(context, p + ".conv1", spatial_conv(l.in_channels, growth, layout), in);
         l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
       }
       layers_.push_back(std::move(l));
@@ -60,6 +67,15 @@ class DenseBlockOp final : public Op {
   }
 
   const Shape& output_shape() const { return output_shape_; }
+  // A layer's 3x3 convolution (padding 1) from `in` to `out` channels.
+  static Conv2dOptions spatial_conv(int64_t in, int64_t out, Layout layout) {
+    return {.in_channels = in,
+            .out_channels = out,
+            .kernel = 3,
+            .padding = 1,
+            .input_layout = layout,
+            .output_layout = layout};
+  }
   // Backward recomputes from the block output; the input was copied into it.
   bool backward_needs_output() const override { return true; }
   bool backward_needs_input(int) const override { return false; }
@@ -78,7 +94,9 @@ class DenseBlockOp final : public Op {
     const DType dtype = context_.activation_dtype();  // bf16 / f16 under mixed precision
     const int64_t size = static_cast<int64_t>(dtype_size(dtype));
     // Each buffer starts 256-byte aligned (cuDNN's vectorized kernels).
-    const auto bytes = [&](const Shape* s) { return (s->numel() * size + 255) / 256 * 256; };
+    const auto bytes = [&](const Shape* s) {
+      return (storage_numel(*s, layout_) * size + 255) / 256 * 256;
+    };
     int64_t total = 0;
     for (const Shape* s : shapes) total += bytes(s);
     char* base =
@@ -86,8 +104,7 @@ class DenseBlockOp final : public Op {
     Tensor* targets[] = {&concat_,    &activation_, &dactivation_,    &features_,
                          &dfeatures_, &bottleneck_, &bottleneck_act_, &dmid_};
     for (int k = 0; k < 8; ++k) {
-      *targets[k] =
-          Tensor::wrap(base, *shapes[k], Layout::nchw, context_.allocator().device(), dtype);
+      *targets[k] = Tensor::wrap(base, *shapes[k], layout_, context_.allocator().device(), dtype);
       base += bytes(shapes[k]);
     }
   }
@@ -110,11 +127,11 @@ class DenseBlockOp final : public Op {
 
   void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
     map_scratch();
-    write_gradient(out.slice(1, 0, input_shape_[1]), in[0], GradMode::overwrite);  // a copy
+    write_channels(out, 0, in[0], 0, input_shape_[1], GradMode::overwrite);  // a copy
     for (DenseLayer& l : layers_) {
       const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
       const Tensor cat = prefix_view(concat_, in_shape), act = prefix_view(activation_, in_shape);
-      write_gradient(cat, out.slice(1, 0, l.in_channels), GradMode::overwrite);
+      write_channels(cat, 0, out, 0, l.in_channels, GradMode::overwrite);
       l.norm1->forward(mode, cat, param(l.norm1_params.weight), param(l.norm1_params.bias),
                        buffer(l.norm1_params.running_mean), buffer(l.norm1_params.running_var),
                        act);
@@ -126,8 +143,7 @@ class DenseBlockOp final : public Op {
       } else {
         l.conv1->forward(act, param(l.conv1_id), Tensor(), features_);
       }
-      write_gradient(out.slice(1, l.in_channels, l.in_channels + growth_), features_,
-                     GradMode::overwrite);
+      write_channels(out, l.in_channels, features_, 0, growth_, GradMode::overwrite);
     }
   }
 
@@ -141,10 +157,9 @@ class DenseBlockOp final : public Op {
       const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
       const Tensor cat = prefix_view(concat_, in_shape), act = prefix_view(activation_, in_shape);
       const Tensor dact = prefix_view(dactivation_, in_shape);
-      write_gradient(dfeatures_, dout.slice(1, l.in_channels, l.in_channels + growth_),
-                     GradMode::overwrite);
+      write_channels(dfeatures_, 0, dout, l.in_channels, growth_, GradMode::overwrite);
       // Recompute the concatenated input and its BN-ReLU from the kept features.
-      write_gradient(cat, out.slice(1, 0, l.in_channels), GradMode::overwrite);
+      write_channels(cat, 0, out, 0, l.in_channels, GradMode::overwrite);
       l.norm1->recompute(cat, param(l.norm1_params.weight), param(l.norm1_params.bias), act);
       l.relu1->forward(act, act);
       if (bn_size_ > 0) {
@@ -168,9 +183,9 @@ class DenseBlockOp final : public Op {
       l.relu1->backward(act, dact, dact, GradMode::overwrite);
       l.norm1->backward(cat, param(l.norm1_params.weight), dact, act, GradMode::overwrite,
                         grad(l.norm1_params.weight), grad(l.norm1_params.bias));
-      add_into(dout.slice(1, 0, l.in_channels), act);
+      write_channels(dout, 0, act, 0, l.in_channels, GradMode::accumulate);
     }
-    if (din[0].defined()) write_gradient(din[0], dout.slice(1, 0, input_shape_[1]), modes[0]);
+    if (din[0].defined()) write_channels(din[0], 0, dout, 0, input_shape_[1], modes[0]);
   }
 
  private:
@@ -181,6 +196,7 @@ class DenseBlockOp final : public Op {
   Context& context_;
   ParamStore* store_ = nullptr;
   Shape input_shape_, output_shape_;  // (N, C0, H, W), (N, C0 + L*k, H, W)
+  Layout layout_;                     // of the block's input, output and temporaries
   int64_t growth_, bn_size_;
   std::vector<DenseLayer> layers_;
   Tensor concat_, activation_, dactivation_;  // shared, (N, C_widest, H, W)
@@ -193,11 +209,13 @@ class DenseBlockOp final : public Op {
 
 ValueId add_dense_block(NetBuilder& builder, ValueId x, const std::string& name, int layers,
                         int64_t growth_rate, int64_t bn_size) {
-  CONVNET_CHECK(builder.layout(x) == Layout::nchw, "dense block ", name, " needs plain nchw input");
+  const Layout layout = builder.layout(x);
+  CONVNET_CHECK(layout == Layout::nchw || layout == Layout::nchw8c, "dense block ", name,
+                " needs nchw or nchw8c input, got ", to_string(layout));
   auto op = std::make_unique<DenseBlockOp>(builder.context(), builder.store(), name,
-                                           builder.shape(x), layers, growth_rate, bn_size);
+                                           builder.shape(x), layout, layers, growth_rate, bn_size);
   const Shape out = op->output_shape();
-  return builder.net().add_op(std::move(op), {x}, out);
+  return builder.net().add_op(std::move(op), {x}, out, layout);
 }
 
 }  // namespace convnet

@@ -12,6 +12,11 @@
 // dense block of the net. Feature memory is therefore linear in depth instead
 // of quadratic, with nothing stored per layer beyond its k output channels.
 //
+// Layout: the block's input, output and temporaries share one layout: nchw
+// (both backends) or nchw8c (CPU). In nchw8c a channel count that is not a
+// multiple of 8 (C0 + j*k) pads its last block, and the k new channels of a
+// layer may start inside a block; write_channels (layers/layer.h) moves them.
+//
 // Parameters are registered under torchvision's names:
 //   NAME.denselayer{j}.norm1.*, .conv1.weight, .norm2.*, .conv2.weight
 // (without a bottleneck, bn_size == 0: norm1 and a 3x3 conv1 only).

@@ -22,8 +22,8 @@ class CastOp final : public Op {
   }
 };
 
-int64_t bytes_of(const Shape& shape, DType dtype) {
-  return shape.numel() * static_cast<int64_t>(dtype_size(dtype));
+int64_t bytes_of(const Shape& shape, DType dtype, Layout layout) {
+  return storage_numel(shape, layout) * static_cast<int64_t>(dtype_size(dtype));
 }
 
 }  // namespace
@@ -219,13 +219,13 @@ void Net::plan_activations(Pool& pool) {
     if (v.view_of >= 0 || v.in_place_of >= 0 || !kept[id]) continue;
     storage_.push_back(Tensor::empty(v.shape, context_.allocator(), v.dtype, v.layout));
     v.data = storage_.back();
-    activation_bytes_ += bytes_of(v.shape, v.dtype);
+    activation_bytes_ += bytes_of(v.shape, v.dtype, v.layout);
   }
   // Transient storage, simulated in forward order.
   for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
     Value& out = values_[nodes_[i].output];
     if (out.in_place_of < 0 && !kept[nodes_[i].output])
-      out.data_block = pool.take(bytes_of(out.shape, out.dtype));
+      out.data_block = pool.take(bytes_of(out.shape, out.dtype, out.layout));
     for (ValueId id : nodes_[i].inputs) {
       const ValueId s = storage_root(id);
       if (!kept[s] && last_use[s] == i && values_[s].data_block >= 0)
@@ -241,7 +241,8 @@ void Net::plan_gradients(Pool& pool) {
   // gradient is live from its first write (the backward of its last consumer)
   // to the backward of its producer.
   auto take = [&](ValueId r) {
-    values_[r].grad_block = pool.take(bytes_of(values_[r].shape, values_[r].dtype));
+    values_[r].grad_block =
+        pool.take(bytes_of(values_[r].shape, values_[r].dtype, values_[r].layout));
   };
   take(root(output_));
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {

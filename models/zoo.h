@@ -26,7 +26,8 @@ struct ModelSpec {
   bool resnet_v1 = false;           // ImageNet ResNet bottlenecks: stride in the first 1x1 conv
   bool compute_input_grad = false;  // also compute d(output)/d(input) (tests, saliency)
   // Keep activations in the blocked nchw8c layout where the family supports it
-  // (ImageNet ResNets, pre-activation and SE variants); plain NCHW otherwise.
+  // (ResNets, pre-activation and SE variants, memory-efficient CIFAR DenseNets);
+  // plain NCHW otherwise.
   bool blocked_layout = true;
   // GPU: keep the input and activations channels-last (NHWC), the layout of
   // cuDNN's tensor-core kernels (ResNet families; DenseNets stay NCHW).

@@ -48,8 +48,9 @@ class AvgPoolCuda final : public AvgPool2d {
   AvgPoolCuda(Context& context, std::string name, const AvgPool2dOptions& options,
               const Shape& input_shape)
       : AvgPool2d(std::move(name), options, input_shape), stream_(cuda::stream_of(context)) {
+    cuda::require_gpu_layout(this->name(), options.layout);
     window_ = window(input_shape, output_shape(), options.kernel, options.stride, options.padding,
-                     Layout::nchw);
+                     options.layout);
   }
 
  private:

@@ -64,6 +64,39 @@ TEST(Tensor, BadShapesAndIndicesThrow) {
   EXPECT_THROW(t.slice(1, 0, 2).reshape(Shape{4}), Error) << "non-contiguous reshape";
 }
 
+// nchw8c with C = 12: two blocks per image, lanes 4..7 of the second are
+// padding, allocated, zero, and skipped by element access.
+TEST(Tensor, BlockedTensorPadsItsLastChannelBlockWithZeros) {
+  CpuAllocator allocator;
+  const Shape shape{2, 12, 2, 3};
+  Tensor t = Tensor::empty(shape, allocator, DType::f32, Layout::nchw8c);
+  EXPECT_EQ(t.storage_numel(), 2 * 16 * 6);
+  EXPECT_EQ(allocator.bytes_in_use(), 2u * 16 * 6 * 4);
+  EXPECT_TRUE(t.has_padding());
+  t.fill(2.0f);
+  const float* raw = t.data<float>();
+  int64_t twos = 0, zeros = 0;
+  for (int64_t i = 0; i < t.storage_numel(); ++i) (raw[i] == 2.0f ? twos : zeros) += 1;
+  EXPECT_EQ(twos, shape.numel());
+  EXPECT_EQ(zeros, 2 * 4 * 6) << "padding lanes";
+  // (n, c, y, x) = (1, 11, 1, 2): image 1, block 1, pixel 5, lane 3.
+  t.at({1, 11, 1, 2}) = 5.0f;
+  EXPECT_EQ(raw[96 + 48 + 5 * 8 + 3], 5.0f);
+  Tensor second = t.slice(0, 1, 2);
+  EXPECT_EQ(second.data<float>(), raw + 96);
+  EXPECT_EQ(second.at({0, 11, 1, 2}), 5.0f);
+  // copy_from a plain tensor goes by logical index and keeps the lanes zero.
+  Tensor plain = Tensor::zeros(shape, allocator);
+  plain.at({0, 9, 0, 1}) = 7.0f;
+  Tensor blocked = Tensor::empty(shape, allocator, DType::f32, Layout::nchw8c);
+  blocked.copy_from(plain);
+  EXPECT_EQ(blocked.at({0, 9, 0, 1}), 7.0f);
+  EXPECT_EQ(blocked.to_vector(), plain.to_vector());
+  for (int64_t p = 0; p < 6; ++p)
+    for (int64_t lane = 4; lane < 8; ++lane)
+      EXPECT_EQ(blocked.data<float>()[48 + p * 8 + lane], 0.0f);
+}
+
 TEST(Tensor, ReservedLowPrecisionTypesAreStorageOnly) {
   CpuAllocator allocator;
   Tensor t = Tensor::empty(Shape{4}, allocator, DType::bf16);

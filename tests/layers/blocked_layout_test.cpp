@@ -1,12 +1,14 @@
 // Every layer that accepts the blocked nchw8c activation layout computes the
 // same outputs and gradients as with plain NCHW (which the per-layer tests
-// check against the double-precision reference). oneDNN runs different
+// check against the double-precision reference), also with channel counts
+// that are not a multiple of 8 (the last block padded with zero lanes). oneDNN runs different
 // kernels for the two layouts, so sums may be ordered differently: 1e-5
 // relative (f32 rounding of short sums) is the bound; data movement (ReLU,
 // pooling, add, gate's dx) is in fact exact.
 #include <gtest/gtest.h>
 
 #include "layers/add.h"
+#include "layers/avg_pool2d.h"
 #include "layers/batch_norm.h"
 #include "layers/channel_gate.h"
 #include "layers/global_avg_pool.h"
@@ -20,7 +22,7 @@ namespace {
 using testing::all_close;
 using testing::random_array;
 
-const Shape kShapes[] = {{2, 16, 5, 7}, {1, 8, 3, 3}, {3, 24, 4, 4}};
+const Shape kShapes[] = {{2, 16, 5, 7}, {1, 8, 3, 3}, {3, 24, 4, 4}, {2, 12, 5, 7}, {1, 3, 4, 4}};
 
 class BlockedLayout : public ::testing::TestWithParam<Shape> {
  protected:
@@ -64,6 +66,7 @@ TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
   const ref::Array s = random_array(nc, rng_), d = random_array(shape, rng_);
   const MaxPool2dOptions pool{.kernel = 3, .stride = 2, .padding = 1};
   const ref::Array pdy = random_array(pool2d_output_shape("pool", shape, 3, 2, 1), rng_);
+  const ref::Array ady = random_array(pool2d_output_shape("avg", shape, 2, 2, 0), rng_);
   std::vector<ref::Array> results;
   for (Layout layout : {Layout::nchw, Layout::nchw8c}) {
     auto relu = Relu::create(context_, "relu", shape, layout);
@@ -98,6 +101,20 @@ TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
     results.push_back(ref::from_tensor(da));
     results.push_back(ref::from_tensor(db));
 
+    AvgPool2dOptions ao{.kernel = 2, .stride = 2};
+    ao.layout = layout;
+    auto avg_pool = AvgPool2d::create(context_, "avg", ao, shape);
+    Tensor ay2 = zeros(avg_pool->output_shape(), layout), adx = zeros(shape, layout);
+    avg_pool->forward(make(a, layout), ay2);
+    avg_pool->backward(make(ady, layout), adx, GradMode::overwrite);
+    results.push_back(ref::from_tensor(ay2));
+    results.push_back(ref::from_tensor(adx));
+
+    if (shape[1] % 8 != 0) {  // the blocked gate needs whole blocks
+      if (layout == Layout::nchw8c)
+        EXPECT_THROW(ChannelGate::create(context_, "gate", shape, nc, layout), Error);
+      continue;
+    }
     auto gate = ChannelGate::create(context_, "gate", shape, nc, layout);
     Tensor gate_y = zeros(shape, layout), gate_dx = zeros(shape, layout);
     Tensor gate_ds = zeros(nc, Layout::nchw);
@@ -151,12 +168,61 @@ TEST_P(BlockedLayout, FusedBatchNormReluEqualsSeparate) {
     }
 }
 
-TEST(BlockedLayoutBadInput, ChannelsMustBeAMultipleOfEight) {
+// write_channels moves channel ranges between blocked tensors as slices and
+// write_gradient do between plain ones: ranges that start inside a block,
+// that end inside one, overwrite and accumulate. Padding lanes stay zero.
+TEST(BlockedLayout, WriteChannelsEqualsPlainSlices) {
   Context context;
-  EXPECT_THROW(Relu::create(context, "relu", Shape{2, 12, 4, 4}, Layout::nchw8c), Error);
-  EXPECT_THROW(BatchNorm2d::create(context, "bn", {.channels = 3, .layout = Layout::nchw8c},
-                                   Shape{2, 3, 4, 4}),
-               Error);
+  std::mt19937 rng(5);
+  const Shape big{2, 30, 3, 5}, small{2, 13, 3, 5};
+  struct Move {
+    int64_t dst_begin, src_begin, count;
+    bool into_small;  // big -> small, else small -> big
+    GradMode mode;
+  };
+  const Move moves[] = {
+      {0, 0, 13, true, GradMode::overwrite},    // a DenseNet's concatenated input
+      {17, 0, 13, false, GradMode::overwrite},  // a layer's new features, unaligned
+      {0, 17, 13, true, GradMode::overwrite},   // their gradient, back
+      {0, 0, 13, false, GradMode::accumulate},  // the input gradient, added
+      {8, 8, 5, true, GradMode::accumulate},    // aligned start, partial block
+      {3, 1, 9, false, GradMode::overwrite},    // both unaligned, different lanes
+  };
+  for (const Move& m : moves) {
+    const ref::Array a = random_array(big, rng), b = random_array(small, rng);
+    std::vector<ref::Array> results;
+    for (Layout layout : {Layout::nchw, Layout::nchw8c}) {
+      Tensor tb = testing::to_tensor(context, a, layout),
+             ts = testing::to_tensor(context, b, layout);
+      const Tensor& dst = m.into_small ? ts : tb;
+      write_channels(dst, m.dst_begin, m.into_small ? tb : ts, m.src_begin, m.count, m.mode);
+      results.push_back(ref::from_tensor(dst));
+      if (layout == Layout::nchw8c) {  // padding lanes of both are still zero
+        for (const Tensor& t : {tb, ts}) {
+          const int64_t c = t.shape()[1], hw = t.shape()[2] * t.shape()[3];
+          for (int64_t n = 0; n < t.shape()[0]; ++n)
+            for (int64_t p = 0; p < hw; ++p)
+              for (int64_t lane = c % 8; lane < 8; ++lane)
+                EXPECT_EQ(t.data<float>()[n * t.strides()[0] + (c / 8) * hw * 8 + p * 8 + lane],
+                          0.0f);
+        }
+      }
+    }
+    EXPECT_TRUE(all_close(results[1], results[0], 0, 0))
+        << m.count << " channels " << m.src_begin << " -> " << m.dst_begin;
+  }
+  Tensor plain = testing::zeros(context, small),
+         blocked = testing::zeros(context, small, Layout::nchw8c);
+  EXPECT_THROW(write_channels(blocked, 0, plain, 0, 4, GradMode::overwrite), Error);
+  EXPECT_THROW(write_channels(blocked, 10, blocked, 0, 4, GradMode::overwrite), Error);
+}
+
+TEST(BlockedLayoutBadInput, NeedsRankFourAndMatchingLayouts) {
+  Context context;
+  EXPECT_THROW(Relu::create(context, "relu", Shape{2, 12}, Layout::nchw8c), Error);
+  EXPECT_THROW(
+      BatchNorm2d::create(context, "bn", {.channels = 3, .layout = Layout::nchw8c}, Shape{2, 3, 4}),
+      Error);
   auto relu = Relu::create(context, "relu", Shape{1, 8, 2, 2}, Layout::nchw8c);
   Tensor plain = testing::zeros(context, Shape{1, 8, 2, 2});
   try {

@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""The CPU peer of `convnet bench` for every model of convnet's zoo, including
+the families torchvision lacks (CIFAR ResNets, pre-activation, SE, CIFAR
+DenseNet-BC): the PyTorch definitions of tests/models/reference_models.py
+(same structure and parameter shapes as convnet's), trained in Debian's
+python3-torch (oneDNN 2.6 inside).
+
+A step is what `convnet bench` times: forward, softmax cross-entropy, backward,
+SGD with momentum 0.9 and weight decay 1e-4, on random inputs, after WARMUP
+untimed steps. `--memory-efficient` checkpoints each DenseNet layer's
+concatenation + BN-ReLU + bottleneck (torch.utils.checkpoint, as torchvision's
+memory_efficient=True), the PyTorch counterpart of convnet's shared buffers.
+
+usage: torch_zoo_bench.py MODEL BATCH [--image-size S] [--steps N] [--warmup W]
+                          [--threads T] [--memory-efficient]
+prints one JSON line: model, batch, image_size, img_per_s (median step),
+       peak_rss_mib
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.utils.checkpoint
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "models"))
+import reference_models  # noqa: E402
+
+
+def checkpoint_dense_blocks(model):
+    """Each dense layer keeps its inputs, not their concatenation: the
+    concatenation, norm1-relu and the 1x1 bottleneck are recomputed in backward
+    (torchvision's memory_efficient=True does the same for its DenseNets)."""
+
+    def bottleneck(layer):
+        def run(*features):
+            return layer.conv1(torch.relu(layer.norm1(torch.cat(features, 1))))
+        return run
+
+    def efficient_forward(block):
+        def forward(x):
+            features = [x]
+            for layer in block.values():
+                y = torch.utils.checkpoint.checkpoint(bottleneck(layer), *features,
+                                                      use_reentrant=False)
+                if layer.conv2 is not None:
+                    y = layer.conv2(torch.relu(layer.norm2(y)))
+                features.append(y)
+            return torch.cat(features, 1)
+        return forward
+
+    for module in model.modules():
+        if isinstance(module, reference_models.DenseBlock):
+            module.forward = efficient_forward(module)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("batch", type=int)
+    parser.add_argument("--image-size", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--memory-efficient", action="store_true")
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = reference_models.build(args.model)
+    if args.memory_efficient:
+        checkpoint_dense_blocks(model)
+    size = args.image_size or reference_models.default_image_size(args.model)
+    classes = reference_models.default_classes(args.model)
+    x = torch.randn(args.batch, 3, size, size)
+    y = torch.randint(0, classes, (args.batch,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    seconds = []
+    for i in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        if i >= args.warmup:
+            seconds.append(time.perf_counter() - start)
+    print(json.dumps({
+        "model": args.model, "batch": args.batch, "image_size": size,
+        "img_per_s": round(args.batch / statistics.median(seconds), 2),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()
