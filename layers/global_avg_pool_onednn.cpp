@@ -31,9 +31,18 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
     // With a blocked input the output is described as blocked too (oneDNN's fast
     // kernels want matching layouts): for (N, C, 1, 1) with C % 8 == 0, nChw8c
     // and row-major (N, C) are the same bytes. With padded channels they are
-    // not, so the output is described plain.
-    const bool same_bytes = input_layout() != Layout::nchw8c || in[1] % 8 == 0;
-    y_md_ = onednn_desc(Shape{in[0], in[1], 1, 1}, same_bytes ? input_layout() : Layout::nchw);
+    // not (oneDNN has only its reference kernel for a plain output), so the
+    // output goes through a blocked copy in scratch.
+    const Shape pooled{in[0], in[1], 1, 1};
+    y_md_ = onednn_desc(pooled, input_layout());
+    if (input_layout() == Layout::nchw8c && in[1] % 8 != 0) {
+      y_plain_md_ = onednn_desc(pooled, Layout::nchw);
+      to_plain_ =
+          dnnl::reorder(dnnl::reorder::primitive_desc(rt_.engine, y_md_, rt_.engine, y_plain_md_));
+      from_plain_ =
+          dnnl::reorder(dnnl::reorder::primitive_desc(rt_.engine, y_plain_md_, rt_.engine, y_md_));
+      padded_ = true;
+    }
     // No padding, so include/exclude padding both divide by H * W.
     const auto algo = dnnl::algorithm::pooling_avg_exclude_padding;
     const auto& engine = rt_.engine;
@@ -51,10 +60,19 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
     return onednn_memory(md, rt_.engine, t);
   }
   memory output_mem(const Tensor& t) const { return memory(y_md_, rt_.engine, t.raw_data()); }
+  memory padded_copy() const {
+    return memory(y_md_, rt_.engine, context_.scratch(Scratch::layout_copy, y_md_.get_size()));
+  }
 
   void forward_impl(const Tensor& x, const Tensor& y) override {
     onednn_call("global_avg_pool " + name() + " forward", [&] {
-      fwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)}, {DNNL_ARG_DST, output_mem(y)}});
+      if (!padded_) {
+        fwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)}, {DNNL_ARG_DST, output_mem(y)}});
+      } else {
+        memory blocked = padded_copy(), plain(y_plain_md_, rt_.engine, y.raw_data());
+        fwd_.execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)}, {DNNL_ARG_DST, blocked}});
+        to_plain_.execute(rt_.stream, blocked, plain);
+      }
       rt_.stream.wait();
     });
   }
@@ -64,8 +82,14 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
     const Tensor target =
         direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), input_layout());
     onednn_call("global_avg_pool " + name() + " backward", [&] {
+      memory diff_dst = output_mem(dy);
+      if (padded_) {
+        memory plain(y_plain_md_, rt_.engine, dy.raw_data());
+        diff_dst = padded_copy();
+        from_plain_.execute(rt_.stream, plain, diff_dst);
+      }
       bwd_.execute(rt_.stream,
-                   {{DNNL_ARG_DIFF_DST, output_mem(dy)}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
+                   {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
       rt_.stream.wait();
     });
     if (!direct) add_into(dx, target);
@@ -75,6 +99,10 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
   OnednnRuntime& rt_;
   memory::desc x_md_;  // (N, C, H, W)
   memory::desc y_md_;  // (N, C, 1, 1), the memory of the (N, C) output
+  // Padded blocked channels: y_md_ is a scratch copy, y_plain_md_ the output.
+  bool padded_ = false;
+  memory::desc y_plain_md_;
+  dnnl::reorder to_plain_, from_plain_;
   dnnl::pooling_forward fwd_;
   dnnl::pooling_backward bwd_;
 };
