@@ -15,7 +15,7 @@ Tensor prefix_view(const Tensor& buffer, const Shape& shape) {
 struct DenseLayer {
   int64_t in_channels;  // C0 + j*k
   std::unique_ptr<BatchNorm2d> norm1, norm2;
-  std::unique_ptr<Relu> relu1, relu2;
+  std::unique_ptr<Relu> relu1, relu2;    // null when the BNs fuse their ReLU
   std::unique_ptr<Conv2d> conv1, conv2;  // conv2 null without a bottleneck
   BatchNormEntries norm1_params, norm2_params;
   int conv1_id = -1, conv2_id = -1;
@@ -28,6 +28,7 @@ class DenseBlockOp final : public Op {
       : context_(context),
         input_shape_(input),
         layout_(layout),
+        fuse_relu_(context.backend() == Backend::cpu),
         growth_(growth),
         bn_size_(bn_size) {
     const int64_t n = input[0], c0 = input[1], h = input[2], w = input[3];
@@ -37,10 +38,11 @@ class DenseBlockOp final : public Op {
       const std::string p = name + ".denselayer" + std::to_string(j + 1);
       l.in_channels = c0 + j * growth;
       const Shape in{n, l.in_channels, h, w};
-      l.norm1 = BatchNorm2d::create(context, p + ".norm1",
-                                    {.channels = l.in_channels, .layout = layout}, in);
+      l.norm1 = BatchNorm2d::create(
+          context, p + ".norm1",
+          {.channels = l.in_channels, .layout = layout, .fuse_relu = fuse_relu_}, in);
       l.norm1_params = store.add_batch_norm(p + ".norm1", l.in_channels);
-      l.relu1 = Relu::create(context, p + ".relu1", in, layout);
+      if (!fuse_relu_) l.relu1 = Relu::create(context, p + ".relu1", in, layout);
       if (bn_size > 0) {
         l.conv1 = Conv2d::create(context, p + ".conv1",
                                  {.in_channels = l.in_channels,
@@ -50,10 +52,11 @@ class DenseBlockOp final : public Op {
                                  in);
         l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
         const Shape mid{n, width, h, w};
-        l.norm2 =
-            BatchNorm2d::create(context, p + ".norm2", {.channels = width, .layout = layout}, mid);
+        l.norm2 = BatchNorm2d::create(
+            context, p + ".norm2", {.channels = width, .layout = layout, .fuse_relu = fuse_relu_},
+            mid);
         l.norm2_params = store.add_batch_norm(p + ".norm2", width);
-        l.relu2 = Relu::create(context, p + ".relu2", mid, layout);
+        if (!fuse_relu_) l.relu2 = Relu::create(context, p + ".relu2", mid, layout);
         l.conv2 = Conv2d::create(context, p + ".conv2", spatial_conv(width, growth, layout), mid);
         l.conv2_id = store.add_parameter(p + ".conv2.weight", l.conv2->weight_shape(), false);
       } else {
@@ -122,7 +125,7 @@ class DenseBlockOp final : public Op {
                        bottleneck_act_);
       if (mode == Mode::training) ++store_->counter(l.norm2_params.batches);
     }
-    l.relu2->forward(bottleneck_act_, bottleneck_act_);
+    if (l.relu2) l.relu2->forward(bottleneck_act_, bottleneck_act_);
   }
 
   void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
@@ -136,7 +139,7 @@ class DenseBlockOp final : public Op {
                        buffer(l.norm1_params.running_mean), buffer(l.norm1_params.running_var),
                        act);
       if (mode == Mode::training) ++store_->counter(l.norm1_params.batches);
-      l.relu1->forward(act, act);
+      if (l.relu1) l.relu1->forward(act, act);
       if (bn_size_ > 0) {
         bottleneck_forward(l, act, mode, /*recompute=*/false);
         l.conv2->forward(bottleneck_act_, param(l.conv2_id), Tensor(), features_);
@@ -161,12 +164,12 @@ class DenseBlockOp final : public Op {
       // Recompute the concatenated input and its BN-ReLU from the kept features.
       write_channels(cat, 0, out, 0, l.in_channels, GradMode::overwrite);
       l.norm1->recompute(cat, param(l.norm1_params.weight), param(l.norm1_params.bias), act);
-      l.relu1->forward(act, act);
+      if (l.relu1) l.relu1->forward(act, act);
       if (bn_size_ > 0) {
         bottleneck_forward(l, act, Mode::training, /*recompute=*/true);
         l.conv2->backward(bottleneck_act_, param(l.conv2_id), dfeatures_, dmid_,
                           GradMode::overwrite, grad(l.conv2_id), Tensor());
-        l.relu2->backward(bottleneck_act_, dmid_, dmid_, GradMode::overwrite);  // in place
+        if (l.relu2) l.relu2->backward(bottleneck_act_, dmid_, dmid_, GradMode::overwrite);
         // BN backward out of place (cuDNN does not promise dx == dy), into
         // bottleneck_act_, which nothing reads any more.
         l.norm2->backward(bottleneck_, param(l.norm2_params.weight), dmid_, bottleneck_act_,
@@ -178,9 +181,10 @@ class DenseBlockOp final : public Op {
         l.conv1->backward(act, param(l.conv1_id), dfeatures_, dact, GradMode::overwrite,
                           grad(l.conv1_id), Tensor());
       }
-      // ReLU backward runs in place on dact; BN backward writes into act,
-      // free once the ReLU has read it, which saves a fourth block-wide buffer.
-      l.relu1->backward(act, dact, dact, GradMode::overwrite);
+      // ReLU backward (unless fused into the BN's) runs in place on dact; BN
+      // backward writes into act, free once conv1's backward and the ReLU have
+      // read it, which saves a fourth block-wide buffer.
+      if (l.relu1) l.relu1->backward(act, dact, dact, GradMode::overwrite);
       l.norm1->backward(cat, param(l.norm1_params.weight), dact, act, GradMode::overwrite,
                         grad(l.norm1_params.weight), grad(l.norm1_params.bias));
       write_channels(dout, 0, act, 0, l.in_channels, GradMode::accumulate);
@@ -197,6 +201,9 @@ class DenseBlockOp final : public Op {
   ParamStore* store_ = nullptr;
   Shape input_shape_, output_shape_;  // (N, C0, H, W), (N, C0 + L*k, H, W)
   Layout layout_;                     // of the block's input, output and temporaries
+  // The CPU's BNs apply the ReLU themselves (oneDNN's fused BN+ReLU, a bit mask
+  // per element kept by each BN for its backward); the GPU's are separate layers.
+  bool fuse_relu_;
   int64_t growth_, bn_size_;
   std::vector<DenseLayer> layers_;
   Tensor concat_, activation_, dactivation_;  // shared, (N, C_widest, H, W)
