@@ -82,10 +82,11 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
     const Tensor target =
         direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), input_layout());
     onednn_call("global_avg_pool " + name() + " backward", [&] {
-      memory diff_dst = output_mem(dy);
+      // With padding, dy (plain, N * C floats) must not be described as the
+      // blocked y_md_ (N * ceil(C/8) * 8): oneDNN would zero "padding" in it.
+      memory diff_dst = padded_ ? padded_copy() : output_mem(dy);
       if (padded_) {
         memory plain(y_plain_md_, rt_.engine, dy.raw_data());
-        diff_dst = padded_copy();
         from_plain_.execute(rt_.stream, plain, diff_dst);
       }
       bwd_.execute(rt_.stream,

@@ -30,8 +30,8 @@ class NetBuilder {
       : context_(context), net_(net), store_(store) {}
 
   // The layout of spatial convolution outputs (and so of the ops after them):
-  // nchw (default), nchw8c (the CPU's blocked layout, when the channels are a
-  // multiple of 8) or nhwc (the GPU's channels-last layout).
+  // nchw (default), nchw8c (the CPU's blocked layout; channels that are not a
+  // multiple of 8 pad the last block) or nhwc (the GPU's channels-last layout).
   void set_activation_layout(Layout layout);
   void set_blocked_layout(bool enabled) {
     set_activation_layout(enabled ? Layout::nchw8c : Layout::nchw);

@@ -28,7 +28,7 @@ class DenseBlockOp final : public Op {
       : context_(context),
         input_shape_(input),
         layout_(layout),
-        fuse_relu_(context.backend() == Backend::cpu),
+        fuse_relu_(layout == Layout::nchw8c),
         growth_(growth),
         bn_size_(bn_size) {
     const int64_t n = input[0], c0 = input[1], h = input[2], w = input[3];
@@ -201,8 +201,10 @@ class DenseBlockOp final : public Op {
   ParamStore* store_ = nullptr;
   Shape input_shape_, output_shape_;  // (N, C0, H, W), (N, C0 + L*k, H, W)
   Layout layout_;                     // of the block's input, output and temporaries
-  // The CPU's BNs apply the ReLU themselves (oneDNN's fused BN+ReLU, a bit mask
-  // per element kept by each BN for its backward); the GPU's are separate layers.
+  // In nchw8c (CPU) the BNs apply the ReLU themselves (oneDNN's fused BN+ReLU,
+  // whose blocked kernel keeps one bit per element per BN for its backward);
+  // plain nchw (where oneDNN's mask may take a byte per element) and the GPU
+  // keep separate ReLU layers, so that nothing per layer grows the memory.
   bool fuse_relu_;
   int64_t growth_, bn_size_;
   std::vector<DenseLayer> layers_;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "core/context.h"
 #include "core/error.h"
 
@@ -73,6 +76,11 @@ TEST(Tensor, BlockedTensorPadsItsLastChannelBlockWithZeros) {
   EXPECT_EQ(t.storage_numel(), 2 * 16 * 6);
   EXPECT_EQ(allocator.bytes_in_use(), 2u * 16 * 6 * 4);
   EXPECT_TRUE(t.has_padding());
+  // Poisoned storage (as reused memory would be): fill writes the lanes too.
+  const auto poison = [](const Tensor& x) {
+    std::fill_n(x.data<float>(), x.storage_numel(), std::numeric_limits<float>::quiet_NaN());
+  };
+  poison(t);
   t.fill(2.0f);
   const float* raw = t.data<float>();
   int64_t twos = 0, zeros = 0;
@@ -89,6 +97,7 @@ TEST(Tensor, BlockedTensorPadsItsLastChannelBlockWithZeros) {
   Tensor plain = Tensor::zeros(shape, allocator);
   plain.at({0, 9, 0, 1}) = 7.0f;
   Tensor blocked = Tensor::empty(shape, allocator, DType::f32, Layout::nchw8c);
+  poison(blocked);
   blocked.copy_from(plain);
   EXPECT_EQ(blocked.at({0, 9, 0, 1}), 7.0f);
   EXPECT_EQ(blocked.to_vector(), plain.to_vector());

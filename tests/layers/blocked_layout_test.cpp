@@ -181,12 +181,14 @@ TEST(BlockedLayout, WriteChannelsEqualsPlainSlices) {
     GradMode mode;
   };
   const Move moves[] = {
-      {0, 0, 13, true, GradMode::overwrite},    // a DenseNet's concatenated input
-      {17, 0, 13, false, GradMode::overwrite},  // a layer's new features, unaligned
-      {0, 17, 13, true, GradMode::overwrite},   // their gradient, back
-      {0, 0, 13, false, GradMode::accumulate},  // the input gradient, added
-      {8, 8, 5, true, GradMode::accumulate},    // aligned start, partial block
-      {3, 1, 9, false, GradMode::overwrite},    // both unaligned, different lanes
+      {0, 0, 13, true, GradMode::overwrite},     // a DenseNet's concatenated input
+      {17, 0, 13, false, GradMode::overwrite},   // a layer's new features, unaligned
+      {0, 17, 13, true, GradMode::overwrite},    // their gradient, back
+      {0, 0, 13, false, GradMode::accumulate},   // the input gradient, added
+      {8, 8, 5, true, GradMode::accumulate},     // aligned start, partial block
+      {3, 1, 9, false, GradMode::overwrite},     // both unaligned, different lanes
+      {3, 1, 9, false, GradMode::accumulate},    // the same, added
+      {17, 0, 13, false, GradMode::accumulate},  // unaligned, added, up to the last channel
   };
   for (const Move& m : moves) {
     const ref::Array a = random_array(big, rng), b = random_array(small, rng);
@@ -195,6 +197,14 @@ TEST(BlockedLayout, WriteChannelsEqualsPlainSlices) {
       Tensor tb = testing::to_tensor(context, a, layout),
              ts = testing::to_tensor(context, b, layout);
       const Tensor& dst = m.into_small ? ts : tb;
+      const int64_t c = dst.shape()[1], hw = dst.shape()[2] * dst.shape()[3];
+      const bool to_end = m.dst_begin + m.count == c;
+      if (layout == Layout::nchw8c && to_end) {  // stale lanes: the write must zero them
+        for (int64_t n = 0; n < dst.shape()[0]; ++n)
+          for (int64_t p = 0; p < hw; ++p)
+            for (int64_t lane = c % 8; lane < 8; ++lane)
+              dst.data<float>()[n * dst.strides()[0] + (c / 8) * hw * 8 + p * 8 + lane] = 9.0f;
+      }
       write_channels(dst, m.dst_begin, m.into_small ? tb : ts, m.src_begin, m.count, m.mode);
       results.push_back(ref::from_tensor(dst));
       if (layout == Layout::nchw8c) {  // padding lanes of both are still zero
