@@ -113,8 +113,8 @@ void add_into(const Tensor& dst, const Tensor& src) {
 
 namespace {
 
-// write_channels for nchw8c: element (n, c, p) at n * batch_stride + (c / 8) * hw * 8 + p * 8 + c
-// % 8.
+// write_channels for nchw8c. Element (n, c, p) lies at
+// n * batch_stride + (c / 8) * hw * 8 + p * 8 + c % 8.
 void write_blocked_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src,
                             int64_t src_begin, int64_t count, bool accumulate) {
   const int64_t n = dst.shape()[0], hw = dst.shape()[2] * dst.shape()[3];

@@ -28,11 +28,16 @@ class DenseBlockOp final : public Op {
       : context_(context),
         input_shape_(input),
         layout_(layout),
-        fuse_relu_(layout == Layout::nchw8c),
         growth_(growth),
         bn_size_(bn_size) {
     const int64_t n = input[0], c0 = input[1], h = input[2], w = input[3];
     const int64_t width = bn_size * growth;
+    // In nchw8c (CPU) the BNs apply the ReLU themselves (oneDNN's fused
+    // BN+ReLU, whose blocked kernel keeps one bit per element per BN for its
+    // backward); plain nchw (where oneDNN's mask may take a byte per element)
+    // and the GPU keep separate ReLU layers, so that nothing per layer grows
+    // the memory.
+    const bool fuse_relu = layout == Layout::nchw8c;
     for (int j = 0; j < layers; ++j) {
       DenseLayer l;
       const std::string p = name + ".denselayer" + std::to_string(j + 1);
@@ -40,9 +45,9 @@ class DenseBlockOp final : public Op {
       const Shape in{n, l.in_channels, h, w};
       l.norm1 = BatchNorm2d::create(
           context, p + ".norm1",
-          {.channels = l.in_channels, .layout = layout, .fuse_relu = fuse_relu_}, in);
+          {.channels = l.in_channels, .layout = layout, .fuse_relu = fuse_relu}, in);
       l.norm1_params = store.add_batch_norm(p + ".norm1", l.in_channels);
-      if (!fuse_relu_) l.relu1 = Relu::create(context, p + ".relu1", in, layout);
+      if (!fuse_relu) l.relu1 = Relu::create(context, p + ".relu1", in, layout);
       if (bn_size > 0) {
         l.conv1 = Conv2d::create(context, p + ".conv1",
                                  {.in_channels = l.in_channels,
@@ -52,11 +57,11 @@ class DenseBlockOp final : public Op {
                                  in);
         l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
         const Shape mid{n, width, h, w};
-        l.norm2 = BatchNorm2d::create(
-            context, p + ".norm2", {.channels = width, .layout = layout, .fuse_relu = fuse_relu_},
-            mid);
+        l.norm2 =
+            BatchNorm2d::create(context, p + ".norm2",
+                                {.channels = width, .layout = layout, .fuse_relu = fuse_relu}, mid);
         l.norm2_params = store.add_batch_norm(p + ".norm2", width);
-        if (!fuse_relu_) l.relu2 = Relu::create(context, p + ".relu2", mid, layout);
+        if (!fuse_relu) l.relu2 = Relu::create(context, p + ".relu2", mid, layout);
         l.conv2 = Conv2d::create(context, p + ".conv2", spatial_conv(width, growth, layout), mid);
         l.conv2_id = store.add_parameter(p + ".conv2.weight", l.conv2->weight_shape(), false);
       } else {
@@ -201,11 +206,6 @@ class DenseBlockOp final : public Op {
   ParamStore* store_ = nullptr;
   Shape input_shape_, output_shape_;  // (N, C0, H, W), (N, C0 + L*k, H, W)
   Layout layout_;                     // of the block's input, output and temporaries
-  // In nchw8c (CPU) the BNs apply the ReLU themselves (oneDNN's fused BN+ReLU,
-  // whose blocked kernel keeps one bit per element per BN for its backward);
-  // plain nchw (where oneDNN's mask may take a byte per element) and the GPU
-  // keep separate ReLU layers, so that nothing per layer grows the memory.
-  bool fuse_relu_;
   int64_t growth_, bn_size_;
   std::vector<DenseLayer> layers_;
   Tensor concat_, activation_, dactivation_;  // shared, (N, C_widest, H, W)

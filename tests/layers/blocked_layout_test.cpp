@@ -168,6 +168,18 @@ TEST_P(BlockedLayout, FusedBatchNormReluEqualsSeparate) {
     }
 }
 
+// The padding lanes of a blocked tensor whose channel count is not a multiple of 8.
+std::vector<float*> padding_lanes(const Tensor& t) {
+  const int64_t c = t.shape()[1], hw = t.shape()[2] * t.shape()[3];
+  std::vector<float*> lanes;
+  if (c % 8 == 0) return lanes;
+  for (int64_t n = 0; n < t.shape()[0]; ++n)
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t lane = c % 8; lane < 8; ++lane)
+        lanes.push_back(t.data<float>() + n * t.strides()[0] + (c / 8) * hw * 8 + p * 8 + lane);
+  return lanes;
+}
+
 // write_channels moves channel ranges between blocked tensors as slices and
 // write_gradient do between plain ones: ranges that start inside a block,
 // that end inside one, overwrite and accumulate. Padding lanes stay zero.
@@ -197,24 +209,14 @@ TEST(BlockedLayout, WriteChannelsEqualsPlainSlices) {
       Tensor tb = testing::to_tensor(context, a, layout),
              ts = testing::to_tensor(context, b, layout);
       const Tensor& dst = m.into_small ? ts : tb;
-      const int64_t c = dst.shape()[1], hw = dst.shape()[2] * dst.shape()[3];
-      const bool to_end = m.dst_begin + m.count == c;
-      if (layout == Layout::nchw8c && to_end) {  // stale lanes: the write must zero them
-        for (int64_t n = 0; n < dst.shape()[0]; ++n)
-          for (int64_t p = 0; p < hw; ++p)
-            for (int64_t lane = c % 8; lane < 8; ++lane)
-              dst.data<float>()[n * dst.strides()[0] + (c / 8) * hw * 8 + p * 8 + lane] = 9.0f;
-      }
+      const bool to_end = m.dst_begin + m.count == dst.shape()[1];
+      if (layout == Layout::nchw8c && to_end)  // stale lanes: the write must zero them
+        for (float* lane : padding_lanes(dst)) *lane = 9.0f;
       write_channels(dst, m.dst_begin, m.into_small ? tb : ts, m.src_begin, m.count, m.mode);
       results.push_back(ref::from_tensor(dst));
       if (layout == Layout::nchw8c) {  // padding lanes of both are still zero
         for (const Tensor& t : {tb, ts}) {
-          const int64_t c = t.shape()[1], hw = t.shape()[2] * t.shape()[3];
-          for (int64_t n = 0; n < t.shape()[0]; ++n)
-            for (int64_t p = 0; p < hw; ++p)
-              for (int64_t lane = c % 8; lane < 8; ++lane)
-                EXPECT_EQ(t.data<float>()[n * t.strides()[0] + (c / 8) * hw * 8 + p * 8 + lane],
-                          0.0f);
+          for (const float* lane : padding_lanes(t)) EXPECT_EQ(*lane, 0.0f);
         }
       }
     }
