@@ -1,6 +1,7 @@
 #include "comm/device_selection.h"
 
 #include "core/error.h"
+#include "core/onednn.h"
 
 #ifdef CONVNET_HAVE_CUDA
 #include "comm/nccl_communicator.h"
@@ -11,6 +12,7 @@
 namespace convnet {
 
 ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
+                                        const std::string& layout,
                                         const Communicator& communicator) {
   CONVNET_CHECK(precision == "fp32" || precision == "tf32" || is_mixed_precision(precision),
                 "--precision must be fp32, tf32, bf16 or fp16, got '", precision, "'");
@@ -22,6 +24,8 @@ ContextOptions context_options_for_rank(Backend backend, int threads, const std:
   if (precision == "fp16") options.activation_dtype = DType::f16;
   options.backend = backend;
   options.num_threads = threads;
+  if (runs_blocked(layout))
+    options.blocked_layout = layout == "nchw16c" ? Layout::nchw16c : Layout::nchw8c;
 #ifdef CONVNET_HAVE_CUDA
   if (backend == Backend::cuda)
     options.device = cuda::gpu_for_local_rank(communicator.local_rank(), communicator.local_size());
@@ -35,11 +39,15 @@ bool is_mixed_precision(const std::string& precision) {
 
 std::string resolve_layout(const std::string& layout, Backend backend,
                            const std::string& precision) {
-  CONVNET_CHECK(layout == "auto" || layout == "nchw" || layout == "nhwc",
-                "--layout must be auto, nchw or nhwc, got '", layout, "'");
+  CONVNET_CHECK(layout == "auto" || layout == "nchw" || layout == "nhwc" || runs_blocked(layout),
+                "--layout must be auto, nchw, nhwc (GPU), nchw8c or nchw16c (CPU), got '", layout,
+                "'");
   CONVNET_CHECK(layout != "nhwc" || backend == Backend::cuda, "--layout nhwc needs --device cuda");
+  CONVNET_CHECK(!runs_blocked(layout) || backend == Backend::cpu, "--layout ", layout,
+                " is a CPU layout (the GPU runs nchw or nhwc)");
   if (layout != "auto") return layout;
-  return backend == Backend::cuda && is_mixed_precision(precision) ? "nhwc" : "nchw";
+  if (backend == Backend::cpu) return to_string(cpu_preferred_blocked_layout());
+  return is_mixed_precision(precision) ? "nhwc" : "nchw";
 }
 
 std::unique_ptr<Communicator> make_gradient_communicator(Communicator& host, Context& context) {

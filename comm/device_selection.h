@@ -19,13 +19,22 @@
 
 namespace convnet {
 
+// `layout` is resolve_layout()'s: nchw8c / nchw16c set the CPU's blocked layout.
 ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
+                                        const std::string& layout,
                                         const Communicator& communicator);
-// The activation layout a job runs: `layout` when given (nchw or nhwc),
-// else ("auto") nhwc for bf16 / fp16 on the GPU (tensor cores read
-// channels-last) and nchw otherwise. Throws naming a bad value or nhwc off the GPU.
+// The activation layout a job runs: `layout` when given (nchw or nhwc on
+// the GPU; nchw, nchw8c or nchw16c on the CPU), else ("auto") on the GPU
+// nhwc for bf16 / fp16 (tensor cores read channels-last) and nchw otherwise,
+// and on the CPU the block its kernels prefer (cpu_preferred_blocked_layout:
+// nchw16c with AVX-512, nchw8c with AVX2). Throws naming a bad value or a
+// layout of the other device.
 std::string resolve_layout(const std::string& layout, Backend backend,
                            const std::string& precision);
+// The ModelSpec fields a resolved layout sets.
+inline bool runs_blocked(const std::string& layout) {
+  return layout == "nchw8c" || layout == "nchw16c";
+}
 // True for bf16 and fp16.
 bool is_mixed_precision(const std::string& precision);
 

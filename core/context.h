@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,10 @@ struct ContextOptions {
   // f32, or bf16 / f16 for mixed precision (--precision bf16|fp16), where
   // parameters, their gradients, BN statistics and the optimizer stay f32.
   DType activation_dtype = DType::f32;
+  // The CPU's blocked activation layout (nchw8c or nchw16c) for models that
+  // run blocked; unset: the block oneDNN prefers on this CPU
+  // (cpu_preferred_blocked_layout(): nchw16c with AVX-512, nchw8c with AVX2).
+  std::optional<Layout> blocked_layout = std::nullopt;
 };
 
 struct OnednnRuntime;  // core/onednn.h
@@ -72,6 +77,8 @@ class Context {
   int gpu_index() const { return options_.device; }
   bool allow_tf32() const { return options_.allow_tf32; }
   DType activation_dtype() const { return options_.activation_dtype; }
+  // The CPU's blocked activation layout: nchw8c or nchw16c (backend cpu).
+  Layout blocked_layout() const { return blocked_layout_; }
 
   // Scratch memory shared by every layer of this context, one buffer per
   // slot, grown on demand. Layers run one at a time, so a layer may use a
@@ -87,6 +94,7 @@ class Context {
  private:
   ContextOptions options_;
   int num_threads_ = 1;
+  Layout blocked_layout_ = Layout::nchw8c;
   std::unique_ptr<GpuRuntime> gpu_;  // destroyed after the memory below
   std::unique_ptr<Allocator> allocator_;
   std::unique_ptr<OnednnRuntime> onednn_;

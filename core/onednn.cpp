@@ -9,7 +9,7 @@ dnnl::memory::desc onednn_desc(const Shape& shape, const std::vector<int64_t>& s
 dnnl::memory::desc onednn_desc(const Tensor& tensor) {
   CONVNET_CHECK(tensor.dtype() == DType::f32, "the CPU backend computes in f32, got ",
                 to_string(tensor.dtype()));
-  if (tensor.layout() == Layout::nchw8c) return onednn_desc(tensor.shape(), Layout::nchw8c);
+  if (is_blocked(tensor.layout())) return onednn_desc(tensor.shape(), tensor.layout());
   return onednn_desc(tensor.shape(), tensor.strides());
 }
 
@@ -19,17 +19,41 @@ dnnl::memory::desc onednn_desc(const Shape& shape, Layout layout) {
                 " needs a rank-4 shape, got ", shape);
   if (layout == Layout::nchw) return onednn_desc(shape, shape.contiguous_strides());
   if (layout == Layout::nhwc) return onednn_desc(shape, channels_last_strides(shape));
-  return dnnl::memory::desc(shape.dims(), dnnl::memory::data_type::f32, tag::nChw8c);
+  return dnnl::memory::desc(shape.dims(), dnnl::memory::data_type::f32,
+                            layout == Layout::nchw16c ? tag::nChw16c : tag::nChw8c);
+}
+
+namespace {
+// The channel block of a blocked descriptor (1 when it is not blocked).
+int64_t desc_channel_block(const dnnl::memory::desc& desc) {
+  const auto& blocking = desc.data.format_desc.blocking;
+  if (desc.data.format_kind != dnnl_blocked || blocking.inner_nblks == 0) return 1;
+  return blocking.inner_blks[0];
+}
+}  // namespace
+
+Layout cpu_preferred_blocked_layout() {
+  // A ResNet-50 3x3 convolution with its activation layout left to oneDNN:
+  // the source format its best kernel on this CPU asks for.
+  using dnnl::memory;
+  const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  const memory::desc x(memory::dims{16, 64, 56, 56}, memory::data_type::f32,
+                       memory::format_tag::any);
+  const memory::desc w(memory::dims{64, 64, 3, 3}, memory::data_type::f32, memory::format_tag::any);
+  const dnnl::convolution_forward::desc desc(
+      dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x, w, memory::desc(),
+      x, memory::dims{1, 1}, memory::dims{1, 1}, memory::dims{1, 1});
+  const dnnl::convolution_forward::primitive_desc pd(desc, engine);
+  return desc_channel_block(pd.src_desc()) == 16 ? Layout::nchw16c : Layout::nchw8c;
 }
 
 dnnl::memory onednn_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine,
                            const Tensor& tensor) {
   CONVNET_CHECK(tensor.device() == Device::cpu, "oneDNN memory from a device tensor");
-  const bool blocked_desc =
-      desc.data.format_kind == dnnl_blocked && desc.data.format_desc.blocking.inner_nblks > 0;
-  CONVNET_CHECK(blocked_desc == (tensor.layout() == Layout::nchw8c), "tensor of shape ",
+  CONVNET_CHECK(desc_channel_block(desc) == channel_block(tensor.layout()), "tensor of shape ",
                 tensor.shape(), " has layout ", to_string(tensor.layout()),
-                " but the primitive was built for the other layout");
+                " but the primitive was built for a block of ", desc_channel_block(desc),
+                " channels");
   // A primitive built for plain memory must get a tensor with the same strides,
   // otherwise it would read the wrong elements.
   const auto& blocking = desc.data.format_desc.blocking;

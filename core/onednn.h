@@ -19,10 +19,14 @@ struct OnednnRuntime {
 
 // Memory descriptor with the tensor's shape and strides (f32 only on the CPU).
 dnnl::memory::desc onednn_desc(const Tensor& tensor);
-// Dense memory of a layout (nchw: row-major; nchw8c: oneDNN's nChw8c).
+// Dense memory of a layout (nchw: row-major; nchw8c, nchw16c: oneDNN's nChw8c, nChw16c).
 dnnl::memory::desc onednn_desc(const Shape& shape, Layout layout);
 // Same, viewing the tensor with another shape (e.g. (N, C) as (N, C, 1, 1)).
 dnnl::memory::desc onednn_desc(const Shape& shape, const std::vector<int64_t>& strides);
+// The blocked activation layout oneDNN's convolutions prefer on the running
+// CPU (at most the ISA ONEDNN_MAX_CPU_ISA allows): nchw16c where they run
+// AVX-512 kernels, nchw8c on AVX2 and older.
+Layout cpu_preferred_blocked_layout();
 // Memory object pointing at the tensor's data (no copy).
 dnnl::memory onednn_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine,
                            const Tensor& tensor);

@@ -21,6 +21,8 @@ std::string to_string(Layout layout) {
       return "nchw";
     case Layout::nchw8c:
       return "nchw8c";
+    case Layout::nchw16c:
+      return "nchw16c";
     case Layout::nhwc:
       return "nhwc";
   }
@@ -33,29 +35,47 @@ std::vector<int64_t> channels_last_strides(const Shape& shape) {
   return {h * w * c, 1, w * c, c};
 }
 
-int64_t padded_channels(int64_t channels) { return (channels + 7) / 8 * 8; }
+int64_t channel_block(Layout layout) {
+  switch (layout) {
+    case Layout::nchw8c:
+      return 8;
+    case Layout::nchw16c:
+      return 16;
+    case Layout::nchw:
+    case Layout::nhwc:
+      break;
+  }
+  return 1;
+}
+
+int64_t padded_channels(int64_t channels, Layout layout) {
+  const int64_t block = channel_block(layout);
+  return (channels + block - 1) / block * block;
+}
 
 int64_t storage_numel(const Shape& shape, Layout layout) {
-  if (layout != Layout::nchw8c) return shape.numel();
-  return shape[0] * padded_channels(shape[1]) * shape[2] * shape[3];
+  if (!is_blocked(layout)) return shape.numel();
+  return shape[0] * padded_channels(shape[1], layout) * shape[2] * shape[3];
 }
 
 namespace {
 void check_layout_fits(const Shape& shape, Layout layout) {
-  CONVNET_CHECK(layout != Layout::nchw8c || shape.rank() == 4,
-                "layout nchw8c needs (N, C, H, W), got ", shape);
+  CONVNET_CHECK(!is_blocked(layout) || shape.rank() == 4, "layout ", to_string(layout),
+                " needs (N, C, H, W), got ", shape);
   CONVNET_CHECK(layout != Layout::nhwc || shape.rank() == 4, "layout nhwc needs (N, C, H, W), got ",
                 shape);
 }
 
-// nchw: row-major; nhwc: channels-last; nchw8c: row-major over the padded
+// nchw: row-major; nhwc: channels-last; blocked: row-major over the padded
 // channels (only the batch stride is used).
 std::vector<int64_t> layout_strides(const Shape& shape, Layout layout) {
   switch (layout) {
     case Layout::nhwc:
       return channels_last_strides(shape);
     case Layout::nchw8c:
-      return Shape{shape[0], padded_channels(shape[1]), shape[2], shape[3]}.contiguous_strides();
+    case Layout::nchw16c:
+      return Shape{shape[0], padded_channels(shape[1], layout), shape[2], shape[3]}
+          .contiguous_strides();
     case Layout::nchw:
       break;
   }
@@ -119,6 +139,7 @@ bool Tensor::is_dense() const {
     case Layout::nchw:
       return is_contiguous();
     case Layout::nchw8c:
+    case Layout::nchw16c:
       return true;  // batch slices only
     case Layout::nhwc:
       return strides_ == channels_last_strides(shape_);
@@ -143,10 +164,10 @@ float& Tensor::at(std::initializer_list<int64_t> index) const {
     ++i;
   }
   const int64_t* ix = index.begin();
-  if (layout_ == Layout::nchw8c) {
-    const int64_t h = shape_[2], w = shape_[3];
-    return data<float>()[ix[0] * strides_[0] + (ix[1] / 8) * h * w * 8 + ix[2] * w * 8 + ix[3] * 8 +
-                         ix[1] % 8];
+  if (is_blocked(layout_)) {
+    const int64_t h = shape_[2], w = shape_[3], b = channel_block(layout_);
+    return data<float>()[ix[0] * strides_[0] + (ix[1] / b) * h * w * b + ix[2] * w * b + ix[3] * b +
+                         ix[1] % b];
   }
   int64_t offset = 0;
   for (int d = 0; d < rank(); ++d) offset += ix[d] * strides_[d];
@@ -159,7 +180,7 @@ Tensor Tensor::slice(int dim, int64_t begin, int64_t end) const {
   CONVNET_CHECK(dim >= 0 && dim < rank(), "slice dim ", dim, " of a tensor of shape ", shape_);
   CONVNET_CHECK(0 <= begin && begin < end && end <= shape_[dim], "slice [", begin, ", ", end,
                 ") of dim ", dim, " of a tensor of shape ", shape_);
-  CONVNET_CHECK(layout_ != Layout::nchw8c || dim == 0, "a ", to_string(layout_),
+  CONVNET_CHECK(!is_blocked(layout_) || dim == 0, "a ", to_string(layout_),
                 " tensor can be sliced along the batch only");
   Tensor t = *this;
   t.shape_[dim] = end - begin;
@@ -176,7 +197,9 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return t;
 }
 
-bool Tensor::has_padding() const { return layout_ == Layout::nchw8c && shape_[1] % 8 != 0; }
+bool Tensor::has_padding() const {
+  return is_blocked(layout_) && shape_[1] % channel_block(layout_) != 0;
+}
 
 void Tensor::fill(float value) const {
   CONVNET_CHECK(device_ == Device::cpu, "Tensor::fill on device memory");

@@ -13,12 +13,14 @@
 // to oneDNN/cuDNN with shape and strides (or layout).
 //
 // Layout: the shape is always logical, (N, C, H, W). Layout::nchw tensors are
-// strided as above. Layout::nchw8c is oneDNN's nChw8c, the CPU backend's fast
-// activation layout: physically (N, ceil(C/8), H, W, 8), eight channels
-// interleaved per pixel; it requires rank 4, has no strides and supports batch
-// slices only. When C is not a multiple of 8 the last block is padded with
-// zero lanes, which every writer keeps zero (oneDNN's primitives read them as
-// zeros and write zeros there): storage_numel() counts them. Layout::nhwc is the GPU
+// strided as above. Layout::nchw8c and nchw16c are oneDNN's nChw8c and
+// nChw16c, the CPU backend's fast activation layouts (the block of AVX2 and of
+// AVX-512 kernels): physically (N, ceil(C/B), H, W, B) with B = channel_block()
+// = 8 or 16, B channels interleaved per pixel; they require rank 4, have no
+// strides and support batch slices only. When C is not a multiple of B the
+// last block is padded with zero lanes, which every writer keeps zero
+// (oneDNN's primitives read them as zeros and write zeros there):
+// storage_numel() counts them. Layout::nhwc is the GPU
 // backend's channels-last layout: physically (N, H, W, C), expressed through
 // the strides (HWC, 1, WC, C); it can be sliced like nchw (a slice keeps the
 // tag but is no longer dense: is_dense() tells).
@@ -52,13 +54,16 @@ class Storage {
   std::size_t bytes_;
 };
 
-enum class Layout { nchw, nchw8c, nhwc };
+enum class Layout { nchw, nchw8c, nchw16c, nhwc };
+// Channels per block: 8 (nchw8c), 16 (nchw16c), 1 for the unblocked layouts.
+int64_t channel_block(Layout layout);
+inline bool is_blocked(Layout layout) { return channel_block(layout) > 1; }
 // The strides of a dense channels-last (N, C, H, W) tensor: (HWC, 1, WC, C).
 std::vector<int64_t> channels_last_strides(const Shape& shape);
 // The elements a dense tensor of `shape` in `layout` occupies: numel, except
-// nchw8c, whose channels round up to a multiple of 8 (the zero lanes).
+// the blocked layouts, whose channels round up to a multiple of the block (the zero lanes).
 int64_t storage_numel(const Shape& shape, Layout layout);
-int64_t padded_channels(int64_t channels);  // ceil(channels / 8) * 8
+int64_t padded_channels(int64_t channels, Layout layout);  // ceil(channels / B) * B
 std::string to_string(Layout layout);
 
 class Tensor {
@@ -83,17 +88,17 @@ class Tensor {
   int64_t dim(int i) const { return shape_[i]; }
   int rank() const { return shape_.rank(); }
   int64_t numel() const { return shape_.numel(); }
-  // Elements the memory of a dense tensor spans (numel, plus nchw8c's zero lanes).
+  // Elements the memory of a dense tensor spans (numel, plus a blocked layout's zero lanes).
   int64_t storage_numel() const { return convnet::storage_numel(shape_, layout_); }
-  // nchw8c with C not a multiple of 8: the last channel block has zero lanes.
+  // Blocked with C not a multiple of the block: the last channel block has zero lanes.
   bool has_padding() const;
-  // In elements; for Layout::nchw8c only strides()[0] (the batch stride) is meaningful.
+  // In elements; for a blocked layout only strides()[0] (the batch stride) is meaningful.
   const std::vector<int64_t>& strides() const { return strides_; }
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   Layout layout() const { return layout_; }
   bool owns_storage() const { return storage_ != nullptr; }
-  // Row-major dense (always false for Layout::nchw8c and nhwc).
+  // Row-major dense (always false for the blocked layouts and nhwc).
   bool is_contiguous() const;
   // Dense in its layout: the elements fill storage_numel() consecutive ones.
   bool is_dense() const;
@@ -108,12 +113,13 @@ class Tensor {
   float& at(std::initializer_list<int64_t> index) const;
 
   // View of elements [begin, end) along `dim`, sharing storage and strides
-  // (dim 0 only for Layout::nchw8c).
+  // (dim 0 only for the blocked layouts).
   Tensor slice(int dim, int64_t begin, int64_t end) const;
   // Contiguous tensor viewed with another shape of the same numel.
   Tensor reshape(const Shape& shape) const;
 
-  // Host-side helpers (Device::cpu, f32); fill and copy_from also zero nchw8c's padding lanes.
+  // Host-side helpers (Device::cpu, f32); fill and copy_from also zero a blocked layout's
+  // padding lanes.
   void fill(float value) const;
   // Sets every element to zero, on the host or (dense tensors) on the GPU,
   // enqueued on cuda::current_stream().
@@ -149,14 +155,15 @@ Tensor host_copy_if_device(const Tensor& t);
 
 template <typename Fn>
 void Tensor::for_each_element(Fn fn) const {
-  if (layout_ == Layout::nchw8c) {
+  if (is_blocked(layout_)) {
     const int64_t n = shape_[0], c = shape_[1], h = shape_[2], w = shape_[3];
+    const int64_t b = channel_block(layout_);
     int64_t k = 0;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < c; ++j)
         for (int64_t y = 0; y < h; ++y)
           for (int64_t x = 0; x < w; ++x)
-            fn(k++, i * strides_[0] + (j / 8) * h * w * 8 + y * w * 8 + x * 8 + j % 8);
+            fn(k++, i * strides_[0] + (j / b) * h * w * b + y * w * b + x * b + j % b);
     return;
   }
   const int r = shape_.rank();

@@ -78,9 +78,10 @@ int bench_command(const std::vector<std::string>& args) {
       "device", po::value(&device)->default_value("cpu"),
       "cpu, or cuda (the GPU of each rank's local rank)")(
       "layout", po::value(&layout)->default_value("auto"),
-      "GPU activations: nchw, nhwc (channels-last; ResNet families), or auto (nhwc for "
-      "bf16/fp16, else nchw)")("precision", po::value(&precision)->default_value("fp32"),
-                               "fp32; on the GPU also tf32, bf16 or fp16 (mixed precision)")(
+      "activations: on the GPU nchw, nhwc or auto (nhwc for bf16/fp16, else nchw); on the "
+      "CPU nchw, nchw8c, nchw16c or auto (the block the CPU's kernels prefer)")(
+      "precision", po::value(&precision)->default_value("fp32"),
+      "fp32; on the GPU also tf32, bf16 or fp16 (mixed precision)")(
       "memory-efficient", po::value(&memory_efficient)->default_value("on"),
       "DenseNet shared concatenation buffers: on|off")(
       "bucket-mb", po::value(&bucket_mb)->default_value(25), "allreduce bucket size (mpirun)")(
@@ -97,13 +98,14 @@ int bench_command(const std::vector<std::string>& args) {
   layout = resolve_layout(layout, parse_backend(device), precision);
   auto communicator = make_communicator();
   Context context(
-      context_options_for_rank(parse_backend(device), threads, precision, *communicator));
+      context_options_for_rank(parse_backend(device), threads, precision, layout, *communicator));
   ParamStore store;
   auto net = build_model(context,
                          {.name = model,
                           .num_classes = classes,
                           .in_channels = channels,
                           .memory_efficient = parse_on_off("memory-efficient", memory_efficient),
+                          .blocked_layout = runs_blocked(layout),
                           .channels_last = layout == "nhwc"},
                          store, Shape{batch, channels, size, size});
   CpuAllocator host_memory;

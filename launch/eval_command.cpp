@@ -78,7 +78,9 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool k
   }
   Loader loader(dataset, options);
   const int threads = s.threads > 0 ? s.threads : cores_per_local_rank(communicator);
-  Context context(context_options_for_rank(parse_backend(s.device), threads, "fp32", communicator));
+  const Backend backend = parse_backend(s.device);
+  Context context(context_options_for_rank(backend, threads, "fp32",
+                                           resolve_layout("auto", backend, "fp32"), communicator));
   ParamStore store;
   ModelNets nets(
       context,

@@ -53,8 +53,10 @@ int train_command(const std::vector<std::string>& args) {
            "fp32; on the GPU also tf32 (TF32 tensor-core convolutions), bf16 or fp16 (mixed "
            "precision: f32 master weights, fp16 with dynamic loss scaling)")
       .add("layout", &c.layout,
-           "GPU activations: nchw, nhwc (channels-last; ResNet families), or auto (nhwc for "
-           "bf16/fp16, else nchw)")
+           "activations: on the GPU nchw or nhwc (channels-last; ResNet families), auto: nhwc "
+           "for bf16/fp16, else nchw; on the CPU nchw (plain), nchw8c or nchw16c (blocked, "
+           "where the family supports it), auto: the block the CPU's kernels prefer (nchw16c "
+           "with AVX-512, nchw8c with AVX2)")
       .add("threads", &c.threads, "compute threads per rank (0: cores / ranks on the node)")
       .add("loader-threads", &c.loader_threads, "data loader threads per rank")
       .add("bucket-mb", &c.bucket_mb, "gradient allreduce bucket size, MiB")

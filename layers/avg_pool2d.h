@@ -2,7 +2,7 @@
 // symmetric zero padding.
 //
 // Shapes:
-//   x  (N, C, H, W)                options.layout (nchw or nchw8c on the CPU,
+//   x  (N, C, H, W)                options.layout (nchw, nchw8c or nchw16c on the CPU,
 //                                  nchw or nhwc on the GPU), as are y, dy, dx
 //   y  (N, C, H_out, W_out)        H_out = (H + 2 * padding - K) / stride + 1
 //

@@ -12,8 +12,9 @@ ChannelGate::ChannelGate(std::string name, const Shape& input_shape, const Shape
                 ": gate shape ", gate_shape, " does not match input shape ", input_shape,
                 "; expected (N, C) = ", Shape{input_shape[0], input_shape[1]});
   check_layout(name_, input_shape, layout);
-  CONVNET_CHECK(layout != Layout::nchw8c || input_shape[1] % 8 == 0, "layer ", name_,
-                ": the blocked gate needs channels that are a multiple of 8, got ", input_shape);
+  CONVNET_CHECK(input_shape[1] % channel_block(layout) == 0, "layer ", name_, ": the ",
+                to_string(layout), " gate needs channels that are a multiple of ",
+                channel_block(layout), ", got ", input_shape);
 }
 
 std::unique_ptr<ChannelGate> ChannelGate::create(Context& context, std::string name,

@@ -31,7 +31,8 @@ class ChannelGate {
  public:
   // Validates that x is (N, C, H, W) with every extent > 0 and s is (N, C),
   // and builds the backend's primitives for these shapes.
-  // x, y, dy, dx in `layout` (nchw8c allowed); s and ds are always row-major (N, C).
+  // x, y, dy, dx in `layout` (nchw8c or nchw16c allowed, C a multiple of the block); s and ds are
+  // always row-major (N, C).
   static std::unique_ptr<ChannelGate> create(Context& context, std::string name,
                                              const Shape& input_shape, const Shape& gate_shape,
                                              Layout layout = Layout::nchw);

@@ -35,8 +35,9 @@ class ChannelGateOnednn final : public ChannelGate {
     x_md_ = onednn_desc(x, layout());
     s_md_ = onednn_desc(gate_shape(), gate_shape().contiguous_strides());
     const Shape g4{x[0], x[1], 1, 1};
-    // Described in x's layout: for (N, C, 1, 1) with C % 8 == 0, nChw8c and
-    // row-major are the same bytes, and matching layouts keep oneDNN on its fast path.
+    // Described in x's layout: for (N, C, 1, 1) with C a multiple of the block,
+    // nChw8c / nChw16c and row-major are the same bytes, and matching layouts keep oneDNN on its
+    // fast path.
     g4_md_ = onednn_desc(g4, layout());
     dnnl::eltwise_forward::desc sigmoid_desc(dnnl::prop_kind::forward_inference,
                                              dnnl::algorithm::eltwise_logistic, s_md_);
@@ -104,15 +105,15 @@ class ChannelGateOnednn final : public ChannelGate {
     const int64_t rows = gate_shape().numel();
     const int64_t channels = input_shape()[1];
     const int64_t hw = input_shape()[2] * input_shape()[3];
-    // Element (n, c, p) of x and dy: nchw at i * hw + p; nchw8c, eight channels
-    // interleaved, at n * C * hw + (c / 8) * 8 * hw + 8 * p + c % 8.
-    const bool blocked = layout() == Layout::nchw8c;
-    const int64_t step = blocked ? 8 : 1;
+    // Element (n, c, p) of x and dy: nchw at i * hw + p; blocked, B channels
+    // interleaved, at n * C * hw + (c / B) * B * hw + B * p + c % B (C % B == 0).
+    const int64_t step = channel_block(layout());
+    const bool blocked = step > 1;
     const bool accumulate = mode == GradMode::accumulate;
 #pragma omp parallel for
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t n = i / channels, c = i % channels;
-      const int64_t base = blocked ? n * channels * hw + (c / 8) * 8 * hw + c % 8 : i * hw;
+      const int64_t base = blocked ? n * channels * hw + (c / step) * step * hw + c % step : i * hw;
       const float* xr = xp + base;
       const float* dyr = dyp + base;
       double sum = 0;

@@ -1,5 +1,7 @@
 #include "layers/conv2d.h"
 
+#include <algorithm>
+
 namespace convnet {
 
 Conv2d::Conv2d(std::string name, const Conv2dOptions& options, const Shape& input_shape)
@@ -22,13 +24,13 @@ Conv2d::Conv2d(std::string name, const Conv2dOptions& options, const Shape& inpu
   CONVNET_CHECK(h > 0 && w > 0, "layer ", name_, ": kernel ", o.kernel, " with padding ", o.padding,
                 " does not fit input shape ", input_shape);
   output_shape_ = Shape{input_shape[0], o.out_channels, h, w};
-  // Blocked channels need not be a multiple of 8 (the last block is padded),
-  // but each group must be whole blocks.
-  const bool blocked = o.input_layout == Layout::nchw8c || o.output_layout == Layout::nchw8c;
-  CONVNET_CHECK(!blocked || o.groups == 1 ||
-                    ((o.in_channels / o.groups) % 8 == 0 && (o.out_channels / o.groups) % 8 == 0),
-                "layer ", name_, ": layout nchw8c with ", o.groups,
-                " groups needs channels per group that are a multiple of 8");
+  // Blocked channels need not be a multiple of the block (the last block is
+  // padded), but each group must be whole blocks.
+  const int64_t block = std::max(channel_block(o.input_layout), channel_block(o.output_layout));
+  CONVNET_CHECK(o.groups == 1 || ((o.in_channels / o.groups) % block == 0 &&
+                                  (o.out_channels / o.groups) % block == 0),
+                "layer ", name_, ": layout ", to_string(o.output_layout), " with ", o.groups,
+                " groups needs channels per group that are a multiple of ", block);
 }
 
 Shape Conv2d::weight_shape() const {

@@ -31,8 +31,8 @@ struct Conv2dOptions {
   int64_t groups = 1;
   bool bias = false;
   // Activation layouts: x and dx in input_layout; y and dy in output_layout
-  // (nchw8c pads a channel count that is not a multiple of 8; with groups,
-  // each group must be whole blocks of 8).
+  // (nchw8c / nchw16c pad a channel count that is not a multiple of the
+  // block; with groups, each group must be whole blocks).
   Layout input_layout = Layout::nchw;
   Layout output_layout = Layout::nchw;
 };

@@ -3,7 +3,7 @@
 //
 // Activations are passed in the layouts the options name, without reorders.
 // With plain NCHW activations the weights are plain OIHW too (oneDNN then
-// runs its im2col+GEMM kernels). With blocked (nchw8c) activations oneDNN
+// runs its im2col+GEMM kernels). With blocked (nchw8c, nchw16c) activations oneDNN
 // picks its preferred weight layout for each primitive (its direct AVX2/AVX-512
 // kernels); the plain weights of the parameter buffer are reordered into it
 // on every call, and the weight gradient is reordered back: weights are small
@@ -67,7 +67,7 @@ class Conv2dOnednn final : public Conv2d {
           {o.groups, o.out_channels / o.groups, o.in_channels / o.groups, o.kernel, o.kernel},
           memory::data_type::f32, tag::goihw);
     }
-    const bool blocked = o.output_layout == Layout::nchw8c;
+    const bool blocked = is_blocked(o.output_layout);
     const memory::desc w_md =
         blocked ? memory::desc(w_plain_md_.dims(), memory::data_type::f32, tag::any) : w_plain_md_;
     b_md_ =

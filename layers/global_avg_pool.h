@@ -21,7 +21,7 @@ namespace convnet {
 class GlobalAvgPool {
  public:
   // Validates the wiring and builds the backend's primitives for this shape.
-  // The input may be blocked (nchw8c); the (N, C) output is always row-major.
+  // The input may be blocked (nchw8c, nchw16c); the (N, C) output is always row-major.
   static std::unique_ptr<GlobalAvgPool> create(Context& context, std::string name,
                                                const Shape& input_shape,
                                                Layout input_layout = Layout::nchw);

@@ -29,13 +29,13 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
     const memory::dims strides{1, 1}, kernel{in[2], in[3]}, padding{0, 0};
     x_md_ = onednn_desc(in, input_layout());
     // With a blocked input the output is described as blocked too (oneDNN's fast
-    // kernels want matching layouts): for (N, C, 1, 1) with C % 8 == 0, nChw8c
-    // and row-major (N, C) are the same bytes. With padded channels they are
-    // not (oneDNN has only its reference kernel for a plain output), so the
-    // output goes through a blocked copy in scratch.
+    // kernels want matching layouts): for (N, C, 1, 1) with C a multiple of the
+    // block, nChw8c / nChw16c and row-major (N, C) are the same bytes. With padded channels they
+    // are not (oneDNN has only its reference kernel for a plain output), so the output goes through
+    // a blocked copy in scratch.
     const Shape pooled{in[0], in[1], 1, 1};
     y_md_ = onednn_desc(pooled, input_layout());
-    if (input_layout() == Layout::nchw8c && in[1] % 8 != 0) {
+    if (in[1] % channel_block(input_layout()) != 0) {
       y_plain_md_ = onednn_desc(pooled, Layout::nchw);
       to_plain_ =
           dnnl::reorder(dnnl::reorder::primitive_desc(rt_.engine, y_md_, rt_.engine, y_plain_md_));
@@ -83,7 +83,7 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
         direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), input_layout());
     onednn_call("global_avg_pool " + name() + " backward", [&] {
       // With padding, dy (plain, N * C floats) must not be described as the
-      // blocked y_md_ (N * ceil(C/8) * 8): oneDNN would zero "padding" in it.
+      // blocked y_md_ (N * ceil(C/B) * B): oneDNN would zero "padding" in it.
       memory diff_dst = padded_ ? padded_copy() : output_mem(dy);
       if (padded_) {
         memory plain(y_plain_md_, rt_.engine, dy.raw_data());

@@ -42,8 +42,8 @@ void check_tensor(const std::string& layer, const char* tensor_name, const Tenso
 }
 
 void check_layout(const std::string& layer, const Shape& shape, Layout layout) {
-  CONVNET_CHECK(layout != Layout::nchw8c || shape.rank() == 4, "layer ", layer,
-                ": layout nchw8c needs (N, C, H, W), got ", shape);
+  CONVNET_CHECK(!is_blocked(layout) || shape.rank() == 4, "layer ", layer, ": layout ",
+                to_string(layout), " needs (N, C, H, W), got ", shape);
   CONVNET_CHECK(layout != Layout::nhwc || shape.rank() == 4, "layer ", layer,
                 ": layout nhwc needs (N, C, H, W), got ", shape);
 }
@@ -58,8 +58,8 @@ void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
   const float* s = src.data<float>();
   CONVNET_CHECK(dst.layout() == src.layout(), "gradient of layout ", to_string(src.layout()),
                 " into ", to_string(dst.layout()));
-  // Dense tensors of one layout (nchw8c tensors are always dense) match element
-  // for element, nchw8c's zero lanes included (0 + 0 and copies keep them zero).
+  // Dense tensors of one layout (blocked tensors are always dense) match element
+  // for element, the blocks' zero lanes included (0 + 0 and copies keep them zero).
   if (dst.is_dense() && src.is_dense()) {
     fn(d, s, dst.storage_numel());
     return;
@@ -113,50 +113,51 @@ void add_into(const Tensor& dst, const Tensor& src) {
 
 namespace {
 
-// write_channels for nchw8c. Element (n, c, p) lies at
-// n * batch_stride + (c / 8) * hw * 8 + p * 8 + c % 8.
+// write_channels for the blocked layouts, B channels per block. Element
+// (n, c, p) lies at n * batch_stride + (c / B) * hw * B + p * B + c % B.
 void write_blocked_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src,
                             int64_t src_begin, int64_t count, bool accumulate) {
   const int64_t n = dst.shape()[0], hw = dst.shape()[2] * dst.shape()[3];
+  const int64_t B = channel_block(dst.layout());
   const int64_t dst_batch = dst.strides()[0], src_batch = src.strides()[0];
   float* d = dst.data<float>();
   const float* s = src.data<float>();
-  if (dst_begin % 8 == 0 && src_begin % 8 == 0) {  // whole blocks, then a partial one
-    const int64_t blocks = (count + 7) / 8;
+  if (dst_begin % B == 0 && src_begin % B == 0) {  // whole blocks, then a partial one
+    const int64_t blocks = (count + B - 1) / B;
 #pragma omp parallel for collapse(2)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t b = 0; b < blocks; ++b) {
-        float* dp = d + i * dst_batch + (dst_begin / 8 + b) * hw * 8;
-        const float* sp = s + i * src_batch + (src_begin / 8 + b) * hw * 8;
-        const int64_t lanes = std::min<int64_t>(8, count - b * 8);
-        if (lanes == 8 && !accumulate) {
-          std::memcpy(dp, sp, hw * 8 * sizeof(float));
-        } else if (lanes == 8) {
+        float* dp = d + i * dst_batch + (dst_begin / B + b) * hw * B;
+        const float* sp = s + i * src_batch + (src_begin / B + b) * hw * B;
+        const int64_t lanes = std::min<int64_t>(B, count - b * B);
+        if (lanes == B && !accumulate) {
+          std::memcpy(dp, sp, hw * B * sizeof(float));
+        } else if (lanes == B) {
 #pragma omp simd
-          for (int64_t k = 0; k < hw * 8; ++k) dp[k] += sp[k];
+          for (int64_t k = 0; k < hw * B; ++k) dp[k] += sp[k];
         } else {
           for (int64_t p = 0; p < hw; ++p)
             for (int64_t l = 0; l < lanes; ++l)
-              dp[p * 8 + l] = accumulate ? dp[p * 8 + l] + sp[p * 8 + l] : sp[p * 8 + l];
+              dp[p * B + l] = accumulate ? dp[p * B + l] + sp[p * B + l] : sp[p * B + l];
         }
       }
-  } else {  // channel by channel: each is a plane with a stride of 8
+  } else {  // channel by channel: each is a plane with a stride of B
 #pragma omp parallel for collapse(2)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < count; ++c) {
         const int64_t dc = dst_begin + c, sc = src_begin + c;
-        float* dp = d + i * dst_batch + (dc / 8) * hw * 8 + dc % 8;
-        const float* sp = s + i * src_batch + (sc / 8) * hw * 8 + sc % 8;
-        for (int64_t p = 0; p < hw; ++p) dp[p * 8] = accumulate ? dp[p * 8] + sp[p * 8] : sp[p * 8];
+        float* dp = d + i * dst_batch + (dc / B) * hw * B + dc % B;
+        const float* sp = s + i * src_batch + (sc / B) * hw * B + sc % B;
+        for (int64_t p = 0; p < hw; ++p) dp[p * B] = accumulate ? dp[p * B] + sp[p * B] : sp[p * B];
       }
   }
   const int64_t channels = dst.shape()[1];
-  if (dst_begin + count < channels || channels % 8 == 0) return;
+  if (dst_begin + count < channels || channels % B == 0) return;
   // The range ends at dst's last channel: its block's remaining lanes are padding.
   for (int64_t i = 0; i < n; ++i) {
-    float* dp = d + i * dst_batch + (channels / 8) * hw * 8;
+    float* dp = d + i * dst_batch + (channels / B) * hw * B;
     for (int64_t p = 0; p < hw; ++p)
-      for (int64_t l = channels % 8; l < 8; ++l) dp[p * 8 + l] = 0.0f;
+      for (int64_t l = channels % B; l < B; ++l) dp[p * B + l] = 0.0f;
   }
 }
 
@@ -173,11 +174,11 @@ void write_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src, int
                     dst_begin + count <= dst.shape()[1] && src_begin + count <= src.shape()[1],
                 "write_channels: ", count, " channels from ", src_begin, " of ", src.shape(),
                 " to ", dst_begin, " of ", dst.shape());
-  if (dst.layout() != Layout::nchw8c)
+  if (!is_blocked(dst.layout()))
     return write_gradient(dst.slice(1, dst_begin, dst_begin + count),
                           src.slice(1, src_begin, src_begin + count), mode);
   CONVNET_CHECK(dst.device() == Device::cpu && src.device() == Device::cpu,
-                "write_channels: nchw8c is a host layout");
+                "write_channels: ", to_string(dst.layout()), " is a host layout");
   write_blocked_channels(dst, dst_begin, src, src_begin, count, mode == GradMode::accumulate);
 }
 

@@ -43,11 +43,11 @@ enum class Strides { contiguous, any };
 // has the expected shape and, for Strides::contiguous, is contiguous (nchw).
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
                   const Shape& expected, Strides strides = Strides::contiguous);
-// Same, for a dense tensor of the given layout (nchw: contiguous; nchw8c: blocked).
+// Same, for a dense tensor of the given layout (nchw: contiguous; nchw8c, nchw16c: blocked).
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
                   const Shape& expected, Layout layout);
 
-// Throws unless `layout` can hold `shape` (nchw8c and nhwc: rank 4).
+// Throws unless `layout` can hold `shape` (the blocked layouts and nhwc: rank 4).
 void check_layout(const std::string& layer, const Shape& shape, Layout layout);
 
 // dst (+)= src according to mode; same shape, any strides (host f32).
@@ -56,8 +56,8 @@ void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode);
 void add_into(const Tensor& dst, const Tensor& src);
 // dst[:, dst_begin : dst_begin + count] (+)= src[:, src_begin : src_begin + count]
 // according to mode, for (N, C, H, W) tensors of one layout with the same N,
-// H and W. nchw and nhwc go through channel slices (any device); in nchw8c
-// (host) the ranges may start inside a block of 8 channels, and when the range
+// H and W. nchw and nhwc go through channel slices (any device); in nchw8c and
+// nchw16c (host) the ranges may start inside a block, and when the range
 // ends at dst's last channel the padding lanes after it are set to zero.
 void write_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src, int64_t src_begin,
                     int64_t count, GradMode mode);

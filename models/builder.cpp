@@ -192,9 +192,10 @@ class ConcatOp final : public Op {
 
 // y[:, pad : pad + C] = x[:, :, ::stride, ::stride], zeros elsewhere.
 // Option A shortcut: y = x[:, :, ::stride, ::stride] placed between pad
-// zero channels on each side. In nchw8c the channel blocks are planes of
-// 8-float pixels, so with pad and C_in multiples of 8 the same loop moves
-// whole blocks (block = 8) instead of single channels (block = 1).
+// zero channels on each side. On the host, B = channel_block(layout) channels
+// share a pixel (B = 1 unblocked); the lanes of one output block hold the
+// consecutive input channels c - pad, which may span two input blocks (pad
+// need not be a multiple of B: 8 channels of padding in nchw16c).
 class PadShortcutOp final : public Op {
  public:
   bool backward_needs_input(int) const override { return false; }
@@ -202,8 +203,8 @@ class PadShortcutOp final : public Op {
       : in_(in),
         out_(out),
         stride_(stride),
-        block_(layout == Layout::nchw8c ? 8 : 1),
-        pad_blocks_((out[1] - in[1]) / 2 / block_) {}
+        block_(channel_block(layout)),
+        pad_((out[1] - in[1]) / 2) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
     if (out.device() == Device::cuda) {  // zeros, then the strided copy
       out.set_zero();
@@ -212,21 +213,20 @@ class PadShortcutOp final : public Op {
     }
     const float* x = in[0].data<float>();
     float* y = out.data<float>();
-    const int64_t k = block_, n = out_[0], c_out = out_[1] / k, h = out_[2], w = out_[3];
-    const int64_t c_in = in_[1] / k, h_in = in_[2], w_in = in_[3];
+    const int64_t B = block_, n = out_[0], out_blocks = blocks(out_), h = out_[2], w = out_[3];
 #pragma omp parallel for collapse(2)
     for (int64_t b = 0; b < n; ++b)
-      for (int64_t c = 0; c < c_out; ++c) {
-        float* yp = y + (b * c_out + c) * h * w * k;
-        const int64_t ci = c - pad_blocks_;
-        if (ci < 0 || ci >= c_in) {
-          std::fill(yp, yp + h * w * k, 0.0f);
-          continue;
+      for (int64_t cb = 0; cb < out_blocks; ++cb) {
+        float* yp = y + (b * out_blocks + cb) * h * w * B;
+        std::fill(yp, yp + h * w * B, 0.0f);
+        for (int64_t lane = 0; lane < B; ++lane) {
+          const int64_t ci = cb * B + lane - pad_;
+          if (ci < 0 || ci >= in_[1]) continue;
+          const float* xp = x + input_offset(b, ci);
+          for (int64_t i = 0; i < h; ++i)
+            for (int64_t j = 0; j < w; ++j)
+              yp[(i * w + j) * B + lane] = xp[(i * stride_ * in_[3] + j * stride_) * B];
         }
-        const float* xp = x + (b * c_in + ci) * h_in * w_in * k;
-        for (int64_t i = 0; i < h; ++i)
-          for (int64_t j = 0; j < w; ++j)
-            std::copy_n(xp + (i * stride_ * w_in + j * stride_) * k, k, yp + (i * w + j) * k);
       }
   }
   void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
@@ -240,18 +240,18 @@ class PadShortcutOp final : public Op {
     const float* dy = dout.data<float>();
     float* dx = din[0].data<float>();
     const bool accumulate = modes[0] == GradMode::accumulate;
-    const int64_t k = block_, n = out_[0], c_out = out_[1] / k, h = out_[2], w = out_[3];
-    const int64_t c_in = in_[1] / k, h_in = in_[2], w_in = in_[3];
+    const int64_t B = block_, n = in_[0], in_blocks = blocks(in_), h = out_[2], w = out_[3];
 #pragma omp parallel for collapse(2)
     for (int64_t b = 0; b < n; ++b)
-      for (int64_t ci = 0; ci < c_in; ++ci) {
-        float* xp = dx + (b * c_in + ci) * h_in * w_in * k;
-        if (!accumulate) std::fill(xp, xp + h_in * w_in * k, 0.0f);
-        const float* yp = dy + (b * c_out + ci + pad_blocks_) * h * w * k;
-        for (int64_t i = 0; i < h; ++i)
-          for (int64_t j = 0; j < w; ++j)
-            for (int64_t e = 0; e < k; ++e)
-              xp[(i * stride_ * w_in + j * stride_) * k + e] += yp[(i * w + j) * k + e];
+      for (int64_t cb = 0; cb < in_blocks; ++cb) {
+        float* xp = dx + (b * in_blocks + cb) * in_[2] * in_[3] * B;
+        if (!accumulate) std::fill(xp, xp + in_[2] * in_[3] * B, 0.0f);
+        for (int64_t lane = 0; lane < B && cb * B + lane < in_[1]; ++lane) {
+          const float* yp = dy + output_offset(b, cb * B + lane + pad_);
+          for (int64_t i = 0; i < h; ++i)
+            for (int64_t j = 0; j < w; ++j)
+              xp[(i * stride_ * in_[3] + j * stride_) * B + lane] += yp[(i * w + j) * B];
+        }
       }
   }
 
@@ -262,11 +262,20 @@ class PadShortcutOp final : public Op {
                         x.device(), {s[0], s[1], s[2] * stride_, s[3] * stride_});
   }
   // The channels of y that hold x.
-  Tensor x_channels(const Tensor& y) const { return y.slice(1, pad_blocks_, pad_blocks_ + in_[1]); }
+  Tensor x_channels(const Tensor& y) const { return y.slice(1, pad_, pad_ + in_[1]); }
 
  private:
+  int64_t blocks(const Shape& s) const { return (s[1] + block_ - 1) / block_; }
+  // Host offsets of element (b, c, 0, 0); a pixel's next channel in the block is +1.
+  int64_t input_offset(int64_t b, int64_t c) const {
+    return ((b * blocks(in_) + c / block_) * in_[2] * in_[3]) * block_ + c % block_;
+  }
+  int64_t output_offset(int64_t b, int64_t c) const {
+    return ((b * blocks(out_) + c / block_) * out_[2] * out_[3]) * block_ + c % block_;
+  }
+
   Shape in_, out_;
-  int64_t stride_, block_, pad_blocks_;
+  int64_t stride_, block_, pad_;  // pad_: zero channels on each side
 };
 
 }  // namespace
@@ -279,9 +288,10 @@ void require_plain(const NetBuilder& b, ValueId x, const std::string& name) {
 
 void NetBuilder::set_activation_layout(Layout layout) {
   CONVNET_CHECK(layout != Layout::nhwc || context_.backend() == Backend::cuda,
-                "the nhwc activation layout is the GPU backend's; the CPU runs nchw or nchw8c");
-  CONVNET_CHECK(layout != Layout::nchw8c || context_.backend() == Backend::cpu,
-                "the nchw8c activation layout is the CPU backend's");
+                "the nhwc activation layout is the GPU backend's; the CPU runs nchw, nchw8c or "
+                "nchw16c");
+  CONVNET_CHECK(!is_blocked(layout) || context_.backend() == Backend::cpu, "the ",
+                to_string(layout), " activation layout is the CPU backend's");
   activation_layout_ = layout;
 }
 
@@ -393,10 +403,6 @@ ValueId NetBuilder::pad_shortcut(ValueId x, const std::string& name, int64_t out
   const Shape& in = shape(x);
   CONVNET_CHECK(out_channels >= in[1] && (out_channels - in[1]) % 2 == 0 && stride >= 1, "layer ",
                 name, ": cannot pad ", in, " to ", out_channels, " channels");
-  CONVNET_CHECK(layout(x) != Layout::nchw8c || ((out_channels - in[1]) % 16 == 0 && in[1] % 8 == 0),
-                "layer ", name,
-                ": a blocked shortcut pads whole blocks of 8 channels on each side, not ",
-                (out_channels - in[1]) / 2);
   const Shape out{in[0], out_channels, (in[2] - 1) / stride + 1, (in[3] - 1) / stride + 1};
   return net_.add_op(std::make_unique<PadShortcutOp>(in, out, stride, layout(x)), {x}, out,
                      layout(x));

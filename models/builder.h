@@ -3,14 +3,14 @@
 // state_dict names (name + ".weight", ".bias", ".running_mean", ...), builds
 // the layer for its input shape and appends the op to the Net.
 //
-// Layouts: with set_blocked_layout(true) convolutions over spatial maps write
-// the blocked nchw8c layout (a channel count that is not a multiple of 8 pads
-// the last block), and the ops after them keep their input's layout, so a
-// ResNet or a memory-efficient DenseNet runs blocked end to end (oneDNN's
-// direct kernels, no reorders). Option A shortcuts work in both layouts
-// (blocked when they pad whole blocks of 8 channels); squeeze-and-excitation
-// gates need blocked channels that are a multiple of 8. Concatenation (the
-// naive dense block) requires plain input; a family that uses it builds plain.
+// Layouts: with a blocked activation layout (nchw8c or nchw16c, the CPU's
+// Context::blocked_layout()) convolutions over spatial maps write that layout
+// (a channel count that is not a multiple of the block pads the last block),
+// and the ops after them keep their input's layout, so a ResNet or a
+// memory-efficient DenseNet runs blocked end to end (oneDNN's direct kernels,
+// no reorders). Option A shortcuts work in every layout; squeeze-and-excitation
+// gates need blocked channels that are a multiple of the block. Concatenation
+// (the naive dense block) requires plain input; a family that uses it builds plain.
 #pragma once
 
 #include <string>
@@ -30,12 +30,10 @@ class NetBuilder {
       : context_(context), net_(net), store_(store) {}
 
   // The layout of spatial convolution outputs (and so of the ops after them):
-  // nchw (default), nchw8c (the CPU's blocked layout; channels that are not a
-  // multiple of 8 pad the last block) or nhwc (the GPU's channels-last layout).
+  // nchw (default), nchw8c or nchw16c (the CPU's blocked layouts; channels
+  // that are not a multiple of the block pad the last block) or nhwc (the
+  // GPU's channels-last layout).
   void set_activation_layout(Layout layout);
-  void set_blocked_layout(bool enabled) {
-    set_activation_layout(enabled ? Layout::nchw8c : Layout::nchw);
-  }
   const Shape& shape(ValueId v) const { return net_.shape(v); }
   Layout layout(ValueId v) const { return net_.layout(v); }
   int64_t channels(ValueId v) const { return net_.shape(v)[1]; }

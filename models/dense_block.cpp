@@ -32,12 +32,12 @@ class DenseBlockOp final : public Op {
         bn_size_(bn_size) {
     const int64_t n = input[0], c0 = input[1], h = input[2], w = input[3];
     const int64_t width = bn_size * growth;
-    // In nchw8c (CPU) the BNs apply the ReLU themselves (oneDNN's fused
+    // Blocked (CPU) the BNs apply the ReLU themselves (oneDNN's fused
     // BN+ReLU, whose blocked kernel keeps one bit per element per BN for its
     // backward); plain nchw (where oneDNN's mask may take a byte per element)
     // and the GPU keep separate ReLU layers, so that nothing per layer grows
     // the memory.
-    const bool fuse_relu = layout == Layout::nchw8c;
+    const bool fuse_relu = is_blocked(layout);
     for (int j = 0; j < layers; ++j) {
       DenseLayer l;
       const std::string p = name + ".denselayer" + std::to_string(j + 1);
@@ -219,8 +219,8 @@ class DenseBlockOp final : public Op {
 ValueId add_dense_block(NetBuilder& builder, ValueId x, const std::string& name, int layers,
                         int64_t growth_rate, int64_t bn_size) {
   const Layout layout = builder.layout(x);
-  CONVNET_CHECK(layout == Layout::nchw || layout == Layout::nchw8c, "dense block ", name,
-                " needs nchw or nchw8c input, got ", to_string(layout));
+  CONVNET_CHECK(layout == Layout::nchw || is_blocked(layout), "dense block ", name,
+                " needs nchw, nchw8c or nchw16c input, got ", to_string(layout));
   auto op = std::make_unique<DenseBlockOp>(builder.context(), builder.store(), name,
                                            builder.shape(x), layout, layers, growth_rate, bn_size);
   const Shape out = op->output_shape();

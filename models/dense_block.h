@@ -11,15 +11,15 @@
 // 1x1 convolution per layer). The scratch is the context's, shared by every
 // dense block of the net. Feature memory is therefore linear in depth instead
 // of quadratic, with nothing stored per layer beyond its k output channels
-// (and, in nchw8c, the masks of the fused ReLUs below).
+// (and, blocked, the masks of the fused ReLUs below).
 //
 // Layout: the block's input, output and temporaries share one layout: nchw
-// (both backends) or nchw8c (CPU). In nchw8c a channel count that is not a
-// multiple of 8 (C0 + j*k) pads its last block, and the k new channels of a
-// layer may start inside a block; write_channels (layers/layer.h) moves them.
-// In nchw8c each BN fuses its ReLU, and keeps the ReLU's mask for backward:
-// one bit per element of its input (about 30 MiB for densenet_bc_100_k12 at
-// batch 64), the only per-layer state.
+// (both backends) or nchw8c / nchw16c (CPU). Blocked, a channel count that is
+// not a multiple of the block (C0 + j*k) pads its last block, and the k new
+// channels of a layer may start inside a block; write_channels
+// (layers/layer.h) moves them. Blocked, each BN fuses its ReLU, and keeps the ReLU's mask for
+// backward: one bit per element of its input (about 30 MiB for densenet_bc_100_k12 at batch 64),
+// the only per-layer state.
 //
 // Parameters are registered under torchvision's names:
 //   NAME.denselayer{j}.norm1.*, .conv1.weight, .norm2.*, .conv2.weight

@@ -57,11 +57,12 @@ struct Entry {
 };
 
 // The activation layout of a ResNet-family model (and of a memory-efficient
-// DenseNet on the CPU): oneDNN's blocked nchw8c on the CPU
-// (ModelSpec::blocked_layout), channels-last NHWC on the GPU when asked
-// (ModelSpec::channels_last), plain NCHW otherwise.
+// DenseNet on the CPU): the context's blocked layout on the CPU (nchw8c or
+// nchw16c, the block the CPU's kernels prefer; ModelSpec::blocked_layout), channels-last NHWC on
+// the GPU when asked (ModelSpec::channels_last), plain NCHW otherwise.
 Layout activation_layout(const Context& context, const ModelSpec& spec) {
-  if (context.backend() == Backend::cpu) return spec.blocked_layout ? Layout::nchw8c : Layout::nchw;
+  if (context.backend() == Backend::cpu)
+    return spec.blocked_layout ? context.blocked_layout() : Layout::nchw;
   return spec.channels_last ? Layout::nhwc : Layout::nchw;
 }
 
@@ -71,7 +72,6 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             ResNetConfig c = config;
             c.stride_in_1x1 = spec.resnet_v1;
-            // Option A shortcuts (16 -> 32 -> 64 channels) pad whole blocks of 8.
             b.set_activation_layout(activation_layout(b.context(), spec));
             return build_resnet(b, x, c, classes);
           }};

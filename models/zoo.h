@@ -25,7 +25,8 @@ struct ModelSpec {
   bool memory_efficient = true;     // DenseNet: shared concatenation buffers (Pleiss et al.)
   bool resnet_v1 = false;           // ImageNet ResNet bottlenecks: stride in the first 1x1 conv
   bool compute_input_grad = false;  // also compute d(output)/d(input) (tests, saliency)
-  // Keep activations in the blocked nchw8c layout where the family supports it
+  // Keep activations in the CPU's blocked layout (Context::blocked_layout(),
+  // nchw8c or nchw16c) where the family supports it
   // (ResNets, pre-activation and SE variants, memory-efficient CIFAR DenseNets);
   // plain NCHW otherwise.
   bool blocked_layout = true;

@@ -43,7 +43,7 @@ struct TrainConfig {
   std::string run_dir = "run";
   std::string device = "cpu";      // cpu, or cuda: the GPU of the rank's local rank
   std::string precision = "fp32";  // fp32; GPU: tf32, bf16, fp16 (mixed precision)
-  std::string layout = "auto";     // GPU activations: nchw, nhwc; auto: nhwc for bf16/fp16
+  std::string layout = "auto";     // nchw, nhwc (GPU), nchw8c, nchw16c (CPU); see resolve_layout
   int threads = 0;  // compute threads per rank (0: the node's cores / ranks on the node)
   int loader_threads = 2;
   double bucket_mb = 25;

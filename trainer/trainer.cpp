@@ -162,6 +162,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
                              .num_classes = classes,
                              .in_channels = channels,
                              .memory_efficient = config.memory_efficient,
+                             .blocked_layout = runs_blocked(layout),
                              .channels_last = layout == "nhwc"};
   // Channels-last GPU models take NHWC batches, straight from the loader.
   const bool nhwc_batches =
@@ -217,7 +218,7 @@ TrainResult train(const TrainConfig& config, const std::string& config_text,
   // ---- Model, optimizer, communication
   const int threads = config.threads > 0 ? config.threads : cores_per_local_rank(communicator);
   Context context(context_options_for_rank(parse_backend(config.device), threads, config.precision,
-                                           communicator));
+                                           layout, communicator));
   ParamStore store;
   const ModelSpec spec = model_spec;
   ModelNets nets(context, spec, store, channels, loader.height(), loader.width());

@@ -58,7 +58,7 @@ void require_gpu_layout(const std::string& layer, Layout layout) {
 Strided4 strided4(const Tensor& dst, const Tensor& src) {
   CONVNET_CHECK(dst.shape() == src.shape() && dst.rank() <= 4, "strided copy of ", src.shape(),
                 " into ", dst.shape());
-  CONVNET_CHECK(dst.layout() != Layout::nchw8c && src.layout() != Layout::nchw8c,
+  CONVNET_CHECK(!is_blocked(dst.layout()) && !is_blocked(src.layout()),
                 "GPU tensors are nchw or nhwc");
   Strided4 l{};
   const int pad = 4 - dst.rank();

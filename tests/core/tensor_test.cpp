@@ -106,6 +106,34 @@ TEST(Tensor, BlockedTensorPadsItsLastChannelBlockWithZeros) {
       EXPECT_EQ(blocked.data<float>()[48 + p * 8 + lane], 0.0f);
 }
 
+// nchw16c with C = 20: two blocks of 16 per image, lanes 4..15 of the second
+// are padding; element (n, c, y, x) lies at n * 32HW + (c / 16) * 16HW + 16(yW + x) + c % 16.
+TEST(Tensor, SixteenChannelBlocksPadAndIndexLikeEight) {
+  CpuAllocator allocator;
+  const Shape shape{2, 20, 2, 3};
+  Tensor t = Tensor::empty(shape, allocator, DType::f32, Layout::nchw16c);
+  EXPECT_EQ(t.storage_numel(), 2 * 32 * 6);
+  EXPECT_EQ(storage_numel(Shape{2, 32, 2, 3}, Layout::nchw16c), 2 * 32 * 6);
+  EXPECT_EQ(padded_channels(20, Layout::nchw8c), 24);
+  EXPECT_EQ(padded_channels(20, Layout::nchw16c), 32);
+  EXPECT_TRUE(t.has_padding());
+  std::fill_n(t.data<float>(), t.storage_numel(), std::numeric_limits<float>::quiet_NaN());
+  t.fill(1.0f);
+  const float* raw = t.data<float>();
+  int64_t ones = 0;
+  for (int64_t i = 0; i < t.storage_numel(); ++i) ones += raw[i] == 1.0f ? 1 : 0;
+  EXPECT_EQ(ones, shape.numel());
+  t.at({1, 19, 1, 2}) = 5.0f;  // image 1, block 1, pixel 5, lane 3
+  EXPECT_EQ(raw[192 + 96 + 5 * 16 + 3], 5.0f);
+  EXPECT_EQ(t.slice(0, 1, 2).data<float>(), raw + 192);
+  Tensor eight = Tensor::empty(shape, allocator, DType::f32, Layout::nchw8c);
+  eight.copy_from(t);
+  EXPECT_EQ(eight.to_vector(), t.to_vector());
+  EXPECT_FALSE(
+      Tensor::empty(Shape{1, 32, 2, 2}, allocator, DType::f32, Layout::nchw16c).has_padding());
+  EXPECT_THROW(Tensor::empty(Shape{2, 20}, allocator, DType::f32, Layout::nchw16c), Error);
+}
+
 TEST(Tensor, ReservedLowPrecisionTypesAreStorageOnly) {
   CpuAllocator allocator;
   Tensor t = Tensor::empty(Shape{4}, allocator, DType::bf16);

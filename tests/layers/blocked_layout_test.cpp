@@ -1,7 +1,9 @@
-// Every layer that accepts the blocked nchw8c activation layout computes the
-// same outputs and gradients as with plain NCHW (which the per-layer tests
-// check against the double-precision reference), also with channel counts
-// that are not a multiple of 8 (the last block padded with zero lanes). oneDNN runs different
+// Every layer that accepts the blocked activation layouts (nchw8c, the AVX2
+// block, and nchw16c, the AVX-512 block; both run on every CPU, oneDNN picking
+// other kernels where the CPU lacks the ISA) computes the same outputs and
+// gradients as with plain NCHW (which the per-layer tests check against the
+// double-precision reference), also with channel counts that are not a
+// multiple of the block (the last block padded with zero lanes). oneDNN runs different
 // kernels for the two layouts, so sums may be ordered differently: 1e-5
 // relative (f32 rounding of short sums) is the bound; data movement (ReLU,
 // pooling, add, gate's dx) is in fact exact.
@@ -22,10 +24,14 @@ namespace {
 using testing::all_close;
 using testing::random_array;
 
-const Shape kShapes[] = {{2, 16, 5, 7}, {1, 8, 3, 3}, {3, 24, 4, 4}, {2, 12, 5, 7}, {1, 3, 4, 4}};
+const Shape kShapes[] = {{2, 16, 5, 7}, {1, 8, 3, 3}, {3, 24, 4, 4},
+                         {2, 12, 5, 7}, {1, 3, 4, 4}, {2, 40, 3, 3}};
+const Layout kBlockedLayouts[] = {Layout::nchw8c, Layout::nchw16c};
 
-class BlockedLayout : public ::testing::TestWithParam<Shape> {
+class BlockedLayout : public ::testing::TestWithParam<std::tuple<Layout, Shape>> {
  protected:
+  Layout blocked() const { return std::get<0>(GetParam()); }
+  const Shape& shape() const { return std::get<1>(GetParam()); }
   Tensor make(const ref::Array& a, Layout layout) {
     return testing::to_tensor(context_, a, layout);
   }
@@ -35,12 +41,12 @@ class BlockedLayout : public ::testing::TestWithParam<Shape> {
 };
 
 TEST_P(BlockedLayout, BatchNormTrainingAndInference) {
-  const Shape shape = GetParam();
+  const Shape shape = this->shape();
   const Shape c{shape[1]};
   const ref::Array x = random_array(shape, rng_), dy = random_array(shape, rng_);
   const ref::Array w = random_array(c, rng_), b = random_array(c, rng_);
   std::vector<ref::Array> results;
-  for (Layout layout : {Layout::nchw, Layout::nchw8c}) {
+  for (Layout layout : {Layout::nchw, blocked()}) {
     auto bn = BatchNorm2d::create(context_, "bn", {.channels = shape[1], .layout = layout}, shape);
     Tensor mean = zeros(c, Layout::nchw), var = zeros(c, Layout::nchw);
     var.fill(1.0f);
@@ -60,7 +66,7 @@ TEST_P(BlockedLayout, BatchNormTrainingAndInference) {
 }
 
 TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
-  const Shape shape = GetParam();
+  const Shape shape = this->shape();
   const Shape nc{shape[0], shape[1]};
   const ref::Array a = random_array(shape, rng_), b = random_array(shape, rng_);
   const ref::Array s = random_array(nc, rng_), d = random_array(shape, rng_);
@@ -68,7 +74,7 @@ TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
   const ref::Array pdy = random_array(pool2d_output_shape("pool", shape, 3, 2, 1), rng_);
   const ref::Array ady = random_array(pool2d_output_shape("avg", shape, 2, 2, 0), rng_);
   std::vector<ref::Array> results;
-  for (Layout layout : {Layout::nchw, Layout::nchw8c}) {
+  for (Layout layout : {Layout::nchw, blocked()}) {
     auto relu = Relu::create(context_, "relu", shape, layout);
     Tensor y = zeros(shape, layout), dx = zeros(shape, layout);
     relu->forward(make(a, layout), y);
@@ -110,9 +116,10 @@ TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
     results.push_back(ref::from_tensor(ay2));
     results.push_back(ref::from_tensor(adx));
 
-    if (shape[1] % 8 != 0) {  // the blocked gate needs whole blocks
-      if (layout == Layout::nchw8c)
+    if (shape[1] % channel_block(blocked()) != 0) {  // the blocked gate needs whole blocks
+      if (layout == blocked()) {
         EXPECT_THROW(ChannelGate::create(context_, "gate", shape, nc, layout), Error);
+      }
       continue;
     }
     auto gate = ChannelGate::create(context_, "gate", shape, nc, layout);
@@ -133,11 +140,11 @@ TEST_P(BlockedLayout, ReluMaxPoolGlobalPoolAddGate) {
 // BatchNorm with a fused ReLU equals BatchNorm then ReLU, forward and
 // backward, in both modes and layouts (same kernels' arithmetic, so 1e-5).
 TEST_P(BlockedLayout, FusedBatchNormReluEqualsSeparate) {
-  const Shape shape = GetParam();
+  const Shape shape = this->shape();
   const Shape c{shape[1]};
   const ref::Array x = random_array(shape, rng_), dy = random_array(shape, rng_);
   const ref::Array w = random_array(c, rng_), b = random_array(c, rng_);
-  for (Layout layout : {Layout::nchw, Layout::nchw8c})
+  for (Layout layout : {Layout::nchw, blocked()})
     for (Mode mode : {Mode::training, Mode::inference}) {
       std::vector<ref::Array> results;
       for (bool fused : {false, true}) {
@@ -168,22 +175,23 @@ TEST_P(BlockedLayout, FusedBatchNormReluEqualsSeparate) {
     }
 }
 
-// The padding lanes of a blocked tensor whose channel count is not a multiple of 8.
+// The padding lanes of a blocked tensor whose channel count is not a multiple of the block.
 std::vector<float*> padding_lanes(const Tensor& t) {
-  const int64_t c = t.shape()[1], hw = t.shape()[2] * t.shape()[3];
+  const int64_t c = t.shape()[1], hw = t.shape()[2] * t.shape()[3], b = channel_block(t.layout());
   std::vector<float*> lanes;
-  if (c % 8 == 0) return lanes;
+  if (c % b == 0) return lanes;
   for (int64_t n = 0; n < t.shape()[0]; ++n)
     for (int64_t p = 0; p < hw; ++p)
-      for (int64_t lane = c % 8; lane < 8; ++lane)
-        lanes.push_back(t.data<float>() + n * t.strides()[0] + (c / 8) * hw * 8 + p * 8 + lane);
+      for (int64_t lane = c % b; lane < b; ++lane)
+        lanes.push_back(t.data<float>() + n * t.strides()[0] + (c / b) * hw * b + p * b + lane);
   return lanes;
 }
 
 // write_channels moves channel ranges between blocked tensors as slices and
 // write_gradient do between plain ones: ranges that start inside a block,
-// that end inside one, overwrite and accumulate. Padding lanes stay zero.
-TEST(BlockedLayout, WriteChannelsEqualsPlainSlices) {
+// that end inside one, overwrite and accumulate, in both block sizes.
+// Padding lanes stay zero.
+TEST(BlockedLayoutChannels, WriteChannelsEqualsPlainSlices) {
   Context context;
   std::mt19937 rng(5);
   const Shape big{2, 30, 3, 5}, small{2, 13, 3, 5};
@@ -201,32 +209,37 @@ TEST(BlockedLayout, WriteChannelsEqualsPlainSlices) {
       {3, 1, 9, false, GradMode::overwrite},     // both unaligned, different lanes
       {3, 1, 9, false, GradMode::accumulate},    // the same, added
       {17, 0, 13, false, GradMode::accumulate},  // unaligned, added, up to the last channel
+      {16, 0, 13, false, GradMode::overwrite},   // aligned for both blocks, to the last channel
   };
   for (const Move& m : moves) {
     const ref::Array a = random_array(big, rng), b = random_array(small, rng);
     std::vector<ref::Array> results;
-    for (Layout layout : {Layout::nchw, Layout::nchw8c}) {
+    for (Layout layout : {Layout::nchw, Layout::nchw8c, Layout::nchw16c}) {
       Tensor tb = testing::to_tensor(context, a, layout),
              ts = testing::to_tensor(context, b, layout);
       const Tensor& dst = m.into_small ? ts : tb;
       const bool to_end = m.dst_begin + m.count == dst.shape()[1];
-      if (layout == Layout::nchw8c && to_end)  // stale lanes: the write must zero them
+      if (is_blocked(layout) && to_end)  // stale lanes: the write must zero them
         for (float* lane : padding_lanes(dst)) *lane = 9.0f;
       write_channels(dst, m.dst_begin, m.into_small ? tb : ts, m.src_begin, m.count, m.mode);
       results.push_back(ref::from_tensor(dst));
-      if (layout == Layout::nchw8c) {  // padding lanes of both are still zero
+      if (is_blocked(layout)) {  // padding lanes of both are still zero
         for (const Tensor& t : {tb, ts}) {
           for (const float* lane : padding_lanes(t)) EXPECT_EQ(*lane, 0.0f);
         }
       }
     }
-    EXPECT_TRUE(all_close(results[1], results[0], 0, 0))
-        << m.count << " channels " << m.src_begin << " -> " << m.dst_begin;
+    for (std::size_t blocked : {1, 2})
+      EXPECT_TRUE(all_close(results[blocked], results[0], 0, 0))
+          << m.count << " channels " << m.src_begin << " -> " << m.dst_begin << " block "
+          << (blocked == 1 ? 8 : 16);
   }
   Tensor plain = testing::zeros(context, small),
          blocked = testing::zeros(context, small, Layout::nchw8c);
   EXPECT_THROW(write_channels(blocked, 0, plain, 0, 4, GradMode::overwrite), Error);
   EXPECT_THROW(write_channels(blocked, 10, blocked, 0, 4, GradMode::overwrite), Error);
+  Tensor other_block = testing::zeros(context, small, Layout::nchw16c);
+  EXPECT_THROW(write_channels(other_block, 0, blocked, 0, 4, GradMode::overwrite), Error);
 }
 
 TEST(BlockedLayoutBadInput, NeedsRankFourAndMatchingLayouts) {
@@ -244,9 +257,25 @@ TEST(BlockedLayoutBadInput, NeedsRankFourAndMatchingLayouts) {
     EXPECT_NE(std::string(e.what()).find("has layout nchw, expected nchw8c"), std::string::npos)
         << e.what();
   }
+  Tensor other_block = testing::zeros(context, Shape{1, 8, 2, 2}, Layout::nchw16c);
+  try {
+    relu->forward(other_block, other_block);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has layout nchw16c, expected nchw8c"), std::string::npos)
+        << e.what();
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, BlockedLayout, ::testing::ValuesIn(kShapes));
+INSTANTIATE_TEST_SUITE_P(Shapes, BlockedLayout,
+                         ::testing::Combine(::testing::ValuesIn(kBlockedLayouts),
+                                            ::testing::ValuesIn(kShapes)),
+                         [](const auto& info) {
+                           const Shape& s = std::get<1>(info.param);
+                           std::string name = to_string(std::get<0>(info.param));
+                           for (int i = 0; i < s.rank(); ++i) name += "_" + std::to_string(s[i]);
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace convnet

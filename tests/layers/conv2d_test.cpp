@@ -13,13 +13,13 @@ using testing::gradient_matches;
 using testing::random_array;
 
 struct Case {
-  const char* label;
+  std::string label;
   Shape input;  // (N, C, H, W)
   Conv2dOptions options;
 };
 
 // Batch 1, odd spatial sizes, stride 2, padding, channels not a multiple of 8, groups, bias.
-const Case kCases[] = {
+const Case kPlainAndNchw8cCases[] = {
     {"3x3_pad1", {2, 3, 5, 5}, {.in_channels = 3, .out_channels = 4, .kernel = 3, .padding = 1}},
     {"batch1_stride2_odd",
      {1, 5, 7, 9},
@@ -98,6 +98,21 @@ const Case kCases[] = {
       .output_layout = Layout::nchw8c}},
 };
 
+// Every case, and each blocked one again in nchw16c (the AVX-512 block; on an
+// AVX2 CPU oneDNN runs other kernels for it, which the test checks just the same).
+std::vector<Case> all_cases() {
+  std::vector<Case> cases(std::begin(kPlainAndNchw8cCases), std::end(kPlainAndNchw8cCases));
+  for (const Case& c : kPlainAndNchw8cCases) {
+    if (!is_blocked(c.options.output_layout)) continue;
+    Case wide = c;
+    wide.label += "_16c";
+    if (is_blocked(c.options.input_layout)) wide.options.input_layout = Layout::nchw16c;
+    wide.options.output_layout = Layout::nchw16c;
+    cases.push_back(wide);
+  }
+  return cases;
+}
+
 void PrintTo(const Case& c, std::ostream* out) { *out << c.label; }
 
 class Conv2dTest : public ::testing::TestWithParam<Case> {
@@ -136,7 +151,7 @@ TEST_P(Conv2dTest, ReferenceGradientsMatchFiniteDifferences) {
 // less), so atol 1e-4 with rtol 1e-4 is a bound with margin, not a fudge.
 TEST_P(Conv2dTest, OnednnMatchesReference) {
   const Case& c = GetParam();
-  auto conv = Conv2d::create(context_, std::string("conv_") + c.label, c.options, c.input);
+  auto conv = Conv2d::create(context_, "conv_" + c.label, c.options, c.input);
   const Layout in_layout = c.options.input_layout, out_layout = c.options.output_layout;
   Tensor x = testing::to_tensor(context_, random_array(c.input, rng_), in_layout);
   Tensor w = testing::to_tensor(context_, random_array(conv->weight_shape(), rng_));
@@ -177,8 +192,8 @@ TEST_P(Conv2dTest, OnednnMatchesReference) {
   EXPECT_TRUE(all_close(dx2, dx_expected, 1e-4, 1e-4));
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dTest, ::testing::ValuesIn(kCases),
-                         [](const auto& info) { return std::string(info.param.label); });
+INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dTest, ::testing::ValuesIn(all_cases()),
+                         [](const auto& info) { return info.param.label; });
 
 TEST(Conv2dBadInput, RejectsMiswiringAtConstruction) {
   Context context;

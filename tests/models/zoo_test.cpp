@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
@@ -100,6 +101,63 @@ TEST(ModelZoo, BlockedResNetOnOneByOneMapsEqualsPlain) {
   blocked->forward(Mode::inference);
   plain->forward(Mode::inference);
   EXPECT_LT(relative_error(blocked->output(), plain->output()), 1e-4);
+}
+
+// Both blocked layouts (nchw8c, the AVX2 block; nchw16c, the AVX-512 block)
+// compute what the plain layout computes, whichever the CPU prefers: a CIFAR
+// ResNet (option A shortcuts pad 8 channels on each side, half a block in
+// nchw16c), an SE-ResNet (the gate over blocked channels) and a
+// memory-efficient DenseNet-BC (growth 12: new channels start inside blocks).
+// A training step's logits, input gradient and parameter gradients; bounds as
+// in DenseNet.MemoryEfficientEqualsNaive (the same arithmetic in other
+// kernels: f32 rounding, amplified by batch norm over few values).
+// One model's training step in a context of its own (declared first, so that
+// it outlives the store and the net that hold its memory).
+struct ModelRun {
+  std::unique_ptr<Context> context;
+  ParamStore store;
+  std::unique_ptr<Net> net;
+};
+
+// A forward and backward step of `name` on fixed random input, blocked in
+// `blocked` or plain when it is empty.
+std::unique_ptr<ModelRun> run_training_step(const std::string& name,
+                                            std::optional<Layout> blocked) {
+  auto run = std::make_unique<ModelRun>();
+  run->context = std::make_unique<Context>(
+      ContextOptions{.num_threads = 2, .blocked_layout = blocked.value_or(Layout::nchw8c)});
+  run->net =
+      build_model(*run->context,
+                  {.name = name, .compute_input_grad = true, .blocked_layout = blocked.has_value()},
+                  run->store, Shape{2, 3, 16, 16});
+  initialize_parameters(run->store, 7);
+  std::mt19937 rng(3);
+  fill_random(run->net->input(), rng);
+  run->net->forward(Mode::training);
+  fill_random(run->net->output_grad(), rng);
+  run->store.zero_grads();
+  run->net->backward();
+  return run;
+}
+
+TEST(ModelZoo, BothBlockSizesEqualPlain) {
+  for (const std::string name : {"resnet20", "se_resnet20", "densenet_bc_100_k12"}) {
+    const auto plain = run_training_step(name, std::nullopt);
+    for (Layout layout : {Layout::nchw8c, Layout::nchw16c}) {
+      const auto blocked = run_training_step(name, layout);
+      EXPECT_EQ(blocked->context->blocked_layout(), layout);
+      EXPECT_EQ(blocked->net->layout(1), layout) << "the stem convolution's output";
+      const std::string what = name + " " + to_string(layout);
+      EXPECT_LT(relative_error(blocked->net->output(), plain->net->output()), 1e-5) << what;
+      EXPECT_LT(relative_error(blocked->net->input_grad(), plain->net->input_grad()), 1e-4) << what;
+      const ParamStore& store = blocked->store;
+      for (std::size_t i = 0; i < store.entries().size(); ++i) {
+        if (store.entries()[i].kind != EntryKind::parameter) continue;
+        EXPECT_LT(relative_error(store.grad(i), plain->store.grad(i)), 1e-4)
+            << what << " " << store.entries()[i].name;
+      }
+    }
+  }
 }
 
 // Memory-efficient and naive dense blocks compute the same function: same
