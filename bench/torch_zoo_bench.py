@@ -3,18 +3,22 @@
 the families torchvision lacks (CIFAR ResNets, pre-activation, SE, CIFAR
 DenseNet-BC): the PyTorch definitions of tests/models/reference_models.py
 (same structure and parameter shapes as convnet's), trained in Debian's
-python3-torch (oneDNN 2.6 inside).
+python3-torch (oneDNN 2.6 inside), or in the current PyTorch from PyPI
+(bench/install-pypi-peer.sh: oneDNN 3.x inside) when run with that interpreter.
 
 A step is what `convnet bench` times: forward, softmax cross-entropy, backward,
 SGD with momentum 0.9 and weight decay 1e-4, on random inputs, after WARMUP
 untimed steps. `--memory-efficient` checkpoints each DenseNet layer's
 concatenation + BN-ReLU + bottleneck (torch.utils.checkpoint, as torchvision's
 memory_efficient=True), the PyTorch counterpart of convnet's shared buffers.
+`--bf16` runs forward and loss under torch.autocast("cpu", torch.bfloat16):
+PyTorch's CPU mixed precision (bf16 convolutions and matrix products, f32
+weights and optimizer).
 
 usage: torch_zoo_bench.py MODEL BATCH [--image-size S] [--steps N] [--warmup W]
-                          [--threads T] [--memory-efficient]
+                          [--threads T] [--memory-efficient] [--bf16]
 prints one JSON line: model, batch, image_size, img_per_s (median step),
-       peak_rss_mib
+       peak_rss_mib, torch (version), precision
 """
 import argparse
 import json
@@ -67,6 +71,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--memory-efficient", action="store_true")
+    parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -84,7 +89,9 @@ def main():
     for i in range(args.warmup + args.steps):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss = loss_fn(model(x), y)
+        loss.backward()
         optimizer.step()
         if i >= args.warmup:
             seconds.append(time.perf_counter() - start)
@@ -92,6 +99,7 @@ def main():
         "model": args.model, "batch": args.batch, "image_size": size,
         "img_per_s": round(args.batch / statistics.median(seconds), 2),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "torch": torch.__version__, "precision": "bf16" if args.bf16 else "fp32",
     }))
 
 

@@ -46,8 +46,9 @@ Context::Context(const ContextOptions& options) : options_(options) {
   num_threads_ = omp_get_max_threads();
   allocator_ = std::make_unique<CpuAllocator>();
   onednn_ = std::make_unique<OnednnRuntime>();
-  blocked_layout_ =
-      options.blocked_layout ? *options.blocked_layout : cpu_preferred_blocked_layout();
+  const Layout native = cpu_preferred_blocked_layout();
+  blocked_layout_ = options.blocked_layout.value_or(native);
+  blocked_layout_is_native_ = blocked_layout_ == native;
   CONVNET_CHECK(is_blocked(blocked_layout_),
                 "the CPU's blocked layout must be nchw8c or nchw16c, got ",
                 to_string(blocked_layout_));

@@ -79,6 +79,9 @@ class Context {
   DType activation_dtype() const { return options_.activation_dtype; }
   // The CPU's blocked activation layout: nchw8c or nchw16c (backend cpu).
   Layout blocked_layout() const { return blocked_layout_; }
+  // True when that is the block this CPU's kernels prefer (nchw16c on
+  // AVX-512, nchw8c on AVX2): oneDNN then runs its kernels for the CPU's ISA.
+  bool blocked_layout_is_native() const { return blocked_layout_is_native_; }
 
   // Scratch memory shared by every layer of this context, one buffer per
   // slot, grown on demand. Layers run one at a time, so a layer may use a
@@ -95,6 +98,7 @@ class Context {
   ContextOptions options_;
   int num_threads_ = 1;
   Layout blocked_layout_ = Layout::nchw8c;
+  bool blocked_layout_is_native_ = true;
   std::unique_ptr<GpuRuntime> gpu_;  // destroyed after the memory below
   std::unique_ptr<Allocator> allocator_;
   std::unique_ptr<OnednnRuntime> onednn_;
