@@ -31,7 +31,7 @@ ContextOptions context_options_for_rank(Backend backend, int threads, const std:
 // layout of the other device.
 std::string resolve_layout(const std::string& layout, Backend backend,
                            const std::string& precision);
-// The ModelSpec fields a resolved layout sets.
+// True for the CPU's blocked layouts (a resolved layout's ModelSpec::blocked_layout).
 inline bool runs_blocked(const std::string& layout) {
   return layout == "nchw8c" || layout == "nchw16c";
 }

@@ -105,15 +105,14 @@ class ChannelGateOnednn final : public ChannelGate {
     const int64_t rows = gate_shape().numel();
     const int64_t channels = input_shape()[1];
     const int64_t hw = input_shape()[2] * input_shape()[3];
-    // Element (n, c, p) of x and dy: nchw at i * hw + p; blocked, B channels
-    // interleaved, at n * C * hw + (c / B) * B * hw + B * p + c % B (C % B == 0).
+    // Element (n, c, p) of x and dy, B channels interleaved (C % B == 0), lies
+    // at n * C * hw + (c / B) * B * hw + B * p + c % B; B = 1 is plain nchw.
     const int64_t step = channel_block(layout());
-    const bool blocked = step > 1;
     const bool accumulate = mode == GradMode::accumulate;
 #pragma omp parallel for
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t n = i / channels, c = i % channels;
-      const int64_t base = blocked ? n * channels * hw + (c / step) * step * hw + c % step : i * hw;
+      const int64_t base = n * channels * hw + (c / step) * step * hw + c % step;
       const float* xr = xp + base;
       const float* dyr = dyp + base;
       double sum = 0;

@@ -222,7 +222,7 @@ class PadShortcutOp final : public Op {
         for (int64_t lane = 0; lane < B; ++lane) {
           const int64_t ci = cb * B + lane - pad_;
           if (ci < 0 || ci >= in_[1]) continue;
-          const float* xp = x + input_offset(b, ci);
+          const float* xp = x + offset(in_, b, ci);
           for (int64_t i = 0; i < h; ++i)
             for (int64_t j = 0; j < w; ++j)
               yp[(i * w + j) * B + lane] = xp[(i * stride_ * in_[3] + j * stride_) * B];
@@ -247,7 +247,7 @@ class PadShortcutOp final : public Op {
         float* xp = dx + (b * in_blocks + cb) * in_[2] * in_[3] * B;
         if (!accumulate) std::fill(xp, xp + in_[2] * in_[3] * B, 0.0f);
         for (int64_t lane = 0; lane < B && cb * B + lane < in_[1]; ++lane) {
-          const float* yp = dy + output_offset(b, cb * B + lane + pad_);
+          const float* yp = dy + offset(out_, b, cb * B + lane + pad_);
           for (int64_t i = 0; i < h; ++i)
             for (int64_t j = 0; j < w; ++j)
               xp[(i * stride_ * in_[3] + j * stride_) * B + lane] += yp[(i * w + j) * B];
@@ -266,12 +266,10 @@ class PadShortcutOp final : public Op {
 
  private:
   int64_t blocks(const Shape& s) const { return (s[1] + block_ - 1) / block_; }
-  // Host offsets of element (b, c, 0, 0); a pixel's next channel in the block is +1.
-  int64_t input_offset(int64_t b, int64_t c) const {
-    return ((b * blocks(in_) + c / block_) * in_[2] * in_[3]) * block_ + c % block_;
-  }
-  int64_t output_offset(int64_t b, int64_t c) const {
-    return ((b * blocks(out_) + c / block_) * out_[2] * out_[3]) * block_ + c % block_;
+  // Host offset of element (b, c, 0, 0) of a tensor of shape s; pixel p of
+  // the same channel is p * block_ further.
+  int64_t offset(const Shape& s, int64_t b, int64_t c) const {
+    return ((b * blocks(s) + c / block_) * s[2] * s[3]) * block_ + c % block_;
   }
 
   Shape in_, out_;

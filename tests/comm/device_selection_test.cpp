@@ -6,22 +6,11 @@
 #include <string>
 
 #include "comm/single_process_communicator.h"
-#include "core/error.h"
 #include "core/onednn.h"
+#include "tests/testing/test_util.h"
 
 namespace convnet {
 namespace {
-
-// The message of the error `fn` throws ("" when it throws none).
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(DeviceSelection, CpuLayoutAutoIsTheBlockTheCpuPrefers) {
   const std::string preferred = to_string(cpu_preferred_blocked_layout());
@@ -48,18 +37,13 @@ TEST(DeviceSelection, ContextGetsTheChosenBlock) {
 }
 
 TEST(DeviceSelection, LayoutOfTheOtherDeviceOrUnknownIsAnError) {
-  EXPECT_NE(error_of([] {
-              resolve_layout("nchw16c", Backend::cuda, "fp32");
-            }).find("--layout nchw16c is a CPU layout"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              resolve_layout("nhwc", Backend::cpu, "fp32");
-            }).find("--layout nhwc needs --device cuda"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { resolve_layout("nchw4c", Backend::cpu, "fp32"); })
-                .find("--layout must be auto, nchw, nhwc (GPU), nchw8c or nchw16c (CPU), got "
-                      "'nchw4c'"),
-            std::string::npos);
+  EXPECT_TRUE(testing::throws_error_with([] { resolve_layout("nchw16c", Backend::cuda, "fp32"); },
+                                         "--layout nchw16c is a CPU layout"));
+  EXPECT_TRUE(testing::throws_error_with([] { resolve_layout("nhwc", Backend::cpu, "fp32"); },
+                                         "--layout nhwc needs --device cuda"));
+  EXPECT_TRUE(testing::throws_error_with(
+      [] { resolve_layout("nchw4c", Backend::cpu, "fp32"); },
+      "--layout must be auto, nchw, nhwc (GPU), nchw8c or nchw16c (CPU), got 'nchw4c'"));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/context.h"
+#include "core/error.h"
 #include "core/tensor.h"
 #include "layers/reference.h"
 
@@ -18,6 +19,21 @@ namespace convnet::testing {
 // A new empty directory under GoogleTest's temporary directory, named after
 // `name` and the process id (parallel test processes do not collide).
 std::string fresh_temp_dir(const std::string& name);
+
+// Passes when fn() throws convnet::Error with `expected` in its message;
+// otherwise reports the message it threw, or that it threw none.
+template <typename Fn>
+::testing::AssertionResult throws_error_with(Fn&& fn, const std::string& expected) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (std::string(e.what()).find(expected) != std::string::npos)
+      return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "error \"" << e.what() << "\" lacks \"" << expected << "\"";
+  }
+  return ::testing::AssertionFailure() << "no error; expected one with \"" << expected << "\"";
+}
 
 // Uniform values in [lo, hi).
 ref::Array random_array(const Shape& shape, std::mt19937& rng, double lo = -1.0, double hi = 1.0);
