@@ -1,0 +1,207 @@
+#include "trainer/run_setup.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "core/error.h"
+#include "datasets/sample_order.h"
+
+namespace convnet {
+namespace {
+
+std::vector<double> parse_milestones(const std::string& text, int64_t epochs) {
+  std::vector<double> milestones;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (item.empty()) continue;
+    char* end = nullptr;
+    const double value = std::strtod(item.c_str(), &end);
+    CONVNET_CHECK(end && *end == '\0' && value > 0, "--milestones: '", item,
+                  "' is not a positive number of epochs");
+    milestones.push_back(value);
+  }
+  if (text.empty()) milestones = {epochs * 0.5, epochs * 0.75};  // decay once floor(e) passes them
+  return milestones;
+}
+
+Recipe resolve_recipe(const std::string& name, const DatasetInfo& info) {
+  if (name != "auto") return parse_recipe(name);
+  if (info.layout == DatasetLayout::encoded) return Recipe::imagenet;
+  return std::max(info.height, info.width) <= 64 ? Recipe::cifar : Recipe::none;
+}
+
+// The checkpoint a run resumes from ("" for a fresh start), the same on
+// every rank. A fresh run must not mix its checkpoints with an earlier run's:
+// pruning and --resume auto would take theirs for its own.
+std::string resume_path(const TrainConfig& config, Communicator& communicator) {
+  const bool root = communicator.rank() == 0;
+  std::string path = config.resume;
+  if (config.resume == "auto") {
+    path = root ? find_resumable_checkpoint(config.run_dir) : "";
+    communicator.broadcast(path, 0);
+  }
+  if (path.empty() && root) {
+    const std::vector<std::string> earlier = list_checkpoints(config.run_dir);
+    CONVNET_CHECK(earlier.empty(), config.run_dir, " already holds checkpoints of an earlier run (",
+                  earlier.front(),
+                  "): pass --resume auto to continue it, or choose another --run-dir");
+  }
+  return path;
+}
+
+// The micro-batches per rank and step that keep the checkpoint's global batch.
+int64_t resumed_accumulate(const TrainConfig& config, const ResumePlan& plan, int world) {
+  const CheckpointState& state = plan.state;
+  if (config.allow_changed_micro_batch) return config.accumulate;
+  CONVNET_CHECK(config.batch_size == state.batch_size, plan.path, " was made with --batch-size ",
+                state.batch_size, " per micro-batch; resuming with ", config.batch_size,
+                " changes BN statistics and the data order (pass --allow-changed-micro-batch to "
+                "accept)");
+  const int64_t micro_batches = state.world_size * state.accumulate;
+  CONVNET_CHECK(micro_batches % world == 0, plan.path, " was made by ", state.world_size,
+                " rank(s) x ", state.accumulate, " micro-batch(es) per step: ", world,
+                " ranks do not divide its ", micro_batches,
+                " micro-batches (pass --allow-changed-micro-batch to accept another global batch)");
+  return micro_batches / world;
+}
+
+}  // namespace
+
+void check_train_config(const TrainConfig& config) {
+  CONVNET_CHECK(config.epochs > 0, "--epochs must be positive, got ", config.epochs);
+  CONVNET_CHECK(config.batch_size > 0, "--batch-size must be positive, got ", config.batch_size);
+  CONVNET_CHECK(config.accumulate > 0, "--accumulate must be positive, got ", config.accumulate);
+  CONVNET_CHECK(config.log_every > 0, "--log-every must be positive, got ", config.log_every);
+  CONVNET_CHECK(config.read_metrics == "auto" || config.read_metrics == "step" ||
+                    config.read_metrics == "log",
+                "--read-metrics must be auto, step or log, got '", config.read_metrics, "'");
+  CONVNET_CHECK(config.bucket_mb > 0, "--bucket-mb must be positive, got ", config.bucket_mb);
+  CONVNET_CHECK(config.lr_scaling == "none" || config.lr_scaling == "linear",
+                "--lr-scaling must be none or linear, got '", config.lr_scaling, "'");
+  CONVNET_CHECK(config.label_smoothing >= 0 && config.label_smoothing < 1,
+                "--label-smoothing must lie in [0, 1), got ", config.label_smoothing);
+  CONVNET_CHECK(config.keep > 0, "--keep must be positive, got ", config.keep);
+}
+
+ResumePlan plan_resume(const TrainConfig& config, Communicator& communicator) {
+  ResumePlan plan;
+  plan.accumulate = config.accumulate;
+  plan.path = resume_path(config, communicator);
+  if (plan.path.empty()) return plan;
+  plan.state = read_checkpoint_state(plan.path);
+  CONVNET_CHECK(static_cast<int64_t>(config.seed) == plan.state.seed, plan.path,
+                " was made with --seed ", plan.state.seed,
+                " (the data order and augmentation follow it): resume with the same --seed, not ",
+                config.seed);
+  plan.accumulate = resumed_accumulate(config, plan, communicator.size());
+  return plan;
+}
+
+DataShape data_shape(const TrainConfig& config, const DatasetInfo& info) {
+  const DataShape shape{.channels = config.in_channels > 0 ? config.in_channels : info.channels,
+                        .classes = config.num_classes > 0 ? config.num_classes : info.num_classes};
+  CONVNET_CHECK(shape.channels == info.channels, "--in-channels ", shape.channels, " but ",
+                config.train_data, " has ", info.channels, "-channel images");
+  CONVNET_CHECK(shape.classes >= info.num_classes, "--num-classes ", shape.classes, " but ",
+                config.train_data, " has ", info.num_classes, " classes");
+  return shape;
+}
+
+RunPosition run_position(const TrainConfig& config, const ResumePlan& resume, int64_t count,
+                         int world) {
+  const CheckpointState& state = resume.state;
+  RunPosition position;
+  position.steps_per_epoch = steps_per_epoch(count, world * resume.accumulate, config.batch_size);
+  position.start_epoch = state.epoch;
+  position.start_step_in_epoch = state.step_in_epoch;
+  if (!resume.path.empty()) {
+    const int64_t old_global = state.batch_size * state.world_size * state.accumulate;
+    const int64_t new_global = config.batch_size * world * resume.accumulate;
+    CONVNET_CHECK(old_global != new_global || state.steps_per_epoch == position.steps_per_epoch,
+                  resume.path, " has ", state.steps_per_epoch, " steps per epoch, ",
+                  config.train_data, " now gives ", position.steps_per_epoch,
+                  ": the training data changed since the checkpoint");
+    position.start_step_in_epoch = state.step_in_epoch * old_global / new_global;
+  }
+  position.start_step = state.epoch * position.steps_per_epoch + position.start_step_in_epoch;
+  position.total_steps = position.steps_per_epoch * config.epochs;
+  if (config.max_steps > 0) position.total_steps = std::min(position.total_steps, config.max_steps);
+  return position;
+}
+
+LoaderOptions training_loader_options(const TrainConfig& config, const DatasetInfo& info,
+                                      bool channels_last, int world, int rank, int64_t accumulate) {
+  LoaderOptions options;
+  options.augment.channels_last = channels_last;
+  options.augment.recipe = resolve_recipe(config.recipe, info);
+  options.augment.size = config.crop;
+  options.augment.seed = config.seed;
+  options.batch_size = config.batch_size;
+  options.world = world;
+  options.rank = rank;
+  options.accumulate = accumulate;
+  options.threads = config.loader_threads;
+  options.prefetch = std::max(4, 2 * config.loader_threads);
+  options.skip_corrupt = config.skip_corrupt;
+  return options;
+}
+
+LoaderOptions evaluation_loader_options(const TrainConfig& config, const LoaderOptions& training,
+                                        const Loader& loader, const DatasetInfo* val_info) {
+  LoaderOptions options = training;
+  options.train = false;
+  options.batch_size = config.eval_batch_size > 0 ? config.eval_batch_size : config.batch_size;
+  options.augment.mean = loader.mean();
+  options.augment.std = loader.std();
+  options.augment.size = loader.height();
+  if (options.augment.recipe == Recipe::imagenet && val_info &&
+      val_info->layout == DatasetLayout::raw && val_info->height == loader.height() &&
+      val_info->width == loader.width())
+    options.augment.recipe = Recipe::none;  // already at the model's input size
+  return options;
+}
+
+LrScheduleOptions lr_schedule_options(const TrainConfig& config, int64_t global_batch) {
+  LrScheduleOptions options;
+  options.kind = parse_lr_schedule(config.schedule);
+  options.base_lr = config.lr * (config.lr_scaling == "linear" ? global_batch / 256.0 : 1.0);
+  options.warmup_epochs = config.warmup_epochs;
+  options.milestones = parse_milestones(config.milestones, config.epochs);
+  options.step_size = config.step_size;
+  options.gamma = config.gamma;
+  options.epochs = config.epochs;
+  return options;
+}
+
+bool CheckpointSchedule::due_after(int64_t done, int64_t steps_per_epoch) const {
+  if (steps > 0) return done % steps == 0;
+  return done % steps_per_epoch == 0 && (done / steps_per_epoch) % epochs == 0;
+}
+
+CheckpointSchedule parse_checkpoint_every(const std::string& text) {
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  const std::string unit = end ? end : "";
+  CONVNET_CHECK(end != text.c_str() && value > 0 &&
+                    (unit.empty() || unit == "epochs" || unit == "epoch" || unit == "steps" ||
+                     unit == "step"),
+                "--checkpoint-every must be N, Nepochs or Nsteps with N > 0, got '", text, "'");
+  CheckpointSchedule schedule;
+  (unit.rfind("step", 0) == 0 ? schedule.steps : schedule.epochs) = value;
+  return schedule;
+}
+
+std::string format_duration(double seconds) {
+  const int64_t s = std::max<int64_t>(0, std::llround(seconds));
+  char text[32];
+  if (s >= 3600)
+    std::snprintf(text, sizeof text, "%ldh%02ldm", long(s / 3600), long(s / 60 % 60));
+  else
+    std::snprintf(text, sizeof text, "%ldm%02lds", long(s / 60), long(s % 60));
+  return text;
+}
+
+}  // namespace convnet

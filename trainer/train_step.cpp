@@ -1,0 +1,140 @@
+#include "trainer/train_step.h"
+
+#include <array>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "core/error.h"
+
+namespace convnet {
+
+TrainStep::TrainStep(TrainStepParts parts)
+    : parts_(std::move(parts)), feed_(parts_.context, parts_.net.input()) {
+  CONVNET_CHECK(parts_.accumulate > 0, "accumulate must be positive, got ", parts_.accumulate);
+  CONVNET_CHECK(bool(parts_.next_batch), "a training step needs a source of micro-batches");
+}
+
+StepMetrics TrainStep::run(const StepPlan& plan) {
+  if (unread_from_step_ < 0) unread_from_step_ = plan.step;
+  Net& net = parts_.net;
+  parts_.store.zero_grads();
+  parts_.reducer.begin_step();
+  for (int64_t a = 0; a < parts_.accumulate; ++a) {
+    const bool last_micro_batch = a + 1 == parts_.accumulate;
+    commit_next_micro_batch();
+    net.forward(Mode::training);
+    parts_.loss.forward_accumulate(net.output(), batch_.labels);
+    unread_samples_ += static_cast<double>(batch_.count);
+    parts_.loss.backward(net.output_grad());
+    scale_loss_gradient();
+    if (last_micro_batch)
+      net.backward([this](int64_t ready) { parts_.reducer.mark_ready(std::size_t(ready)); });
+    else
+      net.backward();
+    if (!(plan.last && last_micro_batch)) prefetch();  // none past the run's last
+  }
+  StepMetrics metrics = agree(plan);
+  update(plan.lr, metrics);
+  return metrics;
+}
+
+void TrainStep::commit_next_micro_batch() {
+  if (prefetch_error_) std::rethrow_exception(prefetch_error_);
+  if (!prefetched_) {
+    parts_.next_batch(&next_batch_);
+    feed_.stage(next_batch_.images);
+  }
+  std::swap(batch_, next_batch_);
+  feed_.commit(batch_.images);
+  prefetched_ = false;
+}
+
+void TrainStep::prefetch() {
+  try {
+    parts_.next_batch(&next_batch_);
+    feed_.stage(next_batch_.images);
+    prefetched_ = true;
+  } catch (...) {
+    prefetch_error_ = std::current_exception();
+  }
+}
+
+// The mean over micro-batches, times the fp16 loss scale (a power of two).
+void TrainStep::scale_loss_gradient() {
+  const double factor = parts_.scaler.scale() / static_cast<double>(parts_.accumulate);
+  if (factor != 1.0) scale_in_place(parts_.net.output_grad(), static_cast<float>(factor));
+}
+
+// Waits for the gradient buckets, then one allreduce: the stop flag alone,
+// or with the metrics when they are read. Every rank takes the same branches,
+// so the sums agree.
+StepMetrics TrainStep::agree(const StepPlan& plan) {
+  std::optional<Watchdog::Scope> waiting;
+  if (parts_.watchdog) waiting.emplace(*parts_.watchdog, plan.step + 1, "the gradient allreduce");
+  parts_.reducer.finish();
+  enum : std::size_t { kLoss, kTop1, kTop5, kSamples, kNonfinite, kStop, kSums };
+  std::array<double, kSums> sums{};
+  sums[kStop] = parts_.stop_requested && parts_.stop_requested() ? 1 : 0;
+  bool read = plan.read_metrics || parts_.scaler.enabled();
+  if (!read) {
+    parts_.communicator.allreduce(&sums[kStop], 1, ReduceOp::sum);
+    read = sums[kStop] > 0;
+  }
+  if (read) {
+    const SoftmaxCrossEntropy::Metrics local = parts_.loss.take_metrics();
+    sums[kLoss] = local.loss_sum;
+    sums[kTop1] = static_cast<double>(local.top1);
+    sums[kTop5] = static_cast<double>(local.top5);
+    sums[kSamples] = unread_samples_;
+    sums[kNonfinite] = static_cast<double>(local.nonfinite);
+    parts_.communicator.allreduce(sums.data(), kSums, ReduceOp::sum);
+  }
+  StepMetrics metrics;
+  metrics.read = read;
+  metrics.stop = sums[kStop] > 0;
+  metrics.exposed_comm_s = parts_.reducer.last_step().exposed_s;
+  if (!read) return metrics;
+  metrics.nonfinite = static_cast<int64_t>(sums[kNonfinite]);
+  check_finite(plan, metrics.nonfinite);
+  metrics.loss_sum = sums[kLoss];
+  metrics.top1 = sums[kTop1];
+  metrics.top5 = sums[kTop5];
+  metrics.samples = sums[kSamples];
+  unread_from_step_ = plan.step + 1;
+  unread_samples_ = 0;
+  return metrics;
+}
+
+// fp16 overflows are the loss scaler's (update); otherwise a non-finite loss
+// ends the run before the update, or (metrics read late) before anything is
+// saved.
+void TrainStep::check_finite(const StepPlan& plan, int64_t nonfinite) const {
+  if (nonfinite == 0 || parts_.scaler.enabled()) return;
+  const bool this_step = unread_from_step_ == plan.step;
+  throw Error(detail::concat("non-finite loss ", this_step ? "at step " : "in steps ",
+                             this_step ? "" : std::to_string(unread_from_step_ + 1) + "-",
+                             plan.step + 1, " (epoch ", plan.epoch + 1, ") on ", nonfinite,
+                             " micro-batch(es); stopping before ",
+                             this_step ? "the weights are updated" : "anything is saved",
+                             " (lower --lr, or add --warmup-epochs)"));
+}
+
+// Averaged gradients and summed metrics are identical on every rank: every
+// rank applies or skips alike.
+void TrainStep::update(double lr, StepMetrics& metrics) {
+  LossScaler& scaler = parts_.scaler;
+  metrics.loss_scale = scaler.scale();
+  metrics.forward_overflow = scaler.enabled() && metrics.nonfinite > 0;
+  if (metrics.forward_overflow) {  // the loss scale cannot help: skipped, scale kept
+    scaler.skip_forward_overflow();
+    metrics.applied = false;
+  } else if (scaler.enabled()) {
+    metrics.applied = scaler.update(all_finite(parts_.context, parts_.store.flat_grads()));
+  }
+  if (metrics.applied)
+    parts_.sgd.step(parts_.store.flat_params(), parts_.store.flat_grads(), lr,
+                    1.0 / metrics.loss_scale);
+}
+
+}  // namespace convnet

@@ -1,0 +1,109 @@
+// One data-parallel training step, written once: `convnet train`,
+// `convnet bench` and the tests all run this.
+//
+// run(plan), on every rank:
+//   zero the gradients
+//   for each of the `accumulate` micro-batches:
+//     commit the prefetched micro-batch as the net's input
+//     forward; the loss adds its sum and top-k counts where it runs (on the
+//       GPU without a host wait)
+//     dlogits x loss scale / accumulate (the buffer holds the mean)
+//     backward; the last one reports finished gradient prefixes to the
+//       GradientReducer, which averages buckets over ranks while backward runs
+//     prefetch the next micro-batch (on the GPU: its copy starts now)
+//   wait for the buckets; agree on stop requests and, when read, on metrics
+//   a non-finite loss throws (not under fp16, which skips the step below)
+//   fp16: the loss scaler skips a step whose gradients overflowed
+//   SGD with the plan's learning rate, gradients x 1 / loss scale
+//
+// Metrics are read (a host wait on the GPU) when the plan asks, under fp16
+// (its loss scaler decides every step) and when a rank asked to stop;
+// otherwise they keep accumulating where the loss runs and the next read
+// returns the sums since the last one. A prefetch that fails (a corrupt
+// sample, an I/O error) throws where that micro-batch is used, so the step
+// before it completes as it would have.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+
+#include "comm/communicator.h"
+#include "comm/gradient_reducer.h"
+#include "datasets/loader.h"
+#include "layers/sgd.h"
+#include "layers/softmax_cross_entropy.h"
+#include "models/net.h"
+#include "models/param_store.h"
+#include "trainer/input_feed.h"
+#include "trainer/loss_scaler.h"
+#include "trainer/watchdog.h"
+
+namespace convnet {
+
+// What a step did. The sums are over ranks and over the steps since metrics
+// were last read; all zero when `read` is false.
+struct StepMetrics {
+  double loss_sum = 0;        // summed per-sample loss
+  double top1 = 0, top5 = 0;  // correct predictions
+  double samples = 0;
+  int64_t nonfinite = 0;          // micro-batches with an inf or NaN loss
+  bool read = false;              // loss and accuracy were read back this step
+  bool stop = false;              // some rank asked to stop (a signal)
+  bool applied = true;            // the weights were updated (fp16 skips overflows)
+  bool forward_overflow = false;  // fp16: the loss itself was inf or NaN
+  double loss_scale = 1;          // the scale the step ran with (1 unless fp16)
+  double exposed_comm_s = 0;      // communication backward did not hide
+};
+
+// What to do in one step.
+struct StepPlan {
+  int64_t step = 0;   // 0-based global step (error messages, the watchdog)
+  int64_t epoch = 0;  // 0-based (error messages)
+  double lr = 0;
+  bool read_metrics = true;  // read loss and accuracy back after this step
+  bool last = false;         // fetch no micro-batch past this step
+};
+
+// The parts a step runs on; all outlive the TrainStep.
+struct TrainStepParts {
+  Context& context;
+  Net& net;
+  SoftmaxCrossEntropy& loss;  // on net's output
+  ParamStore& store;          // net's parameters and gradients
+  Sgd& sgd;
+  GradientReducer& reducer;  // over store.flat_grads()
+  Communicator& communicator;
+  LossScaler& scaler;
+  std::function<void(Batch*)> next_batch;  // the micro-batches, in order
+  int64_t accumulate = 1;                  // micro-batches per step
+  Watchdog* watchdog = nullptr;            // armed while waiting for other ranks
+  std::function<bool()> stop_requested;    // this rank's stop request; empty: none
+};
+
+class TrainStep {
+ public:
+  explicit TrainStep(TrainStepParts parts);
+
+  // Runs one step (see the top of this file). Throws convnet::Error on a
+  // non-finite loss (naming the steps) and rethrows a failed prefetch.
+  StepMetrics run(const StepPlan& plan);
+
+ private:
+  void commit_next_micro_batch();
+  void prefetch();
+  void scale_loss_gradient();
+  StepMetrics agree(const StepPlan& plan);
+  void check_finite(const StepPlan& plan, int64_t nonfinite) const;
+  void update(double lr, StepMetrics& metrics);
+
+  TrainStepParts parts_;
+  InputFeed feed_;
+  Batch batch_, next_batch_;
+  bool prefetched_ = false;
+  std::exception_ptr prefetch_error_;
+  int64_t unread_from_step_ = -1;  // the first step whose metrics were not read yet
+  double unread_samples_ = 0;
+};
+
+}  // namespace convnet
