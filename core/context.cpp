@@ -81,6 +81,19 @@ GpuRuntime& Context::gpu() {
   return *gpu_;
 }
 
+void Context::synchronize() {
+#ifdef CONVNET_HAVE_CUDA
+  if (gpu_) gpu_->synchronize();
+#endif
+}
+
+std::size_t Context::device_bytes_in_use() {
+#ifdef CONVNET_HAVE_CUDA
+  if (gpu_) return gpu_->device_bytes_in_use();
+#endif
+  return 0;
+}
+
 OnednnRuntime& Context::onednn() {
   CONVNET_CHECK(onednn_ != nullptr, "oneDNN runtime requested on a ", to_string(backend()),
                 " context");

@@ -73,6 +73,11 @@ class Context {
   OnednnRuntime& onednn();
   // The CUDA device, stream and cuDNN handle; throws unless backend() is cuda.
   GpuRuntime& gpu();
+  // Waits for the work enqueued on the GPU's stream; nothing on the CPU.
+  void synchronize();
+  // Memory in use on the context's GPU as the driver counts it (allocations
+  // of every process, the CUDA context and the libraries'), bytes; 0 on the CPU.
+  std::size_t device_bytes_in_use();
   // The CUDA device index (backend cuda).
   int gpu_index() const { return options_.device; }
   bool allow_tf32() const { return options_.allow_tf32; }

@@ -1,12 +1,12 @@
-// convnet bench: training-step throughput of one model on synthetic data
-// (forward, softmax cross-entropy, backward, SGD step, as the trainer runs
-// them, fp16 loss scaling included), one JSON line out.
-// Under mpirun it runs data-parallel: gradients are averaged in buckets that
-// overlap backward, as in training, and rank 0 reports the global images/s
+// convnet bench: training-step throughput of one model on synthetic data,
+// one JSON line out. Every step is the trainer's own (trainer/train_step.h:
+// input feed, forward, loss, backward with overlapping gradient buckets,
+// SGD, fp16 loss scaling), so the figure is what training runs.
+// Under mpirun it runs data-parallel and rank 0 reports the global images/s
 // and the communication time backward did not hide. With --device cuda each
-// rank drives the GPU of its local rank (cuDNN layers, NCCL buckets); steps
-// are timed in windows from an idle GPU to an idle GPU, with no host wait
-// inside a window (as the trainer between log lines).
+// rank drives the GPU of its local rank; steps are timed in windows from an
+// idle GPU to an idle GPU, with metrics read only at a window's end (as the
+// trainer between log lines).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -18,17 +18,21 @@
 #include "comm/device_selection.h"
 #include "comm/gradient_reducer.h"
 #include "comm/mpi_communicator.h"
-#ifdef CONVNET_HAVE_CUDA
-#include "core/cuda/runtime.h"
-#endif
 #include "launch/commands.h"
 #include "launch/option_table.h"
-#include "layers/sgd.h"
-#include "layers/softmax_cross_entropy.h"
 #include "models/zoo.h"
+#include "trainer/train_step.h"
 
 namespace convnet {
 namespace {
+
+struct BenchOptions {
+  std::string model, memory_efficient = "on", device = "cpu", precision = "fp32", layout = "auto";
+  int64_t batch = 16, size = 0, channels = 3, classes = 0;
+  int steps = 5, threads = 0, warmup = 1;
+  double bucket_mb = 25;
+  bool overlap = true;
+};
 
 bool parse_on_off(const std::string& option, const std::string& value) {
   if (value == "on") return true;
@@ -36,169 +40,172 @@ bool parse_on_off(const std::string& option, const std::string& value) {
   throw Error("--" + option + " must be on or off, got '" + value + "'");
 }
 
-void wait_for_device(Context& context) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda) context.gpu().synchronize();
-#endif
-}
-
-// Memory in use on the context's GPU as the driver counts it (convnet's
-// allocations plus the CUDA context and the libraries' own), in MiB; -1 on the CPU.
-long device_used_mib(Context& context) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda) {
-    std::size_t free_bytes = 0, total = 0;
-    if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess)
-      return static_cast<long>((total - free_bytes) >> 20);
-  }
-#endif
-  return -1;
-}
-
-}  // namespace
-
-int bench_command(const std::vector<std::string>& args) {
+boost::program_options::options_description bench_options(BenchOptions& o) {
   namespace po = boost::program_options;
-  std::string model, memory_efficient, device, precision, layout;
-  int64_t batch = 0, size = 0, channels = 3, classes = 0;
-  int steps = 0, threads = 0, warmup = 0;
-  double bucket_mb = 25;
-  bool overlap = true;
   po::options_description options("convnet bench [OPTIONS]: training-step throughput");
-  options.add_options()("help,h", "show this help")("model", po::value(&model)->required(),
+  options.add_options()("help,h", "show this help")("model", po::value(&o.model)->required(),
                                                     "model name (see 'convnet models')")(
-      "batch-size", po::value(&batch)->default_value(16), "images per step")(
-      "image-size", po::value(&size)->default_value(0),
+      "batch-size", po::value(&o.batch)->default_value(o.batch), "images per step")(
+      "image-size", po::value(&o.size)->default_value(o.size),
       "input height and width (0: the model's default)")(
-      "in-channels", po::value(&channels)->default_value(3), "input channels")(
-      "num-classes", po::value(&classes)->default_value(0), "classes (0: the model's default)")(
-      "steps", po::value(&steps)->default_value(5), "timed steps")(
-      "warmup", po::value(&warmup)->default_value(1), "untimed steps first")(
-      "threads", po::value(&threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS or all)")(
-      "device", po::value(&device)->default_value("cpu"),
+      "in-channels", po::value(&o.channels)->default_value(o.channels), "input channels")(
+      "num-classes", po::value(&o.classes)->default_value(o.classes),
+      "classes (0: the model's default)")("steps", po::value(&o.steps)->default_value(o.steps),
+                                          "timed steps")(
+      "warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")(
+      "threads", po::value(&o.threads)->default_value(o.threads),
+      "CPU threads (0: OMP_NUM_THREADS or all)")(
+      "device", po::value(&o.device)->default_value(o.device),
       "cpu, or cuda (the GPU of each rank's local rank)")(
-      "layout", po::value(&layout)->default_value("auto"),
+      "layout", po::value(&o.layout)->default_value(o.layout),
       "activations: on the GPU nchw, nhwc or auto (nhwc for bf16/fp16, else nchw); on the "
       "CPU nchw, nchw8c, nchw16c or auto (the block the CPU's kernels prefer)")(
-      "precision", po::value(&precision)->default_value("fp32"),
+      "precision", po::value(&o.precision)->default_value(o.precision),
       "fp32; on the GPU also tf32, bf16 or fp16 (mixed precision)")(
-      "memory-efficient", po::value(&memory_efficient)->default_value("on"),
+      "memory-efficient", po::value(&o.memory_efficient)->default_value(o.memory_efficient),
       "DenseNet shared concatenation buffers: on|off")(
-      "bucket-mb", po::value(&bucket_mb)->default_value(25), "allreduce bucket size (mpirun)")(
-      "overlap", po::value(&overlap)->default_value(true)->implicit_value(true),
+      "bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
+      "allreduce bucket size (mpirun)")(
+      "overlap", po::value(&o.overlap)->default_value(true)->implicit_value(true),
       "allreduce buckets while backward runs (mpirun)");
-  po::variables_map vm;
-  if (!parse_command_line(args, options, &vm)) return 0;
-  CONVNET_CHECK(batch > 0 && steps > 0 && warmup >= 0 && threads >= 0,
-                "--batch-size and --steps must be > 0, --warmup and --threads >= 0");
-  const ModelInfo& info = model_info(model);
-  if (size == 0) size = info.default_image_size;
-  if (classes == 0) classes = info.default_classes;
+  return options;
+}
 
-  layout = resolve_layout(layout, parse_backend(device), precision);
-  auto communicator = make_communicator();
-  Context context(
-      context_options_for_rank(parse_backend(device), threads, precision, layout, *communicator));
-  ParamStore store;
-  auto net = build_model(context,
-                         {.name = model,
-                          .num_classes = classes,
-                          .in_channels = channels,
-                          .memory_efficient = parse_on_off("memory-efficient", memory_efficient),
-                          .blocked_layout = runs_blocked(layout),
-                          .channels_last = layout == "nhwc"},
-                         store, Shape{batch, channels, size, size});
-  CpuAllocator host_memory;
-  ParamStore host_store;  // initialized on the host, copied to the device
-  host_store.mirror(store, host_memory);
-  initialize_parameters(host_store, 0);
-  copy_values(store, host_store);
-  auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
-  Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(false),
-          store.flat_size());
-
-  auto gradients = make_gradient_communicator(*communicator, context);
-  GradientReducer reducer(
-      *gradients, store.flat_grads().data<float>(), store.flat_size(),
-      {.bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20)),
-       .overlap = overlap,
-       .overlap_first_step = context.backend() != Backend::cuda});  // as the trainer
-
-  std::mt19937 rng(communicator->rank());
+// One synthetic micro-batch (normal pixels, uniform labels), the same every step.
+Batch synthetic_batch(const Tensor& input, int64_t classes, int rank) {
+  std::mt19937 rng(rank);
   std::normal_distribution<float> pixel(0.0f, 1.0f);
-  Tensor images = Tensor::empty(net->input().shape(), host_memory);
-  float* x = images.data<float>();
-  for (int64_t i = 0; i < images.numel(); ++i) x[i] = pixel(rng);
-  copy_from_host(net->input(), images.data<float>());
-  std::vector<int64_t> labels(batch);
-  for (auto& l : labels) l = std::uniform_int_distribution<int64_t>(0, classes - 1)(rng);
+  Batch batch;
+  batch.count = input.shape()[0];
+  batch.images.resize(static_cast<std::size_t>(input.numel()));
+  for (float& x : batch.images) x = pixel(rng);
+  batch.labels.resize(static_cast<std::size_t>(batch.count));
+  for (auto& l : batch.labels) l = std::uniform_int_distribution<int64_t>(0, classes - 1)(rng);
+  return batch;
+}
 
-  const bool fp16 = precision == "fp16";
-  constexpr float kLossScale = 1024.0f;  // synthetic data: any power of two
-  // The timed steps run in up to 5 windows (one step each with --steps 5),
-  // timed from an idle device to an idle device. Within a window the host
-  // does not wait for the GPU, as in the trainer between log lines: its
-  // metrics are read at the window's end.
-  const int windows = std::min(steps, 5);
+// Seconds per timed step (each the mean of its window) and exposed
+// communication per timed step.
+struct StepTimes {
+  std::vector<double> seconds, exposed;
+};
+
+// Runs warmup + steps training steps; the timed ones in up to 5 windows
+// (one step each with --steps 5), timed from an idle device to an idle device.
+StepTimes time_steps(TrainStep& train_step, Context& context, const BenchOptions& o) {
+  const int windows = std::min(o.steps, 5), total = o.warmup + o.steps;
   std::vector<int> window_end;  // the step after each window (warmup excluded)
-  for (int w = 1; w <= windows; ++w) window_end.push_back(warmup + w * steps / windows);
-  std::vector<double> seconds, exposed;  // per step: the window's mean, and exposed comm
+  for (int w = 1; w <= windows; ++w) window_end.push_back(o.warmup + w * o.steps / windows);
+  const bool read_every_step = reads_metrics_every_step("auto", context.backend());
+  StepTimes times;
   auto window_start = std::chrono::steady_clock::now();
-  int window_first = warmup;
-  for (int step = 0; step < warmup + steps; ++step) {
-    if (step <= warmup) {  // untimed, or the first window starts
-      wait_for_device(context);
+  int window_first = o.warmup;
+  for (int step = 0; step < total; ++step) {
+    if (step <= o.warmup) {  // untimed, or the first window starts
+      context.synchronize();
       window_start = std::chrono::steady_clock::now();
     }
-    store.zero_grads();
-    net->forward(Mode::training);
-    loss->forward_accumulate(net->output(), labels);  // as the trainer: metrics stay put
-    loss->backward(net->output_grad());
-    if (fp16) scale_in_place(net->output_grad(), kLossScale);
-    reducer.begin_step();
-    net->backward([&](int64_t ready) { reducer.mark_ready(static_cast<std::size_t>(ready)); });
-    reducer.finish();
-    // fp16: the trainer's overflow test and unscaled update (the step is
-    // applied either way here, so every timed step does the same work);
-    // the trainer reads fp16 metrics every step.
-    if (fp16) {
-      loss->take_metrics();
-      all_finite(context, store.flat_grads());
-    }
-    sgd.step(store.flat_params(), store.flat_grads(), 0.1, fp16 ? 1.0 / kLossScale : 1.0);
-    if (step < warmup) continue;
-    exposed.push_back(reducer.last_step().exposed_s);
-    if (std::find(window_end.begin(), window_end.end(), step + 1) == window_end.end()) continue;
-    loss->take_metrics();  // a log line's read
-    wait_for_device(context);
+    const bool ends_window =
+        std::find(window_end.begin(), window_end.end(), step + 1) != window_end.end();
+    const StepMetrics metrics = train_step.run({.step = step,
+                                                .lr = 0.1,
+                                                .read_metrics = read_every_step || ends_window,
+                                                .last = step + 1 == total});
+    if (step < o.warmup) continue;
+    times.exposed.push_back(metrics.exposed_comm_s);
+    if (!ends_window) continue;
+    context.synchronize();
     const auto end = std::chrono::steady_clock::now();
     const int window_steps = step + 1 - window_first;
     const double per_step =
         std::chrono::duration<double>(end - window_start).count() / window_steps;
-    seconds.insert(seconds.end(), window_steps, per_step);
+    times.seconds.insert(times.seconds.end(), window_steps, per_step);
     window_first = step + 1;
     window_start = end;
   }
-  std::sort(seconds.begin(), seconds.end());
-  std::sort(exposed.begin(), exposed.end());
-  const double median = seconds[seconds.size() / 2];
-  if (communicator->rank() != 0) return 0;
-  const int world = communicator->size();
+  std::sort(times.seconds.begin(), times.seconds.end());
+  std::sort(times.exposed.begin(), times.exposed.end());
+  return times;
+}
+
+struct BenchRun {
+  Context& context;
+  ParamStore& store;
+  Net& net;
+  GradientReducer& reducer;
+  int world;
+};
+
+void print_result(const BenchOptions& o, const BenchRun& run, const StepTimes& times) {
+  const double median = times.seconds[times.seconds.size() / 2];
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
+  const long device_used_mib = run.context.backend() == Backend::cuda
+                                   ? static_cast<long>(run.context.device_bytes_in_use() >> 20)
+                                   : -1;
   std::printf(
       "{\"model\": \"%s\", \"batch_size\": %ld, \"image_size\": %ld, \"img_per_s\": %.3f, "
       "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s, "
       "\"activation_mib\": %ld, \"pool_mib\": %ld, \"allocated_peak_mib\": %ld, \"ranks\": %d, "
       "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\", \"precision\": \"%s\", "
       "\"layout\": \"%s\", \"device_used_mib\": %ld}\n",
-      model.c_str(), static_cast<long>(batch), static_cast<long>(size), world * batch / median,
-      static_cast<long>(usage.ru_maxrss / 1024), static_cast<long>(store.num_parameters()),
-      context.num_threads(), memory_efficient == "on" ? "true" : "false",
-      static_cast<long>(net->activation_bytes() >> 20), static_cast<long>(net->pool_bytes() >> 20),
-      static_cast<long>(context.allocator().peak_bytes_in_use() >> 20), world,
-      static_cast<long>(reducer.buckets().size()), 1e3 * exposed[exposed.size() / 2],
-      device.c_str(), precision.c_str(), layout.c_str(), device_used_mib(context));
+      o.model.c_str(), long(o.batch), long(o.size), run.world * o.batch / median,
+      long(usage.ru_maxrss / 1024), long(run.store.num_parameters()), run.context.num_threads(),
+      o.memory_efficient == "on" ? "true" : "false", long(run.net.activation_bytes() >> 20),
+      long(run.net.pool_bytes() >> 20), long(run.context.allocator().peak_bytes_in_use() >> 20),
+      run.world, long(run.reducer.buckets().size()), 1e3 * times.exposed[times.exposed.size() / 2],
+      o.device.c_str(), o.precision.c_str(), o.layout.c_str(), device_used_mib);
+}
+
+}  // namespace
+
+int bench_command(const std::vector<std::string>& args) {
+  BenchOptions o;
+  boost::program_options::variables_map vm;
+  if (!parse_command_line(args, bench_options(o), &vm)) return 0;
+  CONVNET_CHECK(o.batch > 0 && o.steps > 0 && o.warmup >= 0 && o.threads >= 0,
+                "--batch-size and --steps must be > 0, --warmup and --threads >= 0");
+  const ModelInfo& info = model_info(o.model);
+  if (o.size == 0) o.size = info.default_image_size;
+  if (o.classes == 0) o.classes = info.default_classes;
+  o.layout = resolve_layout(o.layout, parse_backend(o.device), o.precision);
+  const bool memory_efficient = parse_on_off("memory-efficient", o.memory_efficient);
+
+  auto communicator = make_communicator();
+  Context context(context_options_for_rank(parse_backend(o.device), o.threads, o.precision,
+                                           o.layout, *communicator));
+  ParamStore store;
+  auto net = build_model(context,
+                         {.name = o.model,
+                          .num_classes = o.classes,
+                          .in_channels = o.channels,
+                          .memory_efficient = memory_efficient,
+                          .blocked_layout = runs_blocked(o.layout),
+                          .channels_last = o.layout == "nhwc"},
+                         store, Shape{o.batch, o.channels, o.size, o.size});
+  initialize_parameters(store, 0);
+  auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
+  Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(false),
+          store.flat_size());
+  auto gradients = make_gradient_communicator(*communicator, context);
+  GradientReducer reducer(*gradients, store.flat_grads().data<float>(), store.flat_size(),
+                          {.bucket_bytes = static_cast<std::size_t>(o.bucket_mb * (1 << 20)),
+                           .overlap = o.overlap,
+                           .overlap_first_step = context.backend() != Backend::cuda});
+  LossScaler scaler(o.precision == "fp16");
+  const Batch batch = synthetic_batch(net->input(), o.classes, communicator->rank());
+  TrainStep train_step({.context = context,
+                        .net = *net,
+                        .loss = *loss,
+                        .store = store,
+                        .sgd = sgd,
+                        .reducer = reducer,
+                        .communicator = *communicator,
+                        .scaler = scaler,
+                        .next_batch = [&batch](Batch* next) { *next = batch; }});
+  const StepTimes times = time_steps(train_step, context, o);
+  if (communicator->rank() == 0)
+    print_result(o, {context, store, *net, reducer, communicator->size()}, times);
   return 0;
 }
 

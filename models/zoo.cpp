@@ -209,6 +209,14 @@ Layout model_input_layout(Backend backend, const ModelSpec& spec) {
 }
 
 void initialize_parameters(ParamStore& store, uint64_t seed) {
+  if (store.flat_size() > 0 && store.flat_params().device() != Device::cpu) {
+    CpuAllocator host_memory;  // outlives host_store's tensors
+    ParamStore host_store;     // packed, as the trainer's host copy
+    host_store.mirror(store, host_memory);
+    initialize_parameters(host_store, seed);
+    copy_values(store, host_store);
+    return;
+  }
   std::mt19937_64 rng(seed);
   const auto& entries = store.entries();
   for (std::size_t i = 0; i < entries.size(); ++i) {

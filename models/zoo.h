@@ -55,7 +55,8 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
 // Fills parameters and buffers as torchvision initializes them: conv weights
 // Kaiming normal (fan_out, ReLU gain), BN weight 1 and bias 0, running mean 0
 // and variance 1, Linear and conv biases uniform(+-1/sqrt(fan_in)) (DenseNet's
-// classifier bias 0). Deterministic in `seed`.
+// classifier bias 0). Deterministic in `seed`. A store on the GPU is filled
+// through a host copy, with the same values.
 void initialize_parameters(ParamStore& store, uint64_t seed);
 // The layout build_model gives the net's input on `backend`: nhwc for
 // channels-last GPU models (fill it with NHWC images), else nchw.

@@ -9,6 +9,10 @@
 
 namespace convnet {
 
+bool reads_metrics_every_step(const std::string& policy, Backend backend) {
+  return policy == "step" || (policy == "auto" && backend != Backend::cuda);
+}
+
 TrainStep::TrainStep(TrainStepParts parts)
     : parts_(std::move(parts)), feed_(parts_.context, parts_.net.input()) {
   CONVNET_CHECK(parts_.accumulate > 0, "accumulate must be positive, got ", parts_.accumulate);

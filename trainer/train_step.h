@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <string>
 
 #include "comm/communicator.h"
 #include "comm/gradient_reducer.h"
@@ -80,6 +81,12 @@ struct TrainStepParts {
   Watchdog* watchdog = nullptr;            // armed while waiting for other ranks
   std::function<bool()> stop_requested;    // this rank's stop request; empty: none
 };
+
+// Whether metrics are read after every step under --read-metrics `policy`
+// (auto, step or log): auto reads every step on the CPU (a non-finite loss
+// then stops the run before the update) and on the GPU only where the loop
+// needs them (no host wait in a step). fp16 reads every step regardless.
+bool reads_metrics_every_step(const std::string& policy, Backend backend);
 
 class TrainStep {
  public:

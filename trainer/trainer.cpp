@@ -60,7 +60,6 @@ class TrainingRun {
   TrainResult run();
 
  private:
-  bool read_every_step() const;
   StepPlan plan(int64_t step) const;
   bool log_due(int64_t step) const;
   bool epoch_ends(int64_t step) const;
@@ -226,22 +225,12 @@ TrainResult TrainingRun::run() {
   return result_;
 }
 
-// Reading the metrics waits for the GPU. The CPU reads them every step, so
-// that a non-finite loss stops the run before the weights are updated; so
-// does fp16 (TrainStep). Otherwise the GPU runs ahead and they are read only
-// where the loop needs them: a log line, an epoch's end, a checkpoint, a
-// stop, the last step. A non-finite loss then stops the run there, before
-// anything is saved (--read-metrics).
-bool TrainingRun::read_every_step() const {
-  return config_.read_metrics == "step" ||
-         (config_.read_metrics == "auto" && context_.backend() != Backend::cuda);
-}
-
 StepPlan TrainingRun::plan(int64_t step) const {
   return {.step = step,
           .epoch = step / position_.steps_per_epoch,
           .lr = schedule_.lr(step),
-          .read_metrics = read_every_step() || log_due(step) ||
+          .read_metrics = reads_metrics_every_step(config_.read_metrics, context_.backend()) ||
+                          log_due(step) ||
                           checkpoints_.due_after(step + 1, position_.steps_per_epoch),
           .last = step + 1 == position_.total_steps};
 }

@@ -45,6 +45,13 @@ void GpuRuntime::release() noexcept {
 
 void GpuRuntime::synchronize() const { CONVNET_CUDA(cudaStreamSynchronize(stream)); }
 
+std::size_t GpuRuntime::device_bytes_in_use() const {
+  std::size_t free_bytes = 0, total = 0;
+  CONVNET_CUDA(cudaSetDevice(device));
+  CONVNET_CUDA(cudaMemGetInfo(&free_bytes, &total));
+  return total - free_bytes;
+}
+
 void* CudaAllocator::allocate(std::size_t bytes) {
   void* ptr = nullptr;
   CONVNET_CUDA(cudaSetDevice(device_));

@@ -30,6 +30,9 @@ struct GpuRuntime {
 
   // Waits for everything enqueued on `stream`; throws on an asynchronous error.
   void synchronize() const;
+  // Memory in use on `device` as the driver counts it (every process's
+  // allocations, the CUDA context, the libraries'), bytes.
+  std::size_t device_bytes_in_use() const;
 
   int device = 0;
   cudaStream_t stream = nullptr;

@@ -8,10 +8,12 @@
 // layer) are carried through BN's batch statistics and the updates, so losses
 // are compared to 1e-3 relative and weights to 1e-3 of the largest weight;
 // a wrong kernel or a missed gradient gives errors of order 1e-1.
+#include "comm/single_process_communicator.h"
 #include "layers/sgd.h"
 #include "layers/softmax_cross_entropy.h"
 #include "models/zoo.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "trainer/train_step.h"
 
 namespace convnet::testing {
 namespace {
@@ -151,22 +153,32 @@ TEST_F(GpuTraining, SteadyStateStepsAllocateNothing) {
     auto host_net = build_model(cpu(), host_spec, host, input);
     initialize_parameters(host, 4);
     copy_values(r.store, host);
-    const Tensor staged = in_layout(random(input), r.net->input().layout());
-    cuda::copy(r.net->input(), staged, context.gpu().stream);
-    context.gpu().synchronize();
-    const std::vector<int64_t> labels{0, 1, 2, 3, 4, 5, 6, 7};
+    // The trainer's own step (trainer/train_step.h): input feed, metrics on
+    // the device until the last step, ready gradients reported.
+    SingleProcessCommunicator communicator;
+    GradientReducer reducer(communicator, r.store.flat_grads().data<float>(), r.store.flat_size(),
+                            {.overlap_first_step = false});
+    LossScaler scaler(k.dtype == DType::f16);
+    Batch batch;
+    batch.count = input[0];
+    batch.images = random(input).to_vector();  // any layout: the values are random
+    batch.labels = {0, 1, 2, 3, 4, 5, 6, 7};
+    TrainStep step({.context = context,
+                    .net = *r.net,
+                    .loss = *r.loss,
+                    .store = r.store,
+                    .sgd = *r.sgd,
+                    .reducer = reducer,
+                    .communicator = communicator,
+                    .scaler = scaler,
+                    .next_batch = [&batch](Batch* next) { *next = batch; }});
     std::size_t after_first = 0;
+    StepMetrics metrics;
     for (int s = 0; s < 4; ++s) {
-      r.store.zero_grads();
-      r.net->forward(Mode::training);
-      r.loss->forward_accumulate(r.net->output(), labels);
-      r.loss->backward(r.net->output_grad());
-      r.net->backward([](int64_t) {});
-      r.sgd->step(r.store.flat_params(), r.store.flat_grads(), 0.01);
+      metrics = step.run({.step = s, .lr = 0.01, .read_metrics = s == 3});
       if (s == 0) after_first = context.allocator().allocation_count();
     }
     EXPECT_EQ(context.allocator().allocation_count(), after_first);
-    const SoftmaxCrossEntropy::Metrics metrics = r.loss->take_metrics();
     EXPECT_EQ(metrics.nonfinite, 0);
     EXPECT_GT(metrics.loss_sum, 0.0);
   }

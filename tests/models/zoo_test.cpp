@@ -354,37 +354,5 @@ TEST(ParamStoreLayout, AlignedStoreTrainsLikePackedStore) {
   EXPECT_EQ(results[0], results[1]);
 }
 
-// A training step as the trainer runs it (forward, loss with device-side
-// metrics, backward reporting ready gradients, SGD) allocates nothing once
-// the net is built: activations, scratch and workspaces are planned up front.
-TEST(Net, SteadyStateTrainingStepsAllocateNothing) {
-  for (const std::string name : {"resnet20", "se_resnet20", "densenet40_k12", "resnet18"}) {
-    Context context(ContextOptions{.num_threads = 2});
-    ParamStore store;
-    const int64_t size = name == "resnet18" ? 64 : 16;
-    auto net = build_model(context, {.name = name}, store, Shape{2, 3, size, size});
-    auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
-    Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(true),
-            store.flat_size());
-    initialize_parameters(store, 5);
-    std::mt19937 rng(3);
-    const std::vector<int64_t> labels = {1, 7};
-    std::size_t after_first = 0;
-    for (int step = 0; step < 3; ++step) {
-      fill_random(net->input(), rng);
-      store.zero_grads();
-      net->forward(Mode::training);
-      loss->forward_accumulate(net->output(), labels);
-      loss->backward(net->output_grad());
-      net->backward([](int64_t) {});
-      sgd.step(store.flat_params(), store.flat_grads(), 0.01);
-      if (step == 0) after_first = context.allocator().allocation_count();
-    }
-    EXPECT_GT(after_first, 0u);
-    EXPECT_EQ(context.allocator().allocation_count(), after_first) << name;
-    EXPECT_EQ(loss->take_metrics().nonfinite, 0) << name;
-  }
-}
-
 }  // namespace
 }  // namespace convnet

@@ -1,0 +1,218 @@
+// TrainStep (trainer/train_step.h), the step the trainer, `convnet bench` and
+// these tests share: one rank (SingleProcessCommunicator) on the CPU.
+#include "trainer/train_step.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+
+#include "comm/single_process_communicator.h"
+#include "core/error.h"
+#include "models/zoo.h"
+#include "tests/testing/test_util.h"
+
+namespace convnet {
+namespace {
+
+// A model, its loss, optimizer and reducer on one rank, and a source of
+// random micro-batches (labels b % 10) that a test may poison.
+struct Replica {
+  Replica(const std::string& model, int64_t batch, int64_t size,
+          LossScaler scaler = LossScaler(false))
+      : context(ContextOptions{.num_threads = 2}),
+        net(build_model(context, {.name = model, .num_classes = 10}, store,
+                        Shape{batch, 3, size, size})),
+        loss(SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape())),
+        sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(true),
+            store.flat_size()),
+        reducer(communicator, store.flat_grads().data<float>(), store.flat_size(), {}),
+        scaler(scaler) {
+    initialize_parameters(store, 5);
+  }
+
+  TrainStep make_step(int64_t accumulate = 1, std::function<bool()> stop = {}) {
+    return TrainStep({.context = context,
+                      .net = *net,
+                      .loss = *loss,
+                      .store = store,
+                      .sgd = sgd,
+                      .reducer = reducer,
+                      .communicator = communicator,
+                      .scaler = scaler,
+                      .next_batch = [this](Batch* batch) { next(batch); },
+                      .accumulate = accumulate,
+                      .stop_requested = std::move(stop)});
+  }
+
+  void next(Batch* batch) {
+    ++batches_served;
+    if (fail_at_batch == batches_served) throw Error("disk read failed");
+    const Tensor& input = net->input();
+    batch->count = input.shape()[0];
+    batch->images.resize(static_cast<std::size_t>(input.numel()));
+    std::normal_distribution<float> pixel(0.0f, 1.0f);
+    for (float& x : batch->images) x = pixel(rng);
+    batch->labels.resize(static_cast<std::size_t>(batch->count));
+    for (int64_t b = 0; b < batch->count; ++b) batch->labels[std::size_t(b)] = b % 10;
+  }
+
+  // NaN in the classifier's bias ("fc.bias"): every logit is NaN.
+  void poison_classifier() {
+    const auto& entries = store.entries();
+    for (std::size_t i = 0; i < entries.size(); ++i)
+      if (entries[i].name == "fc.bias") {
+        const Tensor bias = store.param(static_cast<int>(i));
+        std::fill_n(bias.data<float>(), bias.numel(), std::numeric_limits<float>::quiet_NaN());
+        return;
+      }
+    FAIL() << "no fc.bias";
+  }
+  // The weights' bytes (NaN compares unequal to itself).
+  std::vector<uint32_t> weights() const {
+    const std::vector<float> values = store.flat_params().to_vector();
+    std::vector<uint32_t> bits(values.size());
+    std::memcpy(bits.data(), values.data(), values.size() * sizeof(float));
+    return bits;
+  }
+
+  SingleProcessCommunicator communicator;
+  Context context;
+  ParamStore store;
+  std::unique_ptr<Net> net;
+  std::unique_ptr<SoftmaxCrossEntropy> loss;
+  Sgd sgd;
+  GradientReducer reducer;
+  LossScaler scaler;
+  std::mt19937 rng{3};
+  int batches_served = 0;
+  int fail_at_batch = -1;  // this call of next() throws
+};
+
+// A training step allocates nothing once the net is built: activations,
+// scratch and workspaces are planned up front.
+TEST(TrainStep, SteadyStateStepsAllocateNothing) {
+  for (const std::string name : {"resnet20", "se_resnet20", "densenet40_k12", "resnet18"}) {
+    Replica r(name, 2, name == "resnet18" ? 64 : 16);
+    TrainStep step = r.make_step();
+    std::size_t after_first = 0;
+    for (int s = 0; s < 3; ++s) {
+      const StepMetrics metrics = step.run({.step = s, .lr = 0.01});
+      EXPECT_TRUE(metrics.read && metrics.applied) << name;
+      EXPECT_EQ(metrics.samples, 2) << name;
+      EXPECT_EQ(metrics.nonfinite, 0) << name;
+      if (s == 0) after_first = r.context.allocator().allocation_count();
+    }
+    EXPECT_GT(after_first, 0u);
+    EXPECT_EQ(r.context.allocator().allocation_count(), after_first) << name;
+  }
+}
+
+// Metrics not read keep accumulating: a read after three unread steps
+// returns the three steps' sums, and the weights do not depend on when
+// metrics are read. Same seeds, same batches: bit for bit.
+TEST(TrainStep, UnreadMetricsAccumulateUntilTheNextRead) {
+  Replica eager("resnet20", 4, 16), lazy("resnet20", 4, 16);
+  TrainStep eager_step = eager.make_step(), lazy_step = lazy.make_step();
+  double eager_loss = 0, eager_top1 = 0;
+  StepMetrics lazy_metrics;
+  for (int s = 0; s < 3; ++s) {
+    const StepMetrics e = eager_step.run({.step = s, .lr = 0.05});
+    eager_loss += e.loss_sum;
+    eager_top1 += e.top1;
+    lazy_metrics = lazy_step.run({.step = s, .lr = 0.05, .read_metrics = s == 2});
+    EXPECT_EQ(lazy_metrics.read, s == 2);
+    if (s < 2) EXPECT_EQ(lazy_metrics.samples, 0);
+  }
+  EXPECT_EQ(lazy_metrics.samples, 12);
+  EXPECT_DOUBLE_EQ(lazy_metrics.loss_sum, eager_loss);
+  EXPECT_EQ(lazy_metrics.top1, eager_top1);
+  EXPECT_EQ(lazy.weights(), eager.weights());
+}
+
+// accumulate = 2 reads two micro-batches per step and counts both.
+TEST(TrainStep, AccumulationRunsEveryMicroBatch) {
+  Replica r("resnet20", 2, 16);
+  TrainStep step = r.make_step(2);
+  const std::vector<uint32_t> before = r.weights();
+  const StepMetrics metrics = step.run({.step = 0, .lr = 0.05});
+  EXPECT_EQ(metrics.samples, 4);
+  EXPECT_NE(r.weights(), before);
+  step.run({.step = 1, .lr = 0.05, .last = true});
+  EXPECT_EQ(r.batches_served, 4) << "no micro-batch fetched past the last step";
+}
+
+// A non-finite loss ends the run before the update, naming the step.
+TEST(TrainStep, NonFiniteLossThrowsBeforeTheUpdate) {
+  Replica r("resnet20", 2, 16);
+  TrainStep step = r.make_step();
+  step.run({.step = 0, .lr = 0.05});
+  step.run({.step = 1, .lr = 0.05});
+  r.poison_classifier();
+  const std::vector<uint32_t> before = r.weights();
+  EXPECT_TRUE(
+      testing::throws_error_with([&] { step.run({.step = 2, .epoch = 0, .lr = 0.05}); },
+                                 "non-finite loss at step 3 (epoch 1) on 1 micro-batch(es); "
+                                 "stopping before the weights are updated"));
+  EXPECT_EQ(r.weights(), before);
+}
+
+// Read late, the message names the unread steps.
+TEST(TrainStep, NonFiniteLossReadLateNamesTheUnreadSteps) {
+  Replica r("resnet20", 2, 16);
+  TrainStep step = r.make_step();
+  r.poison_classifier();
+  step.run({.step = 0, .lr = 0.05, .read_metrics = false});
+  EXPECT_TRUE(testing::throws_error_with([&] { step.run({.step = 1, .lr = 0.05}); },
+                                         "non-finite loss in steps 1-2 (epoch 1)"));
+}
+
+// fp16's loss scaler skips a step whose loss is inf or NaN, keeping the
+// weights and the scale.
+TEST(TrainStep, LossScalerSkipsAForwardOverflow) {
+  Replica r("resnet20", 2, 16, LossScaler(true));
+  TrainStep step = r.make_step();
+  const StepMetrics clean = step.run({.step = 0, .lr = 0.05});
+  EXPECT_TRUE(clean.applied);
+  EXPECT_EQ(clean.loss_scale, 65536.0);
+  r.poison_classifier();
+  const std::vector<uint32_t> before = r.weights();
+  const StepMetrics skipped = step.run({.step = 1, .lr = 0.05, .read_metrics = false});
+  EXPECT_TRUE(skipped.read) << "fp16 reads every step";
+  EXPECT_FALSE(skipped.applied);
+  EXPECT_TRUE(skipped.forward_overflow);
+  EXPECT_EQ(r.scaler.scale(), 65536.0);
+  EXPECT_EQ(r.scaler.skipped_steps(), 1);
+  EXPECT_EQ(r.weights(), before);
+}
+
+// A prefetch that fails is reported where its micro-batch is used: the step
+// that prefetched it completes.
+TEST(TrainStep, AFailedPrefetchSurfacesAtTheNextStep) {
+  Replica r("resnet20", 2, 16);
+  TrainStep step = r.make_step();
+  r.fail_at_batch = 2;  // prefetched during step 0
+  EXPECT_TRUE(step.run({.step = 0, .lr = 0.05}).applied);
+  EXPECT_TRUE(
+      testing::throws_error_with([&] { step.run({.step = 1, .lr = 0.05}); }, "disk read failed"));
+}
+
+// A stop request is agreed on and forces a read, so the step's metrics are
+// there for the checkpoint that follows.
+TEST(TrainStep, AStopRequestIsReportedWithTheMetrics) {
+  Replica r("resnet20", 2, 16);
+  bool requested = false;
+  TrainStep step = r.make_step(1, [&requested] { return requested; });
+  EXPECT_FALSE(step.run({.step = 0, .lr = 0.05, .read_metrics = false}).stop);
+  requested = true;
+  const StepMetrics metrics = step.run({.step = 1, .lr = 0.05, .read_metrics = false});
+  EXPECT_TRUE(metrics.stop);
+  EXPECT_TRUE(metrics.read);
+  EXPECT_EQ(metrics.samples, 4);
+}
+
+}  // namespace
+}  // namespace convnet
