@@ -11,43 +11,34 @@
 
 namespace convnet {
 
-ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
-                                        const std::string& layout,
-                                        const Communicator& communicator) {
-  CONVNET_CHECK(precision == "fp32" || precision == "tf32" || is_mixed_precision(precision),
-                "--precision must be fp32, tf32, bf16 or fp16, got '", precision, "'");
-  CONVNET_CHECK(precision == "fp32" || backend == Backend::cuda, "--precision ", precision,
-                " needs --device cuda (the CPU backend computes in fp32)");
+ContextOptions context_options_for_rank(Backend backend, int threads, Precision precision,
+                                        Layout layout, const Communicator& communicator) {
+  CONVNET_CHECK(precision == Precision::fp32 || backend == Backend::cuda, "--precision ",
+                name_of(precision), " needs --device cuda (the CPU backend computes in fp32)");
   ContextOptions options;
-  options.allow_tf32 = precision == "tf32";
-  if (precision == "bf16") options.activation_dtype = DType::bf16;
-  if (precision == "fp16") options.activation_dtype = DType::f16;
+  options.allow_tf32 = precision == Precision::tf32;
+  if (precision == Precision::bf16) options.activation_dtype = DType::bf16;
+  if (precision == Precision::fp16) options.activation_dtype = DType::f16;
   options.backend = backend;
   options.num_threads = threads;
-  if (runs_blocked(layout))
-    options.blocked_layout = layout == "nchw16c" ? Layout::nchw16c : Layout::nchw8c;
+  if (is_blocked(layout)) options.blocked_layout = layout;
 #ifdef CONVNET_HAVE_CUDA
   if (backend == Backend::cuda)
     options.device = cuda::gpu_for_local_rank(communicator.local_rank(), communicator.local_size());
+#else
+  (void)communicator;
 #endif
   return options;
 }
 
-bool is_mixed_precision(const std::string& precision) {
-  return precision == "bf16" || precision == "fp16";
-}
-
-std::string resolve_layout(const std::string& layout, Backend backend,
-                           const std::string& precision) {
-  CONVNET_CHECK(layout == "auto" || layout == "nchw" || layout == "nhwc" || runs_blocked(layout),
-                "--layout must be auto, nchw, nhwc (GPU), nchw8c or nchw16c (CPU), got '", layout,
-                "'");
-  CONVNET_CHECK(layout != "nhwc" || backend == Backend::cuda, "--layout nhwc needs --device cuda");
-  CONVNET_CHECK(!runs_blocked(layout) || backend == Backend::cpu, "--layout ", layout,
-                " is a CPU layout (the GPU runs nchw or nhwc)");
-  if (layout != "auto") return layout;
-  if (backend == Backend::cpu) return to_string(cpu_preferred_blocked_layout());
-  return is_mixed_precision(precision) ? "nhwc" : "nchw";
+Layout resolve_layout(std::optional<Layout> layout, Backend backend, Precision precision) {
+  CONVNET_CHECK(layout != Layout::nhwc || backend == Backend::cuda,
+                "--layout nhwc needs --device cuda");
+  CONVNET_CHECK(!layout || !is_blocked(*layout) || backend == Backend::cpu, "--layout ",
+                name_of(*layout), " is a CPU layout (the GPU runs nchw or nhwc)");
+  if (layout) return *layout;
+  if (backend == Backend::cpu) return cpu_preferred_blocked_layout();
+  return is_mixed_precision(precision) ? Layout::nhwc : Layout::nchw;
 }
 
 std::unique_ptr<Communicator> make_gradient_communicator(Communicator& host, Context& context) {

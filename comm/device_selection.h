@@ -19,24 +19,30 @@
 
 namespace convnet {
 
-// `layout` is resolve_layout()'s: nchw8c / nchw16c set the CPU's blocked layout.
-ContextOptions context_options_for_rank(Backend backend, int threads, const std::string& precision,
-                                        const std::string& layout,
-                                        const Communicator& communicator);
-// The activation layout a job runs: `layout` when given (nchw or nhwc on
-// the GPU; nchw, nchw8c or nchw16c on the CPU), else ("auto") on the GPU
-// nhwc for bf16 / fp16 (tensor cores read channels-last) and nchw otherwise,
-// and on the CPU the block its kernels prefer (cpu_preferred_blocked_layout:
-// nchw16c with AVX-512, nchw8c with AVX2). Throws naming a bad value or a
-// layout of the other device.
-std::string resolve_layout(const std::string& layout, Backend backend,
-                           const std::string& precision);
-// True for the CPU's blocked layouts (a resolved layout's ModelSpec::blocked_layout).
-inline bool runs_blocked(const std::string& layout) {
-  return layout == "nchw8c" || layout == "nchw16c";
-}
+enum class Precision { fp32, tf32, bf16, fp16 };
+template <>
+struct NamedValues<Precision> {
+  static constexpr std::pair<Precision, const char*> table[] = {{Precision::fp32, "fp32"},
+                                                                {Precision::tf32, "tf32"},
+                                                                {Precision::bf16, "bf16"},
+                                                                {Precision::fp16, "fp16"}};
+};
 // True for bf16 and fp16.
-bool is_mixed_precision(const std::string& precision);
+inline bool is_mixed_precision(Precision precision) {
+  return precision == Precision::bf16 || precision == Precision::fp16;
+}
+
+// `layout` is resolve_layout()'s: nchw8c / nchw16c set the CPU's blocked
+// layout. Throws naming a precision the backend lacks.
+ContextOptions context_options_for_rank(Backend backend, int threads, Precision precision,
+                                        Layout layout, const Communicator& communicator);
+// The activation layout a job runs: `layout` when given (nchw or nhwc on
+// the GPU; nchw, nchw8c or nchw16c on the CPU), else (auto, nullopt) on the
+// GPU nhwc for bf16 / fp16 (tensor cores read channels-last) and nchw
+// otherwise, and on the CPU the block its kernels prefer
+// (cpu_preferred_blocked_layout: nchw16c with AVX-512, nchw8c with AVX2).
+// Throws naming a layout of the other device.
+Layout resolve_layout(std::optional<Layout> layout, Backend backend, Precision precision);
 
 // Collective over `host`'s ranks.
 std::unique_ptr<Communicator> make_gradient_communicator(Communicator& host, Context& context);

@@ -17,14 +17,6 @@ struct GpuRuntime {};  // never created in a build without the GPU backend
 
 namespace convnet {
 
-std::string to_string(Backend backend) { return backend == Backend::cpu ? "cpu" : "cuda"; }
-
-Backend parse_backend(const std::string& text) {
-  if (text == "cpu") return Backend::cpu;
-  if (text == "cuda") return Backend::cuda;
-  throw Error("unknown device '" + text + "' (expected cpu or cuda)");
-}
-
 Context::Context(const ContextOptions& options) : options_(options) {
   CONVNET_CHECK(options.num_threads >= 0, "num_threads must be >= 0, got ", options.num_threads);
   CONVNET_CHECK(options.activation_dtype == DType::f32 || options.backend == Backend::cuda,

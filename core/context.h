@@ -12,15 +12,18 @@
 #include <vector>
 
 #include "core/allocator.h"
+#include "core/named_values.h"
 #include "core/tensor.h"
 
 namespace convnet {
 
 enum class Backend { cpu, cuda };
-
-std::string to_string(Backend backend);
-// "cpu" or "cuda"; throws convnet::Error naming the text otherwise.
-Backend parse_backend(const std::string& text);
+template <>
+struct NamedValues<Backend> {
+  static constexpr std::pair<Backend, const char*> table[] = {{Backend::cpu, "cpu"},
+                                                              {Backend::cuda, "cuda"}};
+};
+inline std::string to_string(Backend backend) { return name_of(backend); }
 
 struct ContextOptions {
   Backend backend = Backend::cpu;

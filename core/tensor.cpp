@@ -15,19 +15,7 @@ Storage::Storage(Allocator& allocator, std::size_t bytes)
 
 Storage::~Storage() { allocator_.deallocate(data_, bytes_); }
 
-std::string to_string(Layout layout) {
-  switch (layout) {
-    case Layout::nchw:
-      return "nchw";
-    case Layout::nchw8c:
-      return "nchw8c";
-    case Layout::nchw16c:
-      return "nchw16c";
-    case Layout::nhwc:
-      return "nhwc";
-  }
-  return "?";
-}
+std::string to_string(Layout layout) { return name_of(layout); }
 
 std::vector<int64_t> channels_last_strides(const Shape& shape) {
   CONVNET_CHECK(shape.rank() == 4, "layout nhwc needs (N, C, H, W), got ", shape);

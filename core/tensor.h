@@ -33,6 +33,7 @@
 
 #include "core/allocator.h"
 #include "core/dtype.h"
+#include "core/named_values.h"
 #include "core/shape.h"
 
 namespace convnet {
@@ -55,6 +56,13 @@ class Storage {
 };
 
 enum class Layout { nchw, nchw8c, nchw16c, nhwc };
+template <>
+struct NamedValues<Layout> {
+  static constexpr std::pair<Layout, const char*> table[] = {{Layout::nchw, "nchw"},
+                                                             {Layout::nchw8c, "nchw8c"},
+                                                             {Layout::nchw16c, "nchw16c"},
+                                                             {Layout::nhwc, "nhwc"}};
+};
 // Channels per block: 8 (nchw8c), 16 (nchw16c), 1 for the unblocked layouts.
 int64_t channel_block(Layout layout);
 inline bool is_blocked(Layout layout) { return channel_block(layout) > 1; }

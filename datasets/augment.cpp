@@ -39,25 +39,6 @@ void copy_normalize(const Image& image, int64_t dy, int64_t dx, bool flip,
 
 }  // namespace
 
-Recipe parse_recipe(const std::string& name) {
-  if (name == "none") return Recipe::none;
-  if (name == "cifar") return Recipe::cifar;
-  if (name == "imagenet") return Recipe::imagenet;
-  throw Error("unknown augmentation recipe '" + name + "' (none, cifar, imagenet)");
-}
-
-const char* recipe_name(Recipe recipe) {
-  switch (recipe) {
-    case Recipe::none:
-      return "none";
-    case Recipe::cifar:
-      return "cifar";
-    case Recipe::imagenet:
-      return "imagenet";
-  }
-  return "?";
-}
-
 SampleRng::SampleRng(uint64_t seed, int64_t epoch, int64_t index)
     : state_(splitmix64_mix(splitmix64_mix(splitmix64_mix(seed) ^ static_cast<uint64_t>(epoch)) ^
                             static_cast<uint64_t>(index))) {}

@@ -19,13 +19,17 @@
 #include <string>
 #include <vector>
 
+#include "core/named_values.h"
 #include "datasets/image.h"
 
 namespace convnet {
 
 enum class Recipe { none, cifar, imagenet };
-Recipe parse_recipe(const std::string& name);  // throws naming the bad value
-const char* recipe_name(Recipe recipe);
+template <>
+struct NamedValues<Recipe> {
+  static constexpr std::pair<Recipe, const char*> table[] = {
+      {Recipe::none, "none"}, {Recipe::cifar, "cifar"}, {Recipe::imagenet, "imagenet"}};
+};
 
 // SplitMix64 seeded from (seed, epoch, index).
 class SampleRng {

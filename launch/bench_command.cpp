@@ -24,21 +24,27 @@
 #include "trainer/train_step.h"
 
 namespace convnet {
+
+// --memory-efficient on|off.
+enum class OnOff { off, on };
+template <>
+struct NamedValues<OnOff> {
+  static constexpr std::pair<OnOff, const char*> table[] = {{OnOff::on, "on"}, {OnOff::off, "off"}};
+};
+
 namespace {
 
 struct BenchOptions {
-  std::string model, memory_efficient = "on", device = "cpu", precision = "fp32", layout = "auto";
+  std::string model;
+  OnOff memory_efficient = OnOff::on;
+  Backend device = Backend::cpu;
+  Precision precision = Precision::fp32;
+  std::optional<Layout> layout;  // auto
   int64_t batch = 16, size = 0, channels = 3, classes = 0;
   int steps = 5, threads = 0, warmup = 1;
   double bucket_mb = 25;
   bool overlap = true;
 };
-
-bool parse_on_off(const std::string& option, const std::string& value) {
-  if (value == "on") return true;
-  if (value == "off") return false;
-  throw Error("--" + option + " must be on or off, got '" + value + "'");
-}
 
 boost::program_options::options_description bench_options(BenchOptions& o) {
   namespace po = boost::program_options;
@@ -96,7 +102,7 @@ StepTimes time_steps(TrainStep& train_step, Context& context, const BenchOptions
   const int windows = std::min(o.steps, 5), total = o.warmup + o.steps;
   std::vector<int> window_end;  // the step after each window (warmup excluded)
   for (int w = 1; w <= windows; ++w) window_end.push_back(o.warmup + w * o.steps / windows);
-  const bool read_every_step = reads_metrics_every_step("auto", context.backend());
+  const bool read_every_step = reads_metrics_every_step(std::nullopt, context.backend());
   StepTimes times;
   auto window_start = std::chrono::steady_clock::now();
   int window_first = o.warmup;
@@ -134,6 +140,7 @@ struct BenchRun {
   Net& net;
   GradientReducer& reducer;
   int world;
+  Layout layout;
 };
 
 void print_result(const BenchOptions& o, const BenchRun& run, const StepTimes& times) {
@@ -151,10 +158,10 @@ void print_result(const BenchOptions& o, const BenchRun& run, const StepTimes& t
       "\"layout\": \"%s\", \"device_used_mib\": %ld}\n",
       o.model.c_str(), long(o.batch), long(o.size), run.world * o.batch / median,
       long(usage.ru_maxrss / 1024), long(run.store.num_parameters()), run.context.num_threads(),
-      o.memory_efficient == "on" ? "true" : "false", long(run.net.activation_bytes() >> 20),
+      o.memory_efficient == OnOff::on ? "true" : "false", long(run.net.activation_bytes() >> 20),
       long(run.net.pool_bytes() >> 20), long(run.context.allocator().peak_bytes_in_use() >> 20),
       run.world, long(run.reducer.buckets().size()), 1e3 * times.exposed[times.exposed.size() / 2],
-      o.device.c_str(), o.precision.c_str(), o.layout.c_str(), device_used_mib);
+      name_of(o.device), name_of(o.precision), name_of(run.layout), device_used_mib);
 }
 
 }  // namespace
@@ -168,20 +175,19 @@ int bench_command(const std::vector<std::string>& args) {
   const ModelInfo& info = model_info(o.model);
   if (o.size == 0) o.size = info.default_image_size;
   if (o.classes == 0) o.classes = info.default_classes;
-  o.layout = resolve_layout(o.layout, parse_backend(o.device), o.precision);
-  const bool memory_efficient = parse_on_off("memory-efficient", o.memory_efficient);
+  const Layout layout = resolve_layout(o.layout, o.device, o.precision);
 
   auto communicator = make_communicator();
-  Context context(context_options_for_rank(parse_backend(o.device), o.threads, o.precision,
-                                           o.layout, *communicator));
+  Context context(
+      context_options_for_rank(o.device, o.threads, o.precision, layout, *communicator));
   ParamStore store;
   auto net = build_model(context,
                          {.name = o.model,
                           .num_classes = o.classes,
                           .in_channels = o.channels,
-                          .memory_efficient = memory_efficient,
-                          .blocked_layout = runs_blocked(o.layout),
-                          .channels_last = o.layout == "nhwc"},
+                          .memory_efficient = o.memory_efficient == OnOff::on,
+                          .blocked_layout = is_blocked(layout),
+                          .channels_last = layout == Layout::nhwc},
                          store, Shape{o.batch, o.channels, o.size, o.size});
   initialize_parameters(store, 0);
   auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
@@ -192,7 +198,7 @@ int bench_command(const std::vector<std::string>& args) {
                           {.bucket_bytes = static_cast<std::size_t>(o.bucket_mb * (1 << 20)),
                            .overlap = o.overlap,
                            .overlap_first_step = context.backend() != Backend::cuda});
-  LossScaler scaler(o.precision == "fp16");
+  LossScaler scaler(o.precision == Precision::fp16);
   const Batch batch = synthetic_batch(net->input(), o.classes, communicator->rank());
   TrainStep train_step({.context = context,
                         .net = *net,
@@ -205,7 +211,7 @@ int bench_command(const std::vector<std::string>& args) {
                         .next_batch = [&batch](Batch* next) { *next = batch; }});
   const StepTimes times = time_steps(train_step, context, o);
   if (communicator->rank() == 0)
-    print_result(o, {context, store, *net, reducer, communicator->size()}, times);
+    print_result(o, {context, store, *net, reducer, communicator->size(), layout}, times);
   return 0;
 }
 

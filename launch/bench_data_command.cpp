@@ -14,7 +14,8 @@ namespace convnet {
 
 int bench_data_command(const std::vector<std::string>& args) {
   namespace po = boost::program_options;
-  std::string data, recipe;
+  std::string data;
+  Recipe recipe = Recipe::cifar;
   LoaderOptions options;
   int64_t batches = 0, warmup = 0;
   bool eval = false;
@@ -22,7 +23,7 @@ int bench_data_command(const std::vector<std::string>& args) {
       "convnet bench-data [OPTIONS]: loader images/s on a dataset, no training");
   description.add_options()("help,h", "show this help")(
       "data", po::value(&data)->required(), "dataset file(s): a path, a comma list or a glob")(
-      "recipe", po::value(&recipe)->default_value("cifar"), "augmentation: none, cifar, imagenet")(
+      "recipe", po::value(&recipe)->default_value(recipe), "augmentation: none, cifar, imagenet")(
       "eval", po::bool_switch(&eval), "the recipe's evaluation transform instead of training's")(
       "size", po::value(&options.augment.size)->default_value(0),
       "output size (imagenet: crop, default 224)")(
@@ -33,7 +34,7 @@ int bench_data_command(const std::vector<std::string>& args) {
       "seed", po::value(&options.augment.seed)->default_value(0), "augmentation seed");
   po::variables_map vm;
   if (!parse_command_line(args, description, &vm)) return 0;
-  options.augment.recipe = parse_recipe(recipe);
+  options.augment.recipe = recipe;
   options.augment.train = !eval;
   options.prefetch = 2 * options.threads;
   auto dataset = std::make_shared<Dataset>(data);
@@ -52,7 +53,7 @@ int bench_data_command(const std::vector<std::string>& args) {
   std::printf(
       "{\"data\": \"%s\", \"layout\": \"%s\", \"recipe\": \"%s\", \"train\": %s, \"size\": [%ld, "
       "%ld], \"threads\": %d, \"img_per_s\": %.1f, \"img_per_s_per_thread\": %.1f}\n",
-      data.c_str(), layout_name(dataset->info().layout), recipe.c_str(), eval ? "false" : "true",
+      data.c_str(), layout_name(dataset->info().layout), name_of(recipe), eval ? "false" : "true",
       long(loader.height()), long(loader.width()), options.threads, rate, rate / options.threads);
   return 0;
 }

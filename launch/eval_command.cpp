@@ -21,7 +21,8 @@ namespace convnet {
 namespace {
 
 struct EvalSetup {
-  std::string checkpoint, data, device = "cpu";
+  std::string checkpoint, data;
+  Backend device = Backend::cpu;
   int64_t batch_size = 64, resize = 0, crop = 0;
   int threads = 0, loader_threads = 2;
 };
@@ -37,7 +38,7 @@ void add_eval_options(boost::program_options::options_description& options, Eval
       "resize the shorter side to this before a center crop (0: crop x 256/224 when --crop is "
       "given)")("crop", po::value(&s.crop)->default_value(0),
                 "center crop size (0: the model's training size)")(
-      "device", po::value(&s.device)->default_value("cpu"),
+      "device", po::value(&s.device)->default_value(s.device),
       "cpu, or cuda (the GPU of each rank's local rank)")(
       "threads", po::value(&s.threads)->default_value(0), "compute threads per rank (0: auto)")(
       "loader-threads", po::value(&s.loader_threads)->default_value(2), "loader threads per rank");
@@ -51,7 +52,10 @@ struct Evaluation {
   int64_t begin = 0, classes = 0, total = 0;
 };
 
-Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool keep_logits) {
+// Whether run_evaluation keeps every logit (predict) or only the totals (eval).
+enum class Logits { discard, keep };
+
+Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits logits_kept) {
   const WeightsMetadata meta = read_weights_metadata(s.checkpoint);
   auto dataset = std::make_shared<Dataset>(s.data);
   CONVNET_CHECK(dataset->info().channels == meta.in_channels, s.data, " has ",
@@ -78,9 +82,9 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool k
   }
   Loader loader(dataset, options);
   const int threads = s.threads > 0 ? s.threads : cores_per_local_rank(communicator);
-  const Backend backend = parse_backend(s.device);
-  Context context(context_options_for_rank(backend, threads, "fp32",
-                                           resolve_layout("auto", backend, "fp32"), communicator));
+  Context context(context_options_for_rank(s.device, threads, Precision::fp32,
+                                           resolve_layout(std::nullopt, s.device, Precision::fp32),
+                                           communicator));
   ParamStore store;
   ModelNets nets(
       context,
@@ -99,7 +103,7 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, bool k
   result.totals = evaluate(nets, loader, [&](const Batch& batch, const Tensor& logits) {
     if (first) result.begin = batch.indices.front();
     first = false;
-    if (keep_logits) {
+    if (logits_kept == Logits::keep) {
       result.logits.insert(result.logits.end(), logits.data<float>(),
                            logits.data<float>() + logits.numel());
       result.labels.insert(result.labels.end(), batch.labels.begin(), batch.labels.end());
@@ -119,7 +123,7 @@ int eval_command(const std::vector<std::string>& args) {
   boost::program_options::variables_map vm;
   if (!parse_command_line(args, options, &vm)) return 0;
   return run_collective("eval", [&](Communicator& communicator) {
-    Evaluation result = run_evaluation(setup, communicator, false);
+    Evaluation result = run_evaluation(setup, communicator, Logits::discard);
     result.totals.reduce(communicator);
     if (communicator.rank() == 0)
       std::printf("{\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"count\": %ld}\n",
@@ -140,7 +144,7 @@ int predict_command(const std::vector<std::string>& args) {
   boost::program_options::variables_map vm;
   if (!parse_command_line(args, options, &vm)) return 0;
   return run_collective("predict", [&](Communicator& communicator) {
-    const Evaluation result = run_evaluation(setup, communicator, true);
+    const Evaluation result = run_evaluation(setup, communicator, Logits::keep);
     // Ranks write their rows in turn into rank 0's temporary file; rank 0
     // renames it when all are in.
     int64_t pid = getpid();

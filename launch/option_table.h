@@ -11,7 +11,40 @@
 #include <utility>
 #include <vector>
 
+#include "core/named_values.h"
+
 namespace convnet {
+
+// Boost.Program_options reads named enums (core/named_values.h) by name, and
+// std::optional of one also as "auto" (nullopt). A bad name is an error
+// naming the option and every accepted value, on the command line and in
+// --config files alike.
+[[noreturn]] inline void throw_unknown_name(const std::string& token, const std::string& names) {
+  boost::program_options::error_with_option_name error("%canonical_option% must be " + names +
+                                                       ", got '%value%'");
+  error.set_substitute("value", token);
+  throw error;
+}
+
+template <typename E, typename = std::enable_if_t<is_named_enum<E>::value>>
+void validate(boost::any& value, const std::vector<std::string>& tokens, E*, int) {
+  namespace po = boost::program_options;
+  po::validators::check_first_occurrence(value);
+  const std::string& token = po::validators::get_single_string(tokens);
+  const std::optional<E> named = find_named<E>(token);
+  if (!named) throw_unknown_name(token, accepted_names<E>());
+  value = *named;
+}
+
+template <typename E, typename = std::enable_if_t<is_named_enum<E>::value>>
+void validate(boost::any& value, const std::vector<std::string>& tokens, std::optional<E>*, int) {
+  namespace po = boost::program_options;
+  po::validators::check_first_occurrence(value);
+  const std::string& token = po::validators::get_single_string(tokens);
+  const std::optional<E> named = find_named<E>(token);
+  if (!named && token != "auto") throw_unknown_name(token, accepted_names<E>(true));
+  value = named;
+}
 
 // Parses args into vm. Prints the options and returns false for --help (the
 // caller then exits 0); unknown options and bad values throw Boost's errors,

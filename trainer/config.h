@@ -1,12 +1,37 @@
 // Everything `convnet train` can be told, with the defaults in one place.
-// launch/train_options.cpp builds the command line and INI parser from this
-// struct; the trainer saves the resolved values in the run directory.
+// launch/train_command.cpp builds the command line and INI parser from this
+// struct (named values are parsed and checked there, see
+// launch/option_table.h); the trainer saves the resolved values in the run
+// directory. std::optional fields are "auto": the trainer chooses.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
+#include "comm/device_selection.h"
+#include "core/context.h"
+#include "datasets/augment.h"
+#include "trainer/lr_schedule.h"
+
 namespace convnet {
+
+// When loss and accuracy are read back (a host wait on the GPU): every
+// step, or only at log lines, epoch ends, checkpoints and stops.
+enum class ReadMetrics { step, log };
+template <>
+struct NamedValues<ReadMetrics> {
+  static constexpr std::pair<ReadMetrics, const char*> table[] = {{ReadMetrics::step, "step"},
+                                                                  {ReadMetrics::log, "log"}};
+};
+
+// The learning rate as given, or times global batch / 256 (Goyal et al.).
+enum class LrScaling { none, linear };
+template <>
+struct NamedValues<LrScaling> {
+  static constexpr std::pair<LrScaling, const char*> table[] = {{LrScaling::none, "none"},
+                                                                {LrScaling::linear, "linear"}};
+};
 
 struct TrainConfig {
   // Model and data
@@ -14,8 +39,8 @@ struct TrainConfig {
   std::string train_data, val_data;  // a file, a comma list or a glob
   int64_t in_channels = 0;           // 0: from the dataset
   int64_t num_classes = 0;           // 0: from the dataset
-  std::string recipe = "auto";       // none, cifar, imagenet; auto: imagenet for encoded data,
-                                     // cifar for raw images up to 64x64, else none
+  std::optional<Recipe> recipe;      // auto: imagenet for encoded data, cifar for raw
+                                     // images up to 64x64, else none
   int64_t crop = 0;                  // imagenet recipe: training/eval crop (0: 224)
   bool memory_efficient = true;      // DenseNet shared buffers
   bool skip_corrupt = false;
@@ -26,8 +51,8 @@ struct TrainConfig {
   int64_t accumulate = 1;   // micro-batches per rank and step
   int64_t max_steps = 0;    // stop after this many steps (0: all epochs)
   double lr = 0.1;
-  std::string lr_scaling = "none";  // none | linear (Goyal et al.: lr * global batch / 256)
-  std::string schedule = "multistep";
+  LrScaling lr_scaling = LrScaling::none;
+  LrScheduleKind schedule = LrScheduleKind::multistep;
   std::string milestones = "";  // multistep epochs, comma separated (default: 50% and 75%)
   double step_size = 30;        // step schedule, epochs
   double gamma = 0.1;
@@ -41,19 +66,18 @@ struct TrainConfig {
 
   // System
   std::string run_dir = "run";
-  std::string device = "cpu";      // cpu, or cuda: the GPU of the rank's local rank
-  std::string precision = "fp32";  // fp32; GPU: tf32, bf16, fp16 (mixed precision)
-  std::string layout = "auto";     // nchw, nhwc (GPU), nchw8c, nchw16c (CPU); see resolve_layout
+  Backend device = Backend::cpu;          // cuda: the GPU of the rank's local rank
+  Precision precision = Precision::fp32;  // GPU also tf32, bf16, fp16 (mixed precision)
+  std::optional<Layout> layout;           // nchw, nhwc (GPU), nchw8c, nchw16c (CPU); auto:
+                                          // see resolve_layout
   int threads = 0;  // compute threads per rank (0: the node's cores / ranks on the node)
   int loader_threads = 2;
   double bucket_mb = 25;
   double comm_timeout = 600;  // seconds a rank may wait for the others before ending the job
   bool overlap = true;        // allreduce buckets during backward
   int64_t log_every = 50;
-  // When loss and accuracy are read back (a host wait on the GPU): step, or
-  // log (log lines, epoch ends, checkpoints, stops); auto: log on the GPU
-  // except under fp16 (its loss scaler reads every step), else step.
-  std::string read_metrics = "auto";
+  // auto: log on the GPU (fp16 reads every step regardless), step on the CPU.
+  std::optional<ReadMetrics> read_metrics;
   int64_t eval_batch_size = 0;  // 0: batch_size
 
   // Checkpoints and resume

@@ -7,14 +7,6 @@
 
 namespace convnet {
 
-LrScheduleKind parse_lr_schedule(const std::string& name) {
-  if (name == "constant") return LrScheduleKind::constant;
-  if (name == "step") return LrScheduleKind::step;
-  if (name == "multistep") return LrScheduleKind::multistep;
-  if (name == "cosine") return LrScheduleKind::cosine;
-  throw Error("--schedule must be constant, step, multistep or cosine, got '" + name + "'");
-}
-
 LrSchedule::LrSchedule(const LrScheduleOptions& options, int64_t steps_per_epoch)
     : options_(options), steps_per_epoch_(steps_per_epoch) {
   CONVNET_CHECK(steps_per_epoch > 0, "LR schedule: no steps per epoch");

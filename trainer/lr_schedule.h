@@ -15,10 +15,19 @@
 #include <string>
 #include <vector>
 
+#include "core/named_values.h"
+
 namespace convnet {
 
 enum class LrScheduleKind { constant, step, multistep, cosine };
-LrScheduleKind parse_lr_schedule(const std::string& name);  // throws naming the value
+template <>
+struct NamedValues<LrScheduleKind> {
+  static constexpr std::pair<LrScheduleKind, const char*> table[] = {
+      {LrScheduleKind::constant, "constant"},
+      {LrScheduleKind::step, "step"},
+      {LrScheduleKind::multistep, "multistep"},
+      {LrScheduleKind::cosine, "cosine"}};
+};
 
 struct LrScheduleOptions {
   LrScheduleKind kind = LrScheduleKind::multistep;

@@ -27,8 +27,8 @@ std::vector<double> parse_milestones(const std::string& text, int64_t epochs) {
   return milestones;
 }
 
-Recipe resolve_recipe(const std::string& name, const DatasetInfo& info) {
-  if (name != "auto") return parse_recipe(name);
+Recipe resolve_recipe(std::optional<Recipe> recipe, const DatasetInfo& info) {
+  if (recipe) return *recipe;
   if (info.layout == DatasetLayout::encoded) return Recipe::imagenet;
   return std::max(info.height, info.width) <= 64 ? Recipe::cifar : Recipe::none;
 }
@@ -75,12 +75,7 @@ void check_train_config(const TrainConfig& config) {
   CONVNET_CHECK(config.batch_size > 0, "--batch-size must be positive, got ", config.batch_size);
   CONVNET_CHECK(config.accumulate > 0, "--accumulate must be positive, got ", config.accumulate);
   CONVNET_CHECK(config.log_every > 0, "--log-every must be positive, got ", config.log_every);
-  CONVNET_CHECK(config.read_metrics == "auto" || config.read_metrics == "step" ||
-                    config.read_metrics == "log",
-                "--read-metrics must be auto, step or log, got '", config.read_metrics, "'");
   CONVNET_CHECK(config.bucket_mb > 0, "--bucket-mb must be positive, got ", config.bucket_mb);
-  CONVNET_CHECK(config.lr_scaling == "none" || config.lr_scaling == "linear",
-                "--lr-scaling must be none or linear, got '", config.lr_scaling, "'");
   CONVNET_CHECK(config.label_smoothing >= 0 && config.label_smoothing < 1,
                 "--label-smoothing must lie in [0, 1), got ", config.label_smoothing);
   CONVNET_CHECK(config.keep > 0, "--keep must be positive, got ", config.keep);
@@ -166,8 +161,9 @@ LoaderOptions evaluation_loader_options(const TrainConfig& config, const LoaderO
 
 LrScheduleOptions lr_schedule_options(const TrainConfig& config, int64_t global_batch) {
   LrScheduleOptions options;
-  options.kind = parse_lr_schedule(config.schedule);
-  options.base_lr = config.lr * (config.lr_scaling == "linear" ? global_batch / 256.0 : 1.0);
+  options.kind = config.schedule;
+  options.base_lr =
+      config.lr * (config.lr_scaling == LrScaling::linear ? global_batch / 256.0 : 1.0);
   options.warmup_epochs = config.warmup_epochs;
   options.milestones = parse_milestones(config.milestones, config.epochs);
   options.step_size = config.step_size;

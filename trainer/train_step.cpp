@@ -9,8 +9,8 @@
 
 namespace convnet {
 
-bool reads_metrics_every_step(const std::string& policy, Backend backend) {
-  return policy == "step" || (policy == "auto" && backend != Backend::cuda);
+bool reads_metrics_every_step(std::optional<ReadMetrics> policy, Backend backend) {
+  return policy ? *policy == ReadMetrics::step : backend != Backend::cuda;
 }
 
 TrainStep::TrainStep(TrainStepParts parts)

@@ -36,6 +36,7 @@
 #include "layers/softmax_cross_entropy.h"
 #include "models/net.h"
 #include "models/param_store.h"
+#include "trainer/config.h"
 #include "trainer/input_feed.h"
 #include "trainer/loss_scaler.h"
 #include "trainer/watchdog.h"
@@ -76,17 +77,17 @@ struct TrainStepParts {
   GradientReducer& reducer;  // over store.flat_grads()
   Communicator& communicator;
   LossScaler& scaler;
-  std::function<void(Batch*)> next_batch;  // the micro-batches, in order
-  int64_t accumulate = 1;                  // micro-batches per step
-  Watchdog* watchdog = nullptr;            // armed while waiting for other ranks
-  std::function<bool()> stop_requested;    // this rank's stop request; empty: none
+  std::function<void(Batch*)> next_batch = {};  // the micro-batches, in order
+  int64_t accumulate = 1;                       // micro-batches per step
+  Watchdog* watchdog = nullptr;                 // armed while waiting for other ranks
+  std::function<bool()> stop_requested = {};    // this rank's stop request; empty: none
 };
 
-// Whether metrics are read after every step under --read-metrics `policy`
-// (auto, step or log): auto reads every step on the CPU (a non-finite loss
-// then stops the run before the update) and on the GPU only where the loop
-// needs them (no host wait in a step). fp16 reads every step regardless.
-bool reads_metrics_every_step(const std::string& policy, Backend backend);
+// Whether metrics are read after every step under --read-metrics `policy`:
+// auto (nullopt) reads every step on the CPU (a non-finite loss then stops
+// the run before the update) and on the GPU only where the loop needs them
+// (no host wait in a step). fp16 reads every step regardless.
+bool reads_metrics_every_step(std::optional<ReadMetrics> policy, Backend backend);
 
 class TrainStep {
  public:

@@ -83,7 +83,7 @@ class TrainingRun {
   std::shared_ptr<Dataset> train_data_;
   const DataShape shape_;
   const ResumePlan resume_;
-  const std::string layout_;
+  const Layout layout_;
   const ModelSpec spec_;
   const LoaderOptions loader_options_;
   const RunPosition position_;
@@ -122,13 +122,13 @@ std::shared_ptr<Dataset> open_validation_data(const TrainConfig& config, const D
   return data;
 }
 
-ModelSpec model_spec(const TrainConfig& config, const DataShape& shape, const std::string& layout) {
+ModelSpec model_spec(const TrainConfig& config, const DataShape& shape, Layout layout) {
   return {.name = config.model,
           .num_classes = shape.classes,
           .in_channels = shape.channels,
           .memory_efficient = config.memory_efficient,
-          .blocked_layout = runs_blocked(layout),
-          .channels_last = layout == "nhwc"};
+          .blocked_layout = is_blocked(layout),
+          .channels_last = layout == Layout::nhwc};
 }
 
 TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_text,
@@ -141,12 +141,11 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
       train_data_(std::make_shared<Dataset>(config.train_data)),
       shape_(data_shape(config, train_data_->info())),
       resume_(plan_resume(config, communicator)),
-      layout_(resolve_layout(config.layout, parse_backend(config.device), config.precision)),
+      layout_(resolve_layout(config.layout, config.device, config.precision)),
       spec_(model_spec(config, shape_, layout_)),
       loader_options_(training_loader_options(
-          config, train_data_->info(),
-          model_input_layout(parse_backend(config.device), spec_) == Layout::nhwc, world_,
-          communicator.rank(), resume_.accumulate)),
+          config, train_data_->info(), model_input_layout(config.device, spec_) == Layout::nhwc,
+          world_, communicator.rank(), resume_.accumulate)),
       position_(run_position(config, resume_, train_data_->info().count, world_)),
       global_batch_(config.batch_size * world_ * resume_.accumulate),
       loader_(train_data_, loader_options_,
@@ -155,8 +154,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
       eval_options_(evaluation_loader_options(config, loader_options_, loader_,
                                               val_data_ ? &val_data_->info() : nullptr)),
       threads_(config.threads > 0 ? config.threads : cores_per_local_rank(communicator)),
-      context_(context_options_for_rank(parse_backend(config.device), threads_, config.precision,
-                                        layout_, communicator)),
+      context_(context_options_for_rank(config.device, threads_, config.precision, layout_,
+                                        communicator)),
       nets_(context_, spec_, store_, shape_.channels, loader_.height(), loader_.width()),
       net_(nets_.get(config.batch_size)),
       sgd_options_{.momentum = config.momentum,
@@ -174,7 +173,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
                 .overlap_first_step = context_.backend() != Backend::cuda}),
       watchdog_(world_ > 1 ? config.comm_timeout : 0, communicator.rank(),
                 [&communicator] { communicator.abort(1); }),
-      scaler_(config.precision == "fp16"),
+      scaler_(config.precision == Precision::fp16),
       step_({.context = context_,
              .net = net_,
              .loss = nets_.loss(config.batch_size, config.label_smoothing),
@@ -417,7 +416,7 @@ std::string TrainingRun::header() const {
   text << "convnet train: " << config_.model << " (" << store_.num_parameters() << " parameters), "
        << train_data_->info().count << " training images " << loader_.height() << "x"
        << loader_.width() << "x" << shape_.channels << ", " << shape_.classes << " classes, recipe "
-       << recipe_name(loader_options_.augment.recipe) << "\n"
+       << name_of(loader_options_.augment.recipe) << "\n"
        << "world " << world_ << " x batch " << config_.batch_size << " x accumulate "
        << resume_.accumulate << " = global batch " << global_batch_ << ", "
        << position_.steps_per_epoch << " steps/epoch, "

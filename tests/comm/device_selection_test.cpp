@@ -13,37 +13,49 @@ namespace convnet {
 namespace {
 
 TEST(DeviceSelection, CpuLayoutAutoIsTheBlockTheCpuPrefers) {
-  const std::string preferred = to_string(cpu_preferred_blocked_layout());
-  EXPECT_TRUE(preferred == "nchw8c" || preferred == "nchw16c") << preferred;
-  EXPECT_EQ(resolve_layout("auto", Backend::cpu, "fp32"), preferred);
-  for (const std::string layout : {"nchw", "nchw8c", "nchw16c"})
-    EXPECT_EQ(resolve_layout(layout, Backend::cpu, "fp32"), layout);
-  EXPECT_TRUE(runs_blocked("nchw16c") && runs_blocked("nchw8c") && !runs_blocked("nchw"));
+  const Layout preferred = cpu_preferred_blocked_layout();
+  EXPECT_TRUE(preferred == Layout::nchw8c || preferred == Layout::nchw16c) << preferred;
+  EXPECT_EQ(resolve_layout(std::nullopt, Backend::cpu, Precision::fp32), preferred);
+  for (const Layout layout : {Layout::nchw, Layout::nchw8c, Layout::nchw16c})
+    EXPECT_EQ(resolve_layout(layout, Backend::cpu, Precision::fp32), layout);
+}
+
+TEST(DeviceSelection, GpuLayoutAutoIsChannelsLastForMixedPrecision) {
+  EXPECT_EQ(resolve_layout(std::nullopt, Backend::cuda, Precision::fp32), Layout::nchw);
+  EXPECT_EQ(resolve_layout(std::nullopt, Backend::cuda, Precision::tf32), Layout::nchw);
+  EXPECT_EQ(resolve_layout(std::nullopt, Backend::cuda, Precision::bf16), Layout::nhwc);
+  EXPECT_EQ(resolve_layout(std::nullopt, Backend::cuda, Precision::fp16), Layout::nhwc);
+  EXPECT_EQ(resolve_layout(Layout::nchw, Backend::cuda, Precision::fp16), Layout::nchw);
 }
 
 TEST(DeviceSelection, ContextGetsTheChosenBlock) {
   SingleProcessCommunicator communicator;
   for (Layout block : {Layout::nchw8c, Layout::nchw16c}) {
     const ContextOptions options =
-        context_options_for_rank(Backend::cpu, 1, "fp32", to_string(block), communicator);
+        context_options_for_rank(Backend::cpu, 1, Precision::fp32, block, communicator);
     EXPECT_EQ(options.blocked_layout, block);
     EXPECT_EQ(Context(options).blocked_layout(), block);
   }
   const ContextOptions plain =
-      context_options_for_rank(Backend::cpu, 1, "fp32", "nchw", communicator);
+      context_options_for_rank(Backend::cpu, 1, Precision::fp32, Layout::nchw, communicator);
   EXPECT_FALSE(plain.blocked_layout.has_value());
   EXPECT_EQ(Context(plain).blocked_layout(), cpu_preferred_blocked_layout());
   EXPECT_TRUE(Context(plain).blocked_layout_is_native());
 }
 
-TEST(DeviceSelection, LayoutOfTheOtherDeviceOrUnknownIsAnError) {
-  EXPECT_TRUE(testing::throws_error_with([] { resolve_layout("nchw16c", Backend::cuda, "fp32"); },
-                                         "--layout nchw16c is a CPU layout"));
-  EXPECT_TRUE(testing::throws_error_with([] { resolve_layout("nhwc", Backend::cpu, "fp32"); },
-                                         "--layout nhwc needs --device cuda"));
+TEST(DeviceSelection, LayoutOrPrecisionOfTheOtherDeviceIsAnError) {
   EXPECT_TRUE(testing::throws_error_with(
-      [] { resolve_layout("nchw4c", Backend::cpu, "fp32"); },
-      "--layout must be auto, nchw, nhwc (GPU), nchw8c or nchw16c (CPU), got 'nchw4c'"));
+      [] { resolve_layout(Layout::nchw16c, Backend::cuda, Precision::fp32); },
+      "--layout nchw16c is a CPU layout"));
+  EXPECT_TRUE(testing::throws_error_with(
+      [] { resolve_layout(Layout::nhwc, Backend::cpu, Precision::fp32); },
+      "--layout nhwc needs --device cuda"));
+  SingleProcessCommunicator communicator;
+  EXPECT_TRUE(testing::throws_error_with(
+      [&] {
+        context_options_for_rank(Backend::cpu, 1, Precision::fp16, Layout::nchw, communicator);
+      },
+      "--precision fp16 needs --device cuda"));
 }
 
 }  // namespace

@@ -125,7 +125,9 @@ TEST(TrainStep, UnreadMetricsAccumulateUntilTheNextRead) {
     eager_top1 += e.top1;
     lazy_metrics = lazy_step.run({.step = s, .lr = 0.05, .read_metrics = s == 2});
     EXPECT_EQ(lazy_metrics.read, s == 2);
-    if (s < 2) EXPECT_EQ(lazy_metrics.samples, 0);
+    if (s < 2) {
+      EXPECT_EQ(lazy_metrics.samples, 0);
+    }
   }
   EXPECT_EQ(lazy_metrics.samples, 12);
   EXPECT_DOUBLE_EQ(lazy_metrics.loss_sum, eager_loss);
