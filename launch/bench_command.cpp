@@ -191,8 +191,8 @@ int bench_command(const std::vector<std::string>& args) {
                          store, Shape{o.batch, o.channels, o.size, o.size});
   initialize_parameters(store, 0);
   auto loss = SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape());
-  Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(false),
-          store.flat_size());
+  Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-4},
+          store.decay_segments(DecayScope::all_parameters), store.flat_size());
   auto gradients = make_gradient_communicator(*communicator, context);
   GradientReducer reducer(*gradients, store.flat_grads().data<float>(), store.flat_size(),
                           {.bucket_bytes = static_cast<std::size_t>(o.bucket_mb * (1 << 20)),

@@ -303,8 +303,10 @@ ValueId NetBuilder::conv(ValueId x, const std::string& name, const Conv2dOptions
   const bool keep = layout(x) == activation_layout_ && activation_layout_ != Layout::nchw;
   options.output_layout = spatial || keep ? activation_layout_ : Layout::nchw;
   auto layer = Conv2d::create(context_, name, options, shape(x));
-  const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
-  const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(), true) : -1;
+  const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), ParamRole::weight);
+  const int b = options.bias ? store_.add_parameter(name + ".bias", layer->bias_shape(),
+                                                    ParamRole::bn_or_bias)
+                             : -1;
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<ConvOp>(std::move(layer), w, b), {x}, out,
                      options.output_layout);
@@ -359,8 +361,8 @@ ValueId NetBuilder::global_avg_pool(ValueId x, const std::string& name) {
 ValueId NetBuilder::linear(ValueId x, const std::string& name, int64_t out_features) {
   const LinearOptions options{.in_features = shape(x)[1], .out_features = out_features};
   auto layer = Linear::create(context_, name, options, shape(x));
-  const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), false);
-  const int b = store_.add_parameter(name + ".bias", layer->bias_shape(), true);
+  const int w = store_.add_parameter(name + ".weight", layer->weight_shape(), ParamRole::weight);
+  const int b = store_.add_parameter(name + ".bias", layer->bias_shape(), ParamRole::bn_or_bias);
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<LinearOp>(std::move(layer), w, b), {x}, out);
 }

@@ -55,7 +55,8 @@ class DenseBlockOp final : public Op {
                                   .input_layout = layout,
                                   .output_layout = layout},
                                  in);
-        l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
+        l.conv1_id =
+            store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), ParamRole::weight);
         const Shape mid{n, width, h, w};
         l.norm2 =
             BatchNorm2d::create(context, p + ".norm2",
@@ -63,11 +64,13 @@ class DenseBlockOp final : public Op {
         l.norm2_params = store.add_batch_norm(p + ".norm2", width);
         if (!fuse_relu) l.relu2 = Relu::create(context, p + ".relu2", mid, layout);
         l.conv2 = Conv2d::create(context, p + ".conv2", spatial_conv(width, growth, layout), mid);
-        l.conv2_id = store.add_parameter(p + ".conv2.weight", l.conv2->weight_shape(), false);
+        l.conv2_id =
+            store.add_parameter(p + ".conv2.weight", l.conv2->weight_shape(), ParamRole::weight);
       } else {
         l.conv1 =
             Conv2d::create(context, p + ".conv1", spatial_conv(l.in_channels, growth, layout), in);
-        l.conv1_id = store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), false);
+        l.conv1_id =
+            store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), ParamRole::weight);
       }
       layers_.push_back(std::move(l));
     }

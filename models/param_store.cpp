@@ -24,8 +24,8 @@ int ParamStore::add(ParamEntry entry) {
   return static_cast<int>(entries_.size() - 1);
 }
 
-int ParamStore::add_parameter(const std::string& name, const Shape& shape, bool bn_or_bias) {
-  return add({name, EntryKind::parameter, shape, bn_or_bias, 0});
+int ParamStore::add_parameter(const std::string& name, const Shape& shape, ParamRole role) {
+  return add({name, EntryKind::parameter, shape, role == ParamRole::bn_or_bias, 0});
 }
 
 int ParamStore::add_buffer(const std::string& name, const Shape& shape) {
@@ -39,8 +39,8 @@ int ParamStore::add_counter(const std::string& name) {
 BatchNormEntries ParamStore::add_batch_norm(const std::string& name, int64_t channels) {
   const Shape c{channels};
   BatchNormEntries e;
-  e.weight = add_parameter(name + ".weight", c, true);
-  e.bias = add_parameter(name + ".bias", c, true);
+  e.weight = add_parameter(name + ".weight", c, ParamRole::bn_or_bias);
+  e.bias = add_parameter(name + ".bias", c, ParamRole::bn_or_bias);
   e.running_mean = add_buffer(name + ".running_mean", c);
   e.running_var = add_buffer(name + ".running_var", c);
   e.batches = add_counter(name + ".num_batches_tracked");
@@ -127,12 +127,12 @@ int ParamStore::find(const std::string& name) const {
 
 void ParamStore::zero_grads() const { grads_.set_zero(); }
 
-std::vector<ParamSegment> ParamStore::decay_segments(bool exclude_bn_and_bias) const {
+std::vector<ParamSegment> ParamStore::decay_segments(DecayScope scope) const {
   CONVNET_CHECK(finalized_, "parameter store used before finalize()");
   std::vector<ParamSegment> segments;
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
     if (it->kind != EntryKind::parameter) continue;
-    const bool decay = !(exclude_bn_and_bias && it->bn_or_bias);
+    const bool decay = !(scope == DecayScope::weights_only && it->bn_or_bias);
     // A segment runs from the previous one's end (over an alignment gap,
     // which holds zeros) to the end of its last entry.
     const int64_t end = it->offset + it->shape.numel();

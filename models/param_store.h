@@ -26,6 +26,10 @@
 namespace convnet {
 
 enum class EntryKind { parameter, buffer, counter };
+// A parameter's role for weight decay (--no-bn-decay skips BN parameters and biases).
+enum class ParamRole { weight, bn_or_bias };
+// Which parameters weight decay applies to.
+enum class DecayScope { all_parameters, weights_only };
 
 struct ParamEntry {
   std::string name;  // torchvision state_dict key, e.g. "layer1.0.bn1.running_mean"
@@ -48,7 +52,7 @@ class ParamStore {
   ParamStore& operator=(const ParamStore&) = delete;
 
   // Registration (before finalize) or re-binding (after). Returns the entry id.
-  int add_parameter(const std::string& name, const Shape& shape, bool bn_or_bias);
+  int add_parameter(const std::string& name, const Shape& shape, ParamRole role);
   int add_buffer(const std::string& name, const Shape& shape);
   int add_counter(const std::string& name);
   // The five entries of a BatchNorm over `channels`, in torchvision's order.
@@ -98,8 +102,8 @@ class ParamStore {
   const std::vector<int64_t>& counters() const { return counters_; }
   void zero_grads() const;
   // Weight-decay segments tiling the flat parameter buffer (gaps included), for Sgd: every
-  // parameter gets decay unless exclude_bn_and_bias and it is a BN parameter or a bias.
-  std::vector<ParamSegment> decay_segments(bool exclude_bn_and_bias) const;
+  // parameter gets decay, except BN parameters and biases under DecayScope::weights_only.
+  std::vector<ParamSegment> decay_segments(DecayScope scope) const;
 
  private:
   int add(ParamEntry entry);

@@ -11,11 +11,18 @@
 namespace convnet {
 namespace {
 
+// Residual block kind, and the benchmark a model is defined for (its
+// default classes and input size).
+enum class Block { basic, bottleneck };
+enum class Scale { cifar, imagenet };
+
 const std::vector<int64_t> kImageNetWidths{64, 128, 256, 512};
 const std::vector<int64_t> kCifarWidths{16, 32, 64};
 
-ResNetConfig imagenet_resnet(std::vector<int> blocks, bool bottleneck) {
-  return {.blocks = std::move(blocks), .widths = kImageNetWidths, .bottleneck = bottleneck};
+ResNetConfig imagenet_resnet(std::vector<int> blocks, Block block) {
+  return {.blocks = std::move(blocks),
+          .widths = kImageNetWidths,
+          .bottleneck = block == Block::bottleneck};
 }
 
 // He et al. 2015 sec. 4.2: 6n+2 layers, basic blocks, option A shortcuts.
@@ -29,7 +36,8 @@ ResNetConfig cifar_resnet(int depth) {
 }
 
 // He et al. 2016: 6n+2 (basic) or 9n+2 (bottleneck) layers, projection shortcuts.
-ResNetConfig cifar_preact(int depth, bool bottleneck) {
+ResNetConfig cifar_preact(int depth, Block block) {
+  const bool bottleneck = block == Block::bottleneck;
   const int n = bottleneck ? (depth - 2) / 9 : (depth - 2) / 6;
   return {.blocks = {n, n, n},
           .widths = kCifarWidths,
@@ -39,9 +47,15 @@ ResNetConfig cifar_preact(int depth, bool bottleneck) {
           .preact = true};
 }
 
-ResNetConfig with(ResNetConfig c, bool preact, bool se) {
-  c.preact = c.preact || preact;
-  c.squeeze_excitation = se;
+// Pre-activation blocks (He et al. 2016b).
+ResNetConfig preactivated(ResNetConfig c) {
+  c.preact = true;
+  return c;
+}
+
+// Squeeze-and-excitation blocks (Hu et al.).
+ResNetConfig with_se(ResNetConfig c) {
+  c.squeeze_excitation = true;
   return c;
 }
 
@@ -67,7 +81,8 @@ Layout activation_layout(const Context& context, const ModelSpec& spec) {
 }
 
 Entry resnet_entry(const std::string& name, const std::string& family, ResNetConfig config,
-                   bool cifar) {
+                   Scale scale) {
+  const bool cifar = scale == Scale::cifar;
   return {{name, family, cifar ? 10 : 1000, cifar ? 32 : 224},
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             ResNetConfig c = config;
@@ -77,7 +92,8 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
           }};
 }
 
-Entry densenet_entry(const std::string& name, DenseNetConfig config, bool cifar) {
+Entry densenet_entry(const std::string& name, DenseNetConfig config, Scale scale) {
+  const bool cifar = scale == Scale::cifar;
   return {{name, "densenet", cifar ? 10 : 1000, cifar ? 32 : 224},
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             DenseNetConfig c = config;
@@ -111,28 +127,36 @@ const std::vector<Entry>& entries() {
                                                                  {101, {3, 4, 23, 3}},
                                                                  {152, {3, 8, 36, 3}}};
     for (const auto& [depth, blocks] : imagenet)
-      e.push_back(resnet_entry("resnet" + std::to_string(depth), "resnet",
-                               imagenet_resnet(blocks, depth >= 50), false));
-    for (int depth : {20, 32, 44, 56, 110, 1202})
       e.push_back(
-          resnet_entry("resnet" + std::to_string(depth), "resnet", cifar_resnet(depth), true));
+          resnet_entry("resnet" + std::to_string(depth), "resnet",
+                       imagenet_resnet(blocks, depth >= 50 ? Block::bottleneck : Block::basic),
+                       Scale::imagenet));
+    for (int depth : {20, 32, 44, 56, 110, 1202})
+      e.push_back(resnet_entry("resnet" + std::to_string(depth), "resnet", cifar_resnet(depth),
+                               Scale::cifar));
     auto preact_imagenet = imagenet;
     preact_imagenet.push_back({200, {3, 24, 36, 3}});
     for (const auto& [depth, blocks] : preact_imagenet)
-      e.push_back(resnet_entry("preact_resnet" + std::to_string(depth), "preact_resnet",
-                               with(imagenet_resnet(blocks, depth >= 50), true, false), false));
-    e.push_back(resnet_entry("preact_resnet110", "preact_resnet", cifar_preact(110, false), true));
-    e.push_back(resnet_entry("preact_resnet164", "preact_resnet", cifar_preact(164, true), true));
-    e.push_back(resnet_entry("preact_resnet1001", "preact_resnet", cifar_preact(1001, true), true));
+      e.push_back(resnet_entry(
+          "preact_resnet" + std::to_string(depth), "preact_resnet",
+          preactivated(imagenet_resnet(blocks, depth >= 50 ? Block::bottleneck : Block::basic)),
+          Scale::imagenet));
+    e.push_back(resnet_entry("preact_resnet110", "preact_resnet", cifar_preact(110, Block::basic),
+                             Scale::cifar));
+    e.push_back(resnet_entry("preact_resnet164", "preact_resnet",
+                             cifar_preact(164, Block::bottleneck), Scale::cifar));
+    e.push_back(resnet_entry("preact_resnet1001", "preact_resnet",
+                             cifar_preact(1001, Block::bottleneck), Scale::cifar));
     for (const auto& [depth, blocks] : imagenet)
       if (depth >= 50)
         e.push_back(resnet_entry("se_resnet" + std::to_string(depth), "se_resnet",
-                                 with(imagenet_resnet(blocks, true), false, true), false));
+                                 with_se(imagenet_resnet(blocks, Block::bottleneck)),
+                                 Scale::imagenet));
     for (int depth : {20, 32, 44, 56, 110})
       e.push_back(resnet_entry("se_resnet" + std::to_string(depth), "se_resnet",
-                               with(cifar_resnet(depth), false, true), true));
+                               with_se(cifar_resnet(depth)), Scale::cifar));
     e.push_back(resnet_entry("se_preact_resnet164", "se_resnet",
-                             with(cifar_preact(164, true), true, true), true));
+                             with_se(cifar_preact(164, Block::bottleneck)), Scale::cifar));
     const std::vector<std::tuple<int, int64_t, int64_t, std::vector<int>>> densenets{
         {121, 32, 64, {6, 12, 24, 16}},
         {161, 48, 96, {6, 12, 36, 24}},
@@ -142,10 +166,10 @@ const std::vector<Entry>& entries() {
     for (const auto& [depth, k, init, blocks] : densenets)
       e.push_back(densenet_entry("densenet" + std::to_string(depth),
                                  {.growth_rate = k, .blocks = blocks, .init_features = init},
-                                 false));
-    e.push_back(densenet_entry("densenet_bc_100_k12", cifar_densenet_bc(100, 12), true));
-    e.push_back(densenet_entry("densenet_bc_250_k24", cifar_densenet_bc(250, 24), true));
-    e.push_back(densenet_entry("densenet_bc_190_k40", cifar_densenet_bc(190, 40), true));
+                                 Scale::imagenet));
+    e.push_back(densenet_entry("densenet_bc_100_k12", cifar_densenet_bc(100, 12), Scale::cifar));
+    e.push_back(densenet_entry("densenet_bc_250_k24", cifar_densenet_bc(250, 24), Scale::cifar));
+    e.push_back(densenet_entry("densenet_bc_190_k40", cifar_densenet_bc(190, 40), Scale::cifar));
     // Huang et al.'s original L=40, k=12: no bottleneck, no compression, 16 stem channels.
     e.push_back(densenet_entry("densenet40_k12",
                                {.growth_rate = 12,
@@ -154,7 +178,7 @@ const std::vector<Entry>& entries() {
                                 .bn_size = 0,
                                 .compression = 1.0,
                                 .imagenet_stem = false},
-                               true));
+                               Scale::cifar));
     return e;
   }();
   return all;

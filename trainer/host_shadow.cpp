@@ -2,15 +2,13 @@
 
 namespace convnet {
 
-HostShadow::HostShadow(ParamStore& store, Sgd& sgd, const SgdOptions& options,
-                       bool exclude_bn_and_bias)
+HostShadow::HostShadow(ParamStore& store, Sgd& sgd, const SgdOptions& options, DecayScope scope)
     : device_store_(store), device_sgd_(sgd) {
   if (store.flat_params().device() == Device::cpu) return;
   host_context_ = std::make_unique<Context>();
   host_store_ = std::make_unique<ParamStore>();
   host_store_->mirror(store, host_context_->allocator());
-  host_sgd_ = std::make_unique<Sgd>(*host_context_, options,
-                                    host_store_->decay_segments(exclude_bn_and_bias),
+  host_sgd_ = std::make_unique<Sgd>(*host_context_, options, host_store_->decay_segments(scope),
                                     host_store_->flat_size());
 }
 

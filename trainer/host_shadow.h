@@ -21,8 +21,8 @@ namespace convnet {
 
 class HostShadow {
  public:
-  // `sgd` updates `store`; exclude_bn_and_bias as in ParamStore::decay_segments.
-  HostShadow(ParamStore& store, Sgd& sgd, const SgdOptions& options, bool exclude_bn_and_bias);
+  // `sgd` updates `store`; `scope` as in ParamStore::decay_segments.
+  HostShadow(ParamStore& store, Sgd& sgd, const SgdOptions& options, DecayScope scope);
   ParamStore& store() { return host_store_ ? *host_store_ : device_store_; }
   Sgd& sgd() { return host_sgd_ ? *host_sgd_ : device_sgd_; }
   void pull();

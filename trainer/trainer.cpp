@@ -122,6 +122,10 @@ std::shared_ptr<Dataset> open_validation_data(const TrainConfig& config, const D
   return data;
 }
 
+DecayScope decay_scope(const TrainConfig& config) {
+  return config.no_bn_decay ? DecayScope::weights_only : DecayScope::all_parameters;
+}
+
 ModelSpec model_spec(const TrainConfig& config, const DataShape& shape, Layout layout) {
   return {.name = config.model,
           .num_classes = shape.classes,
@@ -161,8 +165,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
       sgd_options_{.momentum = config.momentum,
                    .weight_decay = config.weight_decay,
                    .nesterov = config.nesterov},
-      sgd_(context_, sgd_options_, store_.decay_segments(config.no_bn_decay), store_.flat_size()),
-      shadow_(store_, sgd_, sgd_options_, config.no_bn_decay),
+      sgd_(context_, sgd_options_, store_.decay_segments(decay_scope(config)), store_.flat_size()),
+      shadow_(store_, sgd_, sgd_options_, decay_scope(config)),
       checkpoints_(parse_checkpoint_every(config.checkpoint_every)),
       schedule_(lr_schedule_options(config, global_batch_), position_.steps_per_epoch),
       gradient_communicator_(make_gradient_communicator(communicator, context_)),

@@ -272,8 +272,8 @@ TEST_P(MixedPrecision, FiveTrainingStepsTrackTheCpu) {
     auto gloss = SoftmaxCrossEntropy::create(mixed(), "loss", {}, gnet->output().shape());
     SgdOptions o;
     o.momentum = 0.9;
-    Sgd csgd(cpu(), o, cs.decay_segments(true), cs.flat_size());
-    Sgd gsgd(mixed(), o, gs.decay_segments(true), gs.flat_size());
+    Sgd csgd(cpu(), o, cs.decay_segments(DecayScope::weights_only), cs.flat_size());
+    Sgd gsgd(mixed(), o, gs.decay_segments(DecayScope::weights_only), gs.flat_size());
     initialize_parameters(cs, 11);
     copy_values(gs, cs);
     const std::vector<float> initial = cs.flat_params().to_vector();

@@ -33,7 +33,8 @@ class GpuTraining : public GpuTest {
     SgdOptions o;
     o.momentum = 0.9;
     o.weight_decay = 5e-4;
-    r.sgd = std::make_unique<Sgd>(context, o, r.store.decay_segments(true), r.store.flat_size());
+    r.sgd = std::make_unique<Sgd>(context, o, r.store.decay_segments(DecayScope::weights_only),
+                                  r.store.flat_size());
   }
 
   // One step on a host batch; returns the loss.

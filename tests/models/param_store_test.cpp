@@ -11,10 +11,11 @@ namespace convnet {
 namespace {
 
 void register_entries(ParamStore& store) {
-  store.add_parameter("conv.weight", Shape{5, 3, 3, 3}, false);  // 135, not a multiple of 64
+  store.add_parameter("conv.weight", Shape{5, 3, 3, 3},
+                      ParamRole::weight);  // 135, not a multiple of 64
   store.add_batch_norm("bn", 5);
-  store.add_parameter("fc.weight", Shape{10, 5}, false);
-  store.add_parameter("fc.bias", Shape{10}, true);
+  store.add_parameter("fc.weight", Shape{10, 5}, ParamRole::weight);
+  store.add_parameter("fc.bias", Shape{10}, ParamRole::bn_or_bias);
 }
 
 TEST(ParamStore, AlignedLayoutTilesAndCopiesBothWays) {
@@ -35,8 +36,9 @@ TEST(ParamStore, AlignedLayoutTilesAndCopiesBothWays) {
     }
   }
 
-  for (bool exclude : {false, true}) {
-    const std::vector<ParamSegment> segments = aligned.decay_segments(exclude);
+  for (DecayScope scope : {DecayScope::all_parameters, DecayScope::weights_only}) {
+    const bool exclude = scope == DecayScope::weights_only;
+    const std::vector<ParamSegment> segments = aligned.decay_segments(scope);
     int64_t next = 0;
     for (const ParamSegment& s : segments) {
       EXPECT_EQ(s.offset, next);

@@ -324,8 +324,8 @@ TEST(ParamStoreLayout, AlignedStoreTrainsLikePackedStore) {
     packed.mirror(store, context.allocator());
     initialize_parameters(packed, 9);
     copy_values(store, packed);
-    Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-2}, store.decay_segments(true),
-            store.flat_size());
+    Sgd sgd(context, {.momentum = 0.9, .weight_decay = 1e-2},
+            store.decay_segments(DecayScope::weights_only), store.flat_size());
     std::mt19937 rng(2);
     for (int step = 0; step < 3; ++step) {
       fill_random(net->input(), rng);

@@ -26,7 +26,8 @@ struct Model {
   std::unique_ptr<Sgd> sgd;
   explicit Model(const std::string& name = "resnet20") {
     net = build_model(context, {.name = name}, store, Shape{1, 3, 32, 32});
-    sgd = std::make_unique<Sgd>(context, SgdOptions{}, store.decay_segments(false),
+    sgd = std::make_unique<Sgd>(context, SgdOptions{},
+                                store.decay_segments(DecayScope::all_parameters),
                                 store.num_parameters());
   }
 };

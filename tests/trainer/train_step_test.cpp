@@ -27,8 +27,8 @@ struct Replica {
         net(build_model(context, {.name = model, .num_classes = 10}, store,
                         Shape{batch, 3, size, size})),
         loss(SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape())),
-        sgd(context, {.momentum = 0.9, .weight_decay = 1e-4}, store.decay_segments(true),
-            store.flat_size()),
+        sgd(context, {.momentum = 0.9, .weight_decay = 1e-4},
+            store.decay_segments(DecayScope::weights_only), store.flat_size()),
         reducer(communicator, store.flat_grads().data<float>(), store.flat_size(), {}),
         scaler(scaler) {
     initialize_parameters(store, 5);
