@@ -13,10 +13,10 @@
 
 namespace convnet {
 
-int train_command(const std::vector<std::string>& args) {
-  namespace po = boost::program_options;
-  TrainConfig c;
-  OptionTable table("convnet train [OPTIONS] (also under mpirun / srun: one replica per rank)");
+namespace {
+
+// Model, data and optimization options.
+void add_training_options(OptionTable& table, TrainConfig& c) {
   table.add("model", &c.model, "model name (see 'convnet models')")
       .add("train-data", &c.train_data, "training dataset: HDF5 file, comma list or glob")
       .add("val-data", &c.val_data, "validation dataset, evaluated after every epoch (optional)")
@@ -46,8 +46,12 @@ int train_command(const std::vector<std::string>& args) {
       .add("weight-decay", &c.weight_decay, "L2 weight decay")
       .add_switch("no-bn-decay", &c.no_bn_decay, "no weight decay on BN parameters and biases")
       .add("label-smoothing", &c.label_smoothing, "label smoothing in [0, 1)")
-      .add("seed", &c.seed, "seed of initialization, data order and augmentation")
-      .add("run-dir", &c.run_dir, "directory for config.ini, metrics.jsonl and model.h5")
+      .add("seed", &c.seed, "seed of initialization, data order and augmentation");
+}
+
+// Where the run goes, what it runs on, checkpoints and resume.
+void add_system_options(OptionTable& table, TrainConfig& c) {
+  table.add("run-dir", &c.run_dir, "directory for config.ini, metrics.jsonl and model.h5")
       .add("device", &c.device, "cpu, or cuda (each rank drives the GPU of its local rank)")
       .add("precision", &c.precision,
            "fp32; on the GPU also tf32 (TF32 tensor-core convolutions), bf16 or fp16 (mixed "
@@ -78,6 +82,11 @@ int train_command(const std::vector<std::string>& args) {
            "or a checkpoint file")
       .add_switch("allow-changed-micro-batch", &c.allow_changed_micro_batch,
                   "resume even when --batch-size or the rank count changes the micro-batch");
+}
+
+// Parses the command line and --config into the table's targets; false for --help.
+bool parse_train_options(const std::vector<std::string>& args, OptionTable& table) {
+  namespace po = boost::program_options;
   std::string config_file;
   po::options_description extra;
   extra.add_options()("help,h", "show this help")("config", po::value(&config_file),
@@ -88,7 +97,7 @@ int train_command(const std::vector<std::string>& args) {
   po::store(po::command_line_parser(args).options(all).run(), vm);
   if (vm.count("help")) {
     std::cout << all;
-    return 0;
+    return false;
   }
   if (vm.count("config")) {
     const std::string path = vm["config"].as<std::string>();
@@ -101,6 +110,17 @@ int train_command(const std::vector<std::string>& args) {
     }
   }
   po::notify(vm);
+  return true;
+}
+
+}  // namespace
+
+int train_command(const std::vector<std::string>& args) {
+  TrainConfig c;
+  OptionTable table("convnet train [OPTIONS] (also under mpirun / srun: one replica per rank)");
+  add_training_options(table, c);
+  add_system_options(table, c);
+  if (!parse_train_options(args, table)) return 0;
   CONVNET_CHECK(!c.model.empty(), "--model is required (see 'convnet models')");
   CONVNET_CHECK(!c.train_data.empty(), "--train-data is required");
 

@@ -13,13 +13,8 @@ Add::Add(std::string name, const Shape& a_shape, const Shape& b_shape, Layout la
 
 std::unique_ptr<Add> Add::create(Context& context, std::string name, const Shape& a_shape,
                                  const Shape& b_shape, Layout layout) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_add_cuda(context, std::move(name), a_shape, b_shape, layout);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Add has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_add_onednn(context, std::move(name), a_shape, b_shape, layout);
+  return create_on_backend(context, make_add_onednn, CONVNET_GPU_FACTORY(make_add_cuda),
+                           std::move(name), a_shape, b_shape, layout);
 }
 
 void Add::forward(const Tensor& a, const Tensor& b, const Tensor& y) {

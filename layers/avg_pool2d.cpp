@@ -14,13 +14,9 @@ AvgPool2d::AvgPool2d(std::string name, const AvgPool2dOptions& options, const Sh
 std::unique_ptr<AvgPool2d> AvgPool2d::create(Context& context, std::string name,
                                              const AvgPool2dOptions& options,
                                              const Shape& input_shape) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_avg_pool2d_cuda(context, std::move(name), options, input_shape);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": AvgPool2d has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_avg_pool2d_onednn(context, std::move(name), options, input_shape);
+  return create_on_backend(context, make_avg_pool2d_onednn,
+                           CONVNET_GPU_FACTORY(make_avg_pool2d_cuda), std::move(name), options,
+                           input_shape);
 }
 
 void AvgPool2d::forward(const Tensor& x, const Tensor& y) {

@@ -20,13 +20,9 @@ BatchNorm2d::BatchNorm2d(std::string name, const BatchNormOptions& options,
 std::unique_ptr<BatchNorm2d> BatchNorm2d::create(Context& context, std::string name,
                                                  const BatchNormOptions& options,
                                                  const Shape& input_shape) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_batch_norm2d_cudnn(context, std::move(name), options, input_shape);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": BatchNorm2d has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_batch_norm2d_onednn(context, std::move(name), options, input_shape);
+  return create_on_backend(context, make_batch_norm2d_onednn,
+                           CONVNET_GPU_FACTORY(make_batch_norm2d_cudnn), std::move(name), options,
+                           input_shape);
 }
 
 void BatchNorm2d::forward(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& bias,

@@ -20,13 +20,9 @@ ChannelGate::ChannelGate(std::string name, const Shape& input_shape, const Shape
 std::unique_ptr<ChannelGate> ChannelGate::create(Context& context, std::string name,
                                                  const Shape& input_shape, const Shape& gate_shape,
                                                  Layout layout) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_channel_gate_cuda(context, std::move(name), input_shape, gate_shape, layout);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": ChannelGate has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_channel_gate_onednn(context, std::move(name), input_shape, gate_shape, layout);
+  return create_on_backend(context, make_channel_gate_onednn,
+                           CONVNET_GPU_FACTORY(make_channel_gate_cuda), std::move(name),
+                           input_shape, gate_shape, layout);
 }
 
 void ChannelGate::forward(const Tensor& x, const Tensor& s, const Tensor& y) {

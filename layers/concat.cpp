@@ -49,13 +49,8 @@ Concat::Concat(std::string name, const ConcatOptions& options,
 std::unique_ptr<Concat> Concat::create(Context& context, std::string name,
                                        const ConcatOptions& options,
                                        const std::vector<Shape>& input_shapes) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_concat_cuda(context, std::move(name), options, input_shapes);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Concat has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_concat_onednn(context, std::move(name), options, input_shapes);
+  return create_on_backend(context, make_concat_onednn, CONVNET_GPU_FACTORY(make_concat_cuda),
+                           std::move(name), options, input_shapes);
 }
 
 void Concat::forward(const std::vector<Tensor>& inputs, const Tensor& y) {

@@ -40,13 +40,8 @@ Shape Conv2d::weight_shape() const {
 
 std::unique_ptr<Conv2d> Conv2d::create(Context& context, std::string name,
                                        const Conv2dOptions& options, const Shape& input_shape) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_conv2d_cudnn(context, std::move(name), options, input_shape);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Conv2d has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_conv2d_onednn(context, std::move(name), options, input_shape);
+  return create_on_backend(context, make_conv2d_onednn, CONVNET_GPU_FACTORY(make_conv2d_cudnn),
+                           std::move(name), options, input_shape);
 }
 
 void Conv2d::forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {

@@ -13,13 +13,9 @@ GlobalAvgPool::GlobalAvgPool(std::string name, const Shape& input_shape, Layout 
 std::unique_ptr<GlobalAvgPool> GlobalAvgPool::create(Context& context, std::string name,
                                                      const Shape& input_shape,
                                                      Layout input_layout) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_global_avg_pool_cuda(context, std::move(name), input_shape, input_layout);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": GlobalAvgPool has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_global_avg_pool_onednn(context, std::move(name), input_shape, input_layout);
+  return create_on_backend(context, make_global_avg_pool_onednn,
+                           CONVNET_GPU_FACTORY(make_global_avg_pool_cuda), std::move(name),
+                           input_shape, input_layout);
 }
 
 void GlobalAvgPool::forward(const Tensor& x, const Tensor& y) {

@@ -18,11 +18,14 @@
 //     the first consumer's backward.
 //
 // Each layer X has: X.h (options, shapes, contract), X.cpp (shape validation
-// and backend dispatch), X_onednn.cpp (CPU backend), X_ref.cpp (the double
-// precision reference used only as the test oracle).
+// and backend dispatch with create_on_backend below), X_onednn.cpp (CPU
+// backend), X_ref.cpp (the double precision reference used only as the test
+// oracle) and cuda/X_cuda.cu or cuda/X_cudnn (GPU backend).
 #pragma once
 
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -70,5 +73,27 @@ bool all_finite(Context& context, const Tensor& t);
 // All of the above run on the GPU (on cuda::current_stream()) when dst is
 // device memory; this is their GPU implementation (builds with CUDA only).
 void write_gradient_cuda(const Tensor& dst, const Tensor& src, bool accumulate);
+
+// A layer's GPU factory, or nullptr in a build without the GPU backend
+// (whose Context refuses Backend::cuda, so create_on_backend never needs it).
+#ifdef CONVNET_HAVE_CUDA
+#define CONVNET_GPU_FACTORY(factory) (factory)
+#else
+#define CONVNET_GPU_FACTORY(factory) nullptr
+#endif
+
+// The layer built by the context's backend: make_gpu(context, args...) on
+// the GPU, make_cpu(context, args...) on the CPU. Every layer's create()
+// dispatches through this one function.
+template <typename MakeCpu, typename MakeGpu, typename... Args>
+auto create_on_backend(Context& context, MakeCpu make_cpu, MakeGpu make_gpu, Args&&... args) {
+  if (context.backend() == Backend::cuda) {
+    if constexpr (std::is_null_pointer_v<MakeGpu>)
+      CONVNET_CHECK(false, "a GPU layer in a build without the GPU backend");
+    else
+      return make_gpu(context, std::forward<Args>(args)...);
+  }
+  return make_cpu(context, std::forward<Args>(args)...);
+}
 
 }  // namespace convnet

@@ -16,13 +16,8 @@ Linear::Linear(std::string name, const LinearOptions& options, const Shape& inpu
 
 std::unique_ptr<Linear> Linear::create(Context& context, std::string name,
                                        const LinearOptions& options, const Shape& input_shape) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_linear_cublas(context, std::move(name), options, input_shape);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Linear has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_linear_onednn(context, std::move(name), options, input_shape);
+  return create_on_backend(context, make_linear_onednn, CONVNET_GPU_FACTORY(make_linear_cublas),
+                           std::move(name), options, input_shape);
 }
 
 void Linear::forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y) {

@@ -11,13 +11,8 @@ Relu::Relu(std::string name, const Shape& shape, Layout layout)
 
 std::unique_ptr<Relu> Relu::create(Context& context, std::string name, const Shape& shape,
                                    Layout layout) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_relu_cuda(context, std::move(name), shape, layout);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": Relu has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_relu_onednn(context, std::move(name), shape, layout);
+  return create_on_backend(context, make_relu_onednn, CONVNET_GPU_FACTORY(make_relu_cuda),
+                           std::move(name), shape, layout);
 }
 
 void Relu::forward(const Tensor& x, const Tensor& y) {

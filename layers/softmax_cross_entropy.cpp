@@ -21,13 +21,9 @@ SoftmaxCrossEntropy::SoftmaxCrossEntropy(std::string name,
 std::unique_ptr<SoftmaxCrossEntropy> SoftmaxCrossEntropy::create(
     Context& context, std::string name, const SoftmaxCrossEntropyOptions& options,
     const Shape& input_shape) {
-#ifdef CONVNET_HAVE_CUDA
-  if (context.backend() == Backend::cuda)
-    return make_softmax_cross_entropy_cuda(context, std::move(name), options, input_shape);
-#endif
-  CONVNET_CHECK(context.backend() == Backend::cpu, "layer ", name, ": SoftmaxCrossEntropy has no ",
-                to_string(context.backend()), " backend in this build");
-  return make_softmax_cross_entropy_onednn(context, std::move(name), options, input_shape);
+  return create_on_backend(context, make_softmax_cross_entropy_onednn,
+                           CONVNET_GPU_FACTORY(make_softmax_cross_entropy_cuda), std::move(name),
+                           options, input_shape);
 }
 
 void SoftmaxCrossEntropy::forward_accumulate(const Tensor& logits,
@@ -45,14 +41,17 @@ void SoftmaxCrossEntropy::forward_accumulate_impl(const Tensor& logits) {
     metrics_.loss_sum += loss * static_cast<double>(batch());
   else
     ++metrics_.nonfinite;
+  metrics_.top1 += count_top_k(logits, labels_, 1);
+  metrics_.top5 += count_top_k(logits, labels_, std::min<int64_t>(5, classes()));
+}
+
+int64_t count_top_k(const Tensor& logits, const std::vector<int64_t>& labels, int64_t k) {
+  const int64_t n = logits.shape()[0], classes = logits.shape()[1];
   const float* x = logits.data<float>();
-  for (int64_t i = 0; i < batch(); ++i) {
-    const float* row = x + i * classes();
-    metrics_.top1 += cuda::math::label_in_top_k(row, classes(), labels_[i], 1) ? 1 : 0;
-    metrics_.top5 +=
-        cuda::math::label_in_top_k(row, classes(), labels_[i], std::min<int64_t>(5, classes())) ? 1
-                                                                                                : 0;
-  }
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i)
+    correct += cuda::math::label_in_top_k(x + i * classes, classes, labels[i], k) ? 1 : 0;
+  return correct;
 }
 
 SoftmaxCrossEntropy::Metrics SoftmaxCrossEntropy::take_metrics_impl() {

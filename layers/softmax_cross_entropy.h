@@ -29,6 +29,11 @@
 
 namespace convnet {
 
+// Rows of host logits (N, K) whose label is among the k largest logits
+// (ties count against the label; a NaN logit never counts): the rule of the
+// training metrics on both backends and of evaluation.
+int64_t count_top_k(const Tensor& logits, const std::vector<int64_t>& labels, int64_t k);
+
 struct SoftmaxCrossEntropyOptions {
   double label_smoothing = 0.0;  // s in [0, 1)
 };

@@ -5,6 +5,7 @@
 #include "layers/channel_gate.h"
 #include "layers/concat.h"
 #include "layers/global_avg_pool.h"
+#include "layers/pad_shortcut.h"
 #include "layers/relu.h"
 
 namespace convnet {
@@ -190,90 +191,21 @@ class ConcatOp final : public Op {
   std::unique_ptr<Concat> concat_;
 };
 
-// y[:, pad : pad + C] = x[:, :, ::stride, ::stride], zeros elsewhere.
-// Option A shortcut: y = x[:, :, ::stride, ::stride] placed between pad
-// zero channels on each side. On the host, B = channel_block(layout) channels
-// share a pixel (B = 1 unblocked); the lanes of one output block hold the
-// consecutive input channels c - pad, which may span two input blocks (pad
-// need not be a multiple of B: 8 channels of padding in nchw16c).
+// The option A shortcut (layers/pad_shortcut.h) as an op.
 class PadShortcutOp final : public Op {
  public:
+  explicit PadShortcutOp(std::unique_ptr<PadShortcut> pad) : pad_(std::move(pad)) {}
   bool backward_needs_input(int) const override { return false; }
-  PadShortcutOp(const Shape& in, const Shape& out, int64_t stride, Layout layout)
-      : in_(in),
-        out_(out),
-        stride_(stride),
-        block_(channel_block(layout)),
-        pad_((out[1] - in[1]) / 2) {}
   void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
-    if (out.device() == Device::cuda) {  // zeros, then the strided copy
-      out.set_zero();
-      write_gradient(x_channels(out), subsampled(in[0]), GradMode::overwrite);
-      return;
-    }
-    const float* x = in[0].data<float>();
-    float* y = out.data<float>();
-    const int64_t B = block_, n = out_[0], out_blocks = blocks(out_), h = out_[2], w = out_[3];
-#pragma omp parallel for collapse(2)
-    for (int64_t b = 0; b < n; ++b)
-      for (int64_t cb = 0; cb < out_blocks; ++cb) {
-        float* yp = y + (b * out_blocks + cb) * h * w * B;
-        std::fill(yp, yp + h * w * B, 0.0f);
-        for (int64_t lane = 0; lane < B; ++lane) {
-          const int64_t ci = cb * B + lane - pad_;
-          if (ci < 0 || ci >= in_[1]) continue;
-          const float* xp = x + offset(in_, b, ci);
-          for (int64_t i = 0; i < h; ++i)
-            for (int64_t j = 0; j < w; ++j)
-              yp[(i * w + j) * B + lane] = xp[(i * stride_ * in_[3] + j * stride_) * B];
-        }
-      }
+    pad_->forward(in[0], out);
   }
   void backward(const std::vector<Tensor>&, const Tensor&, const Tensor& dout,
                 const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
-    if (!din[0].defined()) return;
-    if (dout.device() == Device::cuda) {
-      if (modes[0] == GradMode::overwrite) din[0].set_zero();
-      write_gradient(subsampled(din[0]), x_channels(dout), GradMode::accumulate);
-      return;
-    }
-    const float* dy = dout.data<float>();
-    float* dx = din[0].data<float>();
-    const bool accumulate = modes[0] == GradMode::accumulate;
-    const int64_t B = block_, n = in_[0], in_blocks = blocks(in_), h = out_[2], w = out_[3];
-#pragma omp parallel for collapse(2)
-    for (int64_t b = 0; b < n; ++b)
-      for (int64_t cb = 0; cb < in_blocks; ++cb) {
-        float* xp = dx + (b * in_blocks + cb) * in_[2] * in_[3] * B;
-        if (!accumulate) std::fill(xp, xp + in_[2] * in_[3] * B, 0.0f);
-        for (int64_t lane = 0; lane < B && cb * B + lane < in_[1]; ++lane) {
-          const float* yp = dy + offset(out_, b, cb * B + lane + pad_);
-          for (int64_t i = 0; i < h; ++i)
-            for (int64_t j = 0; j < w; ++j)
-              xp[(i * stride_ * in_[3] + j * stride_) * B + lane] += yp[(i * w + j) * B];
-        }
-      }
+    if (din[0].defined()) pad_->backward(dout, din[0], modes[0]);
   }
-
-  // GPU layouts (nchw, nhwc): x[:, :, ::stride, ::stride] as a strided view.
-  Tensor subsampled(const Tensor& x) const {
-    const std::vector<int64_t>& s = x.strides();
-    return Tensor::wrap(x.raw_data(), Shape{in_[0], in_[1], out_[2], out_[3]}, x.dtype(),
-                        x.device(), {s[0], s[1], s[2] * stride_, s[3] * stride_});
-  }
-  // The channels of y that hold x.
-  Tensor x_channels(const Tensor& y) const { return y.slice(1, pad_, pad_ + in_[1]); }
 
  private:
-  int64_t blocks(const Shape& s) const { return (s[1] + block_ - 1) / block_; }
-  // Host offset of element (b, c, 0, 0) of a tensor of shape s; pixel p of
-  // the same channel is p * block_ further.
-  int64_t offset(const Shape& s, int64_t b, int64_t c) const {
-    return ((b * blocks(s) + c / block_) * s[2] * s[3]) * block_ + c % block_;
-  }
-
-  Shape in_, out_;
-  int64_t stride_, block_, pad_;  // pad_: zero channels on each side
+  std::unique_ptr<PadShortcut> pad_;
 };
 
 }  // namespace
@@ -404,8 +336,8 @@ ValueId NetBuilder::pad_shortcut(ValueId x, const std::string& name, int64_t out
   CONVNET_CHECK(out_channels >= in[1] && (out_channels - in[1]) % 2 == 0 && stride >= 1, "layer ",
                 name, ": cannot pad ", in, " to ", out_channels, " channels");
   const Shape out{in[0], out_channels, (in[2] - 1) / stride + 1, (in[3] - 1) / stride + 1};
-  return net_.add_op(std::make_unique<PadShortcutOp>(in, out, stride, layout(x)), {x}, out,
-                     layout(x));
+  auto pad = PadShortcut::create(context_, name, in, out, stride, layout(x));
+  return net_.add_op(std::make_unique<PadShortcutOp>(std::move(pad)), {x}, out, layout(x));
 }
 
 }  // namespace convnet

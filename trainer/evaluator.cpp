@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "layers/cuda/kernel_math.h"
 
 namespace convnet {
 
@@ -41,16 +40,6 @@ void EvalTotals::reduce(Communicator& communicator) {
   correct1 = values[1];
   correct5 = values[2];
   count = values[3];
-}
-
-int64_t count_top_k(const Tensor& logits, const std::vector<int64_t>& labels, int64_t k) {
-  const int64_t n = logits.shape()[0], classes = logits.shape()[1];
-  const float* x = logits.data<float>();
-  int64_t correct = 0;
-  // The GPU's training metrics use the same rule (layers/cuda/kernel_math.h).
-  for (int64_t i = 0; i < n; ++i)
-    correct += cuda::math::label_in_top_k(x + i * classes, classes, labels[i], k) ? 1 : 0;
-  return correct;
 }
 
 EvalTotals evaluate(ModelNets& nets, Loader& loader,

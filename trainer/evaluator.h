@@ -45,8 +45,6 @@ struct EvalTotals {
   double top5() const { return count > 0 ? correct5 / count : 0; }
 };
 
-// Samples of logits (N, K) whose label is among the k largest logits.
-int64_t count_top_k(const Tensor& logits, const std::vector<int64_t>& labels, int64_t k);
 
 // Runs the loader's batches through the nets in inference mode; calls
 // on_logits(batch, logits (count, K)) per batch when given. Not reduced.

@@ -37,7 +37,7 @@
 #include "models/net.h"
 #include "models/param_store.h"
 #include "trainer/config.h"
-#include "trainer/input_feed.h"
+#include "core/input_feed.h"
 #include "trainer/loss_scaler.h"
 #include "trainer/watchdog.h"
 

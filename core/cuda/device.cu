@@ -1,9 +1,7 @@
-// The GPU backend target. The GPU issue fills it with cuDNN layers and NCCL;
-// for now it answers which CUDA devices this process sees and which library
-// versions it runs against.
+// Which CUDA devices this process sees, which library versions it runs
+// against, and which GPU a rank drives.
 #include <cuda_runtime.h>
 #include <cudnn.h>
-#include <nccl.h>
 
 #include <sstream>
 
@@ -27,12 +25,11 @@ std::string runtime_status() {
 
 std::string describe() {
   std::ostringstream out;
-  int driver = 0, runtime = 0, nccl = 0;
+  int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
-  ncclGetVersion(&nccl);
   out << "driver " << driver / 1000 << "." << driver % 1000 / 10 << ", runtime " << runtime / 1000
-      << "." << runtime % 1000 / 10 << ", cuDNN " << cudnnGetVersion() << ", NCCL " << nccl
+      << "." << runtime % 1000 / 10 << ", cuDNN " << cudnnGetVersion()
       << ", status: " << runtime_status() << "\n";
   for (int d = 0; d < device_count(); ++d) {
     cudaDeviceProp p{};

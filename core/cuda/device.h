@@ -1,5 +1,5 @@
-// CUDA device discovery (GPU backend only). The GPU issue builds the cuDNN
-// layers and NCCL on top; these answer what a process can see, and why not.
+// CUDA device discovery (GPU backend only): what a process can see, and why
+// not; and the GPU each rank of a node drives.
 #pragma once
 
 #include <string>
@@ -12,7 +12,7 @@ int device_count();
 // this runtime", ...), or "ok".
 std::string runtime_status();
 // One line per device: index, name, compute capability, memory; and the
-// driver, runtime, cuDNN and NCCL versions.
+// driver, runtime and cuDNN versions.
 std::string describe();
 
 }  // namespace convnet::cuda

@@ -1,6 +1,6 @@
 // The arithmetic of the GPU backend's CUDA kernels, one function per output
 // element (or per output row/plane for small reductions), callable from
-// device and host code. kernels.cu runs each in a grid-stride loop on the
+// device and host code. layers/cuda/*.cu run each in a grid-stride loop on the
 // GPU; tests/layers/kernel_math_test.cpp runs the same functions in host
 // loops against the CPU layers, so the index arithmetic and formulas are
 // checked on machines without a GPU (CI). Plain C++ outside nvcc.

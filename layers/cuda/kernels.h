@@ -1,4 +1,7 @@
-// CUDA kernels of the GPU backend, for what cuDNN has no call for. Every
+// The launchers of the GPU backend's own CUDA kernels, for what cuDNN has no
+// call for; each is defined in the file of the layer it serves
+// (layers/cuda/<layer>_cuda.cu, batch_norm_cudnn.cu) or, when several use it,
+// in tensor_kernels.cu (copies, scaling, bias) and sgd_cuda.cu. Every
 // function enqueues on `stream` and returns at once (no host synchronization)
 // and throws convnet::Error when the launch fails. "accumulate" means
 // dst += value, otherwise dst = value (the GradMode rule of layers/layer.h).

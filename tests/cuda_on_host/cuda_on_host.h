@@ -1,4 +1,4 @@
-// Runs convnet's own CUDA kernels (layers/cuda/kernels.cu) on the host, so
+// Runs convnet's own CUDA kernels (the kernel parts of layers/cuda/*.cu) on the host, so
 // that their block-level logic (shared memory, __syncthreads, warp shuffles,
 // grid-stride loops, per-block partial sums) is tested on machines without a
 // GPU (CI). It is a test harness, not a backend: cuDNN, cuBLAS and NCCL are
@@ -81,7 +81,7 @@ T shuffle_down(unsigned mask, T value, unsigned delta) {
 #define __shfl_down_sync(mask, value, delta) \
   ::convnet::cuda_on_host::shuffle_down(mask, value, delta)
 // Shared memory is declared with CONVNET_SHARED(type, name, extents) in
-// kernels.cu; here a plain __shared__ does not compile.
+// layers/cuda/launch.cuh; here a plain __shared__ does not compile.
 #undef __shared__
 #define __shared__ use_CONVNET_SHARED_for_shared_memory
 #define CONVNET_ON_HOST_SHARED(type, name, ...) \

@@ -144,7 +144,7 @@ TEST(CudaOnHost, AShuffleMayNotReadALaneThePartialWarpLacks) {
       << error;
 }
 
-// Two block sums through one shared array, as kernels.cu's block_sum; without
+// Two block sums through one shared array, as launch.cuh's block_sum; without
 // the barrier that ends the first, a warp may overwrite the partial sums of
 // the first before warp 0 has read them, which only the warp-greedy order
 // shows (a write that must wait for other warps' reads).

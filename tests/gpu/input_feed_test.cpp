@@ -1,7 +1,7 @@
 // InputFeed on the GPU: a batch staged while the previous one is the input
 // does not disturb it, and commit() makes it the input (on the compute
 // stream, after the copy stream's transfer).
-#include "trainer/input_feed.h"
+#include "core/input_feed.h"
 
 #include "core/error.h"
 #include "layers/cuda/kernels.h"

@@ -153,7 +153,7 @@ TEST_P(MixedPrecision, BatchNormOwnKernels) {
   unsetenv("CONVNET_CUDNN_BN");
 }
 
-// The other cuDNN training paths (layers/cuda/batch_norm_cudnn.cpp): NHWC
+// The other cuDNN training paths (layers/cuda/batch_norm_cudnn.cu): NHWC
 // persistent mode with the ReLU as its own pass (the default for bf16; f16
 // tries cuDNN's fused forward first), and the classic spatial mode in NHWC
 // (where cuDNN refuses the persistent one).

@@ -1,5 +1,5 @@
 // The GPU kernels' arithmetic (layers/cuda/kernel_math.h), run in host loops
-// exactly as kernels.cu runs it per GPU thread, against the CPU layers on the
+// exactly as layers/cuda/*.cu run it per GPU thread, against the CPU layers on the
 // same inputs. This checks the index arithmetic and formulas of every custom
 // GPU kernel on machines without a GPU; tests/gpu checks the launches.
 #include "layers/cuda/kernel_math.h"

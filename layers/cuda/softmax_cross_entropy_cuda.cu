@@ -4,6 +4,67 @@
 // metrics to device accumulators instead and does not wait. Labels are
 // copied to the device as int32; the logits are copied too, so backward does
 // not depend on the caller keeping them.
+// The kernels (contracts in kernels.h) are at the top of this file.
+#include "layers/cuda/kernels.h"
+#include "layers/cuda/launch.cuh"
+
+namespace convnet::cuda {
+namespace {
+
+// One block: the metrics of accumulate_loss_metrics.
+__global__ void loss_metrics_kernel(const float* row_loss, const float* logits,
+                                    const int32_t* labels, int64_t n, int64_t k, double* metrics) {
+  float sum = 0.0f, top1 = 0.0f, top5 = 0.0f, bad = 0.0f;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
+    const float loss = row_loss[r];
+    if (isfinite(loss))
+      sum += loss;
+    else
+      bad += 1.0f;
+    const float* row = logits + r * k;
+    top1 += math::label_in_top_k(row, k, labels[r], 1) ? 1.0f : 0.0f;
+    top5 += math::label_in_top_k(row, k, labels[r], k < 5 ? k : 5) ? 1.0f : 0.0f;
+  }
+  sum = block_sum(sum);
+  top1 = block_sum(top1);
+  top5 = block_sum(top5);
+  bad = block_sum(bad);
+  if (threadIdx.x == 0) {
+    metrics[0] += sum;
+    metrics[1] += top1;
+    metrics[2] += top5;
+    metrics[3] += bad > 0.0f ? 1.0 : 0.0;
+  }
+}
+
+}  // namespace
+
+void softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* row_loss,
+                                   float* log_sum_exp, int64_t n, int64_t k, float smoothing,
+                                   cudaStream_t stream) {
+  for_each("softmax_cross_entropy_forward", n, stream, [=] __device__(int64_t r) {
+    math::softmax_cross_entropy_forward(r, logits, labels, row_loss, log_sum_exp, k, smoothing);
+  });
+}
+
+void softmax_cross_entropy_backward(const float* logits, const int32_t* labels,
+                                    const float* log_sum_exp, float* dlogits, bool accumulate,
+                                    int64_t n, int64_t k, float smoothing, cudaStream_t stream) {
+  for_each("softmax_cross_entropy_backward", n * k, stream, [=] __device__(int64_t i) {
+    math::softmax_cross_entropy_backward(i, logits, labels, log_sum_exp, dlogits, accumulate, n, k,
+                                         smoothing);
+  });
+}
+
+void accumulate_loss_metrics(const float* row_loss, const float* logits, const int32_t* labels,
+                             int64_t n, int64_t k, double* metrics, cudaStream_t stream) {
+  CONVNET_LAUNCH("loss_metrics", loss_metrics_kernel, 1, kThreads, stream, row_loss, logits, labels,
+                 n, k, metrics);
+}
+
+}  // namespace convnet::cuda
+
+#ifndef CONVNET_CUDA_ON_HOST  // the kernels alone run on the host (tests/cuda_on_host)
 #include <numeric>
 
 #include "layers/cuda/cudnn_util.h"
@@ -117,3 +178,4 @@ std::unique_ptr<SoftmaxCrossEntropy> make_softmax_cross_entropy_cuda(
 }
 
 }  // namespace convnet
+#endif  // CONVNET_CUDA_ON_HOST

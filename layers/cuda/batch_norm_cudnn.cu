@@ -28,6 +28,288 @@
 // spatial one (the saved statistics are the same in every mode). A backward
 // cuDNN refuses after taking the forward, and one that wants no dx, is
 // convnet's kernels' (from then on, for a refusal).
+// This file also holds the kernels (contracts in kernels.h): NCHW sums with
+// one block per channel, channels-last ones with channel_sums.cuh's tiles.
+#include "layers/cuda/channel_sums.cuh"
+#include "layers/cuda/kernels.h"
+#include "layers/cuda/launch.cuh"
+
+namespace convnet::cuda {
+namespace {
+
+// One block per channel: dgamma += sum(dy * (x - mean)) * inv_std, dbeta += sum(dy).
+template <typename T>
+__global__ void batch_norm_fixed_sums_kernel(const T* x, const T* dy, const float* mean,
+                                             const float* inv_std, float* dgamma, float* dbeta,
+                                             int64_t n, int64_t c, int64_t hw, bool channels_last) {
+  const int64_t ch = blockIdx.x;
+  float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
+  for (int64_t j = threadIdx.x; j < n * hw; j += blockDim.x) {
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, channels_last);
+    const float g = math::load(dy[i]);
+    sum_dy += g;
+    sum_dy_xmu += g * (math::load(x[i]) - mean[ch]);
+  }
+  sum_dy = block_sum(sum_dy);
+  sum_dy_xmu = block_sum(sum_dy_xmu);
+  if (threadIdx.x == 0) {
+    dgamma[ch] += sum_dy_xmu * inv_std[ch];
+    dbeta[ch] += sum_dy;
+  }
+}
+
+// One block per channel: the batch statistics of NCHW x (batch_norm_statistics).
+template <typename T>
+__global__ void batch_norm_statistics_kernel(const T* x, float* mean, float* inv_std,
+                                             float* running_mean, float* running_var, int64_t n,
+                                             int64_t c, int64_t hw, float eps, float momentum) {
+  CONVNET_SHARED(float, broadcast, );
+  const int64_t ch = blockIdx.x, count = n * hw;
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x)
+    sum += math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false)]);
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) broadcast = sum / static_cast<float>(count);
+  __syncthreads();
+  const float mu = broadcast;
+  float squares = 0.0f;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+    const float d = math::load(x[math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false)]) - mu;
+    squares += d * d;
+  }
+  squares = block_sum(squares);
+  if (threadIdx.x == 0) {
+    const float var = squares / static_cast<float>(count);
+    mean[ch] = mu;
+    inv_std[ch] = rsqrtf(var + eps);
+    const float unbiased = count > 1 ? squares / static_cast<float>(count - 1) : var;
+    running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * mu;
+    running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * unbiased;
+  }
+}
+
+// One block per channel: the backward through the batch statistics, NCHW.
+template <typename T>
+__global__ void batch_norm_backward_batch_kernel(const T* x, const T* dy, const float* mean,
+                                                 const float* inv_std, const float* gamma, T* dx,
+                                                 bool accumulate, float* dgamma, float* dbeta,
+                                                 int64_t n, int64_t c, int64_t hw) {
+  CONVNET_SHARED(float, sums, [2]);
+  const int64_t ch = blockIdx.x, count = n * hw;
+  const float mu = mean[ch], s = inv_std[ch];
+  float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false);
+    const float g = math::load(dy[i]);
+    sum_dy += g;
+    sum_dy_xhat += g * (math::load(x[i]) - mu) * s;
+  }
+  sum_dy = block_sum(sum_dy);
+  sum_dy_xhat = block_sum(sum_dy_xhat);
+  if (threadIdx.x == 0) {
+    sums[0] = sum_dy;
+    sums[1] = sum_dy_xhat;
+    dgamma[ch] += sum_dy_xhat;
+    dbeta[ch] += sum_dy;
+  }
+  __syncthreads();
+  if (dx == nullptr) return;
+  const float mean_dy = sums[0] / static_cast<float>(count);
+  const float mean_dy_xhat = sums[1] / static_cast<float>(count);
+  const float scale = gamma[ch] * s;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+    const int64_t i = math::plane_offset((j / hw) * c + ch, j % hw, c, hw, false);
+    const float xhat = (math::load(x[i]) - mu) * s;
+    math::store(dx + i, scale * (math::load(dy[i]) - mean_dy - xhat * mean_dy_xhat), accumulate);
+  }
+}
+
+template <typename T>
+void batch_norm_statistics_channels_last(const T* x, float* mean, float* inv_std,
+                                         float* running_mean, float* running_var, int64_t rows,
+                                         int64_t c, float eps, float momentum, float* partials,
+                                         cudaStream_t stream) {
+  const float count = static_cast<float>(rows);
+  int64_t groups = channels_last_partials(
+      "batch_norm_sums", rows, c,
+      [=] __device__(int64_t i, int64_t) { return make_float2(math::load(x[i]), 0.0f); }, partials,
+      stream);
+  for_each("batch_norm_mean", c, stream,
+           [=] __device__(int64_t ch) { mean[ch] = total_of(partials, groups, c, ch).x / count; });
+  groups = channels_last_partials(
+      "batch_norm_squares", rows, c,
+      [=] __device__(int64_t i, int64_t ch) {
+        const float d = math::load(x[i]) - mean[ch];
+        return make_float2(d * d, 0.0f);
+      },
+      partials, stream);
+  for_each("batch_norm_variance", c, stream, [=] __device__(int64_t ch) {
+    const float squares = total_of(partials, groups, c, ch).x;
+    const float var = squares / count;
+    inv_std[ch] = rsqrtf(var + eps);
+    const float unbiased = count > 1.0f ? squares / (count - 1.0f) : var;
+    running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * mean[ch];
+    running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * unbiased;
+  });
+}
+
+template <typename T>
+void batch_norm_backward_batch_channels_last(const T* x, const T* dy, const float* mean,
+                                             const float* inv_std, const float* gamma, T* dx,
+                                             bool accumulate, float* dgamma, float* dbeta,
+                                             int64_t rows, int64_t c, float* scratch,
+                                             cudaStream_t stream) {
+  float* means = scratch + 2 * kMaxPartialBlocks * kTileChannels;  // (2, c) after the partials
+  const int64_t groups = channels_last_partials(
+      "batch_norm_backward_sums", rows, c,
+      [=] __device__(int64_t i, int64_t ch) {
+        const float g = math::load(dy[i]);
+        return make_float2(g, g * (math::load(x[i]) - mean[ch]) * inv_std[ch]);
+      },
+      scratch, stream);
+  const float count = static_cast<float>(rows);
+  for_each("batch_norm_backward_totals", c, stream, [=] __device__(int64_t ch) {
+    const float2 sum = total_of(scratch, groups, c, ch);
+    dgamma[ch] += sum.y;
+    dbeta[ch] += sum.x;
+    means[ch] = sum.x / count;
+    means[c + ch] = sum.y / count;
+  });
+  if (dx == nullptr) return;
+  for_each("batch_norm_backward_dx", rows * c, stream, [=] __device__(int64_t i) {
+    const int64_t ch = i % c;
+    const float s = inv_std[ch];
+    const float xhat = (math::load(x[i]) - mean[ch]) * s;
+    math::store(dx + i, gamma[ch] * s * (math::load(dy[i]) - means[ch] - xhat * means[c + ch]),
+                accumulate);
+  });
+}
+
+template <typename T>
+void batch_norm_apply_t(const T* x, const float* mean, const float* inv_std, const float* gamma,
+                        const float* beta, T* y, int64_t n, int64_t c, int64_t hw,
+                        bool channels_last, bool relu, cudaStream_t stream) {
+  for_each("batch_norm_apply", n * c * hw, stream, [=] __device__(int64_t i) {
+    const float v = math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last);
+    y[i] = T(relu ? fmaxf(v, 0.0f) : v);
+  });
+}
+
+template <typename T>
+void batch_norm_relu_mask_t(const T* x, const float* mean, const float* inv_std, const float* gamma,
+                            const float* beta, const T* dy, T* masked, int64_t n, int64_t c,
+                            int64_t hw, bool channels_last, cudaStream_t stream) {
+  for_each("batch_norm_relu_mask", n * c * hw, stream, [=] __device__(int64_t i) {
+    masked[i] =
+        math::batch_norm_value(x, mean, inv_std, gamma, beta, i, c, hw, channels_last) > 0.0f
+            ? dy[i]
+            : T(0.0f);
+  });
+}
+
+template <typename T>
+void batch_norm_fixed_dx_t(const T* dy, const float* inv_std, const float* gamma, T* dx,
+                           bool accumulate, int64_t n, int64_t c, int64_t hw, bool channels_last,
+                           cudaStream_t stream) {
+  for_each("batch_norm_fixed_dx", n * c * hw, stream, [=] __device__(int64_t i) {
+    const int64_t ch = math::channel_of(i, c, hw, channels_last);
+    math::store(dx + i, math::load(dy[i]) * gamma[ch] * inv_std[ch], accumulate);
+  });
+}
+
+}  // namespace
+
+void batch_norm_apply(DType t, const void* x, const float* mean, const float* inv_std,
+                      const float* gamma, const float* beta, void* y, int64_t n, int64_t c,
+                      int64_t hw, bool channels_last, bool relu, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    batch_norm_apply_t(as<T>(x), mean, inv_std, gamma, beta, as<T>(y), n, c, hw, channels_last,
+                       relu, stream);
+  });
+}
+
+void batch_norm_relu_mask(DType t, const void* x, const float* mean, const float* inv_std,
+                          const float* gamma, const float* beta, const void* dy, void* masked,
+                          int64_t n, int64_t c, int64_t hw, bool channels_last,
+                          cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    batch_norm_relu_mask_t(as<T>(x), mean, inv_std, gamma, beta, as<T>(dy), as<T>(masked), n, c, hw,
+                           channels_last, stream);
+  });
+}
+
+void batch_norm_backward_fixed_stats(DType t, const void* x, const void* dy, const float* mean,
+                                     const float* inv_std, const float* gamma, void* dx,
+                                     bool accumulate, float* dgamma, float* dbeta, int64_t n,
+                                     int64_t c, int64_t hw, bool channels_last,
+                                     cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    CONVNET_LAUNCH("batch_norm_fixed_sums", batch_norm_fixed_sums_kernel<T>,
+                   static_cast<unsigned>(c), kThreads, stream, as<T>(x), as<T>(dy), mean, inv_std,
+                   dgamma, dbeta, n, c, hw, channels_last);
+    if (dx != nullptr)
+      batch_norm_fixed_dx_t(as<T>(dy), inv_std, gamma, as<T>(dx), accumulate, n, c, hw,
+                            channels_last, stream);
+  });
+}
+
+int64_t batch_norm_scratch_floats(int64_t c) {
+  CONVNET_CHECK(c <= kMaxPartialBlocks * kTileChannels, "channels-last batch norm over ", c,
+                " channels (at most ", kMaxPartialBlocks * kTileChannels, ")");
+  return 2 * kMaxPartialBlocks * kTileChannels + 2 * c;
+}
+
+void batch_norm_statistics(DType t, const void* x, float* mean, float* inv_std, float* running_mean,
+                           float* running_var, int64_t n, int64_t c, int64_t hw, bool channels_last,
+                           double eps, double momentum, float* scratch, cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    if (channels_last) {
+      CONVNET_CHECK(scratch != nullptr, "channels-last batch norm statistics without scratch");
+      batch_norm_statistics_channels_last(as<T>(x), mean, inv_std, running_mean, running_var,
+                                          n * hw, c, static_cast<float>(eps),
+                                          static_cast<float>(momentum), scratch, stream);
+      return;
+    }
+    CONVNET_LAUNCH("batch_norm_statistics", batch_norm_statistics_kernel<T>,
+                   static_cast<unsigned>(c), kThreads, stream, as<T>(x), mean, inv_std,
+                   running_mean, running_var, n, c, hw, static_cast<float>(eps),
+                   static_cast<float>(momentum));
+  });
+}
+
+void batch_norm_backward_batch_stats(DType t, const void* x, const void* dy, const float* mean,
+                                     const float* inv_std, const float* gamma, void* dx,
+                                     bool accumulate, float* dgamma, float* dbeta, int64_t n,
+                                     int64_t c, int64_t hw, bool channels_last, float* scratch,
+                                     cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    if (channels_last) {
+      CONVNET_CHECK(scratch != nullptr, "channels-last batch norm backward without scratch");
+      batch_norm_backward_batch_channels_last(as<T>(x), as<T>(dy), mean, inv_std, gamma, as<T>(dx),
+                                              accumulate, dgamma, dbeta, n * hw, c, scratch,
+                                              stream);
+      return;
+    }
+    CONVNET_LAUNCH("batch_norm_backward_batch", batch_norm_backward_batch_kernel<T>,
+                   static_cast<unsigned>(c), kThreads, stream, as<T>(x), as<T>(dy), mean, inv_std,
+                   gamma, as<T>(dx), accumulate, dgamma, dbeta, n, c, hw);
+  });
+}
+
+void inverse_std(const float* var, float* inv_std, int64_t c, double eps, cudaStream_t stream) {
+  for_each("inverse_std", c, stream, [=] __device__(int64_t i) {
+    inv_std[i] = static_cast<float>(1.0 / sqrt(static_cast<double>(var[i]) + eps));
+  });
+}
+
+}  // namespace convnet::cuda
+
+#ifndef CONVNET_CUDA_ON_HOST  // the kernels alone run on the host (tests/cuda_on_host)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -341,3 +623,4 @@ std::unique_ptr<BatchNorm2d> make_batch_norm2d_cudnn(Context& context, std::stri
 }
 
 }  // namespace convnet
+#endif  // CONVNET_CUDA_ON_HOST

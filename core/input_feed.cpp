@@ -1,4 +1,4 @@
-#include "trainer/input_feed.h"
+#include "core/input_feed.h"
 
 #include <cstring>
 
@@ -11,24 +11,39 @@
 namespace convnet {
 
 #ifdef CONVNET_HAVE_CUDA
+// Pinned host memory, a copy stream and two events: each released by
+// release(), from the destructor or from a constructor that failed midway.
 struct InputFeed::Gpu {
   Gpu(Context& context, const Tensor& input)
       : compute(context.gpu().stream),
         staging(Tensor::empty(input.shape(), context.allocator(), DType::f32, input.layout())),
         bytes(static_cast<std::size_t>(input.numel()) * sizeof(float)) {
-    CONVNET_CUDA(cudaSetDevice(context.gpu().device));  // the stream and events' device
-    CONVNET_CUDA(cudaMallocHost(&pinned, bytes));
-    CONVNET_CUDA(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
-    CONVNET_CUDA(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
-    CONVNET_CUDA(cudaEventCreateWithFlags(&consumed, cudaEventDisableTiming));
+    try {
+      CONVNET_CUDA(cudaSetDevice(context.gpu().device));  // the stream and events' device
+      CONVNET_CUDA(cudaMallocHost(&pinned, bytes));
+      CONVNET_CUDA(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+      CONVNET_CUDA(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
+      CONVNET_CUDA(cudaEventCreateWithFlags(&consumed, cudaEventDisableTiming));
+    } catch (...) {
+      release();
+      throw;
+    }
   }
-  ~Gpu() {
-    cudaStreamSynchronize(copy);
-    cudaEventDestroy(consumed);
-    cudaEventDestroy(copied);
-    cudaStreamDestroy(copy);
-    cudaFreeHost(pinned);
+  ~Gpu() { release(); }
+  Gpu(const Gpu&) = delete;
+  Gpu& operator=(const Gpu&) = delete;
+
+  void release() noexcept {
+    if (copy) cudaStreamSynchronize(copy);
+    if (consumed) cudaEventDestroy(consumed);
+    if (copied) cudaEventDestroy(copied);
+    if (copy) cudaStreamDestroy(copy);
+    if (pinned) cudaFreeHost(pinned);
+    consumed = copied = nullptr;
+    copy = nullptr;
+    pinned = nullptr;
   }
+
   cudaStream_t compute = nullptr, copy = nullptr;
   Tensor staging;  // the input's shape and layout, device
   std::size_t bytes = 0;
