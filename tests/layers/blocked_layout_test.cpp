@@ -175,6 +175,41 @@ TEST_P(BlockedLayout, FusedBatchNormReluEqualsSeparate) {
     }
 }
 
+// BatchNorm with a fused ReLU against the double-precision reference
+// directly: y = relu(bn(x)), dx = bn_backward(dy * (y > 0)), in both modes
+// and layouts. f32 BN against double: 1e-5 relative plus 1e-5 absolute
+// (the batch statistics' rounding; the BN tests' bounds).
+TEST_P(BlockedLayout, FusedBatchNormReluMatchesReference) {
+  const Shape shape = this->shape();
+  const Shape c{shape[1]};
+  const ref::Array x = random_array(shape, rng_), dy = random_array(shape, rng_);
+  const ref::Array w = random_array(c, rng_, 0.5, 1.5), b = random_array(c, rng_);
+  const ref::Array running_mean(c), running_var(c, 1.5);
+  for (Layout layout : {Layout::nchw, blocked()})
+    for (Mode mode : {Mode::training, Mode::inference}) {
+      const BatchNormOptions o{.channels = shape[1], .layout = layout, .fuse_relu = true};
+      auto bn = BatchNorm2d::create(context_, "bn", o, shape);
+      Tensor mean = make(running_mean, Layout::nchw), var = make(running_var, Layout::nchw);
+      Tensor y = zeros(shape, layout), dx = zeros(shape, layout);
+      Tensor dw = zeros(c, Layout::nchw), db = zeros(c, Layout::nchw);
+      const Tensor xt = make(x, layout);
+      bn->forward(mode, xt, make(w, Layout::nchw), make(b, Layout::nchw), mean, var, y);
+      bn->backward(xt, make(w, Layout::nchw), make(dy, layout), dx, GradMode::overwrite, dw, db);
+
+      const ref::BatchNormForward f =
+          ref::batch_norm_forward({.channels = shape[1]}, mode, x, w, b, running_mean, running_var);
+      const ref::Array yr = ref::relu_forward(f.y);
+      const ref::BatchNormGrads g = ref::batch_norm_backward(
+          {.channels = shape[1]}, mode, x, w, ref::relu_backward(yr, dy), f.mean, f.var);
+      const std::string where =
+          to_string(layout) + (mode == Mode::training ? " training" : " inference");
+      EXPECT_TRUE(all_close(y, yr, 1e-5, 1e-5)) << "output " << where;
+      EXPECT_TRUE(all_close(dx, g.dx, 1e-5, 1e-5)) << "input gradient " << where;
+      EXPECT_TRUE(all_close(dw, g.dweight, 1e-5, 1e-5)) << "weight gradient " << where;
+      EXPECT_TRUE(all_close(db, g.dbias, 1e-5, 1e-5)) << "bias gradient " << where;
+    }
+}
+
 // The padding lanes of a blocked tensor whose channel count is not a multiple of the block.
 std::vector<float*> padding_lanes(const Tensor& t) {
   const int64_t c = t.shape()[1], hw = t.shape()[2] * t.shape()[3], b = channel_block(t.layout());
