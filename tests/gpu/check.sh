@@ -4,8 +4,9 @@
 #   tar xf convnet-bundle.tar.xz && convnet-bundle/check.sh
 # It records what the machine offers (GPU, driver, CUDA runtime/cuDNN/NCCL
 # found inside an installed PyTorch, OS, glibc), points the bundle at those
-# libraries, and runs: the GPU tests (every cuDNN/CUDA layer, whole nets and
-# NCCL against the CPU backend, bf16/fp16 mixed precision), then the GPU
+# libraries, and runs: the GPU tests (every cuDNN/CUDA layer against the
+# double-precision reference, one file per layer; whole nets and
+# NCCL against the CPU backend; bf16/fp16 mixed precision), then the GPU
 # benchmarks (resnet50 batch 256 in bf16, fp16, fp32, tf32;
 # densenet_bc_100_k12 batch 64 memory-efficient on and off), Fashion-MNIST
 # training (fp32, and fp16 stopped and resumed) and the PyTorch peer on the

@@ -1,15 +1,16 @@
 // Helpers for the GPU tests: a fixture that skips (saying why) without a
 // usable GPU and otherwise holds a CPU and a GPU context, random host
 // tensors, host <-> device copies, and a closeness check of a device tensor
-// against the CPU backend's result.
+// against the double-precision reference (layers' ref::, the oracle of the
+// CPU tests too) or the CPU backend's result.
 //
-// Tolerance: the GPU and CPU backends compute the same f32 formulas with
-// other summation orders (cuDNN and oneDNN pick different algorithms), so
-// elements differ by rounding that grows with the reduction length. Checks
-// are relative to the largest magnitude of the expected tensor:
-// |gpu - cpu| <= rtol * max|cpu| + atol, with rtol = 1e-4 for f32 (about
-// 1e-7 rounding per operation times reductions of up to ~1e3 terms, with a
-// margin) unless a test states otherwise.
+// Tolerance: the GPU computes in f32 with its own summation orders (cuDNN
+// picks algorithms), so elements differ from the double-precision result by
+// rounding that grows with the reduction length. Checks are relative to the
+// largest magnitude of the expected tensor: |gpu - expected| <= rtol *
+// max|expected| + atol, with rtol = 1e-4 for f32 (about 1e-7 rounding per
+// operation times reductions of up to ~1e3 terms, with a margin) unless a
+// test states otherwise.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -26,6 +27,7 @@
 #include "core/cuda/device.h"
 #include "core/cuda/runtime.h"
 #include "core/tensor.h"
+#include "layers/reference.h"
 
 namespace convnet::testing {
 
@@ -132,11 +134,31 @@ class GpuTest : public ::testing::Test {
   // |gpu - cpu| <= rtol * max|cpu| + atol elementwise; reports the worst element.
   ::testing::AssertionResult close(const Tensor& gpu_tensor, const Tensor& cpu_tensor,
                                    double rtol = 1e-4, double atol = 1e-6) {
+    const std::vector<float> e = cpu_tensor.to_vector();
+    return close_to(gpu_tensor, std::vector<double>(e.begin(), e.end()), rtol, atol);
+  }
+  // The same against the double-precision reference (the layers' ref:: oracle).
+  ::testing::AssertionResult close(const Tensor& gpu_tensor, const ref::Array& expected,
+                                   double rtol = 1e-4, double atol = 1e-6) {
+    return close_to(gpu_tensor, expected.data, rtol, atol);
+  }
+  // The reference's view of a host tensor (logical NCHW order, any layout).
+  static ref::Array ref_of(const Tensor& host) { return ref::from_tensor(host); }
+  // a + b: what a gradient that accumulates onto `a` should hold.
+  static ref::Array plus(const ref::Array& a, const ref::Array& b) {
+    ref::Array sum = a;
+    for (int64_t i = 0; i < sum.numel(); ++i) sum[i] += b[i];
+    return sum;
+  }
+
+ private:
+  ::testing::AssertionResult close_to(const Tensor& gpu_tensor, const std::vector<double>& e,
+                                      double rtol, double atol) {
     const Tensor got = download(gpu_tensor);
-    const std::vector<float> a = got.to_vector(), e = cpu_tensor.to_vector();
+    const std::vector<float> a = got.to_vector();
     if (a.size() != e.size()) return ::testing::AssertionFailure() << "sizes differ";
     double scale = 0.0;
-    for (float v : e) scale = std::max(scale, std::abs(static_cast<double>(v)));
+    for (double v : e) scale = std::max(scale, std::abs(v));
     const double bound = rtol * scale + atol;
     std::size_t worst = 0;
     double worst_err = -1.0;
@@ -144,16 +166,15 @@ class GpuTest : public ::testing::Test {
       const double err = std::abs(static_cast<double>(a[i]) - e[i]);
       if (std::isnan(err))
         return ::testing::AssertionFailure()
-               << "element " << i << ": gpu " << a[i] << ", cpu " << e[i] << " (NaN)";
+               << "element " << i << ": gpu " << a[i] << ", expected " << e[i] << " (NaN)";
       if (err > worst_err) worst_err = err, worst = i;
     }
     if (a.empty() || worst_err <= bound) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure()
-           << "element " << worst << ": gpu " << a[worst] << ", cpu " << e[worst] << ", error "
-           << worst_err << " > bound " << bound << " (max|cpu| " << scale << ")";
+           << "element " << worst << ": gpu " << a[worst] << ", expected " << e[worst] << ", error "
+           << worst_err << " > bound " << bound << " (max|expected| " << scale << ")";
   }
 
- private:
   static constexpr int64_t kGuard = 1024;
   static constexpr float kSentinel = std::numeric_limits<float>::quiet_NaN();
   Context cpu_;

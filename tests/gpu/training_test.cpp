@@ -37,19 +37,39 @@ class GpuTraining : public GpuTest {
                                   r.store.flat_size());
   }
 
-  // One step on a host batch; returns the loss.
-  double step(Replica& r, const Tensor& batch, const std::vector<int64_t>& labels, bool gpu_side) {
-    if (gpu_side)
-      cuda::copy(r.net->input(), in_layout(batch, r.net->input().layout()), stream());
-    else
-      r.net->input().copy_from(batch);
-    r.net->forward(Mode::training);
-    const double loss = r.loss->forward(r.net->output(), labels);
-    r.loss->backward(r.net->output_grad());
-    r.store.zero_grads();
-    r.net->backward();
-    r.sgd->step(r.store.flat_params(), r.store.flat_grads(), 0.02);
-    return loss;
+  // Five steps of the trainer's own TrainStep (input feed, loss, backward,
+  // SGD) on one replica over the given host batches; each step's mean loss.
+  std::vector<double> train_steps(Replica& r, Context& context, const std::vector<Tensor>& batches,
+                                  const std::vector<std::vector<int64_t>>& labels) {
+    SingleProcessCommunicator communicator;
+    GradientReducer reducer(communicator, r.store.flat_grads().data<float>(), r.store.flat_size(),
+                            {.overlap_first_step = false});
+    LossScaler scaler(false);
+    std::size_t next = 0;
+    const Layout layout = r.net->input().layout();
+    TrainStep step({.context = context,
+                    .net = *r.net,
+                    .loss = *r.loss,
+                    .store = r.store,
+                    .sgd = *r.sgd,
+                    .reducer = reducer,
+                    .communicator = communicator,
+                    .scaler = scaler,
+                    .next_batch = [&](Batch* batch) {
+                      const Tensor images = in_layout(batches[next], layout);  // dense, as stored
+                      batch->images.assign(images.data<float>(),
+                                           images.data<float>() + images.numel());
+                      batch->labels = labels[next];
+                      batch->count = static_cast<int64_t>(labels[next].size());
+                      ++next;
+                    }});
+    std::vector<double> losses;
+    for (int s = 0; s < static_cast<int>(batches.size()); ++s) {
+      const StepMetrics m =
+          step.run({.step = s, .lr = 0.02, .last = s + 1 == static_cast<int>(batches.size())});
+      losses.push_back(m.loss_sum / m.samples);
+    }
+    return losses;
   }
 
   // A host tensor with t's values stored in `layout`.
@@ -75,14 +95,18 @@ class GpuTraining : public GpuTest {
     }
     initialize_parameters(c.store, 7);
     copy_values(g.store, c.store);
+    std::vector<Tensor> batches;
+    std::vector<std::vector<int64_t>> labels;
     for (int s = 0; s < 5; ++s) {
-      const Tensor batch = random(input);
-      std::vector<int64_t> labels(static_cast<std::size_t>(input[0]));
-      for (std::size_t i = 0; i < labels.size(); ++i)
-        labels[i] = static_cast<int64_t>((i * 7 + s) % classes);
-      const double lc = step(c, batch, labels, false), lg = step(g, batch, labels, true);
-      EXPECT_NEAR(lg, lc, 1e-3 * std::max(1.0, std::abs(lc))) << model << " step " << s;
+      batches.push_back(random(input));
+      labels.emplace_back(static_cast<std::size_t>(input[0]));
+      for (std::size_t i = 0; i < labels.back().size(); ++i)
+        labels.back()[i] = static_cast<int64_t>((i * 7 + s) % classes);
     }
+    const std::vector<double> lc = train_steps(c, cpu(), batches, labels);
+    const std::vector<double> lg = train_steps(g, gpu(), batches, labels);
+    for (int s = 0; s < 5; ++s)
+      EXPECT_NEAR(lg[s], lc[s], 1e-3 * std::max(1.0, std::abs(lc[s]))) << model << " step " << s;
     // The GPU store is aligned (gaps between entries): compare a packed host copy.
     ParamStore packed;
     packed.mirror(g.store, cpu().allocator());
