@@ -1,8 +1,12 @@
 #include "comm/communicator.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
@@ -70,6 +74,53 @@ Communicator::Communicator(int rank, int size, int local_rank, int local_size)
   CONVNET_CHECK(size > 0 && rank >= 0 && rank < size, "rank ", rank, " of ", size);
   CONVNET_CHECK(local_size > 0 && local_size <= size && local_rank >= 0 && local_rank < local_size,
                 "local rank ", local_rank, " of ", local_size, " (", size, " ranks in all)");
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) std::snprintf(name, sizeof name, "localhost");
+  hosts_.assign(static_cast<std::size_t>(size), name);
+}
+
+const std::string& Communicator::host_of(int rank) const {
+  CONVNET_CHECK(rank >= 0 && rank < size_, "host of rank ", rank, " of ", size_);
+  return hosts_[static_cast<std::size_t>(rank)];
+}
+
+void Communicator::set_hosts(std::vector<std::string> hosts) {
+  CONVNET_CHECK(static_cast<int>(hosts.size()) == size_, hosts.size(), " hosts for ", size_,
+                " ranks");
+  hosts_ = std::move(hosts);
+}
+
+namespace {
+
+// Rank 0's own notes; other ranks' notes go nowhere (a world of one has none).
+class LocalArrivalBoard final : public ArrivalBoard {
+ public:
+  LocalArrivalBoard(int rank, int size) : rank_(rank), last_(static_cast<std::size_t>(size)) {}
+  void arrived(int64_t step) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    last_[static_cast<std::size_t>(rank_)].step = step;
+    when_ = std::chrono::steady_clock::now();
+  }
+  std::vector<Arrival> arrivals() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (rank_ != 0) return {};
+    std::vector<Arrival> result = last_;
+    result[0].seconds_ago =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - when_).count();
+    return result;
+  }
+
+ private:
+  int rank_;
+  std::mutex mutex_;
+  std::vector<Arrival> last_;
+  std::chrono::steady_clock::time_point when_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+std::unique_ptr<ArrivalBoard> Communicator::make_arrival_board_impl() {
+  return std::make_unique<LocalArrivalBoard>(rank_, size_);
 }
 
 void Communicator::barrier() { barrier_impl(); }

@@ -26,6 +26,9 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <vector>
+
+#include "comm/arrival_board.h"
 
 namespace convnet {
 
@@ -151,6 +154,13 @@ class Communicator {
   // ThreadSupport::multiple). Collective.
   std::unique_ptr<Communicator> duplicate();
 
+  // The host (node name) rank r runs on, as its launcher names it.
+  const std::string& host_of(int rank) const;
+
+  // A board on which every rank notes the step it has reached, for rank 0 to
+  // read when ranks stall (comm/arrival_board.h). Collective.
+  std::unique_ptr<ArrivalBoard> make_arrival_board() { return make_arrival_board_impl(); }
+
   // Ends every rank of the job with exit_code (MPI_Abort); not collective.
   [[noreturn]] void abort(int exit_code);
   // After a failure: ends this communicator's device operations in flight
@@ -173,12 +183,17 @@ class Communicator {
   virtual std::unique_ptr<Communicator> duplicate_impl() = 0;
   [[noreturn]] virtual void abort_impl(int exit_code) = 0;
   virtual void cancel_impl() {}
+  // The default board: this rank's own notes only (a world of one).
+  virtual std::unique_ptr<ArrivalBoard> make_arrival_board_impl();
+  // Hosts of ranks 0 .. size() - 1 (default: this machine's name for every rank).
+  void set_hosts(std::vector<std::string> hosts);
 
  private:
   int rank_;
   int size_;
   int local_rank_;
   int local_size_;
+  std::vector<std::string> hosts_;  // (size())
 };
 
 }  // namespace convnet

@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "comm/single_process_communicator.h"
@@ -164,6 +168,114 @@ class MpiPendingReduce final : public PendingReduce::Impl {
   std::vector<MPI_Request> requests_;
 };
 
+// Every rank's processor name (its host, as the launcher names it).
+std::vector<std::string> gather_hosts(MpiRuntime& runtime, MPI_Comm comm, int size) {
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  CONVNET_MPI_CHECK(runtime, MPI_Get_processor_name(name, &length));
+  std::vector<char> all(static_cast<std::size_t>(size) * MPI_MAX_PROCESSOR_NAME);
+  CONVNET_MPI_CHECK(runtime, MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(),
+                                           MPI_MAX_PROCESSOR_NAME, MPI_CHAR, comm));
+  std::vector<std::string> hosts;
+  for (int r = 0; r < size; ++r) {
+    const char* begin = all.data() + static_cast<std::size_t>(r) * MPI_MAX_PROCESSOR_NAME;
+    hosts.emplace_back(begin, strnlen(begin, MPI_MAX_PROCESSOR_NAME));
+  }
+  return hosts;
+}
+
+// A duplicate of parent whose errors are returned, not fatal.
+CommHandle duplicate(MpiRuntime& runtime, MPI_Comm parent) {
+  MPI_Comm comm = MPI_COMM_NULL;
+  CONVNET_MPI_CHECK(runtime, MPI_Comm_dup(parent, &comm));
+  CommHandle handle(comm);
+  CONVNET_MPI_CHECK(runtime, MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+  return handle;
+}
+
+// The arrival board over its own duplicate of the communicator: rank 0 keeps
+// one receive posted per other rank; the others send their newest step when
+// their previous note has left.
+class MpiArrivalBoard final : public ArrivalBoard {
+ public:
+  MpiArrivalBoard(std::shared_ptr<MpiRuntime> runtime, MPI_Comm parent, int rank, int size)
+      : runtime_(std::move(runtime)),
+        comm_(duplicate(*runtime_, parent)),
+        rank_(rank),
+        last_(static_cast<std::size_t>(size)),
+        when_(static_cast<std::size_t>(size), std::chrono::steady_clock::now()) {
+    if (rank_ != 0) return;
+    received_.assign(last_.size(), -1);
+    requests_.assign(last_.size(), MPI_REQUEST_NULL);
+    for (int r = 1; r < size; ++r) post_receive(r);
+  }
+  ~MpiArrivalBoard() override {
+    for (MPI_Request& request : requests_) {
+      if (request == MPI_REQUEST_NULL) continue;
+      MPI_Cancel(&request);
+      MPI_Request_free(&request);
+    }
+    if (send_request_ != MPI_REQUEST_NULL) MPI_Request_free(&send_request_);
+  }
+
+  void arrived(int64_t step) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (rank_ == 0) {
+      last_[0].step = step;
+      when_[0] = std::chrono::steady_clock::now();
+      drain();
+      return;
+    }
+    int sent = 1;
+    if (send_request_ != MPI_REQUEST_NULL) MPI_Test(&send_request_, &sent, MPI_STATUS_IGNORE);
+    if (!sent) return;  // the previous note has not left: drop this one
+    sending_ = step;
+    MPI_Isend(&sending_, 1, MPI_INT64_T, 0, 0, comm_.get(), &send_request_);
+  }
+
+  std::vector<Arrival> arrivals() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (rank_ != 0) return {};
+    drain();
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<Arrival> result = last_;
+    for (std::size_t r = 0; r < result.size(); ++r)
+      result[r].seconds_ago = std::chrono::duration<double>(now - when_[r]).count();
+    return result;
+  }
+
+ private:
+  void post_receive(int r) {
+    MPI_Irecv(&received_[static_cast<std::size_t>(r)], 1, MPI_INT64_T, r, 0, comm_.get(),
+              &requests_[static_cast<std::size_t>(r)]);
+  }
+  // Takes every note that has come in (several per rank, in order).
+  void drain() {
+    for (int r = 1; r < static_cast<int>(requests_.size()); ++r) {
+      const auto k = static_cast<std::size_t>(r);
+      for (int done = 1; done && requests_[k] != MPI_REQUEST_NULL;) {
+        done = 0;
+        if (MPI_Test(&requests_[k], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+        if (!done) break;
+        last_[k].step = received_[k];
+        when_[k] = std::chrono::steady_clock::now();
+        post_receive(r);
+      }
+    }
+  }
+
+  std::shared_ptr<MpiRuntime> runtime_;  // destroyed after comm_
+  CommHandle comm_;
+  int rank_;
+  std::mutex mutex_;
+  std::vector<Arrival> last_;                                // (size) rank 0: each rank's last note
+  std::vector<std::chrono::steady_clock::time_point> when_;  // (size) when it came
+  std::vector<int64_t> received_;                            // (size) rank 0: receive buffers
+  std::vector<MPI_Request> requests_;
+  int64_t sending_ = -1;  // other ranks: the note in flight
+  MPI_Request send_request_ = MPI_REQUEST_NULL;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   // A communicator over a duplicate of parent's group.
@@ -186,15 +298,19 @@ class MpiCommunicator final : public Communicator {
     int local_size = 0;
     CONVNET_MPI_CHECK(*runtime, MPI_Comm_rank(node, &local_rank));
     CONVNET_MPI_CHECK(*runtime, MPI_Comm_size(node, &local_size));
-    return std::unique_ptr<Communicator>(new MpiCommunicator(std::move(runtime), std::move(handle),
-                                                             rank, size, local_rank, local_size));
+    std::vector<std::string> hosts = gather_hosts(*runtime, comm, size);
+    auto communicator = std::unique_ptr<MpiCommunicator>(new MpiCommunicator(
+        std::move(runtime), std::move(handle), rank, size, local_rank, local_size));
+    communicator->set_hosts(std::move(hosts));
+    return communicator;
   }
 
   ThreadSupport thread_support() const override { return runtime_->thread_support(); }
 
   std::string describe() const override {
-    return detail::concat("mpi: rank ", rank(), " of ", size(), ", ", local_size(),
-                          " on this node, ", thread_level_name(runtime_->provided()));
+    return detail::concat("mpi: rank ", rank(), " of ", size(), " on ", host_of(rank()), ", ",
+                          local_size(), " on this node, ",
+                          thread_level_name(runtime_->provided()));
   }
 
  protected:
@@ -233,6 +349,10 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::unique_ptr<Communicator> duplicate_impl() override { return create(runtime_, comm()); }
+
+  std::unique_ptr<ArrivalBoard> make_arrival_board_impl() override {
+    return std::make_unique<MpiArrivalBoard>(runtime_, comm(), rank(), size());
+  }
 
   void abort_impl(int exit_code) override {
     std::fflush(stdout);

@@ -20,6 +20,7 @@ packages=(
   zlib1g-dev dataset-fashion-mnist  # gzipped IDX files; real test and demo data
   libturbojpeg0-dev libpng-dev  # JPEG/PNG decoding in converters and the loader
   slurm-wlm munge  # the one-node Slurm cluster of the launch test
+  openssh-server iproute2  # the multi-node tests: sshd in each host's network namespace
 )
 
 missing=()

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 
-
 namespace convnet {
 
 ModelNets::ModelNets(Context& context, const ModelSpec& spec, ParamStore& store, int64_t channels,

@@ -45,7 +45,6 @@ struct EvalTotals {
   double top5() const { return count > 0 ? correct5 / count : 0; }
 };
 
-
 // Runs the loader's batches through the nets in inference mode; calls
 // on_logits(batch, logits (count, K)) per batch when given. Not reduced.
 EvalTotals evaluate(ModelNets& nets, Loader& loader,

@@ -74,6 +74,7 @@ void TrainStep::scale_loss_gradient() {
 // or with the metrics when they are read. Every rank takes the same branches,
 // so the sums agree.
 StepMetrics TrainStep::agree(const StepPlan& plan) {
+  if (parts_.arrivals) parts_.arrivals->arrived(plan.step + 1);
   std::optional<Watchdog::Scope> waiting;
   if (parts_.watchdog) waiting.emplace(*parts_.watchdog, plan.step + 1, "the gradient allreduce");
   parts_.reducer.finish();

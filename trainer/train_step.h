@@ -31,13 +31,13 @@
 
 #include "comm/communicator.h"
 #include "comm/gradient_reducer.h"
+#include "core/input_feed.h"
 #include "datasets/loader.h"
 #include "layers/sgd.h"
 #include "layers/softmax_cross_entropy.h"
 #include "models/net.h"
 #include "models/param_store.h"
 #include "trainer/config.h"
-#include "core/input_feed.h"
 #include "trainer/loss_scaler.h"
 #include "trainer/watchdog.h"
 
@@ -80,6 +80,7 @@ struct TrainStepParts {
   std::function<void(Batch*)> next_batch = {};  // the micro-batches, in order
   int64_t accumulate = 1;                       // micro-batches per step
   Watchdog* watchdog = nullptr;                 // armed while waiting for other ranks
+  ArrivalBoard* arrivals = nullptr;             // told each step before the wait (stall reports)
   std::function<bool()> stop_requested = {};    // this rank's stop request; empty: none
 };
 

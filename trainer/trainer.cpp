@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "comm/device_selection.h"
 #include "comm/gradient_reducer.h"
@@ -34,6 +35,51 @@ void broadcast_model(Communicator& communicator, ParamStore& store, Broadcast wh
     communicator.broadcast(store.flat_buffers().data<float>(), store.flat_buffer_size() * 4, 0);
   if (!store.counters().empty())
     communicator.broadcast(store.counters().data(), store.counters().size() * 8, 0);
+}
+
+// Ends the job after this rank timed out waiting for the others. A launcher
+// that lost a host notices within its keepalive window (launch/mpirun.sh
+// sets about 11 s) and ends the job itself (a stop signal, then SIGKILL),
+// while an abort sent towards a host that cannot answer would wait for TCP
+// to give up (about 15 minutes). So the launcher gets that window first, and
+// a stop signal in it ends this rank at once (it cannot finish its step);
+// then the abort ends a job whose silent rank is on a host that answers (a
+// stopped process); and should even that not end this process, it exits.
+[[noreturn]] void end_job(Communicator& communicator, const StopSignals& signals) {
+  const auto window_end = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < window_end) {
+    if (signals.requested()) {
+      std::fprintf(stderr, "convnet: the launcher is ending the job\n");
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+    std::fprintf(stderr, "convnet: error: the launcher did not end the job; exiting\n");
+    std::_Exit(1);
+  }).detach();
+  communicator.abort(1);
+}
+
+// Rank 0's account of a stall at `step`: the ranks that have not reached it,
+// or whose notes stopped while the other waiting ranks kept sending theirs
+// (every second), with their hosts and the last step they noted.
+std::string describe_stall(ArrivalBoard& board, const Communicator& communicator, int64_t step) {
+  constexpr double kSilentAfterSeconds = 2.5;
+  const std::vector<Arrival> arrivals = board.arrivals();
+  if (arrivals.empty()) return "";
+  std::string silent;
+  for (int r = 0; r < static_cast<int>(arrivals.size()); ++r) {
+    const Arrival& a = arrivals[static_cast<std::size_t>(r)];
+    if (a.step >= step && a.seconds_ago < kSilentAfterSeconds) continue;
+    silent +=
+        detail::concat(silent.empty() ? "" : ", ", "rank ", r, " on host ", communicator.host_of(r),
+                       " (last heard ", int64_t(a.seconds_ago), " s ago, at step ", a.step, ")");
+  }
+  if (silent.empty()) return "every rank is waiting here; the collective itself stalled";
+  return "not answering: " + silent;
 }
 
 // Training sums between two log lines, and when the interval began.
@@ -104,6 +150,7 @@ class TrainingRun {
   std::unique_ptr<Communicator> gradient_communicator_;
   GradientReducer reducer_;
   std::unique_ptr<ProgressReporter> progress_;  // rank 0
+  std::unique_ptr<ArrivalBoard> arrivals_;
   CheckpointState state_;
   StopSignals signals_;
   Watchdog watchdog_;
@@ -175,8 +222,13 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
                 .overlap = config.overlap,
                 // Every kernel loads (lazily) before NCCL overlaps anything.
                 .overlap_first_step = context_.backend() != Backend::cuda}),
-      watchdog_(world_ > 1 ? config.comm_timeout : 0, communicator.rank(),
-                [&communicator] { communicator.abort(1); }),
+      arrivals_(communicator.make_arrival_board()),
+      watchdog_(
+          world_ > 1 ? config.comm_timeout : 0, communicator.rank(),
+          {.on_timeout = [this] { end_job(communicator_, signals_); },
+           .describe_stall =
+               [this](int64_t step) { return describe_stall(*arrivals_, communicator_, step); },
+           .still_waiting = [this](int64_t step) { arrivals_->arrived(step); }}),
       scaler_(config.precision == Precision::fp16),
       step_({.context = context_,
              .net = net_,
@@ -189,6 +241,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
              .next_batch = [this](Batch* batch) { loader_.next(batch); },
              .accumulate = resume_.accumulate,
              .watchdog = &watchdog_,
+             .arrivals = arrivals_.get(),
              .stop_requested = [this] { return signals_.requested(); }}) {
   // Initialization, files and broadcasts work on the host copy (the model
   // itself on the CPU).

@@ -1,10 +1,11 @@
-// A rank that stops answering (stopped, swapped out, network partition)
-// leaves the others blocked in a collective forever: MPI notices a rank that
-// exits, not one that hangs. The watchdog bounds that wait: the training loop
-// arms it around every wait on other ranks, and when one lasts longer than
-// the timeout a thread prints which rank waited, at which step and where, and
-// calls `on_timeout` (the trainer passes Communicator::abort, which ends every
-// rank of the job). The hung rank is the one that prints nothing.
+// A rank that stops answering (stopped, swapped out, its host lost) leaves
+// the others blocked in a collective forever: MPI notices a rank that exits,
+// not one that hangs. The watchdog bounds that wait: the training loop arms
+// it around every wait on other ranks. Once a wait has lasted a quarter of
+// the timeout (at least 3 s) it warns, once per wait, with describe_stall's
+// account (rank 0's: which ranks have not reached the step, on which hosts);
+// at the timeout it prints the error with that account, and calls
+// `on_timeout` (the trainer's: end the job, see trainer.cpp).
 #pragma once
 
 #include <chrono>
@@ -17,10 +18,18 @@
 
 namespace convnet {
 
+struct WatchdogHooks {
+  std::function<void()> on_timeout;  // ends the job
+  // Who is behind at `step`; "" when this rank cannot tell.
+  std::function<std::string(int64_t step)> describe_stall;
+  // Called about once a second while a wait lasts (a heartbeat to rank 0).
+  std::function<void(int64_t step)> still_waiting;
+};
+
 class Watchdog {
  public:
   // timeout_s <= 0 disables it.
-  Watchdog(double timeout_s, int rank, std::function<void()> on_timeout);
+  Watchdog(double timeout_s, int rank, WatchdogHooks hooks);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -43,10 +52,13 @@ class Watchdog {
 
  private:
   void run();
+  std::string stall_account() const;
 
   double timeout_s_;
   int rank_;
-  std::function<void()> on_timeout_;
+  WatchdogHooks hooks_;
+  bool warned_ = false;  // for the wait armed now
+  std::chrono::steady_clock::time_point last_beat_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool armed_ = false, stop_ = false;

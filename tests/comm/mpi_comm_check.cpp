@@ -266,6 +266,40 @@ void check_overlap(Communicator& comm, Checker& check) {
   check.expect(done >= 1, "no bucket completed before finish(): no progress during backward");
 }
 
+// Every rank's host is gathered (one machine: all this host's name); the
+// arrival board carries each rank's newest note to rank 0, and only there.
+void check_arrivals(Communicator& comm, Checker& check) {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  for (int r = 0; r < comm.size(); ++r)
+    check.expect(comm.host_of(r) == name, detail::concat("host_of(", r, ") ", comm.host_of(r)));
+  std::unique_ptr<ArrivalBoard> board = comm.make_arrival_board();
+  board->arrived(1);
+  board->arrived(10 + comm.rank());  // dropped or delivered, the newest wins once sent
+  comm.barrier();
+  std::vector<Arrival> arrivals;
+  for (int attempt = 0; attempt < 200; ++attempt) {  // notes are asynchronous
+    board->arrived(10 + comm.rank());
+    arrivals = board->arrivals();
+    bool all = true;
+    for (int r = 0; r < static_cast<int>(arrivals.size()); ++r)
+      all = all && arrivals[static_cast<std::size_t>(r)].step == 10 + r;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (comm.rank() != 0) {
+    check.expect(arrivals.empty(), "arrivals() outside rank 0");
+  } else {
+    check.expect(static_cast<int>(arrivals.size()) == comm.size(), "one arrival per rank");
+    for (int r = 0; r < static_cast<int>(arrivals.size()); ++r)
+      check.expect(
+          arrivals[static_cast<std::size_t>(r)].step == 10 + r &&
+              arrivals[static_cast<std::size_t>(r)].seconds_ago < 5,
+          detail::concat("rank ", r, " noted step ", arrivals[static_cast<std::size_t>(r)].step));
+  }
+  comm.barrier();
+}
+
 int run_checks(int expected_size) {
   std::unique_ptr<Communicator> comm = make_communicator();
   Checker check(comm->rank());
@@ -276,6 +310,7 @@ int run_checks(int expected_size) {
   check_async(*comm, check);
   check_gradient_reducer(*comm, check);
   check_overlap(*comm, check);
+  check_arrivals(*comm, check);
   int64_t failures = check.failures();
   comm->allreduce(&failures, 1);
   comm->barrier();

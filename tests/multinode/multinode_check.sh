@@ -1,0 +1,98 @@
+#!/bin/bash
+# Multi-node checks on a cluster of network-namespace hosts (cluster.sh):
+# ranks started by mpirun --host over ssh, TCP between hosts. Runs as root
+# (ctest in CI). usage: multinode_check.sh CHECK CONVNET DATA WORKDIR
+#   same_answer  2 hosts x 1 rank and 3 hosts x 1 rank end with weights and
+#                losses bit-identical to 2 and 3 ranks on one host
+#   lost_node    one of two hosts is cut off mid-run: the job ends within
+#                --comm-timeout plus the launcher's window, naming the silent
+#                rank and its host; no convnet process is left on any host;
+#                the last checkpoint is intact, and --resume auto on the host
+#                that is left (2 ranks) ends with the weights of an
+#                uninterrupted 2-host run
+set -euo pipefail
+check=$1 convnet=$2 data=$3 work=$4
+here=$(cd "$(dirname "$0")" && pwd)
+compare=$here/../trainer/compare_weights.py
+[[ $(id -u) == 0 ]] || { echo "multinode: needs root (network namespaces, sshd)" >&2; exit 1; }
+rm -rf "$work" && mkdir -p "$work"
+source "$here/cluster.sh"
+common=(--model resnet20 --train-data "$data" --lr 0.1 --seed 3 --threads 1 --loader-threads 1
+        --log-every 1 --bucket-mb 0.05 --batch-size 8)
+job() {  # HOSTS ARGS...: ranks per host, e.g. "h1:1,h2:1"
+  local hosts=$1 np=0 spec
+  shift
+  for spec in ${hosts//,/ }; do np=$((np + ${spec##*:})); done
+  timeout -k 5 300 bash -c "$(declare -f on_host host_ns mpirun_cluster)
+    $(declare -p cluster_dir cluster_subnet cluster_ns cluster_launch)
+    mpirun_cluster $hosts $np \"\$@\"" job "$@"
+}
+losses() { grep '"kind": "train"' "$1/metrics.jsonl" | grep -o '"\(step\|loss\)": [0-9.e-]*'; }
+convnet_left() {  # convnet processes still running on any host of the cluster
+  local i pid n=0
+  for ((i = 1; i <= cluster_hosts; ++i)); do
+    for pid in $(ip netns pids "$(host_ns "$i")"); do
+      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == convnet ]] && n=$((n + 1))
+    done
+  done
+  echo $n
+}
+
+case $check in
+same_answer)
+  cluster_up 3 "$work/cluster"
+  for k in 2 3; do
+    hosts=h1:1,h2:1
+    ((k == 3)) && hosts=h1:1,h2:1,h3:1
+    job "$hosts" "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/hosts$k" \
+      >"$work/hosts$k.log"
+    job "h1:$k" "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/one$k" \
+      >"$work/one$k.log"
+    grep -q "world $k x batch 8" "$work/hosts$k.log"
+    /usr/bin/python3 "$compare" "$work/hosts$k/model.h5" "$work/one$k/model.h5" 0
+    diff <(losses "$work/hosts$k") <(losses "$work/one$k")
+    echo "$k hosts: bit-identical to $k ranks on one host"
+  done
+  echo "same_answer: ok"
+  ;;
+lost_node)
+  cluster_up 2 "$work/cluster"
+  run=(--max-steps 40 --checkpoint-every 5steps --keep 2)
+  job h1:1,h2:1 "$convnet" train "${common[@]}" "${run[@]}" --run-dir "$work/whole" >/dev/null
+  # The same job, cut off from h2 once it has passed a checkpoint.
+  job h1:1,h2:1 "$convnet" train "${common[@]}" "${run[@]}" --comm-timeout 5 \
+    --run-dir "$work/cut" >"$work/cut.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do
+    [[ -f $work/cut/metrics.jsonl ]] && (($(grep -c '"train"' "$work/cut/metrics.jsonl") >= 12)) &&
+      break
+    sleep 0.1
+  done
+  cut_host 2
+  start=$SECONDS
+  status=0
+  wait "$pid" || status=$?
+  elapsed=$((SECONDS - start))
+  echo "the job ended $elapsed s after h2 was cut off, status $status"
+  grep "convnet: error" "$work/cut.log"
+  # launch/mpirun.sh: the lost host is noticed in about 11 s, then Open MPI
+  # waits out the SIGTERM grace (30 s) twice while it ends the job: 71 s,
+  # within 90 s.
+  ((status != 0 && elapsed <= 90)) || { cat "$work/cut.log"; exit 1; }
+  grep -q "not answering: rank 1 on host h2 (last heard" "$work/cut.log"
+  grep -q "in the gradient allreduce of step" "$work/cut.log"
+  for _ in $(seq 300); do  # h2's own rank ends itself (its watchdog), within 30 s
+    (($(convnet_left) == 0)) && break
+    sleep 0.1
+  done
+  (($(convnet_left) == 0)) || { echo "convnet processes left after the cut" >&2; exit 1; }
+  ls "$work/cut"
+  # Resume on the host that is left: 2 ranks on h1.
+  job h1:2 "$convnet" train "${common[@]}" "${run[@]}" --resume auto --run-dir "$work/cut" \
+    >"$work/resumed.log"
+  grep -o "resuming from [^ ]*" "$work/resumed.log"
+  /usr/bin/python3 "$compare" "$work/whole/model.h5" "$work/cut/model.h5" 0
+  echo "lost_node: ok"
+  ;;
+*) echo "unknown check $check" >&2; exit 2 ;;
+esac
