@@ -9,7 +9,12 @@
 #                rank and its host; no convnet process is left on any host;
 #                the last checkpoint is intact, and --resume auto on the host
 #                that is left (2 ranks) ends with the weights of an
-#                uninterrupted 2-host run
+#                uninterrupted 2-host run; the host coming back too late (its
+#                link restored after the job ended) changes nothing in the run
+#                directory
+#   stall        a rank stopped for a while (SIGSTOP, then SIGCONT): rank 0
+#                warns after a quarter of --comm-timeout, naming it and its
+#                host, and the job then finishes normally
 set -euo pipefail
 check=$1 convnet=$2 data=$3 work=$4
 here=$(cd "$(dirname "$0")" && pwd)
@@ -87,12 +92,44 @@ lost_node)
   done
   (($(convnet_left) == 0)) || { echo "convnet processes left after the cut" >&2; exit 1; }
   ls "$work/cut"
+  # h2 comes back too late: nothing of its own run reaches the run directory.
+  before=$(cd "$work/cut" && ls -l --time-style=+%s.%N && md5sum ./*)
+  restore_host 2
+  sleep 5
+  after=$(cd "$work/cut" && ls -l --time-style=+%s.%N && md5sum ./*)
+  [[ $before == "$after" ]] || { echo "the run directory changed after h2 came back" >&2; exit 1; }
+  ! ls "$work/cut" | grep -q tmp
   # Resume on the host that is left: 2 ranks on h1.
   job h1:2 "$convnet" train "${common[@]}" "${run[@]}" --resume auto --run-dir "$work/cut" \
     >"$work/resumed.log"
   grep -o "resuming from [^ ]*" "$work/resumed.log"
   /usr/bin/python3 "$compare" "$work/whole/model.h5" "$work/cut/model.h5" 0
   echo "lost_node: ok"
+  ;;
+stall)
+  cluster_up 2 "$work/cluster"
+  job h1:1,h2:1 "$convnet" train "${common[@]}" --max-steps 40 --comm-timeout 30 \
+    --run-dir "$work/stall" >"$work/stall.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do
+    [[ -f $work/stall/metrics.jsonl ]] && (($(grep -c '"train"' "$work/stall/metrics.jsonl") >= 5)) &&
+      break
+    sleep 0.1
+  done
+  rank1=$(for p in $(ip netns pids "$(host_ns 2)"); do
+    [[ $(cat "/proc/$p/comm" 2>/dev/null) == convnet ]] && echo "$p"
+  done)
+  [[ -n $rank1 ]] || { echo "rank 1 not found on h2" >&2; exit 1; }
+  kill -STOP "$rank1"
+  sleep 12  # past the warning (a quarter of 30 s), well before the timeout
+  kill -CONT "$rank1"
+  wait "$pid"
+  grep "convnet: warning" "$work/stall.log"
+  grep -q "rank 0 has waited [0-9]* s in the gradient allreduce of step [0-9]*: not answering: rank 1 on host h2" \
+    "$work/stall.log"
+  ! grep -q "convnet: error" "$work/stall.log"
+  [[ -f $work/stall/model.h5 ]]
+  echo "stall: ok"
   ;;
 *) echo "unknown check $check" >&2; exit 2 ;;
 esac

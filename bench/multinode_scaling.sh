@@ -1,0 +1,42 @@
+#!/bin/bash
+# Weak scaling of ResNet-50 training across hosts (issue 16), as root: two
+# network-namespace hosts (tests/multinode/cluster.sh) whose links are shaped
+# with tc netem (RATE, 50 us delay each way), batch 16 per rank at 224, one
+# thread per rank; convnet (launch/mpirun.sh --hostfile over ssh) against
+# PyTorch DDP (gloo) over the same links, 1 host then 2 hosts, ROUNDS times.
+# usage: bench/multinode_scaling.sh CONVNET [RATES="10gbit 1gbit"] [ROUNDS=2] [STEPS=4]
+set -uo pipefail
+convnet=$1
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../tests/multinode/cluster.sh"
+cluster_up 2 "$(mktemp -d /tmp/multinode_bench.XXXXXX)"
+shape() {
+  local i
+  for ((i = 1; i <= 2; ++i))
+    do ip netns exec "$(host_ns "$i")" tc qdisc replace dev eth0 root netem delay 50us rate "$1"; done
+}
+convnet_bench() {  # HOSTS NP
+  mpirun_cluster "$1" "$2" "$convnet" bench --model resnet50 --batch-size 16 --threads 1 \
+    --steps "${STEPS:-4}" | grep -o '"img_per_s": [0-9.]*\|"exposed_comm_ms": [0-9.]*' | tr '\n' ' '
+  echo
+}
+torch_bench() {  # WORLD
+  local world=$1 i
+  for ((i = 1; i <= world; ++i)); do
+    on_host "$i" env RANK=$((i - 1)) WORLD_SIZE="$world" MASTER_ADDR="$(host_addr 1)" \
+      MASTER_PORT=29571 GLOO_SOCKET_IFNAME=eth0 OMP_NUM_THREADS=1 \
+      /usr/bin/python3 "$here/torch_ddp_hosts.py" resnet50 16 224 "${STEPS:-4}" &
+  done
+  wait
+}
+lscpu | grep "Model name"
+for rate in ${RATES:-10gbit 1gbit}; do
+  shape "$rate"
+  for ((round = 1; round <= ${ROUNDS:-2}; ++round)); do
+    echo "== $rate round $round"
+    echo "convnet 1 host: $(convnet_bench h1:1 1)"
+    echo "convnet 2 hosts: $(convnet_bench h1:1,h2:1 2)"
+    torch_bench 1
+    torch_bench 2
+  done
+done
