@@ -21,7 +21,8 @@
 # Ranks per node: --npernode R (or -N R), else N / the hosts in F, else N.
 # CORES_PER_RANK overrides the default (this node's cores / ranks per node;
 # nodes are taken to be alike). NETWORK=10.1.0.0/16 keeps MPI's traffic on
-# that network (btl_tcp_if_include and oob_tcp_if_include).
+# that network (btl_tcp_if_include and oob_tcp_if_include). BIND_TO=none
+# leaves ranks unbound (nodes that share cores, as the test cluster's do).
 set -euo pipefail
 mpi_args=()
 ranks=1 per_node= hostfile=
@@ -46,10 +47,14 @@ fi
 cores=$(nproc)
 grace=${SIGTERM_GRACE_S:-30}
 per_rank=${CORES_PER_RANK:-$((cores / per_node > 0 ? cores / per_node : 1))}
-extra=(--bind-to core --map-by "slot:PE=$per_rank" --mca odls_base_sigkill_timeout "$grace"
-       -x OMP_NUM_THREADS="$per_rank" -x OMP_PROC_BIND=close -x OMP_PLACES=cores)
-((per_node * per_rank > cores)) && extra=(--oversubscribe --bind-to none
-       --mca odls_base_sigkill_timeout "$grace" -x OMP_NUM_THREADS="$per_rank")
+extra=(--mca odls_base_sigkill_timeout "$grace" -x OMP_NUM_THREADS="$per_rank")
+if ((per_node * per_rank > cores)); then
+  extra+=(--oversubscribe --bind-to none)
+elif [[ ${BIND_TO:-core} == none ]]; then
+  extra+=(--bind-to none)  # and no OpenMP pinning: every rank's thread would take core 0
+else
+  extra+=(--bind-to core --map-by "slot:PE=$per_rank" -x OMP_PROC_BIND=close -x OMP_PLACES=cores)
+fi
 extra+=(--mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2
         --mca oob_tcp_keepalive_probes 3)
 [[ -n ${NETWORK:-} ]] && extra+=(--mca btl_tcp_if_include "$NETWORK" --mca oob_tcp_if_include "$NETWORK")

@@ -103,7 +103,8 @@ restore_host() { ip -n "$(host_ns "$1")" link set eth0 up; }
 
 # launch/mpirun.sh on h1, as a user starts a multi-node job: ranks on the
 # hosts of HOSTS ("h1:2,h2:1", written as a hostfile) started over ssh, MPI
-# kept on the test subnet, one core per rank.
+# kept on the test subnet, one core per rank, unbound (the hosts share this
+# machine's cores: each would bind its first rank to core 0).
 #   mpirun_cluster HOSTS NP CONVNET_ARGS...
 mpirun_cluster() {
   local hosts=$1 np=$2 spec
@@ -111,7 +112,7 @@ mpirun_cluster() {
   local hostfile
   hostfile=$(mktemp "$cluster_dir/hostfile.XXXXXX")
   for spec in ${hosts//,/ }; do echo "${spec%%:*} slots=${spec##*:}" >>"$hostfile"; done
-  on_host 1 env NETWORK="$cluster_subnet/24" CORES_PER_RANK=1 "$cluster_launch" -np "$np" \
+  on_host 1 env NETWORK="$cluster_subnet/24" CORES_PER_RANK=1 BIND_TO=none "$cluster_launch" -np "$np" \
     --hostfile "$hostfile" --mca plm_rsh_agent "ssh -F $cluster_dir/ssh/config" -- "$@"
 }
 
