@@ -106,6 +106,7 @@ class TrainingRun {
   TrainResult run();
 
  private:
+  TrainStepParts step_parts();
   StepPlan plan(int64_t step) const;
   bool log_due(int64_t step) const;
   bool epoch_ends(int64_t step) const;
@@ -230,19 +231,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
                [this](int64_t step) { return describe_stall(*arrivals_, communicator_, step); },
            .still_waiting = [this](int64_t step) { arrivals_->arrived(step); }}),
       scaler_(config.precision == Precision::fp16),
-      step_({.context = context_,
-             .net = net_,
-             .loss = nets_.loss(config.batch_size, config.label_smoothing),
-             .store = store_,
-             .sgd = sgd_,
-             .reducer = reducer_,
-             .communicator = communicator,
-             .scaler = scaler_,
-             .next_batch = [this](Batch* batch) { loader_.next(batch); },
-             .accumulate = resume_.accumulate,
-             .watchdog = &watchdog_,
-             .arrivals = arrivals_.get(),
-             .stop_requested = [this] { return signals_.requested(); }}) {
+      step_(step_parts()) {
   // Initialization, files and broadcasts work on the host copy (the model
   // itself on the CPU).
   initialize_parameters(shadow_.store(), config.seed);
@@ -262,6 +251,24 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
   state_.config = config_text;
   if (root_) open_run_directory();
   interval_.restart(now(), loader_.wait_seconds());
+}
+
+// What the step runs on: this run's net, loss, optimizer, reducer, loader,
+// watchdog, arrival board and stop signals.
+TrainStepParts TrainingRun::step_parts() {
+  return {.context = context_,
+          .net = net_,
+          .loss = nets_.loss(config_.batch_size, config_.label_smoothing),
+          .store = store_,
+          .sgd = sgd_,
+          .reducer = reducer_,
+          .communicator = communicator_,
+          .scaler = scaler_,
+          .next_batch = [this](Batch* batch) { loader_.next(batch); },
+          .accumulate = resume_.accumulate,
+          .watchdog = &watchdog_,
+          .arrivals = arrivals_.get(),
+          .stop_requested = [this] { return signals_.requested(); }};
 }
 
 TrainResult TrainingRun::run() {

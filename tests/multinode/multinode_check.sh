@@ -12,6 +12,11 @@
 #                uninterrupted 2-host run; the host coming back too late (its
 #                link restored after the job ended) changes nothing in the run
 #                directory
+#   slurm        a real Slurm cluster with one slurmd per host (slurmctld on h1):
+#                launch/slurm/train.sbatch with --nodes=2 runs through srun
+#                --mpi=pmix across both hosts; the same job preempted
+#                (SIGUSR1), requeued and resumed on the two hosts ends
+#                bit-identical to the uninterrupted one
 #   stall        a rank stopped for a while (SIGSTOP, then SIGCONT): rank 0
 #                warns after a quarter of --comm-timeout, naming it and its
 #                host, and the job then finishes normally
@@ -130,6 +135,34 @@ stall)
   ! grep -q "convnet: error" "$work/stall.log"
   [[ -f $work/stall/model.h5 ]]
   echo "stall: ok"
+  ;;
+slurm)
+  cluster_up 2 "$work/cluster"
+  source "$here/slurm_cluster.sh"
+  slurm_up "$work/slurm"
+  steps=30
+  straight=$(slurm_job straight $steps)
+  slurm_wait "$straight"
+  grep -q '"steps": '$steps "$work/slurm/jobs/straight.out" ||
+    { cat "$work/slurm/jobs/straight.out"; exit 1; }
+  grep -q "on 2 node(s), 2 ranks" "$work/slurm/jobs/straight.out"
+  grep -q "mpi: rank 0 of 2 on h1, 1 on this node" "$work/slurm/jobs/straight.out"
+  preempted=$(slurm_job preempted $steps)
+  metrics=$work/slurm/jobs/preempted/metrics.jsonl
+  for _ in $(seq 1500); do
+    [[ -f $metrics ]] && (($(wc -l <"$metrics") >= 5)) && break
+    sleep 0.2
+  done
+  slurm scancel --signal=USR1 "$preempted"
+  slurm_restart_when_requeued "$preempted"
+  slurm_wait "$preempted"
+  out=$work/slurm/jobs/preempted.out
+  grep -q "stopped with a checkpoint; requeueing job $preempted" "$out" || { cat "$out"; exit 1; }
+  grep -q "resuming from .*checkpoint-" "$out"
+  grep -q '"steps": '$steps "$out"
+  /usr/bin/python3 "$compare" "$work/slurm/jobs/straight/model.h5" \
+    "$work/slurm/jobs/preempted/model.h5" 0
+  echo "slurm: ok"
   ;;
 *) echo "unknown check $check" >&2; exit 2 ;;
 esac
