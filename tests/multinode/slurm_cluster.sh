@@ -15,21 +15,22 @@ slurm_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 slurm() { on_host 1 env SLURM_CONF="$slurm_dir/slurm.conf" "$@"; }
 
 # ip netns exec gives a host a fresh /sys without this machine's cgroup
-# hierarchies, which slurmd wants: mount the same ones there; and a /tmp of
-# its own (PMIx keeps per-step directories there, named alike on every
-# node). Both in the host's own mount namespace, gone with its processes.
-# The jobs' files must not be under /tmp.
+# hierarchies, which slurmd wants: mount the same ones there (in the host's
+# own mount namespace, gone with its processes). Each slurmd reads its own
+# copy of slurm.conf beside an mpi.conf that gives PMIx a directory of that
+# host's own (PMIx names its per-step directories alike on every node, and
+# these hosts share one /tmp).
 slurmd_on_host() {
-  local i=$1 mounts
+  local i=$1 mounts conf=$slurm_dir/conf-h$1
   mounts=$(awk '$3 == "cgroup" || $3 == "cgroup2" {print $3, $2, $4}' /proc/mounts)
-  mkdir -p "$slurm_dir/tmp-h$i"
+  mkdir -p "$conf" "$slurm_dir/tmp-h$i"
+  cp "$slurm_dir/slurm.conf" "$conf/slurm.conf"
+  echo "PMIxCliTmpDirBase=$slurm_dir/tmp-h$i" >"$conf/mpi.conf"
   on_host "$i" sh -c 'mount -t tmpfs cgroup_root /sys/fs/cgroup || exit 1
     echo "$0" | while read -r type dir options; do
       mkdir -p "$dir" && mount -t "$type" -o "$options" "$type" "$dir"
     done
-    mount --bind "$1" /tmp || exit 1
-    shift
-    exec "$@"' "$mounts" "$slurm_dir/tmp-h$i" slurmd -D -N "h$i" -f "$slurm_dir/slurm.conf"
+    exec "$@"' "$mounts" slurmd -D -N "h$i" -f "$conf/slurm.conf"
 }
 
 slurm_up() {
