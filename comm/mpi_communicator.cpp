@@ -185,7 +185,7 @@ std::vector<std::string> gather_hosts(MpiRuntime& runtime, MPI_Comm comm, int si
 }
 
 // A duplicate of parent whose errors are returned, not fatal.
-CommHandle duplicate(MpiRuntime& runtime, MPI_Comm parent) {
+CommHandle duplicate_comm(MpiRuntime& runtime, MPI_Comm parent) {
   MPI_Comm comm = MPI_COMM_NULL;
   CONVNET_MPI_CHECK(runtime, MPI_Comm_dup(parent, &comm));
   CommHandle handle(comm);
@@ -200,7 +200,7 @@ class MpiArrivalBoard final : public ArrivalBoard {
  public:
   MpiArrivalBoard(std::shared_ptr<MpiRuntime> runtime, MPI_Comm parent, int rank, int size)
       : runtime_(std::move(runtime)),
-        comm_(duplicate(*runtime_, parent)),
+        comm_(duplicate_comm(*runtime_, parent)),
         rank_(rank),
         last_(static_cast<std::size_t>(size)),
         when_(static_cast<std::size_t>(size), std::chrono::steady_clock::now()) {
@@ -281,10 +281,8 @@ class MpiCommunicator final : public Communicator {
   // A communicator over a duplicate of parent's group.
   static std::unique_ptr<Communicator> create(std::shared_ptr<MpiRuntime> runtime,
                                               MPI_Comm parent) {
-    MPI_Comm comm = MPI_COMM_NULL;
-    CONVNET_MPI_CHECK(*runtime, MPI_Comm_dup(parent, &comm));
-    CommHandle handle(comm);
-    CONVNET_MPI_CHECK(*runtime, MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+    CommHandle handle = duplicate_comm(*runtime, parent);
+    const MPI_Comm comm = handle.get();
     int rank = 0;
     int size = 0;
     CONVNET_MPI_CHECK(*runtime, MPI_Comm_rank(comm, &rank));
@@ -309,8 +307,7 @@ class MpiCommunicator final : public Communicator {
 
   std::string describe() const override {
     return detail::concat("mpi: rank ", rank(), " of ", size(), " on ", host_of(rank()), ", ",
-                          local_size(), " on this node, ",
-                          thread_level_name(runtime_->provided()));
+                          local_size(), " on this node, ", thread_level_name(runtime_->provided()));
   }
 
  protected:

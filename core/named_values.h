@@ -11,7 +11,6 @@
 // (the program chooses), e.g. `std::optional<Layout> layout; // --layout auto`.
 #pragma once
 
-#include <iosfwd>
 #include <optional>
 #include <ostream>
 #include <string>

@@ -25,7 +25,7 @@
 namespace convnet {
 namespace {
 
-// Broadcasts parameters (unless BnOnly), BN buffers and counters from rank 0.
+// Broadcasts parameters (whole_model only), BN buffers and counters from rank 0.
 enum class Broadcast { whole_model, buffers_only };
 void broadcast_model(Communicator& communicator, ParamStore& store, Broadcast what) {
   if (communicator.size() == 1) return;

@@ -45,12 +45,8 @@ class AddCuda final : public Add {
   }
   void backward_impl(const Tensor& dy, const Tensor& da, GradMode da_mode, const Tensor& db,
                      GradMode db_mode) override {
-    if (da.defined())
-      cuda::strided_copy(da.dtype(), act(da), dy.dtype(), act(dy), cuda::strided4(da, dy),
-                         da_mode == GradMode::accumulate, stream_);
-    if (db.defined())
-      cuda::strided_copy(db.dtype(), act(db), dy.dtype(), act(dy), cuda::strided4(db, dy),
-                         db_mode == GradMode::accumulate, stream_);
+    if (da.defined()) cuda::copy_tensor(da, dy, da_mode == GradMode::accumulate, stream_);
+    if (db.defined()) cuda::copy_tensor(db, dy, db_mode == GradMode::accumulate, stream_);
   }
   cudaStream_t stream_;
 };

@@ -19,8 +19,7 @@ class ConcatCuda final : public Concat {
     int64_t offset = 0;
     for (const Tensor& x : inputs) {
       const Tensor slice = y.slice(1, offset, offset + x.dim(1));
-      cuda::strided_copy(slice.dtype(), act(slice), x.dtype(), act(x), cuda::strided4(slice, x),
-                         false, stream_);
+      cuda::copy_tensor(slice, x, false, stream_);
       offset += x.dim(1);
     }
   }
@@ -32,9 +31,7 @@ class ConcatCuda final : public Concat {
       const Tensor slice = dy.slice(1, offset, offset + channels);
       offset += channels;
       if (!dinputs[k].defined()) continue;
-      cuda::strided_copy(dinputs[k].dtype(), act(dinputs[k]), slice.dtype(), act(slice),
-                         cuda::strided4(dinputs[k], slice), modes[k] == GradMode::accumulate,
-                         stream_);
+      cuda::copy_tensor(dinputs[k], slice, modes[k] == GradMode::accumulate, stream_);
     }
   }
   cudaStream_t stream_;

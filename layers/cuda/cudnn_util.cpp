@@ -71,6 +71,11 @@ Strided4 strided4(const Tensor& dst, const Tensor& src) {
   return l;
 }
 
+void copy_tensor(const Tensor& dst, const Tensor& src, bool accumulate, cudaStream_t stream) {
+  strided_copy(dst.dtype(), act(dst), src.dtype(), act(src), strided4(dst, src), accumulate,
+               stream);
+}
+
 Window2d pool_window(const Shape& in, const Shape& out, int64_t kernel, int64_t stride,
                      int64_t padding, Layout layout) {
   return Window2d{in[0],  in[1],  in[2],  in[3],   out[2],
@@ -82,8 +87,7 @@ Window2d pool_window(const Shape& in, const Shape& out, int64_t kernel, int64_t 
 namespace convnet {
 
 void write_gradient_cuda(const Tensor& dst, const Tensor& src, bool accumulate) {
-  cuda::strided_copy(dst.dtype(), cuda::act(dst), src.dtype(), cuda::act(src),
-                     cuda::strided4(dst, src), accumulate, cuda::current_stream());
+  cuda::copy_tensor(dst, src, accumulate, cuda::current_stream());
 }
 
 }  // namespace convnet

@@ -97,6 +97,9 @@ void require_gpu_layout(const std::string& layer, Layout layout);
 
 // The Strided4 description of dst (+)= src for two tensors of one shape (rank <= 4).
 Strided4 strided4(const Tensor& dst, const Tensor& src);
+// dst (+)= src on `stream` for two device tensors of one shape, any layouts,
+// strides and element types (strided_copy of kernels.h).
+void copy_tensor(const Tensor& dst, const Tensor& src, bool accumulate, cudaStream_t stream);
 
 // The pooling window from input (N, C, H, W) to output (N, C, H_out, W_out).
 Window2d pool_window(const Shape& in, const Shape& out, int64_t kernel, int64_t stride,

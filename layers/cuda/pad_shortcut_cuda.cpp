@@ -18,17 +18,13 @@ class PadShortcutCuda final : public PadShortcut {
  private:
   void forward_impl(const Tensor& x, const Tensor& y) override {
     y.set_zero();
-    copy(x_channels(y), subsampled(x), false);
+    cuda::copy_tensor(x_channels(y), subsampled(x), false, stream_);
   }
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     if (dx_mode == GradMode::overwrite) dx.set_zero();
-    copy(subsampled(dx), x_channels(dy), true);
+    cuda::copy_tensor(subsampled(dx), x_channels(dy), true, stream_);
   }
 
-  void copy(const Tensor& dst, const Tensor& src, bool accumulate) const {
-    cuda::strided_copy(dst.dtype(), cuda::act(dst), src.dtype(), cuda::act(src),
-                       cuda::strided4(dst, src), accumulate, stream_);
-  }
   // x[:, :, ::stride, ::stride] as a strided view.
   Tensor subsampled(const Tensor& x) const {
     const std::vector<int64_t>& s = x.strides();

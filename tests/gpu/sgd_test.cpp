@@ -1,11 +1,11 @@
 // The SGD step on the GPU against a double-precision loop of
 // torch.optim.SGD's rule (layers/sgd.h), and fp16 loss scaling's overflow
 // test.
-#include "layers/layer.h"
 #include "layers/sgd.h"
 
 #include <limits>
 
+#include "layers/layer.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace convnet::testing {

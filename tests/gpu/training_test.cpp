@@ -8,6 +8,8 @@
 // layer) are carried through BN's batch statistics and the updates, so losses
 // are compared to 1e-3 relative and weights to 1e-3 of the largest weight;
 // a wrong kernel or a missed gradient gives errors of order 1e-1.
+#include <functional>
+
 #include "comm/single_process_communicator.h"
 #include "layers/sgd.h"
 #include "layers/softmax_cross_entropy.h"
@@ -23,6 +25,28 @@ struct Replica {
   std::unique_ptr<Net> net;
   std::unique_ptr<SoftmaxCrossEntropy> loss;
   std::unique_ptr<Sgd> sgd;
+};
+
+// The trainer's own step (trainer/train_step.h: input feed, loss, backward
+// reporting ready gradients, SGD) over one replica, on one rank.
+struct ReplicaStep {
+  ReplicaStep(Replica& r, Context& context, std::function<void(Batch*)> next_batch, bool fp16)
+      : reducer(communicator, r.store.flat_grads().data<float>(), r.store.flat_size(),
+                {.overlap_first_step = false}),
+        scaler(fp16),
+        step({.context = context,
+              .net = *r.net,
+              .loss = *r.loss,
+              .store = r.store,
+              .sgd = *r.sgd,
+              .reducer = reducer,
+              .communicator = communicator,
+              .scaler = scaler,
+              .next_batch = std::move(next_batch)}) {}
+  SingleProcessCommunicator communicator;
+  GradientReducer reducer;
+  LossScaler scaler;
+  TrainStep step;
 };
 
 class GpuTraining : public GpuTest {
@@ -41,32 +65,22 @@ class GpuTraining : public GpuTest {
   // SGD) on one replica over the given host batches; each step's mean loss.
   std::vector<double> train_steps(Replica& r, Context& context, const std::vector<Tensor>& batches,
                                   const std::vector<std::vector<int64_t>>& labels) {
-    SingleProcessCommunicator communicator;
-    GradientReducer reducer(communicator, r.store.flat_grads().data<float>(), r.store.flat_size(),
-                            {.overlap_first_step = false});
-    LossScaler scaler(false);
     std::size_t next = 0;
     const Layout layout = r.net->input().layout();
-    TrainStep step({.context = context,
-                    .net = *r.net,
-                    .loss = *r.loss,
-                    .store = r.store,
-                    .sgd = *r.sgd,
-                    .reducer = reducer,
-                    .communicator = communicator,
-                    .scaler = scaler,
-                    .next_batch = [&](Batch* batch) {
-                      const Tensor images = in_layout(batches[next], layout);  // dense, as stored
-                      batch->images.assign(images.data<float>(),
-                                           images.data<float>() + images.numel());
-                      batch->labels = labels[next];
-                      batch->count = static_cast<int64_t>(labels[next].size());
-                      ++next;
-                    }});
+    ReplicaStep step(
+        r, context,
+        [&](Batch* batch) {
+          const Tensor images = in_layout(batches[next], layout);  // dense, as stored
+          batch->images.assign(images.data<float>(), images.data<float>() + images.numel());
+          batch->labels = labels[next];
+          batch->count = static_cast<int64_t>(labels[next].size());
+          ++next;
+        },
+        false);
     std::vector<double> losses;
     for (int s = 0; s < static_cast<int>(batches.size()); ++s) {
       const StepMetrics m =
-          step.run({.step = s, .lr = 0.02, .last = s + 1 == static_cast<int>(batches.size())});
+          step.step.run({.step = s, .lr = 0.02, .last = s + 1 == static_cast<int>(batches.size())});
       losses.push_back(m.loss_sum / m.samples);
     }
     return losses;
@@ -178,29 +192,17 @@ TEST_F(GpuTraining, SteadyStateStepsAllocateNothing) {
     auto host_net = build_model(cpu(), host_spec, host, input);
     initialize_parameters(host, 4);
     copy_values(r.store, host);
-    // The trainer's own step (trainer/train_step.h): input feed, metrics on
-    // the device until the last step, ready gradients reported.
-    SingleProcessCommunicator communicator;
-    GradientReducer reducer(communicator, r.store.flat_grads().data<float>(), r.store.flat_size(),
-                            {.overlap_first_step = false});
-    LossScaler scaler(k.dtype == DType::f16);
+    // Metrics stay on the device until the last step.
     Batch batch;
     batch.count = input[0];
     batch.images = random(input).to_vector();  // any layout: the values are random
     batch.labels = {0, 1, 2, 3, 4, 5, 6, 7};
-    TrainStep step({.context = context,
-                    .net = *r.net,
-                    .loss = *r.loss,
-                    .store = r.store,
-                    .sgd = *r.sgd,
-                    .reducer = reducer,
-                    .communicator = communicator,
-                    .scaler = scaler,
-                    .next_batch = [&batch](Batch* next) { *next = batch; }});
+    ReplicaStep step(
+        r, context, [&batch](Batch* next) { *next = batch; }, k.dtype == DType::f16);
     std::size_t after_first = 0;
     StepMetrics metrics;
     for (int s = 0; s < 4; ++s) {
-      metrics = step.run({.step = s, .lr = 0.01, .read_metrics = s == 3});
+      metrics = step.step.run({.step = s, .lr = 0.01, .read_metrics = s == 3});
       if (s == 0) after_first = context.allocator().allocation_count();
     }
     EXPECT_EQ(context.allocator().allocation_count(), after_first);
