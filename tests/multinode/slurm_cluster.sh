@@ -11,6 +11,7 @@
 slurm_dir=
 slurm_munged=
 slurm_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$slurm_root/tests/slurm/slurm_conf.sh"
 
 slurm() { on_host 1 env SLURM_CONF="$slurm_dir/slurm.conf" "$@"; }
 
@@ -46,35 +47,7 @@ slurm_up() {
   port=$((20000 + RANDOM % 20000))
   for ((i = 1; i <= cluster_hosts; ++i)); do nodes+="${nodes:+,}h$i"; done
   {
-    cat <<CONF
-ClusterName=convnet-multinode
-SlurmctldHost=h1($(host_addr 1))
-SlurmctldPort=$port
-SlurmdPort=$((port + 1))
-AuthType=auth/munge
-AuthInfo=socket=$slurm_dir/munge.socket
-CredType=cred/munge
-SlurmUser=root
-SlurmdUser=root
-StateSaveLocation=$slurm_dir/state
-SlurmdSpoolDir=$slurm_dir/spool-%n
-SlurmctldPidFile=$slurm_dir/slurmctld.pid
-SlurmdPidFile=$slurm_dir/slurmd-%n.pid
-SlurmctldLogFile=$slurm_dir/slurmctld.log
-SlurmdLogFile=$slurm_dir/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-MpiDefault=none
-ReturnToService=2
-SchedulerType=sched/builtin
-JobCompType=jobcomp/none
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-KillWait=30
-JobRequeue=1
-CONF
+    slurm_conf_common convnet-multinode "h1($(host_addr 1))" "$port" "$slurm_dir"
     for ((i = 1; i <= cluster_hosts; ++i)); do
       echo "NodeName=h$i NodeAddr=$(host_addr "$i") CPUs=1 State=UNKNOWN"
     done

@@ -17,7 +17,7 @@ for tool in munged slurmctld slurmd sbatch scontrol squeue scancel; do
 done
 [[ $(id -u) -eq 0 ]] || { echo "slurm_check.sh must run as root (slurmd, munged)" >&2; exit 1; }
 
-rm -rf "$work" && mkdir -p "$work"/{state,spool,jobs}
+rm -rf "$work" && mkdir -p "$work"/{state,jobs}
 daemons=()
 cleanup() {
   set +e
@@ -40,37 +40,13 @@ daemons+=("$(cat "$work/munged.pid")")
 
 host=$(hostname -s)
 port=$(( 20000 + RANDOM % 20000 ))
-cat >"$work/slurm.conf" <<CONF
-ClusterName=convnet-test
-SlurmctldHost=$host
-SlurmctldPort=$port
-SlurmdPort=$((port + 1))
-AuthType=auth/munge
-AuthInfo=socket=$work/munge.socket
-CredType=cred/munge
-SlurmUser=root
-SlurmdUser=root
-StateSaveLocation=$work/state
-SlurmdSpoolDir=$work/spool
-SlurmctldPidFile=$work/slurmctld.pid
-SlurmdPidFile=$work/slurmd.pid
-SlurmctldLogFile=$work/slurmctld.log
-SlurmdLogFile=$work/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-MpiDefault=none
-ReturnToService=2
-SchedulerType=sched/builtin
-JobCompType=jobcomp/none
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-KillWait=30
-JobRequeue=1
-NodeName=$host CPUs=$(nproc) State=UNKNOWN
-PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
-CONF
+source "$here/slurm_conf.sh"
+{
+  slurm_conf_common convnet-test "$host" "$port" "$work"
+  echo "NodeName=$host CPUs=$(nproc) State=UNKNOWN"
+  echo "PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
+} >"$work/slurm.conf"
+mkdir -p "$work/spool-$host"
 export SLURM_CONF=$work/slurm.conf
 slurmctld -D -f "$SLURM_CONF" >"$work/slurmctld.out" 2>&1 &
 daemons+=($!)
