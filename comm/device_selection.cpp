@@ -13,8 +13,10 @@ namespace convnet {
 
 ContextOptions context_options_for_rank(Backend backend, int threads, Precision precision,
                                         Layout layout, const Communicator& communicator) {
-  CONVNET_CHECK(precision == Precision::fp32 || backend == Backend::cuda, "--precision ",
-                name_of(precision), " needs --device cuda (the CPU backend computes in fp32)");
+  CONVNET_CHECK(
+      precision == Precision::fp32 || precision == Precision::bf16 || backend == Backend::cuda,
+      "--precision ", name_of(precision),
+      " needs --device cuda (the CPU backend computes in fp32 or bf16)");
   ContextOptions options;
   options.allow_tf32 = precision == Precision::tf32;
   if (precision == Precision::bf16) options.activation_dtype = DType::bf16;
@@ -32,12 +34,11 @@ ContextOptions context_options_for_rank(Backend backend, int threads, Precision 
 }
 
 Layout resolve_layout(std::optional<Layout> layout, Backend backend, Precision precision) {
-  CONVNET_CHECK(layout != Layout::nhwc || backend == Backend::cuda,
-                "--layout nhwc needs --device cuda");
   CONVNET_CHECK(!layout || !is_blocked(*layout) || backend == Backend::cpu, "--layout ",
                 name_of(*layout), " is a CPU layout (the GPU runs nchw or nhwc)");
   if (layout) return *layout;
-  if (backend == Backend::cpu) return cpu_preferred_blocked_layout();
+  if (backend == Backend::cpu)
+    return cpu_preferred_layout(precision == Precision::bf16 ? DType::bf16 : DType::f32);
   return is_mixed_precision(precision) ? Layout::nhwc : Layout::nchw;
 }
 

@@ -17,11 +17,20 @@ struct GpuRuntime {};  // never created in a build without the GPU backend
 
 namespace convnet {
 
+void check_activation_dtype(const ContextOptions& options) {
+  if (options.activation_dtype == DType::f32 || options.backend == Backend::cuda) return;
+  CONVNET_CHECK(options.activation_dtype == DType::bf16,
+                "f16 activations (--precision fp16) need the GPU backend; the CPU computes in "
+                "fp32 or bf16");
+  CONVNET_CHECK(cpu_has_bf16(),
+                "bf16 on the CPU (--precision bf16 --device cpu) needs a CPU with avx512_bf16 "
+                "or AMX; this one has neither (or ONEDNN_MAX_CPU_ISA excludes them): use "
+                "--precision fp32");
+}
+
 Context::Context(const ContextOptions& options) : options_(options) {
   CONVNET_CHECK(options.num_threads >= 0, "num_threads must be >= 0, got ", options.num_threads);
-  CONVNET_CHECK(options.activation_dtype == DType::f32 || options.backend == Backend::cuda,
-                to_string(options.activation_dtype),
-                " activations (mixed precision) need the GPU backend; the CPU computes in f32");
+  check_activation_dtype(options);
   if (options.backend == Backend::cuda) {
 #ifdef CONVNET_HAVE_CUDA
     gpu_ = std::make_unique<GpuRuntime>(options.device);
@@ -61,10 +70,6 @@ void* Context::scratch(Scratch slot, std::size_t bytes) {
 
 Tensor Context::scratch_tensor(Scratch slot, const Shape& shape, Layout layout, DType dtype) {
   void* data = scratch(slot, storage_numel(shape, layout) * dtype_size(dtype));
-  if (allocator_->device() == Device::cpu) {
-    CONVNET_CHECK(dtype == DType::f32, "host scratch is f32");
-    return Tensor::wrap(data, shape, layout);
-  }
   return Tensor::wrap(data, shape, layout, allocator_->device(), dtype);
 }
 

@@ -34,15 +34,20 @@ struct ContextOptions {
   // GPU convolutions on fp32 data may use TF32 tensor cores (10-bit mantissa
   // products, fp32 accumulation): faster, less exact (--precision tf32).
   bool allow_tf32 = false;
-  // The element type of activations and their gradients (backend cuda):
-  // f32, or bf16 / f16 for mixed precision (--precision bf16|fp16), where
-  // parameters, their gradients, BN statistics and the optimizer stay f32.
+  // The element type of activations and their gradients: f32, or bf16 / f16
+  // for mixed precision (--precision bf16|fp16), where parameters, their
+  // gradients, BN statistics and the optimizer stay f32. The CPU backend
+  // takes bf16 on CPUs with avx512_bf16 or AMX (cpu_has_bf16()).
   DType activation_dtype = DType::f32;
   // The CPU's blocked activation layout (nchw8c or nchw16c) for models that
   // run blocked; unset: the block oneDNN prefers on this CPU
   // (cpu_preferred_blocked_layout(): nchw16c with AVX-512, nchw8c with AVX2).
   std::optional<Layout> blocked_layout = std::nullopt;
 };
+
+// Throws, naming what is missing, unless `options.backend` can compute with
+// `options.activation_dtype` on this machine.
+void check_activation_dtype(const ContextOptions& options);
 
 struct OnednnRuntime;  // core/onednn.h
 struct GpuRuntime;     // core/cuda/runtime.h (builds with the GPU backend)

@@ -1,5 +1,6 @@
-// Element types. f32 is used everywhere today; bf16 and f16 are reserved for the
-// GPU backend's mixed precision (storage only, no CPU arithmetic on them).
+// Element types. Parameters, gradients and optimizer state are f32; bf16 and
+// f16 are the activation types of mixed precision: bf16 and f16 on the GPU,
+// bf16 on CPUs with avx512_bf16 or AMX (core/bf16.h: its host conversions).
 #pragma once
 
 #include <cstddef>

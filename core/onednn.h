@@ -17,17 +17,29 @@ struct OnednnRuntime {
   dnnl::stream stream{engine};
 };
 
-// Memory descriptor with the tensor's shape and strides (f32 only on the CPU).
+// oneDNN's name for an element type (f32 or bf16 on the CPU).
+dnnl::memory::data_type onednn_data_type(DType dtype);
+// Memory descriptor with the tensor's shape, strides and element type.
 dnnl::memory::desc onednn_desc(const Tensor& tensor);
 // Dense memory of a layout (nchw: row-major; nchw8c, nchw16c: oneDNN's nChw8c, nChw16c).
-dnnl::memory::desc onednn_desc(const Shape& shape, Layout layout);
+dnnl::memory::desc onednn_desc(const Shape& shape, Layout layout, DType dtype = DType::f32);
 // Same, viewing the tensor with another shape (e.g. (N, C) as (N, C, 1, 1)).
-dnnl::memory::desc onednn_desc(const Shape& shape, const std::vector<int64_t>& strides);
+dnnl::memory::desc onednn_desc(const Shape& shape, const std::vector<int64_t>& strides,
+                               DType dtype = DType::f32);
+// True when the running CPU has bf16 arithmetic oneDNN uses (avx512_bf16 or
+// AMX, within ONEDNN_MAX_CPU_ISA): the CPU's mixed precision needs it.
+bool cpu_has_bf16();
 // The blocked activation layout oneDNN's convolutions prefer on the running
 // CPU (at most the ISA ONEDNN_MAX_CPU_ISA allows): nchw16c where they run
 // AVX-512 kernels, nchw8c on AVX2 and older.
 Layout cpu_preferred_blocked_layout();
-// Memory object pointing at the tensor's data (no copy).
+// The activation layout oneDNN's convolutions prefer for `dtype` on the
+// running CPU: cpu_preferred_blocked_layout() for f32; for bf16 nhwc where
+// AMX kernels run (they read channels-last), else the block of its
+// avx512_bf16 kernels.
+Layout cpu_preferred_layout(DType dtype);
+// Memory object pointing at the tensor's data (no copy); the descriptor's
+// element type and channel block must be the tensor's.
 dnnl::memory onednn_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine,
                            const Tensor& tensor);
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #ifdef CONVNET_HAVE_CUDA
 #include "core/cuda/check.h"
@@ -141,6 +142,12 @@ float* Tensor::data<float>() const {
   return static_cast<float*>(data_);
 }
 
+template <>
+Bf16* Tensor::data<Bf16>() const {
+  CONVNET_CHECK(dtype_ == DType::bf16, "tensor holds ", to_string(dtype_), ", not bf16");
+  return static_cast<Bf16*>(data_);
+}
+
 float& Tensor::at(std::initializer_list<int64_t> index) const {
   CONVNET_CHECK(static_cast<int>(index.size()) == rank(), "index of rank ", index.size(),
                 " into a tensor of shape ", shape_);
@@ -192,8 +199,12 @@ bool Tensor::has_padding() const {
 void Tensor::fill(float value) const {
   CONVNET_CHECK(device_ == Device::cpu, "Tensor::fill on device memory");
   if (has_padding()) set_zero();  // the zero lanes, which the loop below skips
-  float* p = data<float>();
-  for_each_element([&](int64_t, int64_t offset) { p[offset] = value; });
+  with_host_type(dtype_, [&](auto type) {
+    using T = decltype(type);
+    T* p = data<T>();
+    const T stored = from_f32<T>(value);
+    for_each_element([&](int64_t, int64_t offset) { p[offset] = stored; });
+  });
 }
 
 void Tensor::set_zero() const {
@@ -213,21 +224,26 @@ void Tensor::copy_from(const Tensor& source) const {
   CONVNET_CHECK(device_ == Device::cpu && source.device() == Device::cpu,
                 "copy_from on device memory");
   CONVNET_CHECK(source.shape() == shape_, "copy_from: shape ", source.shape(), " into ", shape_);
-  if (is_dense() && source.is_dense() && layout_ == source.layout()) {
-    std::memcpy(data<float>(), source.data<float>(), storage_numel() * sizeof(float));
+  if (is_dense() && source.is_dense() && layout_ == source.layout() && dtype_ == source.dtype()) {
+    std::memcpy(data_, source.raw_data(), storage_numel() * dtype_size(dtype_));
     return;
   }
   std::vector<float> values = source.to_vector();
   if (has_padding()) set_zero();
-  float* p = data<float>();
-  for_each_element([&](int64_t k, int64_t offset) { p[offset] = values[k]; });
+  with_host_type(dtype_, [&](auto type) {
+    using T = decltype(type);
+    T* p = data<T>();
+    for_each_element([&](int64_t k, int64_t offset) { p[offset] = from_f32<T>(values[k]); });
+  });
 }
 
 std::vector<float> Tensor::to_vector() const {
   CONVNET_CHECK(device_ == Device::cpu, "to_vector on device memory");
   std::vector<float> values(numel());
-  const float* p = data<float>();
-  for_each_element([&](int64_t k, int64_t offset) { values[k] = p[offset]; });
+  with_host_type(dtype_, [&](auto type) {
+    const auto* p = data<decltype(type)>();
+    for_each_element([&](int64_t k, int64_t offset) { values[k] = to_f32(p[offset]); });
+  });
   return values;
 }
 

@@ -113,7 +113,7 @@ class Tensor {
 
   // Raw pointer to the first element.
   void* raw_data() const { return data_; }
-  // Typed pointer; checks that T matches dtype (f32 -> float).
+  // Typed pointer; checks that T matches dtype (f32 -> float, bf16 -> Bf16).
   template <typename T>
   T* data() const;
 
@@ -126,8 +126,8 @@ class Tensor {
   // Contiguous tensor viewed with another shape of the same numel.
   Tensor reshape(const Shape& shape) const;
 
-  // Host-side helpers (Device::cpu, f32); fill and copy_from also zero a blocked layout's
-  // padding lanes.
+  // Host-side helpers (Device::cpu; f32 or bf16, converting through f32); fill and
+  // copy_from also zero a blocked layout's padding lanes.
   void fill(float value) const;
   // Sets every element to zero, on the host or (dense tensors) on the GPU,
   // enqueued on cuda::current_stream().
@@ -151,6 +151,9 @@ class Tensor {
 
 template <>
 float* Tensor::data<float>() const;
+struct Bf16;  // core/bf16.h
+template <>
+Bf16* Tensor::data<Bf16>() const;
 
 // dst (dense f32, host or GPU) = the dst.numel() floats at host address src;
 // a GPU copy is enqueued on cuda::current_stream().

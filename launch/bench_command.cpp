@@ -65,11 +65,12 @@ boost::program_options::options_description bench_options(BenchOptions& o) {
       "cpu, or cuda (the GPU of each rank's local rank)")(
       "layout", po::value(&o.layout)->default_value(o.layout),
       "activations: on the GPU nchw, nhwc or auto (nhwc for bf16/fp16, else nchw); on the "
-      "CPU nchw, nchw8c, nchw16c or auto (the block the CPU's kernels prefer)")(
+      "CPU nchw, nchw8c, nchw16c, nhwc or auto (the layout the CPU's kernels prefer)")(
       "precision", po::value(&o.precision)->default_value(o.precision),
-      "fp32; on the GPU also tf32, bf16 or fp16 (mixed precision)")(
-      "memory-efficient", po::value(&o.memory_efficient)->default_value(o.memory_efficient),
-      "DenseNet shared concatenation buffers: on|off")(
+      "fp32 or bf16 (mixed precision; on the CPU with avx512_bf16 or AMX); on the GPU also "
+      "tf32 or fp16")("memory-efficient",
+                      po::value(&o.memory_efficient)->default_value(o.memory_efficient),
+                      "DenseNet shared concatenation buffers: on|off")(
       "bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
       "allreduce bucket size (mpirun)")(
       "overlap", po::value(&o.overlap)->default_value(true)->implicit_value(true),

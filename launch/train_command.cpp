@@ -54,13 +54,15 @@ void add_system_options(OptionTable& table, TrainConfig& c) {
   table.add("run-dir", &c.run_dir, "directory for config.ini, metrics.jsonl and model.h5")
       .add("device", &c.device, "cpu, or cuda (each rank drives the GPU of its local rank)")
       .add("precision", &c.precision,
-           "fp32; on the GPU also tf32 (TF32 tensor-core convolutions), bf16 or fp16 (mixed "
-           "precision: f32 master weights, fp16 with dynamic loss scaling)")
+           "fp32, or bf16 (mixed precision, f32 master weights; on the CPU where it has "
+           "avx512_bf16 or AMX); on the GPU also tf32 (TF32 tensor-core convolutions) or fp16 "
+           "(mixed precision with dynamic loss scaling)")
       .add("layout", &c.layout,
            "activations: on the GPU nchw or nhwc (channels-last; ResNet families), auto: nhwc "
            "for bf16/fp16, else nchw; on the CPU nchw (plain), nchw8c or nchw16c (blocked, "
-           "where the family supports it), auto: the block the CPU's kernels prefer (nchw16c "
-           "with AVX-512, nchw8c with AVX2)")
+           "where the family supports it) or nhwc (ResNet families), auto: the layout the "
+           "CPU's kernels prefer (nchw16c with AVX-512, nchw8c with AVX2; for bf16 nhwc with "
+           "AMX)")
       .add("threads", &c.threads, "compute threads per rank (0: cores / ranks on the node)")
       .add("loader-threads", &c.loader_threads, "data loader threads per rank")
       .add("bucket-mb", &c.bucket_mb, "gradient allreduce bucket size, MiB")

@@ -16,12 +16,12 @@ class AddOnednn final : public Add {
   AddOnednn(Context& context, std::string name, const Shape& a_shape, const Shape& b_shape,
             Layout layout)
       : Add(std::move(name), a_shape, b_shape, layout), rt_(context.onednn()) {
-    onednn_call("building add " + this->name(), [&] { build(); });
+    onednn_call("building add " + this->name(), [&] { build(context.activation_dtype()); });
   }
 
  private:
-  void build() {
-    md_ = onednn_desc(input_shape(), layout());
+  void build(DType dtype) {
+    md_ = onednn_desc(input_shape(), layout(), dtype);
     dnnl::binary::desc desc(dnnl::algorithm::binary_add, md_, md_, md_);
     add_ = dnnl::binary(dnnl::binary::primitive_desc(desc, rt_.engine));
   }

@@ -24,8 +24,8 @@ class AvgPool2dOnednn final : public AvgPool2d {
     const AvgPool2dOptions& o = options();
     const memory::dims strides{o.stride, o.stride}, kernel{o.kernel, o.kernel},
         padding{o.padding, o.padding};
-    x_md_ = onednn_desc(input_shape(), o.layout);
-    y_md_ = onednn_desc(output_shape(), o.layout);
+    x_md_ = onednn_desc(input_shape(), o.layout, context_.activation_dtype());
+    y_md_ = onednn_desc(output_shape(), o.layout, context_.activation_dtype());
     // include_padding divides by K * K; exclude_padding by the in-input count.
     // With floor output sizes every window lies inside the padded input, so
     // K * K is also PyTorch's count_include_pad divisor.
@@ -56,7 +56,9 @@ class AvgPool2dOnednn final : public AvgPool2d {
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
     const Tensor target =
-        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout);
+        direct ? dx
+               : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout,
+                                         context_.activation_dtype());
     onednn_call("avg_pool2d " + name() + " backward", [&] {
       bwd_.execute(rt_.stream,
                    {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)}, {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});

@@ -26,7 +26,9 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
 
  private:
   void build() {
-    x_md_ = onednn_desc(input_shape(), options().layout);
+    // x, y and their gradients in the activation type (bf16 under mixed
+    // precision); scale, shift, statistics and their gradients in f32.
+    x_md_ = onednn_desc(input_shape(), options().layout, context_.activation_dtype());
     c_md_ = memory::desc(param_shape().dims(), memory::data_type::f32, tag::x);
     const auto& engine = rt_.engine;
     const float eps = static_cast<float>(options().eps);
@@ -141,7 +143,9 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
     // The primitive always computes diff_src; it goes to scratch unless it overwrites dx.
     const bool direct = dx.defined() && dx_mode == GradMode::overwrite;
     const Tensor target =
-        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout);
+        direct ? dx
+               : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout,
+                                         context_.activation_dtype());
     onednn_call("batch norm " + name() + " backward", [&] {
       (mode == Mode::training ? bwd_ : bwd_global_)
           .execute(rt_.stream, {{DNNL_ARG_SRC, mem(x_md_, x)},

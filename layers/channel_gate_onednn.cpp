@@ -9,8 +9,11 @@
 // cost an extra (N, C, H, W) buffer and two more passes over memory; the loop
 // reads dy and x once. It accumulates in double because H*W is long (3136
 // terms at 56x56) and the bandwidth-bound loop does not notice the cost.
+// Under bf16 x, s, the gate and every gradient are bf16 (the loop converts
+// as it loads and stores).
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "core/bf16.h"
 #include "core/onednn.h"
 #include "layers/channel_gate.h"
 
@@ -32,20 +35,21 @@ class ChannelGateOnednn final : public ChannelGate {
  private:
   void build() {
     const Shape& x = input_shape();
-    x_md_ = onednn_desc(x, layout());
-    s_md_ = onednn_desc(gate_shape(), gate_shape().contiguous_strides());
+    const DType dt = context_.activation_dtype();
+    x_md_ = onednn_desc(x, layout(), dt);
+    s_md_ = onednn_desc(gate_shape(), gate_shape().contiguous_strides(), dt);
     const Shape g4{x[0], x[1], 1, 1};
     // Described in x's layout: for (N, C, 1, 1) with C a multiple of the block,
     // nChw8c / nChw16c and row-major are the same bytes, and matching layouts keep oneDNN on its
     // fast path.
-    g4_md_ = onednn_desc(g4, layout());
+    g4_md_ = onednn_desc(g4, layout(), dt);
     dnnl::eltwise_forward::desc sigmoid_desc(dnnl::prop_kind::forward_inference,
                                              dnnl::algorithm::eltwise_logistic, s_md_);
     sigmoid_ =
         dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(sigmoid_desc, rt_.engine));
     dnnl::binary::desc mul_desc(dnnl::algorithm::binary_mul, x_md_, g4_md_, x_md_);
     mul_ = dnnl::binary(dnnl::binary::primitive_desc(mul_desc, rt_.engine));
-    gate_ = Tensor::empty(gate_shape(), context_.allocator());
+    gate_ = Tensor::empty(gate_shape(), context_.allocator(), dt);
     gate4_ = gate_.reshape(g4);
   }
 
@@ -84,8 +88,9 @@ class ChannelGateOnednn final : public ChannelGate {
     if (ds.defined()) gate_gradient(x, dy, ds, ds_mode);
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
-      const Tensor target =
-          direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), layout());
+      const Tensor target = direct ? dx
+                                   : context_.scratch_tensor(Scratch::activation, input_shape(),
+                                                             layout(), context_.activation_dtype());
       onednn_call("channel gate " + name() + " backward data", [&] {
         scale(dy, target);
         rt_.stream.wait();
@@ -98,29 +103,38 @@ class ChannelGateOnednn final : public ChannelGate {
   void gate_gradient(const Tensor& x, const Tensor& dy, const Tensor& ds, GradMode mode) const {
     CONVNET_CHECK(ds.is_contiguous(), "layer ", name(),
                   ": gate logits gradient must be contiguous");
-    const float* xp = x.data<float>();
-    const float* dyp = dy.data<float>();
-    const float* gp = gate_.data<float>();
-    float* dsp = ds.data<float>();
+    with_host_type(gate_.dtype(), [&](auto type) {
+      gate_gradient_in<decltype(type)>(x, dy, ds, mode == GradMode::accumulate);
+    });
+  }
+  // The same with T the element type of x, dy, the gate and ds.
+  template <typename T>
+  void gate_gradient_in(const Tensor& x, const Tensor& dy, const Tensor& ds,
+                        bool accumulate) const {
+    const T* xp = x.data<T>();
+    const T* dyp = dy.data<T>();
+    const T* gp = gate_.data<T>();
+    T* dsp = ds.data<T>();
     const int64_t rows = gate_shape().numel();
     const int64_t channels = input_shape()[1];
     const int64_t hw = input_shape()[2] * input_shape()[3];
     // Element (n, c, p) of x and dy, B channels interleaved (C % B == 0), lies
-    // at n * C * hw + (c / B) * B * hw + B * p + c % B; B = 1 is plain nchw.
-    const int64_t step = channel_block(layout());
-    const bool accumulate = mode == GradMode::accumulate;
+    // at n * C * hw + (c / B) * B * hw + B * p + c % B; B = 1 is plain nchw,
+    // and B = C channels-last nhwc.
+    const int64_t step = layout() == Layout::nhwc ? channels : channel_block(layout());
 #pragma omp parallel for
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t n = i / channels, c = i % channels;
       const int64_t base = n * channels * hw + (c / step) * step * hw + c % step;
-      const float* xr = xp + base;
-      const float* dyr = dyp + base;
+      const T* xr = xp + base;
+      const T* dyr = dyp + base;
       double sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < hw; ++j) sum += static_cast<double>(dyr[j * step]) * xr[j * step];
-      const double g = gp[i];
+      for (int64_t j = 0; j < hw; ++j)
+        sum += static_cast<double>(to_f32(dyr[j * step])) * to_f32(xr[j * step]);
+      const double g = to_f32(gp[i]);
       const float value = static_cast<float>(sum * g * (1 - g));
-      dsp[i] = accumulate ? dsp[i] + value : value;
+      dsp[i] = from_f32<T>(accumulate ? to_f32(dsp[i]) + value : value);
     }
   }
 

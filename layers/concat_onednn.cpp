@@ -18,13 +18,14 @@ class ConcatOnednn final : public Concat {
   ConcatOnednn(Context& context, std::string name, const ConcatOptions& options,
                const std::vector<Shape>& input_shapes)
       : Concat(std::move(name), options, input_shapes), rt_(context.onednn()) {
-    onednn_call("building concat " + this->name(), [&] { build(); });
+    onednn_call("building concat " + this->name(), [&] { build(context.activation_dtype()); });
   }
 
  private:
-  void build() {
-    for (const Shape& s : input_shapes()) x_mds_.push_back(onednn_desc(s, s.contiguous_strides()));
-    y_md_ = onednn_desc(output_shape(), output_strides());
+  void build(DType dtype) {
+    for (const Shape& s : input_shapes())
+      x_mds_.push_back(onednn_desc(s, s.contiguous_strides(), dtype));
+    y_md_ = onednn_desc(output_shape(), output_strides(), dtype);
     concat_ = dnnl::concat(
         dnnl::concat::primitive_desc(y_md_, /*concat_dimension=*/1, x_mds_, rt_.engine));
   }

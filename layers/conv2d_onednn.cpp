@@ -9,6 +9,11 @@
 // on every call, and the weight gradient is reordered back: weights are small
 // next to activations, so this costs little and keeps one plain parameter
 // buffer for the optimizer, the allreduce and the weights file.
+//
+// Under bf16 (the context's activation type) activations and their gradients
+// are bf16; the f32 weights are converted by the same reorder into the bf16
+// layout the primitive wants, and the weight and bias gradients come out in
+// f32 (oneDNN accumulates in f32).
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 
@@ -58,18 +63,23 @@ class Conv2dOnednn final : public Conv2d {
   void build() {
     const Conv2dOptions& o = options();
     const memory::dims strides{o.stride, o.stride}, padding{o.padding, o.padding};
-    x_md_ = onednn_desc(input_shape(), o.input_layout);
-    y_md_ = onednn_desc(output_shape(), o.output_layout);
-    if (o.groups == 1) {
-      w_plain_md_ = memory::desc(weight_shape().dims(), memory::data_type::f32, tag::oihw);
-    } else {
-      w_plain_md_ = memory::desc(
-          {o.groups, o.out_channels / o.groups, o.in_channels / o.groups, o.kernel, o.kernel},
-          memory::data_type::f32, tag::goihw);
-    }
-    const bool blocked = is_blocked(o.output_layout);
-    const memory::desc w_md =
-        blocked ? memory::desc(w_plain_md_.dims(), memory::data_type::f32, tag::any) : w_plain_md_;
+    const DType dt = context_.activation_dtype();
+    x_md_ = onednn_desc(input_shape(), o.input_layout, dt);
+    y_md_ = onednn_desc(output_shape(), o.output_layout, dt);
+    const memory::dims w_dims = o.groups == 1
+                                    ? weight_shape().dims()
+                                    : memory::dims{o.groups, o.out_channels / o.groups,
+                                                   o.in_channels / o.groups, o.kernel, o.kernel};
+    const tag plain = o.groups == 1 ? tag::oihw : tag::goihw;
+    w_plain_md_ = memory::desc(w_dims, memory::data_type::f32, plain);
+    // Blocked or channels-last activations: the weight layout oneDNN
+    // prefers; plain: OIHW. Weights in the activation type, their gradient in f32.
+    const bool blocked = o.output_layout != Layout::nchw;
+    const auto weights_md = [&](memory::data_type type) {
+      return memory::desc(w_dims, type, blocked ? tag::any : plain);
+    };
+    const memory::desc w_md = weights_md(onednn_data_type(dt));
+    const memory::desc dw_md = weights_md(memory::data_type::f32);
     b_md_ =
         o.bias ? memory::desc({o.out_channels}, memory::data_type::f32, tag::x) : memory::desc();
     const auto algo = dnnl::algorithm::convolution_direct;
@@ -88,7 +98,7 @@ class Conv2dOnednn final : public Conv2d {
     bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd);
     bwd_data_weights_.init(w_plain_md_, bwd_data_pd.weights_desc(), engine);
 
-    dnnl::convolution_backward_weights::desc bwd_w_desc(algo, x_md_, w_md, b_md_, y_md_, strides,
+    dnnl::convolution_backward_weights::desc bwd_w_desc(algo, x_md_, dw_md, b_md_, y_md_, strides,
                                                         padding, padding);
     dnnl::convolution_backward_weights::primitive_desc bwd_w_pd(bwd_w_desc, engine, fwd_pd);
     if (blocked && std::string(bwd_w_pd.impl_info_str()).rfind("ref", 0) == 0) {
@@ -97,9 +107,9 @@ class Conv2dOnednn final : public Conv2d {
       // the rest of resnet20 takes 20 ms; 3x3 convolutions over 2x2 maps).
       // Its GEMM kernel handles plain input and gradient, so copy them to
       // plain first: a reorder costs far less than the reference kernel.
-      x_plain_md_ = onednn_desc(input_shape(), Layout::nchw);
-      dy_plain_md_ = onednn_desc(output_shape(), Layout::nchw);
-      dnnl::convolution_backward_weights::desc plain_desc(algo, x_plain_md_, w_md, b_md_,
+      x_plain_md_ = onednn_desc(input_shape(), Layout::nchw, dt);
+      dy_plain_md_ = onednn_desc(output_shape(), Layout::nchw, dt);
+      dnnl::convolution_backward_weights::desc plain_desc(algo, x_plain_md_, dw_md, b_md_,
                                                           dy_plain_md_, strides, padding, padding);
       bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(plain_desc, engine, fwd_pd);
       if (x_plain_md_ != x_md_)
@@ -145,9 +155,10 @@ class Conv2dOnednn final : public Conv2d {
                      GradMode dx_mode, const Tensor& dweight, const Tensor& dbias) override {
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
-      const Tensor target = direct ? dx
-                                   : context_.scratch_tensor(Scratch::activation, input_shape(),
-                                                             options().input_layout);
+      const Tensor target =
+          direct ? dx
+                 : context_.scratch_tensor(Scratch::activation, input_shape(),
+                                           options().input_layout, context_.activation_dtype());
       onednn_call("conv2d " + name() + " backward data", [&] {
         bwd_data_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
                                        {DNNL_ARG_WEIGHTS, weights_for(bwd_data_weights_, weight)},

@@ -27,16 +27,17 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
   void build() {
     const Shape& in = input_shape();
     const memory::dims strides{1, 1}, kernel{in[2], in[3]}, padding{0, 0};
-    x_md_ = onednn_desc(in, input_layout());
+    const DType dt = context_.activation_dtype();
+    x_md_ = onednn_desc(in, input_layout(), dt);
     // With a blocked input the output is described as blocked too (oneDNN's fast
     // kernels want matching layouts): for (N, C, 1, 1) with C a multiple of the
     // block, nChw8c / nChw16c and row-major (N, C) are the same bytes. With padded channels they
     // are not (oneDNN has only its reference kernel for a plain output), so the output goes through
     // a blocked copy in scratch.
     const Shape pooled{in[0], in[1], 1, 1};
-    y_md_ = onednn_desc(pooled, input_layout());
+    y_md_ = onednn_desc(pooled, input_layout(), dt);
     if (in[1] % channel_block(input_layout()) != 0) {
-      y_plain_md_ = onednn_desc(pooled, Layout::nchw);
+      y_plain_md_ = onednn_desc(pooled, Layout::nchw, dt);
       to_plain_ =
           dnnl::reorder(dnnl::reorder::primitive_desc(rt_.engine, y_md_, rt_.engine, y_plain_md_));
       from_plain_ =
@@ -80,7 +81,9 @@ class GlobalAvgPoolOnednn final : public GlobalAvgPool {
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
     const Tensor target =
-        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), input_layout());
+        direct ? dx
+               : context_.scratch_tensor(Scratch::activation, input_shape(), input_layout(),
+                                         context_.activation_dtype());
     onednn_call("global_avg_pool " + name() + " backward", [&] {
       // With padding, dy (plain, N * C floats) must not be described as the
       // blocked y_md_ (N * ceil(C/B) * B): oneDNN would zero "padding" in it.

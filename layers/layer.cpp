@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
+
+#include "core/bf16.h"
 
 namespace convnet {
 
@@ -22,10 +25,10 @@ void check_shape(const std::string& layer, const char* tensor_name, const Shape&
 void check_tensor(const std::string& layer, const char* tensor_name, const Tensor& tensor,
                   const Shape& expected, Strides strides) {
   CONVNET_CHECK(tensor.defined(), "layer ", layer, ": ", tensor_name, " is missing");
-  // bf16 / f16 activations exist on the GPU only (mixed precision); GPU
-  // layers check the type against the one their descriptors were built for.
-  CONVNET_CHECK(tensor.dtype() == DType::f32 || tensor.device() == Device::cuda, "layer ", layer,
-                ": ", tensor_name, " is ", to_string(tensor.dtype()), ", expected f32");
+  // bf16 / f16 activations are mixed precision (f16 on the GPU only); layers
+  // check the type against the one their primitives or descriptors were built for.
+  CONVNET_CHECK(tensor.dtype() != DType::f16 || tensor.device() == Device::cuda, "layer ", layer,
+                ": ", tensor_name, " is f16, which the CPU backend does not compute in");
   check_shape(layer, tensor_name, tensor.shape(), expected);
   CONVNET_CHECK(strides == Strides::any || tensor.is_contiguous(), "layer ", layer, ": ",
                 tensor_name, " of shape ", tensor.shape(), " must be contiguous");
@@ -50,57 +53,77 @@ void check_layout(const std::string& layer, const Shape& shape, Layout layout) {
 
 namespace {
 
-// Calls fn(dst_ptr, src_ptr, count) over matching contiguous runs of the last dimension.
-template <typename Fn>
+// Calls fn(dst_ptr, src_ptr, count) over matching contiguous runs of the
+// last dimension, with D and S the element types of dst and src.
+template <typename D, typename S, typename Fn>
 void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
   CONVNET_CHECK(dst.shape() == src.shape(), "gradient shape ", src.shape(), " into ", dst.shape());
-  float* d = dst.data<float>();
-  const float* s = src.data<float>();
+  D* d = dst.data<D>();
+  const S* s = src.data<S>();
   CONVNET_CHECK(dst.layout() == src.layout(), "gradient of layout ", to_string(src.layout()),
                 " into ", to_string(dst.layout()));
   // Dense tensors of one layout (blocked tensors are always dense) match element
   // for element, the blocks' zero lanes included (0 + 0 and copies keep them zero).
   if (dst.is_dense() && src.is_dense()) {
-    fn(d, s, dst.storage_numel());
+    const int64_t n = dst.storage_numel();
+#pragma omp parallel for simd
+    for (int64_t i = 0; i < n; ++i) fn(d[i], s[i]);
     return;
   }
+  // Rows run along the last dimension, or along C for channels-last (N, H, W, C).
+  std::vector<int> order(dst.rank());
+  for (int i = 0; i < dst.rank(); ++i) order[i] = i;
+  if (dst.layout() == Layout::nhwc) order = {0, 2, 3, 1};
   const int r = dst.rank();
-  CONVNET_CHECK(r >= 1 && dst.strides()[r - 1] == 1 && src.strides()[r - 1] == 1,
-                "gradient copy needs unit stride in the last dimension");
-  const int64_t row = dst.shape()[r - 1];
+  const int last = order[r - 1];
+  CONVNET_CHECK(r >= 1 && dst.strides()[last] == 1 && src.strides()[last] == 1,
+                "gradient copy needs unit stride in the innermost dimension");
+  const int64_t row = dst.shape()[last];
   const int64_t rows = dst.numel() / row;
 #pragma omp parallel for
   for (int64_t k = 0; k < rows; ++k) {
     int64_t rest = k, dst_offset = 0, src_offset = 0;
     for (int i = r - 2; i >= 0; --i) {
-      const int64_t idx = rest % dst.shape()[i];
-      rest /= dst.shape()[i];
-      dst_offset += idx * dst.strides()[i];
-      src_offset += idx * src.strides()[i];
+      const int d = order[i];
+      const int64_t idx = rest % dst.shape()[d];
+      rest /= dst.shape()[d];
+      dst_offset += idx * dst.strides()[d];
+      src_offset += idx * src.strides()[d];
     }
-    float* dp = d + dst_offset;
-    const float* sp = s + src_offset;
-    fn.row(dp, sp, row);
+    D* dp = d + dst_offset;
+    const S* sp = s + src_offset;
+    for (int64_t i = 0; i < row; ++i) fn(dp[i], sp[i]);
   }
 }
 
+// d = s or d += s, converting through f32 (a plain copy when D is S).
+template <typename D, typename S>
 struct Copy {
-  void operator()(float* d, const float* s, int64_t n) const {
-#pragma omp parallel for simd
-    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+  void operator()(D& d, S s) const {
+    if constexpr (std::is_same_v<D, S>)
+      d = s;
+    else
+      d = from_f32<D>(to_f32(s));
   }
-  void row(float* d, const float* s, int64_t n) const { std::memcpy(d, s, n * sizeof(float)); }
+};
+template <typename D, typename S>
+struct Add {
+  void operator()(D& d, S s) const { d = from_f32<D>(to_f32(d) + to_f32(s)); }
 };
 
-struct Add {
-  void operator()(float* d, const float* s, int64_t n) const {
-#pragma omp parallel for simd
-    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
-  }
-  void row(float* d, const float* s, int64_t n) const {
-    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
-  }
-};
+// dst = src or dst += src on the host, for f32 and bf16 on either side.
+void write_gradient_host(const Tensor& dst, const Tensor& src, bool accumulate) {
+  with_host_type(dst.dtype(), [&](auto dst_type) {
+    with_host_type(src.dtype(), [&](auto src_type) {
+      using D = decltype(dst_type);
+      using S = decltype(src_type);
+      if (accumulate)
+        for_each_row<D, S>(dst, src, Add<D, S>{});
+      else
+        for_each_row<D, S>(dst, src, Copy<D, S>{});
+    });
+  });
+}
 
 }  // namespace
 
@@ -108,37 +131,40 @@ void add_into(const Tensor& dst, const Tensor& src) {
 #ifdef CONVNET_HAVE_CUDA
   if (dst.device() == Device::cuda) return write_gradient_cuda(dst, src, true);
 #endif
-  for_each_row(dst, src, Add{});
+  write_gradient_host(dst, src, true);
 }
 
 namespace {
 
 // write_channels for the blocked layouts, B channels per block. Element
 // (n, c, p) lies at n * batch_stride + (c / B) * hw * B + p * B + c % B.
+// T is the element type of both.
+template <typename T>
 void write_blocked_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src,
                             int64_t src_begin, int64_t count, bool accumulate) {
   const int64_t n = dst.shape()[0], hw = dst.shape()[2] * dst.shape()[3];
   const int64_t B = channel_block(dst.layout());
   const int64_t dst_batch = dst.strides()[0], src_batch = src.strides()[0];
-  float* d = dst.data<float>();
-  const float* s = src.data<float>();
+  T* d = dst.data<T>();
+  const T* s = src.data<T>();
+  const auto sum = [](T a, T b) { return from_f32<T>(to_f32(a) + to_f32(b)); };
   if (dst_begin % B == 0 && src_begin % B == 0) {  // whole blocks, then a partial one
     const int64_t blocks = (count + B - 1) / B;
 #pragma omp parallel for collapse(2)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t b = 0; b < blocks; ++b) {
-        float* dp = d + i * dst_batch + (dst_begin / B + b) * hw * B;
-        const float* sp = s + i * src_batch + (src_begin / B + b) * hw * B;
+        T* dp = d + i * dst_batch + (dst_begin / B + b) * hw * B;
+        const T* sp = s + i * src_batch + (src_begin / B + b) * hw * B;
         const int64_t lanes = std::min<int64_t>(B, count - b * B);
         if (lanes == B && !accumulate) {
-          std::memcpy(dp, sp, hw * B * sizeof(float));
+          std::memcpy(dp, sp, hw * B * sizeof(T));
         } else if (lanes == B) {
 #pragma omp simd
-          for (int64_t k = 0; k < hw * B; ++k) dp[k] += sp[k];
+          for (int64_t k = 0; k < hw * B; ++k) dp[k] = sum(dp[k], sp[k]);
         } else {
           for (int64_t p = 0; p < hw; ++p)
             for (int64_t l = 0; l < lanes; ++l)
-              dp[p * B + l] = accumulate ? dp[p * B + l] + sp[p * B + l] : sp[p * B + l];
+              dp[p * B + l] = accumulate ? sum(dp[p * B + l], sp[p * B + l]) : sp[p * B + l];
         }
       }
   } else {  // channel by channel: each is a plane with a stride of B
@@ -146,18 +172,19 @@ void write_blocked_channels(const Tensor& dst, int64_t dst_begin, const Tensor& 
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < count; ++c) {
         const int64_t dc = dst_begin + c, sc = src_begin + c;
-        float* dp = d + i * dst_batch + (dc / B) * hw * B + dc % B;
-        const float* sp = s + i * src_batch + (sc / B) * hw * B + sc % B;
-        for (int64_t p = 0; p < hw; ++p) dp[p * B] = accumulate ? dp[p * B] + sp[p * B] : sp[p * B];
+        T* dp = d + i * dst_batch + (dc / B) * hw * B + dc % B;
+        const T* sp = s + i * src_batch + (sc / B) * hw * B + sc % B;
+        for (int64_t p = 0; p < hw; ++p)
+          dp[p * B] = accumulate ? sum(dp[p * B], sp[p * B]) : sp[p * B];
       }
   }
   const int64_t channels = dst.shape()[1];
   if (dst_begin + count < channels || channels % B == 0) return;
   // The range ends at dst's last channel: its block's remaining lanes are padding.
   for (int64_t i = 0; i < n; ++i) {
-    float* dp = d + i * dst_batch + (channels / B) * hw * B;
+    T* dp = d + i * dst_batch + (channels / B) * hw * B;
     for (int64_t p = 0; p < hw; ++p)
-      for (int64_t l = channels % B; l < B; ++l) dp[p * B + l] = 0.0f;
+      for (int64_t l = channels % B; l < B; ++l) dp[p * B + l] = from_f32<T>(0.0f);
   }
 }
 
@@ -179,7 +206,12 @@ void write_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src, int
                           src.slice(1, src_begin, src_begin + count), mode);
   CONVNET_CHECK(dst.device() == Device::cpu && src.device() == Device::cpu,
                 "write_channels: ", to_string(dst.layout()), " is a host layout");
-  write_blocked_channels(dst, dst_begin, src, src_begin, count, mode == GradMode::accumulate);
+  CONVNET_CHECK(dst.dtype() == src.dtype(), "write_channels: ", to_string(src.dtype()), " into ",
+                to_string(dst.dtype()));
+  with_host_type(dst.dtype(), [&](auto type) {
+    write_blocked_channels<decltype(type)>(dst, dst_begin, src, src_begin, count,
+                                           mode == GradMode::accumulate);
+  });
 }
 
 void scale_in_place(const Tensor& t, float factor) {
@@ -219,10 +251,7 @@ void write_gradient(const Tensor& dst, const Tensor& src, GradMode mode) {
   if (dst.device() == Device::cuda)
     return write_gradient_cuda(dst, src, mode == GradMode::accumulate);
 #endif
-  if (mode == GradMode::accumulate)
-    for_each_row(dst, src, Add{});
-  else
-    for_each_row(dst, src, Copy{});
+  write_gradient_host(dst, src, mode == GradMode::accumulate);
 }
 
 }  // namespace convnet

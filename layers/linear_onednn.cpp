@@ -1,6 +1,9 @@
 // Linear on oneDNN: inner-product forward, backward-data and backward-weights
 // primitives are built once in the constructor for the layer's shape, with
-// plain (NC/OI) memory so that tensors are passed without reorders.
+// plain (NC/OI) memory so that tensors are passed without reorders. Under
+// bf16 (the context's activation type) x, y and their gradients are bf16; the
+// f32 weights are converted into a bf16 copy for forward and backward data,
+// and the weight and bias gradients come out in f32.
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/onednn.h"
@@ -22,19 +25,21 @@ class LinearOnednn final : public Linear {
 
  private:
   void build() {
-    x_md_ = memory::desc(input_shape().dims(), memory::data_type::f32, tag::nc);
-    y_md_ = memory::desc(output_shape().dims(), memory::data_type::f32, tag::nc);
+    const DType dt = context_.activation_dtype();
+    x_md_ = memory::desc(input_shape().dims(), onednn_data_type(dt), tag::nc);
+    y_md_ = memory::desc(output_shape().dims(), onednn_data_type(dt), tag::nc);
     w_md_ = memory::desc(weight_shape().dims(), memory::data_type::f32, tag::oi);
+    w_compute_md_ = memory::desc(weight_shape().dims(), onednn_data_type(dt), tag::oi);
     b_md_ = options().bias ? memory::desc(bias_shape().dims(), memory::data_type::f32, tag::x)
                            : memory::desc();
     const auto& engine = rt_.engine;
 
-    dnnl::inner_product_forward::desc fwd_desc(dnnl::prop_kind::forward_training, x_md_, w_md_,
-                                               b_md_, y_md_);
+    dnnl::inner_product_forward::desc fwd_desc(dnnl::prop_kind::forward_training, x_md_,
+                                               w_compute_md_, b_md_, y_md_);
     const dnnl::inner_product_forward::primitive_desc fwd_pd(fwd_desc, engine);
     fwd_ = dnnl::inner_product_forward(fwd_pd);
 
-    dnnl::inner_product_backward_data::desc bwd_data_desc(x_md_, w_md_, y_md_);
+    dnnl::inner_product_backward_data::desc bwd_data_desc(x_md_, w_compute_md_, y_md_);
     bwd_data_ = dnnl::inner_product_backward_data(
         dnnl::inner_product_backward_data::primitive_desc(bwd_data_desc, engine, fwd_pd));
 
@@ -42,6 +47,11 @@ class LinearOnednn final : public Linear {
     bwd_weights_ = dnnl::inner_product_backward_weights(
         dnnl::inner_product_backward_weights::primitive_desc(bwd_w_desc, engine, fwd_pd));
 
+    if (w_compute_md_ != w_md_) {
+      w_compute_ = Tensor::empty(weight_shape(), context_.allocator(), dt);
+      to_compute_ =
+          dnnl::reorder(dnnl::reorder::primitive_desc(engine, w_md_, engine, w_compute_md_));
+    }
     // oneDNN overwrites its outputs; parameter gradients accumulate through these.
     dweight_scratch_ = Tensor::empty(weight_shape(), context_.allocator());
     if (options().bias) dbias_scratch_ = Tensor::empty(bias_shape(), context_.allocator());
@@ -50,14 +60,22 @@ class LinearOnednn final : public Linear {
   memory mem(const memory::desc& md, const Tensor& t) const {
     return onednn_memory(md, rt_.engine, t);
   }
+  // The weights in the activation type (converted into w_compute_ under bf16).
+  memory compute_weights(const Tensor& weight) {
+    if (!w_compute_.defined()) return mem(w_md_, weight);
+    memory target = mem(w_compute_md_, w_compute_);
+    memory source = mem(w_md_, weight);
+    to_compute_.execute(rt_.stream, source, target);
+    return target;
+  }
 
   void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                     const Tensor& y) override {
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
-                                         {DNNL_ARG_WEIGHTS, mem(w_md_, weight)},
-                                         {DNNL_ARG_DST, mem(y_md_, y)}};
-    if (options().bias) args.emplace(DNNL_ARG_BIAS, mem(b_md_, bias));
     onednn_call("linear " + name() + " forward", [&] {
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(x_md_, x)},
+                                           {DNNL_ARG_WEIGHTS, compute_weights(weight)},
+                                           {DNNL_ARG_DST, mem(y_md_, y)}};
+      if (options().bias) args.emplace(DNNL_ARG_BIAS, mem(b_md_, bias));
       fwd_.execute(rt_.stream, args);
       rt_.stream.wait();
     });
@@ -68,10 +86,12 @@ class LinearOnednn final : public Linear {
     if (dx.defined()) {
       const bool direct = dx_mode == GradMode::overwrite;
       const Tensor target =
-          direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape());
+          direct ? dx
+                 : context_.scratch_tensor(Scratch::activation, input_shape(), Layout::nchw,
+                                           context_.activation_dtype());
       onednn_call("linear " + name() + " backward data", [&] {
         bwd_data_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
-                                       {DNNL_ARG_WEIGHTS, mem(w_md_, weight)},
+                                       {DNNL_ARG_WEIGHTS, compute_weights(weight)},
                                        {DNNL_ARG_DIFF_SRC, mem(x_md_, target)}});
         rt_.stream.wait();
       });
@@ -92,6 +112,9 @@ class LinearOnednn final : public Linear {
   Context& context_;
   OnednnRuntime& rt_;
   memory::desc x_md_, w_md_, b_md_, y_md_;
+  memory::desc w_compute_md_;  // the weights as the primitives read them
+  Tensor w_compute_;           // bf16 weights under bf16 (else undefined)
+  dnnl::reorder to_compute_;
   dnnl::inner_product_forward fwd_;
   dnnl::inner_product_backward_data bwd_data_;
   dnnl::inner_product_backward_weights bwd_weights_;

@@ -25,8 +25,8 @@ class MaxPool2dOnednn final : public MaxPool2d {
     const MaxPool2dOptions& o = options();
     const memory::dims strides{o.stride, o.stride}, kernel{o.kernel, o.kernel},
         padding{o.padding, o.padding};
-    x_md_ = onednn_desc(input_shape(), options().layout);
-    y_md_ = onednn_desc(output_shape(), options().layout);
+    x_md_ = onednn_desc(input_shape(), options().layout, context_.activation_dtype());
+    y_md_ = onednn_desc(output_shape(), options().layout, context_.activation_dtype());
     const auto algo = dnnl::algorithm::pooling_max;
     const auto& engine = rt_.engine;
 
@@ -71,7 +71,9 @@ class MaxPool2dOnednn final : public MaxPool2d {
   void backward_impl(const Tensor& dy, const Tensor& dx, GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
     const Tensor target =
-        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout);
+        direct ? dx
+               : context_.scratch_tensor(Scratch::activation, input_shape(), options().layout,
+                                         context_.activation_dtype());
     onednn_call("max_pool2d " + name() + " backward", [&] {
       bwd_.execute(rt_.stream, {{DNNL_ARG_DIFF_DST, mem(y_md_, dy)},
                                 {DNNL_ARG_WORKSPACE, workspace_},

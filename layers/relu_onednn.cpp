@@ -21,7 +21,7 @@ class ReluOnednn final : public Relu {
 
  private:
   void build() {
-    md_ = onednn_desc(input_shape(), layout());
+    md_ = onednn_desc(input_shape(), layout(), context_.activation_dtype());
     const auto algo = dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
     dnnl::eltwise_forward::desc fwd_desc(dnnl::prop_kind::forward_training, algo, md_,
                                          /*alpha=*/0.f);
@@ -44,8 +44,9 @@ class ReluOnednn final : public Relu {
   void backward_impl(const Tensor& y, const Tensor& dy, const Tensor& dx,
                      GradMode dx_mode) override {
     const bool direct = dx_mode == GradMode::overwrite;
-    const Tensor target =
-        direct ? dx : context_.scratch_tensor(Scratch::activation, input_shape(), layout());
+    const Tensor target = direct ? dx
+                                 : context_.scratch_tensor(Scratch::activation, input_shape(),
+                                                           layout(), context_.activation_dtype());
     onednn_call("relu " + name() + " backward", [&] {
       bwd_.execute(
           rt_.stream,

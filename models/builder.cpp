@@ -217,9 +217,6 @@ void require_plain(const NetBuilder& b, ValueId x, const std::string& name) {
 }  // namespace
 
 void NetBuilder::set_activation_layout(Layout layout) {
-  CONVNET_CHECK(layout != Layout::nhwc || context_.backend() == Backend::cuda,
-                "the nhwc activation layout is the GPU backend's; the CPU runs nchw, nchw8c or "
-                "nchw16c");
   CONVNET_CHECK(!is_blocked(layout) || context_.backend() == Backend::cpu, "the ",
                 to_string(layout), " activation layout is the CPU backend's");
   activation_layout_ = layout;

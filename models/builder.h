@@ -31,8 +31,8 @@ class NetBuilder {
 
   // The layout of spatial convolution outputs (and so of the ops after them):
   // nchw (default), nchw8c or nchw16c (the CPU's blocked layouts; channels
-  // that are not a multiple of the block pad the last block) or nhwc (the
-  // GPU's channels-last layout).
+  // that are not a multiple of the block pad the last block) or nhwc
+  // (channels-last: the GPU's tensor cores, the CPU's AMX bf16 kernels).
   void set_activation_layout(Layout layout);
   const Shape& shape(ValueId v) const { return net_.shape(v); }
   Layout layout(ValueId v) const { return net_.layout(v); }

@@ -32,8 +32,6 @@ Net::Net(Context& context, ParamStore& store) : context_(context), store_(store)
 
 ValueId Net::add_input(const Shape& shape, Layout layout) {
   CONVNET_CHECK(input_ < 0, "a net has one input");
-  CONVNET_CHECK(layout != Layout::nhwc || context_.backend() == Backend::cuda,
-                "an nhwc net input needs the GPU backend");
   CONVNET_CHECK(shape.rank() == 4 && shape.all_positive(), "net input shape ", shape,
                 " must be (N, C, H, W) with every extent > 0");
   Value v;

@@ -64,7 +64,7 @@ class Net {
   Net(Context& context, ParamStore& store);
 
   // The network input (N, C, H, W), f32, stored in `layout` (nchw, or nhwc
-  // for the GPU's channels-last models). Returns the value ops should read:
+  // for channels-last models). Returns the value ops should read:
   // the input itself, or under mixed precision its conversion.
   ValueId add_input(const Shape& shape, Layout layout = Layout::nchw);
   ValueId add_op(std::unique_ptr<Op> op, std::vector<ValueId> inputs, const Shape& output_shape,

@@ -70,14 +70,15 @@ struct Entry {
   std::function<ValueId(NetBuilder&, ValueId, const ModelSpec&, int64_t)> build;
 };
 
-// The activation layout of a ResNet-family model (and of a memory-efficient
-// DenseNet on the CPU): the context's blocked layout on the CPU (nchw8c or
-// nchw16c, the block the CPU's kernels prefer; ModelSpec::blocked_layout), channels-last NHWC on
-// the GPU when asked (ModelSpec::channels_last), plain NCHW otherwise.
+// The activation layout of a ResNet-family model: channels-last NHWC when
+// asked (ModelSpec::channels_last: the GPU's tensor cores, the CPU's AMX bf16
+// kernels), else on the CPU the context's blocked layout (nchw8c or nchw16c,
+// the block the CPU's kernels prefer; ModelSpec::blocked_layout), plain NCHW
+// otherwise.
 Layout activation_layout(const Context& context, const ModelSpec& spec) {
-  if (context.backend() == Backend::cpu)
-    return spec.blocked_layout ? context.blocked_layout() : Layout::nchw;
-  return spec.channels_last ? Layout::nhwc : Layout::nchw;
+  if (spec.channels_last) return Layout::nhwc;
+  if (context.backend() == Backend::cpu && spec.blocked_layout) return context.blocked_layout();
+  return Layout::nchw;
 }
 
 Entry resnet_entry(const std::string& name, const std::string& family, ResNetConfig config,
@@ -112,8 +113,13 @@ Entry densenet_entry(const std::string& name, DenseNetConfig config, Scale scale
             const bool blocked_ok =
                 !c.imagenet_stem ||
                 (context.blocked_layout() == Layout::nchw16c && context.blocked_layout_is_native());
-            if (b.context().backend() == Backend::cpu && c.memory_efficient && blocked_ok)
-              b.set_activation_layout(activation_layout(b.context(), spec));
+            // Where the other models run channels-last (bf16 on AMX), the
+            // DenseNets keep the block: the dense block writes channel ranges
+            // of blocked or plain buffers.
+            const bool fast_layout = spec.blocked_layout || spec.channels_last;
+            if (b.context().backend() == Backend::cpu && c.memory_efficient && blocked_ok &&
+                fast_layout)
+              b.set_activation_layout(context.blocked_layout());
             return build_densenet(b, x, c, classes);
           }};
 }
@@ -225,11 +231,11 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   return net;
 }
 
-Layout model_input_layout(Backend backend, const ModelSpec& spec) {
-  // Channels-last GPU ResNets take channels-last input; DenseNets stay NCHW.
-  const bool channels_last = backend == Backend::cuda && spec.channels_last;
-  return channels_last && find_entry(spec.name).info.family != "densenet" ? Layout::nhwc
-                                                                          : Layout::nchw;
+Layout model_input_layout(Backend, const ModelSpec& spec) {
+  // Channels-last ResNets take channels-last input (the stem convolution's
+  // fast kernels want both sides channels-last); DenseNets stay NCHW.
+  return spec.channels_last && find_entry(spec.name).info.family != "densenet" ? Layout::nhwc
+                                                                               : Layout::nchw;
 }
 
 void initialize_parameters(ParamStore& store, uint64_t seed) {

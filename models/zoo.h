@@ -30,8 +30,9 @@ struct ModelSpec {
   // (ResNets, pre-activation and SE variants, memory-efficient CIFAR DenseNets);
   // plain NCHW otherwise.
   bool blocked_layout = true;
-  // GPU: keep the input and activations channels-last (NHWC), the layout of
-  // cuDNN's tensor-core kernels (ResNet families; DenseNets stay NCHW).
+  // Keep activations channels-last (NHWC), the layout of cuDNN's tensor-core
+  // kernels and of oneDNN's AMX bf16 kernels (ResNet families; on the GPU the
+  // input too; DenseNets stay NCHW on the GPU and blocked on the CPU).
   bool channels_last = false;
 };
 
@@ -59,7 +60,8 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
 // through a host copy, with the same values.
 void initialize_parameters(ParamStore& store, uint64_t seed);
 // The layout build_model gives the net's input on `backend`: nhwc for
-// channels-last GPU models (fill it with NHWC images), else nchw.
+// channels-last models (ModelSpec::channels_last, except DenseNets: fill it
+// with NHWC images), else nchw.
 Layout model_input_layout(Backend backend, const ModelSpec& spec);
 
 }  // namespace convnet

@@ -67,8 +67,8 @@ struct TrainConfig {
   // System
   std::string run_dir = "run";
   Backend device = Backend::cpu;          // cuda: the GPU of the rank's local rank
-  Precision precision = Precision::fp32;  // GPU also tf32, bf16, fp16 (mixed precision)
-  std::optional<Layout> layout;           // nchw, nhwc (GPU), nchw8c, nchw16c (CPU); auto:
+  Precision precision = Precision::fp32;  // bf16 (CPU with avx512_bf16/AMX, GPU); GPU tf32, fp16
+  std::optional<Layout> layout;           // nchw, nhwc, nchw8c, nchw16c (CPU); auto:
                                           // see resolve_layout
   int threads = 0;  // compute threads per rank (0: the node's cores / ranks on the node)
   int loader_threads = 2;

@@ -26,7 +26,8 @@ using testing::random_array;
 
 const Shape kShapes[] = {{2, 16, 5, 7}, {1, 8, 3, 3}, {3, 24, 4, 4},
                          {2, 12, 5, 7}, {1, 3, 4, 4}, {2, 40, 3, 3}};
-const Layout kBlockedLayouts[] = {Layout::nchw8c, Layout::nchw16c};
+// The blocks, and channels-last nhwc (the CPU's layout for AMX's bf16 kernels).
+const Layout kBlockedLayouts[] = {Layout::nchw8c, Layout::nchw16c, Layout::nhwc};
 
 class BlockedLayout : public ::testing::TestWithParam<std::tuple<Layout, Shape>> {
  protected:
@@ -224,7 +225,8 @@ std::vector<float*> padding_lanes(const Tensor& t) {
 
 // write_channels moves channel ranges between blocked tensors as slices and
 // write_gradient do between plain ones: ranges that start inside a block,
-// that end inside one, overwrite and accumulate, in both block sizes.
+// that end inside one, overwrite and accumulate, in both block sizes and
+// channels-last.
 // Padding lanes stay zero.
 TEST(BlockedLayoutChannels, WriteChannelsEqualsPlainSlices) {
   Context context;
@@ -249,7 +251,7 @@ TEST(BlockedLayoutChannels, WriteChannelsEqualsPlainSlices) {
   for (const Move& m : moves) {
     const ref::Array a = random_array(big, rng), b = random_array(small, rng);
     std::vector<ref::Array> results;
-    for (Layout layout : {Layout::nchw, Layout::nchw8c, Layout::nchw16c}) {
+    for (Layout layout : {Layout::nchw, Layout::nchw8c, Layout::nchw16c, Layout::nhwc}) {
       Tensor tb = testing::to_tensor(context, a, layout),
              ts = testing::to_tensor(context, b, layout);
       const Tensor& dst = m.into_small ? ts : tb;
@@ -264,10 +266,10 @@ TEST(BlockedLayoutChannels, WriteChannelsEqualsPlainSlices) {
         }
       }
     }
-    for (std::size_t blocked : {1, 2})
-      EXPECT_TRUE(all_close(results[blocked], results[0], 0, 0))
-          << m.count << " channels " << m.src_begin << " -> " << m.dst_begin << " block "
-          << (blocked == 1 ? 8 : 16);
+    for (std::size_t other : {1, 2, 3})
+      EXPECT_TRUE(all_close(results[other], results[0], 0, 0))
+          << m.count << " channels " << m.src_begin << " -> " << m.dst_begin << " layout " << other
+          << " (nchw8c, nchw16c, nhwc)";
   }
   Tensor plain = testing::zeros(context, small),
          blocked = testing::zeros(context, small, Layout::nchw8c);

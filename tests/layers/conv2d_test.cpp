@@ -99,16 +99,19 @@ const Case kPlainAndNchw8cCases[] = {
 };
 
 // Every case, and each blocked one again in nchw16c (the AVX-512 block; on an
-// AVX2 CPU oneDNN runs other kernels for it, which the test checks just the same).
+// AVX2 CPU oneDNN runs other kernels for it, which the test checks just the
+// same) and in channels-last nhwc (the layout of AMX's bf16 kernels).
 std::vector<Case> all_cases() {
   std::vector<Case> cases(std::begin(kPlainAndNchw8cCases), std::end(kPlainAndNchw8cCases));
   for (const Case& c : kPlainAndNchw8cCases) {
     if (!is_blocked(c.options.output_layout)) continue;
-    Case wide = c;
-    wide.label += "_16c";
-    if (is_blocked(c.options.input_layout)) wide.options.input_layout = Layout::nchw16c;
-    wide.options.output_layout = Layout::nchw16c;
-    cases.push_back(wide);
+    for (Layout other : {Layout::nchw16c, Layout::nhwc}) {
+      Case wide = c;
+      wide.label += other == Layout::nhwc ? "_nhwc" : "_16c";
+      if (is_blocked(c.options.input_layout)) wide.options.input_layout = other;
+      wide.options.output_layout = other;
+      cases.push_back(wide);
+    }
   }
   return cases;
 }

@@ -31,6 +31,8 @@ const Case kCases[] = {
     {"nchw16c_odd", {1, 5, 7, 5}, 9, 2, Layout::nchw16c},
     {"nchw8c_odd_stride3", {3, 3, 7, 8}, 13, 3, Layout::nchw8c},
     {"nchw_stride1", {2, 4, 3, 3}, 8, 1, Layout::nchw},
+    {"nhwc_16_to_32", {2, 16, 8, 8}, 32, 2, Layout::nhwc},
+    {"nhwc_odd_stride3", {3, 3, 7, 8}, 13, 3, Layout::nhwc},
 };
 
 void PrintTo(const Case& c, std::ostream* out) { *out << c.label; }
@@ -94,11 +96,14 @@ TEST(PadShortcutBadInput, RejectsShapesThatAreNotASubsampledPadding) {
         PadShortcut::create(context, "s", {2, 16, 8, 8}, {2, 32, 8, 8}, 2, Layout::nchw);
       },
       "subsampled by 2"));
+  auto channels_last =
+      PadShortcut::create(context, "s", {2, 16, 8, 8}, {2, 32, 4, 4}, 2, Layout::nhwc);
   EXPECT_TRUE(testing::throws_error_with(
       [&] {
-        PadShortcut::create(context, "s", {2, 16, 8, 8}, {2, 32, 4, 4}, 2, Layout::nhwc);
+        channels_last->forward(testing::zeros(context, {2, 16, 8, 8}),
+                               testing::zeros(context, {2, 32, 4, 4}, Layout::nhwc));
       },
-      "nhwc is the GPU's layout"));
+      "has layout nchw, expected nhwc"));
   auto pad = PadShortcut::create(context, "s", {2, 16, 8, 8}, {2, 32, 4, 4}, 2, Layout::nchw);
   const Tensor wrong = testing::zeros(context, {2, 16, 4, 4});
   EXPECT_THROW(pad->forward(wrong, testing::zeros(context, {2, 32, 4, 4})), Error);

@@ -109,8 +109,8 @@ void load_into(const H5File& file, const std::string& name, const Tensor& tensor
   Shape shape;
   const std::vector<double> values = file.read(name, &shape);
   ASSERT_EQ(shape, tensor.shape()) << name;
-  float* p = tensor.data<float>();
-  for (std::size_t i = 0; i < values.size(); ++i) p[i] = static_cast<float>(values[i]);
+  std::vector<float> row_major(values.begin(), values.end());
+  tensor.copy_from(Tensor::wrap(row_major.data(), shape));  // into the tensor's layout
 }
 
 // ---- comparison ---------------------------------------------------------------
@@ -156,7 +156,8 @@ struct ParityCase {
   const char* model;
   int64_t image_size;  // small, to keep the suite fast; large enough for every pooling stage
   Mode mode;
-  // The CPU's blocked layout; unset: the block this CPU prefers (Context's default).
+  // The CPU's blocked layout, or nhwc (channels-last, as bf16 runs on AMX);
+  // unset: the block this CPU prefers (Context's default).
   std::optional<Layout> block = std::nullopt;
 };
 
@@ -188,6 +189,9 @@ std::vector<ParityCase> parity_cases() {
   for (const auto& [model, size] : {models[1], models[2], models[5], models[6]})
     for (Layout block : {Layout::nchw8c, Layout::nchw16c})
       cases.push_back({model, size, Mode::training, block});
+  // Channels-last ResNets (option A shortcuts and the SE gate included).
+  for (const auto& [model, size] : {models[1], models[3], models[6]})
+    cases.push_back({model, size, Mode::training, Layout::nhwc});
   return cases;
 }
 
@@ -211,9 +215,13 @@ TEST_P(TorchParity, MatchesPyTorch) {
           << (verbose() ? " --float32-baseline" : "");
   ASSERT_EQ(run(command.str()), 0) << command.str();
 
-  Context context(ContextOptions{.blocked_layout = c.block});
+  const bool channels_last = c.block == Layout::nhwc;
+  Context context(ContextOptions{.blocked_layout = channels_last ? std::nullopt : c.block});
   ParamStore store;
-  const ModelSpec spec{.name = c.model, .num_classes = kClasses, .compute_input_grad = true};
+  const ModelSpec spec{.name = c.model,
+                       .num_classes = kClasses,
+                       .compute_input_grad = true,
+                       .channels_last = channels_last};
   auto net = build_model(context, spec, store, Shape{kBatch, 3, c.image_size, c.image_size});
   load_weights(file.path(), store, c.model);
   const H5File reference(file.path());
