@@ -13,12 +13,14 @@ concatenation + BN-ReLU + bottleneck (torch.utils.checkpoint, as torchvision's
 memory_efficient=True), the PyTorch counterpart of convnet's shared buffers.
 `--bf16` runs forward and loss under torch.autocast("cpu", torch.bfloat16):
 PyTorch's CPU mixed precision (bf16 convolutions and matrix products, f32
-weights and optimizer).
+weights and optimizer). `--channels-last` puts the model and the input in
+torch.channels_last, what Intel's PyTorch guides recommend for bf16 on AMX
+(oneDNN's AMX convolutions read channels-last).
 
 usage: torch_zoo_bench.py MODEL BATCH [--image-size S] [--steps N] [--warmup W]
-                          [--threads T] [--memory-efficient] [--bf16]
+                          [--threads T] [--memory-efficient] [--bf16] [--channels-last]
 prints one JSON line: model, batch, image_size, img_per_s (median step),
-       peak_rss_mib, torch (version), precision
+       peak_rss_mib, torch (version), precision, channels_last
 """
 import argparse
 import json
@@ -72,6 +74,7 @@ def main():
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--memory-efficient", action="store_true")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -83,6 +86,9 @@ def main():
     classes = reference_models.default_classes(args.model)
     x = torch.randn(args.batch, 3, size, size)
     y = torch.randint(0, classes, (args.batch,))
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     seconds = []
@@ -100,6 +106,7 @@ def main():
         "img_per_s": round(args.batch / statistics.median(seconds), 2),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "torch": torch.__version__, "precision": "bf16" if args.bf16 else "fp32",
+        "channels_last": args.channels_last,
     }))
 
 

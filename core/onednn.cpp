@@ -66,6 +66,25 @@ Layout cpu_preferred_layout(DType dtype) {
   return desc_channel_block(source) == 16 ? Layout::nchw16c : Layout::nchw8c;
 }
 
+void onednn_copy(const Tensor& dst, const Tensor& src, bool accumulate) {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  onednn_call("copying a gradient", [&] {
+    const dnnl::memory::desc dst_md = onednn_desc(dst), src_md = onednn_desc(src);
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops sum;
+      sum.append_sum(1.0f);
+      attr.set_post_ops(sum);
+    }
+    const dnnl::reorder::primitive_desc pd(engine, src_md, engine, dst_md, attr);
+    dnnl::memory source = onednn_memory(src_md, engine, src),
+                 target = onednn_memory(dst_md, engine, dst);
+    dnnl::stream stream(engine);
+    dnnl::reorder(pd).execute(stream, source, target);
+    stream.wait();
+  });
+}
+
 bool cpu_has_bf16() {
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);

@@ -43,6 +43,11 @@ Layout cpu_preferred_layout(DType dtype);
 dnnl::memory onednn_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine,
                            const Tensor& tensor);
 
+// dst = src, or dst += src (accumulate), for host tensors of one shape and
+// layout in f32 or bf16 (converting between them), as one oneDNN reorder
+// (JIT code for the running CPU; a sum post-op accumulates).
+void onednn_copy(const Tensor& dst, const Tensor& src, bool accumulate);
+
 // Runs `fn`, turning dnnl::error into convnet::Error that names `what`.
 template <typename Fn>
 auto onednn_call(const std::string& what, Fn&& fn) -> decltype(fn()) {

@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 
 #include "core/bf16.h"
+#include "core/onednn.h"
 
 namespace convnet {
 
@@ -53,13 +53,14 @@ void check_layout(const std::string& layer, const Shape& shape, Layout layout) {
 
 namespace {
 
-// Calls fn(dst_ptr, src_ptr, count) over matching contiguous runs of the
-// last dimension, with D and S the element types of dst and src.
-template <typename D, typename S, typename Fn>
+// Calls fn(dst_element, src_element) for every element of two f32 tensors
+// (and every padding lane of dense blocked ones), running along the innermost
+// dimension.
+template <typename Fn>
 void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
   CONVNET_CHECK(dst.shape() == src.shape(), "gradient shape ", src.shape(), " into ", dst.shape());
-  D* d = dst.data<D>();
-  const S* s = src.data<S>();
+  float* d = dst.data<float>();
+  const float* s = src.data<float>();
   CONVNET_CHECK(dst.layout() == src.layout(), "gradient of layout ", to_string(src.layout()),
                 " into ", to_string(dst.layout()));
   // Dense tensors of one layout (blocked tensors are always dense) match element
@@ -84,45 +85,30 @@ void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
   for (int64_t k = 0; k < rows; ++k) {
     int64_t rest = k, dst_offset = 0, src_offset = 0;
     for (int i = r - 2; i >= 0; --i) {
-      const int d = order[i];
-      const int64_t idx = rest % dst.shape()[d];
-      rest /= dst.shape()[d];
-      dst_offset += idx * dst.strides()[d];
-      src_offset += idx * src.strides()[d];
+      const int dim = order[i];
+      const int64_t idx = rest % dst.shape()[dim];
+      rest /= dst.shape()[dim];
+      dst_offset += idx * dst.strides()[dim];
+      src_offset += idx * src.strides()[dim];
     }
-    D* dp = d + dst_offset;
-    const S* sp = s + src_offset;
+    float* dp = d + dst_offset;
+    const float* sp = s + src_offset;
     for (int64_t i = 0; i < row; ++i) fn(dp[i], sp[i]);
   }
 }
 
-// d = s or d += s, converting through f32 (a plain copy when D is S).
-template <typename D, typename S>
-struct Copy {
-  void operator()(D& d, S s) const {
-    if constexpr (std::is_same_v<D, S>)
-      d = s;
-    else
-      d = from_f32<D>(to_f32(s));
-  }
-};
-template <typename D, typename S>
-struct Add {
-  void operator()(D& d, S s) const { d = from_f32<D>(to_f32(d) + to_f32(s)); }
-};
-
-// dst = src or dst += src on the host, for f32 and bf16 on either side.
+// dst = src or dst += src on the host, for f32 and bf16 on either side:
+// oneDNN's reorder when bf16 is involved (vectorized conversions), else loops.
 void write_gradient_host(const Tensor& dst, const Tensor& src, bool accumulate) {
-  with_host_type(dst.dtype(), [&](auto dst_type) {
-    with_host_type(src.dtype(), [&](auto src_type) {
-      using D = decltype(dst_type);
-      using S = decltype(src_type);
-      if (accumulate)
-        for_each_row<D, S>(dst, src, Add<D, S>{});
-      else
-        for_each_row<D, S>(dst, src, Copy<D, S>{});
-    });
-  });
+  CONVNET_CHECK(dst.shape() == src.shape(), "gradient shape ", src.shape(), " into ", dst.shape());
+  CONVNET_CHECK(dst.layout() == src.layout(), "gradient of layout ", to_string(src.layout()),
+                " into ", to_string(dst.layout()));
+  if (dst.dtype() != DType::f32 || src.dtype() != DType::f32)
+    return onednn_copy(dst, src, accumulate);
+  if (accumulate)
+    for_each_row(dst, src, [](float& d, float s) { d += s; });
+  else
+    for_each_row(dst, src, [](float& d, float s) { d = s; });
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 # usage: resume_check.sh CHECK CONVNET MPIEXEC DATA WORKDIR
 #   same_ranks   2 ranks: stopped after 3 steps and resumed == uninterrupted, bit for bit
 #                (weights, and the loss of every step)
+#   same_ranks_bf16  the same in bf16 (--precision bf16), on a CPU that has it (else skipped)
 #   change_ranks 2 ranks -> 1 rank (accumulates 2), and 1 rank --accumulate 2 -> 2 ranks,
 #                match the uninterrupted run within float noise
 #   signal       SIGUSR1 and SIGTERM to mpirun mid-run: exit 75 with a checkpoint; resuming
@@ -20,17 +21,33 @@ common=("${unseeded[@]}" --seed 5)
 compare() { /usr/bin/python3 "$here/compare_weights.py" "$@"; }
 losses() { grep '"kind": "train"' "$1/metrics.jsonl" | grep -o '"step": [0-9]*, .*"loss": [0-9.e-]*' | sed 's/"time": [0-9.e-]*, //'; }
 
-case $check in
-same_ranks)
-  mpi 2 "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/straight" >/dev/null
-  mpi 2 "$convnet" train "${common[@]}" --max-steps 3 --run-dir "$work/split" >/dev/null
+# Stopped after 3 steps and resumed == uninterrupted, bit for bit; $@: extra options.
+same_ranks() {
+  mpi 2 "$convnet" train "${common[@]}" "$@" --max-steps 6 --run-dir "$work/straight" >/dev/null
+  mpi 2 "$convnet" train "${common[@]}" "$@" --max-steps 3 --run-dir "$work/split" >/dev/null
   test -f "$work/split/checkpoint-000000003.h5"
-  mpi 2 "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/split" --resume auto \
-    >"$work/resume.log"
+  mpi 2 "$convnet" train "${common[@]}" "$@" --max-steps 6 --run-dir "$work/split" \
+    --resume auto >"$work/resume.log"
   grep -q "resuming from .*checkpoint-000000003.h5 at step 3" "$work/resume.log"
   compare "$work/straight/model.h5" "$work/split/model.h5" 0
   diff <(losses "$work/straight") <(losses "$work/split")
+}
+
+case $check in
+same_ranks)
+  same_ranks
   echo "same_ranks: ok"
+  ;;
+same_ranks_bf16)
+  if ! "$convnet" bench --precision bf16 --model resnet20 --batch-size 2 --steps 1 --warmup 0 \
+    --threads 1 >"$work/probe.log" 2>&1; then
+    grep "needs a CPU with avx512_bf16 or AMX" "$work/probe.log"
+    echo "same_ranks_bf16: skipped (no bf16 on this CPU)"
+    exit 0
+  fi
+  same_ranks --precision bf16
+  grep -q '"precision": "bf16"' "$work/probe.log"
+  echo "same_ranks_bf16: ok"
   ;;
 change_ranks)
   mpi 2 "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/np2" >/dev/null
