@@ -222,8 +222,8 @@ class DenseBlockOp final : public Op {
 ValueId add_dense_block(NetBuilder& builder, ValueId x, const std::string& name, int layers,
                         int64_t growth_rate, int64_t bn_size) {
   const Layout layout = builder.layout(x);
-  CONVNET_CHECK(layout == Layout::nchw || is_blocked(layout), "dense block ", name,
-                " needs nchw, nchw8c or nchw16c input, got ", to_string(layout));
+  CONVNET_CHECK(layout != Layout::nhwc || builder.context().backend() == Backend::cpu,
+                "dense block ", name, ": nhwc on the GPU is not supported (DenseNets run nchw)");
   auto op = std::make_unique<DenseBlockOp>(builder.context(), builder.store(), name,
                                            builder.shape(x), layout, layers, growth_rate, bn_size);
   const Shape out = op->output_shape();

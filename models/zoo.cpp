@@ -113,12 +113,11 @@ Entry densenet_entry(const std::string& name, DenseNetConfig config, Scale scale
             const bool blocked_ok =
                 !c.imagenet_stem ||
                 (context.blocked_layout() == Layout::nchw16c && context.blocked_layout_is_native());
-            // Where the other models run channels-last (bf16 on AMX), the
-            // DenseNets keep the block: the dense block writes channel ranges
-            // of blocked or plain buffers.
-            const bool fast_layout = spec.blocked_layout || spec.channels_last;
-            if (b.context().backend() == Backend::cpu && c.memory_efficient && blocked_ok &&
-                fast_layout)
+            // Channels-last (bf16 on AMX) they run nhwc on the CPU too.
+            const bool cpu = b.context().backend() == Backend::cpu;
+            if (cpu && c.memory_efficient && spec.channels_last)
+              b.set_activation_layout(Layout::nhwc);
+            else if (cpu && c.memory_efficient && blocked_ok && spec.blocked_layout)
               b.set_activation_layout(context.blocked_layout());
             return build_densenet(b, x, c, classes);
           }};
@@ -231,11 +230,12 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   return net;
 }
 
-Layout model_input_layout(Backend, const ModelSpec& spec) {
-  // Channels-last ResNets take channels-last input (the stem convolution's
-  // fast kernels want both sides channels-last); DenseNets stay NCHW.
-  return spec.channels_last && find_entry(spec.name).info.family != "densenet" ? Layout::nhwc
-                                                                               : Layout::nchw;
+Layout model_input_layout(Backend backend, const ModelSpec& spec) {
+  // Channels-last models take channels-last input (the stem convolution's
+  // fast kernels want both sides channels-last); on the GPU DenseNets stay NCHW.
+  const bool densenet = find_entry(spec.name).info.family == "densenet";
+  const bool channels_last = spec.channels_last && (!densenet || backend == Backend::cpu);
+  return channels_last ? Layout::nhwc : Layout::nchw;
 }
 
 void initialize_parameters(ParamStore& store, uint64_t seed) {

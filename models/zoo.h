@@ -30,9 +30,10 @@ struct ModelSpec {
   // (ResNets, pre-activation and SE variants, memory-efficient CIFAR DenseNets);
   // plain NCHW otherwise.
   bool blocked_layout = true;
-  // Keep activations channels-last (NHWC), the layout of cuDNN's tensor-core
-  // kernels and of oneDNN's AMX bf16 kernels (ResNet families; on the GPU the
-  // input too; DenseNets stay NCHW on the GPU and blocked on the CPU).
+  // Keep the input and activations channels-last (NHWC), the layout of
+  // cuDNN's tensor-core kernels and of oneDNN's AMX bf16 kernels (ResNet
+  // families; memory-efficient DenseNets on the CPU; DenseNets stay NCHW on
+  // the GPU).
   bool channels_last = false;
 };
 
@@ -60,8 +61,8 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
 // through a host copy, with the same values.
 void initialize_parameters(ParamStore& store, uint64_t seed);
 // The layout build_model gives the net's input on `backend`: nhwc for
-// channels-last models (ModelSpec::channels_last, except DenseNets: fill it
-// with NHWC images), else nchw.
+// channels-last models (ModelSpec::channels_last, except DenseNets on the
+// GPU: fill it with NHWC images), else nchw.
 Layout model_input_layout(Backend backend, const ModelSpec& spec);
 
 }  // namespace convnet

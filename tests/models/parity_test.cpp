@@ -189,8 +189,9 @@ std::vector<ParityCase> parity_cases() {
   for (const auto& [model, size] : {models[1], models[2], models[5], models[6]})
     for (Layout block : {Layout::nchw8c, Layout::nchw16c})
       cases.push_back({model, size, Mode::training, block});
-  // Channels-last ResNets (option A shortcuts and the SE gate included).
-  for (const auto& [model, size] : {models[1], models[3], models[6]})
+  // Channels-last models (option A shortcuts, the SE gate and the
+  // memory-efficient dense block included).
+  for (const auto& [model, size] : {models[1], models[2], models[3], models[5], models[6]})
     cases.push_back({model, size, Mode::training, Layout::nhwc});
   return cases;
 }
