@@ -1,6 +1,7 @@
 #include "core/context.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -17,6 +18,17 @@ struct GpuRuntime {};  // never created in a build without the GPU backend
 
 namespace convnet {
 
+int machine_cpus() {
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? static_cast<int>(online) : 1;
+}
+
+void check_thread_count(int threads) {
+  CONVNET_CHECK(threads >= 0 && threads <= machine_cpus(), "--threads must lie in [0, ",
+                machine_cpus(), "] (this machine has ", machine_cpus(),
+                " CPUs; 0: its cores shared by the ranks on it), got ", threads);
+}
+
 void check_activation_dtype(const ContextOptions& options) {
   if (options.activation_dtype == DType::f32 || options.backend == Backend::cuda) return;
   CONVNET_CHECK(options.activation_dtype == DType::bf16,
@@ -29,7 +41,7 @@ void check_activation_dtype(const ContextOptions& options) {
 }
 
 Context::Context(const ContextOptions& options) : options_(options) {
-  CONVNET_CHECK(options.num_threads >= 0, "num_threads must be >= 0, got ", options.num_threads);
+  check_thread_count(options.num_threads);
   check_activation_dtype(options);
   if (options.backend == Backend::cuda) {
 #ifdef CONVNET_HAVE_CUDA

@@ -45,6 +45,11 @@ struct ContextOptions {
   std::optional<Layout> blocked_layout = std::nullopt;
 };
 
+// The CPUs this machine has online: the most compute threads (--threads) a
+// context takes; check_thread_count throws naming the limit beyond it.
+int machine_cpus();
+void check_thread_count(int threads);
+
 // Throws, naming what is missing, unless `options.backend` can compute with
 // `options.activation_dtype` on this machine.
 void check_activation_dtype(const ContextOptions& options);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 namespace convnet {
 
@@ -18,12 +19,19 @@ int launcher_rank() {
 
 namespace detail {
 
+bool debug_messages() {
+  const char* value = std::getenv("CONVNET_DEBUG");
+  return value != nullptr && *value != '\0' && std::string(value) != "0";
+}
+
 std::string failure_text(const char* expr, const char* file, int line, const std::string& message) {
   std::ostringstream out;
   const int rank = launcher_rank();
   if (rank >= 0) out << "[rank " << rank << "] ";
-  out << file << ":" << line << ": check failed: " << expr;
-  if (!message.empty()) out << ": " << message;
+  // The user's terms first; where in the source, with CONVNET_DEBUG=1 (or
+  // when the check has no message of its own).
+  if (message.empty() || debug_messages()) out << file << ":" << line << ": check failed: " << expr;
+  if (!message.empty()) out << (debug_messages() ? ": " : "") << message;
   return out.str();
 }
 

@@ -1,8 +1,13 @@
 // Error checking for convnet.
 //
 // One macro family built from one generic macro. A failed check throws
-// convnet::Error whose message carries the failed expression, file:line, the
-// process's rank in the job (when launched by mpirun/srun) and a caller message:
+// convnet::Error whose message carries the process's rank in the job (when
+// launched by mpirun/srun) and the caller's message, in the user's terms:
+//
+//   [rank 3] layer conv1: zero-sized dimension
+//
+// With CONVNET_DEBUG=1 (and for a check without a message) the failed
+// expression and its file:line come first:
 //
 //   [rank 3] core/tensor.cpp:42: check failed: numel > 0: layer conv1: zero-sized dimension
 //
@@ -38,7 +43,8 @@ std::string concat(const Args&... args) {
   return out.str();
 }
 
-// "[rank R] file:line: check failed: expr: message"
+// "[rank R] message", or "[rank R] file:line: check failed: expr: message"
+// under CONVNET_DEBUG=1 or without a message.
 std::string failure_text(const char* expr, const char* file, int line, const std::string& message);
 [[noreturn]] void throw_failure(const char* expr, const char* file, int line,
                                 const std::string& message);

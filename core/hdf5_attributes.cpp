@@ -25,9 +25,22 @@ void write_string_attribute(hid_t location, const char* name, const std::string&
   CONVNET_CHECK(H5Awrite(attr.get(), type.get(), &text) >= 0, "writing attribute ", name);
 }
 
+namespace {
+
+// The HDF5 type class of an attribute as stored (integer, float, string, ...).
+H5T_class_t stored_class(hid_t attr, const char* name) {
+  Hdf5Id file_type(H5Aget_type(attr), H5Tclose, name);
+  return H5Tget_class(file_type.get());
+}
+
+}  // namespace
+
 int64_t read_int_attribute(hid_t location, const std::string& path, const char* name) {
   CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing root attribute '", name, "'");
   Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  // HDF5 would convert 10.7 to 10: a float where an integer belongs is damage.
+  CONVNET_CHECK(stored_class(attr.get(), name) == H5T_INTEGER, path, ": attribute '", name,
+                "' is stored as a non-integer type; it must be an integer");
   int64_t value = 0;
   CONVNET_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0, path, ": attribute '", name,
                 "' is not an integer");
@@ -111,6 +124,8 @@ std::vector<double> read_double_array_attribute(hid_t location, const std::strin
   Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   std::vector<double> values(std::max<hssize_t>(n, 0));
+  CONVNET_CHECK(stored_class(attr.get(), name) == H5T_FLOAT, path, ": attribute '", name,
+                "' is stored as a non-floating-point type; it must hold floating-point numbers");
   CONVNET_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0, path,
                 ": reading attribute ", name);
   return values;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -95,6 +96,25 @@ std::vector<std::string> expand_dataset_paths(const std::string& spec) {
   return paths;
 }
 
+namespace {
+
+// The per-channel mean and std of pixel values scaled to [0, 1]: finite and
+// in [0, 1], else the file is damaged. (A constant channel's std of 0 is a
+// fact about the data; the loader refuses to normalize by it.)
+void check_normalization(const std::string& path, const std::vector<double>& mean,
+                         const std::vector<double>& std) {
+  for (std::size_t k = 0; k < mean.size(); ++k) {
+    CONVNET_CHECK(std::isfinite(mean[k]) && mean[k] >= 0 && mean[k] <= 1, path,
+                  ": damaged normalization: mean of channel ", k, " is ", mean[k],
+                  " (pixel values scaled to [0, 1] have a mean in [0, 1])");
+    CONVNET_CHECK(std::isfinite(std[k]) && std[k] >= 0 && std[k] <= 1, path,
+                  ": damaged normalization: std of channel ", k, " is ", std[k],
+                  " (pixel values scaled to [0, 1] have a std in [0, 1])");
+  }
+}
+
+}  // namespace
+
 Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
     : paths_(expand_dataset_paths(spec)) {
   for (const std::string& path : paths_) {
@@ -148,6 +168,7 @@ Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
     CONVNET_CHECK(static_cast<int64_t>(shard->mean.size()) == info.channels &&
                       static_cast<int64_t>(shard->std.size()) == info.channels,
                   path, ": mean/std must have one value per channel (", info.channels, ")");
+    check_normalization(path, shard->mean, shard->std);
     Hdf5Id labels = open_dataset(root, path, "labels", 1, H5T_SGN_2, 8, &dims);
     CONVNET_CHECK(static_cast<int64_t>(dims[0]) == info.count, path, ": /labels holds ", dims[0],
                   " labels but the images ", info.count);

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <stdexcept>
 #include <system_error>
@@ -11,6 +12,29 @@
 #include "datasets/sample_order.h"
 
 namespace convnet {
+
+namespace {
+
+// The mean and std the loader normalizes by (per channel, pixels scaled to
+// [0, 1]): finite, and a std of at least 1e-3, below which a (nearly)
+// constant channel would be scaled by more than 1000 (0: a division by zero).
+// `dataset_path` names the dataset they come from ("": recorded with the model).
+void check_normalization(const AugmentOptions& augment, const std::string& dataset_path) {
+  const std::string source =
+      dataset_path.empty() ? "the normalization recorded with the model" : dataset_path;
+  for (std::size_t k = 0; k < augment.std.size(); ++k) {
+    CONVNET_CHECK(std::isfinite(augment.mean[k]) && std::isfinite(augment.std[k]), source,
+                  ": damaged normalization: channel ", k, " has mean ", augment.mean[k],
+                  " and std ", augment.std[k]);
+    CONVNET_CHECK(augment.std[k] >= 1e-3, source, ": std of channel ", k, " is ", augment.std[k],
+                  dataset_path.empty()
+                      ? " (damaged: normalizing by it would scale the channel by more than 1000)"
+                      : ": the channel is (nearly) constant, and normalizing by it would scale it "
+                        "by more than 1000; drop the channel or convert other data");
+  }
+}
+
+}  // namespace
 
 Loader::Loader(std::shared_ptr<const Dataset> dataset, const LoaderOptions& options,
                LoaderPosition start)
@@ -25,15 +49,14 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, const LoaderOptions& opti
   CONVNET_CHECK(options_.threads > 0 && options_.prefetch > 0,
                 "--loader-threads and the prefetch depth must be positive");
   AugmentOptions& augment = options_.augment;
+  const bool dataset_statistics = augment.std.empty();
   if (augment.mean.empty()) augment.mean = dataset_->mean();
   if (augment.std.empty()) augment.std = dataset_->std();
   CONVNET_CHECK(static_cast<int64_t>(augment.mean.size()) == info.channels &&
                     static_cast<int64_t>(augment.std.size()) == info.channels,
                 "normalization mean/std have ", augment.mean.size(), "/", augment.std.size(),
                 " values, the dataset ", info.channels, " channels");
-  for (double s : augment.std)
-    CONVNET_CHECK(s > 0, "normalization std must be positive (a constant channel in ",
-                  dataset_->paths().front(), "?)");
+  check_normalization(augment, dataset_statistics ? dataset_->paths().front() : "");
   channels_ = info.channels;
   if (augment.recipe == Recipe::imagenet) {
     if (augment.size == 0) augment.size = 224;

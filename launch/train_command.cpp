@@ -2,6 +2,7 @@
 // line and/or an INI file (--config FILE; the command line wins).
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -103,6 +104,8 @@ bool parse_train_options(const std::vector<std::string>& args, OptionTable& tabl
   }
   if (vm.count("config")) {
     const std::string path = vm["config"].as<std::string>();
+    CONVNET_CHECK(!std::filesystem::is_directory(path), "--config ", path,
+                  " is a directory; it names an INI file (name = value lines)");
     std::ifstream in(path);
     CONVNET_CHECK(in.good(), "--config ", path, ": cannot read");
     try {

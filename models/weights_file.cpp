@@ -21,6 +21,12 @@ Shape dataset_shape(hid_t dataset) {
   return Shape(std::vector<int64_t>(dims.begin(), dims.end()));
 }
 
+// The HDF5 type class of a dataset as stored (integer, float, ...).
+H5T_class_t dataset_class(hid_t dataset, const std::string& path, const std::string& name) {
+  Hdf5Id type(H5Dget_type(dataset), H5Tclose, (path + ": type of " + name).c_str());
+  return H5Tget_class(type.get());
+}
+
 }  // namespace
 
 Hdf5Id create_checksummed_dataset(hid_t location, const std::string& name, hid_t file_type,
@@ -126,6 +132,13 @@ void load_weights(const std::string& path, ParamStore& store, const std::string&
     const Shape shape = dataset_shape(dataset.get());
     CONVNET_CHECK(shape == e.shape, path, ": key ", e.name, " has shape ", shape,
                   " in the file but ", e.shape, " in the model");
+    // HDF5 converts between any numeric types: an integer parameter or a
+    // fractional counter is damage, not a value to round.
+    const H5T_class_t stored = dataset_class(dataset.get(), path, e.name);
+    const bool counter = e.kind == EntryKind::counter;
+    CONVNET_CHECK(stored == (counter ? H5T_INTEGER : H5T_FLOAT), path, ": key ", e.name,
+                  " is stored as ", counter ? "a non-integer type" : "a non-floating-point type",
+                  "; ", counter ? "a counter is an integer" : "parameters and buffers are floats");
     herr_t status;
     if (e.kind == EntryKind::counter) {
       status = H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "core/context.h"
 #include "core/error.h"
 #include "datasets/sample_order.h"
 
@@ -70,7 +71,52 @@ int64_t resumed_accumulate(const TrainConfig& config, const ResumePlan& plan, in
 
 }  // namespace
 
+int max_loader_threads() { return std::max(16, 4 * machine_cpus()); }
+
+namespace {
+
+bool finite_at_least(double value, double low) { return std::isfinite(value) && value >= low; }
+
+void check_optimization_options(const TrainConfig& config) {
+  CONVNET_CHECK(std::isfinite(config.lr) && config.lr > 0, "--lr must be a positive number, got ",
+                config.lr);
+  CONVNET_CHECK(finite_at_least(config.momentum, 0) && config.momentum < 1,
+                "--momentum must lie in [0, 1), got ", config.momentum);
+  CONVNET_CHECK(finite_at_least(config.weight_decay, 0),
+                "--weight-decay must be a number >= 0, got ", config.weight_decay);
+  CONVNET_CHECK(std::isfinite(config.gamma) && config.gamma > 0,
+                "--gamma must be a positive number, got ", config.gamma);
+  CONVNET_CHECK(std::isfinite(config.step_size) && config.step_size > 0,
+                "--step-size must be a positive number of epochs, got ", config.step_size);
+  CONVNET_CHECK(finite_at_least(config.warmup_epochs, 0),
+                "--warmup-epochs must be a number >= 0, got ", config.warmup_epochs);
+  CONVNET_CHECK(config.max_steps >= 0, "--max-steps must be >= 0 (0: every epoch), got ",
+                config.max_steps);
+}
+
+// Sizes and the machine's resources: a negative size, or more threads than
+// this machine can run, is refused naming the limit.
+void check_system_options(const TrainConfig& config) {
+  check_thread_count(config.threads);
+  CONVNET_CHECK(config.in_channels >= 0, "--in-channels must be >= 0 (0: the dataset's), got ",
+                config.in_channels);
+  CONVNET_CHECK(config.num_classes >= 0, "--num-classes must be >= 0 (0: the dataset's), got ",
+                config.num_classes);
+  CONVNET_CHECK(config.crop >= 0, "--crop must be >= 0 (0: 224), got ", config.crop);
+  CONVNET_CHECK(config.eval_batch_size >= 0,
+                "--eval-batch-size must be >= 0 (0: --batch-size), got ", config.eval_batch_size);
+  CONVNET_CHECK(std::isfinite(config.comm_timeout) && config.comm_timeout > 0,
+                "--comm-timeout must be a positive number of seconds, got ", config.comm_timeout);
+  CONVNET_CHECK(config.loader_threads >= 1 && config.loader_threads <= max_loader_threads(),
+                "--loader-threads must lie in [1, ", max_loader_threads(),
+                "] (4 per CPU, at least 16), got ", config.loader_threads);
+}
+
+}  // namespace
+
 void check_train_config(const TrainConfig& config) {
+  check_optimization_options(config);
+  check_system_options(config);
   CONVNET_CHECK(config.epochs > 0, "--epochs must be positive, got ", config.epochs);
   CONVNET_CHECK(config.batch_size > 0, "--batch-size must be positive, got ", config.batch_size);
   CONVNET_CHECK(config.accumulate > 0, "--accumulate must be positive, got ", config.accumulate);

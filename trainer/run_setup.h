@@ -17,6 +17,8 @@ namespace convnet {
 
 // Throws naming the first option out of range.
 void check_train_config(const TrainConfig& config);
+// The most loader threads a rank may start (4 per CPU, at least 16).
+int max_loader_threads();
 
 // Where a run starts: fresh (path empty, state default) or from a checkpoint,
 // which decides the micro-batching: the global batch and the per-replica

@@ -17,6 +17,7 @@
 #include "trainer/evaluator.h"
 #include "trainer/host_shadow.h"
 #include "trainer/progress.h"
+#include "trainer/run_lock.h"
 #include "trainer/run_setup.h"
 #include "trainer/stop_signals.h"
 #include "trainer/train_step.h"
@@ -127,6 +128,7 @@ class TrainingRun {
   Communicator& communicator_;
   const bool root_;
   const int world_;
+  const RunDirectoryLock run_lock_;  // rank 0, before anything reads or writes the run directory
   std::shared_ptr<Dataset> train_data_;
   const DataShape shape_;
   const ResumePlan resume_;
@@ -190,6 +192,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
       communicator_(communicator),
       root_(communicator.rank() == 0),
       world_(communicator.size()),
+      run_lock_(root_ ? RunDirectoryLock(config.run_dir) : RunDirectoryLock()),
       train_data_(std::make_shared<Dataset>(config.train_data)),
       shape_(data_shape(config, train_data_->info())),
       resume_(plan_resume(config, communicator)),

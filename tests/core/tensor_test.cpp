@@ -141,19 +141,33 @@ TEST(Tensor, ReservedLowPrecisionTypesAreStorageOnly) {
   EXPECT_THROW(t.data<float>(), Error);
 }
 
-TEST(ErrorCheck, MessageNamesExpressionFileLineAndRank) {
-  setenv("OMPI_COMM_WORLD_RANK", "3", 1);
+// The message a check throws: the rank and the user's terms; the source
+// location and expression only under CONVNET_DEBUG=1 or without a message.
+std::string failure_message(bool with_message) {
   try {
     const int channels = 5;
-    CONVNET_CHECK(channels == 4, "layer conv1: got ", channels, " channels");
-    FAIL();
+    if (with_message) CONVNET_CHECK(channels == 4, "layer conv1: got ", channels, " channels");
+    CONVNET_CHECK(channels == 4);
   } catch (const Error& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("[rank 3]"), std::string::npos) << m;
-    EXPECT_NE(m.find("tensor_test.cpp:"), std::string::npos) << m;
-    EXPECT_NE(m.find("channels == 4"), std::string::npos) << m;
-    EXPECT_NE(m.find("layer conv1: got 5 channels"), std::string::npos) << m;
+    return e.what();
   }
+  return "";
+}
+
+TEST(ErrorCheck, MessageLeadsWithTheUsersTermsAndTheRank) {
+  setenv("OMPI_COMM_WORLD_RANK", "3", 1);
+  EXPECT_EQ(failure_message(true), "[rank 3] layer conv1: got 5 channels");
+  const std::string bare = failure_message(false);
+  EXPECT_NE(bare.find("tensor_test.cpp:"), std::string::npos) << bare;
+  EXPECT_NE(bare.find("channels == 4"), std::string::npos) << bare;
+  setenv("CONVNET_DEBUG", "1", 1);
+  const std::string debug = failure_message(true);
+  EXPECT_EQ(debug.rfind("[rank 3] ", 0), 0u) << debug;
+  EXPECT_NE(debug.find("tensor_test.cpp:"), std::string::npos) << debug;
+  EXPECT_NE(debug.find("check failed: channels == 4: layer conv1: got 5 channels"),
+            std::string::npos)
+      << debug;
+  unsetenv("CONVNET_DEBUG");
   unsetenv("OMPI_COMM_WORLD_RANK");
   EXPECT_EQ(launcher_rank(), -1);
 }

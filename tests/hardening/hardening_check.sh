@@ -1,0 +1,124 @@
+#!/bin/bash
+# Hostile input against convnet (ctest hardening.*, issue 22): each case runs
+# convnet the way a user could get wrong and asserts the exit status, that
+# the message names the culprit, and that nothing already written was
+# damaged.
+# usage: hardening_check.sh CASE CONVNET DATA WORKDIR
+#   options        options out of range or of the wrong kind: exit 1 naming the option
+#   normalization  a dataset whose mean/std is NaN, inf, 0 or out of range: exit 1 naming
+#                  the file and the channel, before anything is written
+#   types          a count stored as a float, a parameter stored as an integer: exit 1
+#                  naming the file and the attribute or key (HDF5 would convert them)
+#   run_lock       a second training in a run directory in use: exit 1 naming the holder,
+#                  the first run's files untouched; after kill -9 of the holder the
+#                  directory is free again (no stale lock)
+set -euo pipefail
+case_name=$1 convnet=$2 data=$3 work=$4
+rm -rf "$work" && mkdir -p "$work"
+
+# expect_error MESSAGE COMMAND...: the command exits 1 and its output contains MESSAGE
+# (a hang is ctest's timeout).
+expect_error() {
+  local message=$1 status=0
+  shift
+  "$@" >"$work/out.log" 2>&1 || status=$?
+  if [ "$status" -ne 1 ]; then
+    echo "FAIL: exit status $status (expected 1) from: $*" && cat "$work/out.log" && exit 1
+  fi
+  if ! grep -qF -- "$message" "$work/out.log"; then
+    echo "FAIL: no '$message' from: $*" && cat "$work/out.log" && exit 1
+  fi
+}
+
+# train OPTIONS...: convnet train of resnet20 on the test data, with small
+# defaults for the options not given.
+train() {
+  local args=("$@") defaults=(--train-data "$data" --max-steps 1 --threads 1 --loader-threads 1) i
+  for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+    [[ " ${args[*]} " == *" ${defaults[i]} "* ]] || args+=("${defaults[i]}" "${defaults[i + 1]}")
+  done
+  "$convnet" train --model resnet20 --batch-size 4 "${args[@]}"
+}
+
+case $case_name in
+options)
+  cpus=$(getconf _NPROCESSORS_ONLN)
+  expect_error "--threads must lie in [0, $cpus]" train --run-dir "$work/r" --threads 1000
+  expect_error "--threads must lie in [0, $cpus]" train --run-dir "$work/r" --threads -1
+  expect_error "--threads must lie in [0, $cpus]" \
+    "$convnet" bench --model resnet20 --batch-size 2 --steps 1 --threads 1000
+  expect_error "--loader-threads must lie in [1, " \
+    train --run-dir "$work/r" --loader-threads 100000
+  expect_error "--max-steps must be >= 0" train --run-dir "$work/r" --max-steps -5
+  expect_error "--comm-timeout must be a positive number" \
+    train --run-dir "$work/r" --comm-timeout -1
+  expect_error "--crop must be >= 0" train --run-dir "$work/r" --crop -5
+  expect_error "--lr must be a positive number" train --run-dir "$work/r" --lr nan
+  expect_error "--momentum must lie in [0, 1)" train --run-dir "$work/r" --momentum 1.5
+  expect_error "--config $work is a directory" train --run-dir "$work/r" --config "$work"
+  test ! -e "$work/r"  # refused before the run directory is made
+  echo "options: ok"
+  ;;
+normalization)
+  for bad in "mean nan" "mean inf" "mean 2.5" "std 0" "std inf" "std nan" "std 1e-6" "std -0.2"; do
+    set -- $bad
+    copy="$work/bad_$1_$2.h5"
+    cp "$data" "$copy"
+    /usr/bin/python3 - "$copy" "$1" "$2" <<'EOF'
+import sys, h5py, numpy
+path, name, value = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with h5py.File(path, "r+") as f:
+    values = numpy.array(f.attrs[name], dtype=numpy.float64)
+    values[0] = value
+    f.attrs[name] = values
+EOF
+    expect_error "$copy: " train --train-data "$copy" --run-dir "$work/run_$1_$2"
+    grep -q "$1 of channel 0\|std of channel 0" "$work/out.log" ||
+      { echo "FAIL: the channel is not named for $bad" && cat "$work/out.log" && exit 1; }
+    test ! -e "$work/run_$1_$2/model.h5"
+  done
+  echo "normalization: ok"
+  ;;
+types)
+  copy="$work/float_classes.h5"
+  cp "$data" "$copy"
+  /usr/bin/python3 -c "import h5py, sys; h5py.File(sys.argv[1], 'r+').attrs['num_classes'] = 10.7" \
+    "$copy"
+  expect_error "$copy: attribute 'num_classes' is stored as a non-integer type" \
+    train --train-data "$copy" --run-dir "$work/r1"
+  train --run-dir "$work/r2" >/dev/null
+  /usr/bin/python3 - "$work/r2/model.h5" <<'EOF'
+import sys, h5py, numpy
+with h5py.File(sys.argv[1], "r+") as f:
+    weight = numpy.array(f["model/fc.weight"])
+    del f["model/fc.weight"]
+    f["model/fc.weight"] = numpy.round(weight * 100).astype(numpy.int64)
+EOF
+  expect_error "model.h5: key fc.weight is stored as a non-floating-point type" \
+    "$convnet" eval --checkpoint "$work/r2/model.h5" --data "$data" --threads 1
+  echo "types: ok"
+  ;;
+run_lock)
+  run="$work/run"
+  "$convnet" train --model resnet20 --batch-size 4 --train-data "$data" --threads 1 \
+    --loader-threads 1 --max-steps 100000 --log-every 1 --checkpoint-every 1000steps \
+    --run-dir "$run" >"$work/first.log" 2>&1 &
+  first=$!
+  for _ in $(seq 300); do grep -qs '"kind": "train"' "$run/metrics.jsonl" && break; sleep 0.1; done
+  grep -q "pid $first on host" "$run/.lock"
+  before=$(md5sum "$run/config.ini")
+  expect_error "is in use by another convnet train (pid $first on host" \
+    train --max-steps 5 --run-dir "$run" --resume auto
+  grep -q "choose another --run-dir" "$work/out.log"
+  test "$(md5sum "$run/config.ini")" = "$before"
+  kill -0 "$first"  # the first run goes on
+  kill -9 "$first"
+  wait "$first" || true
+  train --max-steps 2 --run-dir "$work/run" --resume auto >"$work/again.log" 2>&1 ||
+    { echo "FAIL: the directory stayed locked after its holder died" && cat "$work/again.log" && exit 1; }
+  echo "run_lock: ok"
+  ;;
+*)
+  echo "unknown case $case_name" && exit 2
+  ;;
+esac
