@@ -1,4 +1,6 @@
 // convnet: the command-line entry point; dispatches to the subcommands.
+#include <hdf5.h>
+
 #include <boost/program_options/errors.hpp>
 #include <cstdio>
 #include <cstring>
@@ -40,6 +42,11 @@ int print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // HDF5 closes what is still open when the process exits; a file whose
+  // close already failed (a full disk) crashes it there (H5F__close_cb).
+  // convnet closes every file it opens itself, so HDF5's exit handler has
+  // nothing to do but that crash: turn it off.
+  H5dont_atexit();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     print_usage();
     return argc < 2 ? 2 : 0;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -38,6 +39,24 @@ void write_holder(int fd) {
   }
 }
 
+// NAME.tmp-PID: the temporary of an interrupted durable write.
+bool is_temporary(const std::string& name) {
+  const std::size_t mark = name.rfind(".tmp-");
+  if (mark == std::string::npos || mark + 5 == name.size()) return false;
+  return name.find_first_not_of("0123456789", mark + 5) == std::string::npos;
+}
+
+void remove_stale_temporaries(const std::string& run_dir) {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file(error) || !is_temporary(name)) continue;
+    if (std::filesystem::remove(entry.path(), error))
+      std::fprintf(stderr, "convnet: removed %s, left by an interrupted write of an earlier run\n",
+                   entry.path().c_str());
+  }
+}
+
 }  // namespace
 
 RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
@@ -53,6 +72,7 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
   whole.l_whence = SEEK_SET;
   if (fcntl(fd_, F_SETLK, &whole) == 0) {
     write_holder(fd_);
+    remove_stale_temporaries(run_dir);
     return;
   }
   const int cause = errno;

@@ -8,6 +8,8 @@
 // kernel (or the NFS lock manager) releases the lock when the holder exits or
 // dies, so a lock left by a killed run is never stale. A file system without
 // locks is refused with a message saying so: two runs could not be kept apart.
+// Holding the lock, it removes the temporary files (NAME.tmp-PID) that writes
+// of earlier runs left when they were killed: no live run can own them.
 #pragma once
 
 #include <string>

@@ -9,6 +9,10 @@
 #                  the file and the channel, before anything is written
 #   types          a count stored as a float, a parameter stored as an integer: exit 1
 #                  naming the file and the attribute or key (HDF5 would convert them)
+#   full_disk      a run directory on a 1, 3 and 4 MiB tmpfs (root only, else skipped): exit 1
+#                  with "disk full?" (not a crash), no temporary left, every checkpoint
+#                  left behind reads back
+#   stale_temporaries  NAME.tmp-PID files of killed writes are removed when a run starts
 #   run_lock       a second training in a run directory in use: exit 1 naming the holder,
 #                  the first run's files untouched; after kill -9 of the holder the
 #                  directory is free again (no stale lock)
@@ -97,6 +101,36 @@ EOF
   expect_error "model.h5: key fc.weight is stored as a non-floating-point type" \
     "$convnet" eval --checkpoint "$work/r2/model.h5" --data "$data" --threads 1
   echo "types: ok"
+  ;;
+full_disk)
+  if [ "$(id -u)" -ne 0 ]; then echo "full_disk: skipped (mounting a tmpfs needs root)" && exit 0; fi
+  for size in 1 3 4; do
+    disk="$work/disk_$size"
+    mkdir -p "$disk"
+    mount -t tmpfs -o size=${size}m tmpfs "$disk"
+    trap 'umount "$disk" 2>/dev/null || true' EXIT
+    expect_error "(disk full?)" train --max-steps 3 --checkpoint-every 1steps --run-dir "$disk/run"
+    if ls "$disk/run" | grep -q '\.tmp-'; then echo "FAIL: a temporary was left" && exit 1; fi
+    for checkpoint in "$disk"/run/checkpoint-*.h5; do
+      [ -e "$checkpoint" ] || continue
+      "$convnet" inspect "$checkpoint" >/dev/null ||
+        { echo "FAIL: $checkpoint does not read back" && exit 1; }
+    done
+    umount "$disk"
+    trap - EXIT
+  done
+  echo "full_disk: ok"
+  ;;
+stale_temporaries)
+  train --max-steps 1 --run-dir "$work/run" >/dev/null
+  echo partial >"$work/run/checkpoint-000000030.h5.tmp-999"
+  echo partial >"$work/run/model.h5.tmp-123456"
+  echo mine >"$work/run/notes.tmp-draft"  # not a convnet temporary: kept
+  train --max-steps 2 --run-dir "$work/run" --resume auto >"$work/out.log" 2>&1
+  grep -q "removed $work/run/checkpoint-000000030.h5.tmp-999" "$work/out.log"
+  test ! -e "$work/run/checkpoint-000000030.h5.tmp-999" && test ! -e "$work/run/model.h5.tmp-123456"
+  test -e "$work/run/notes.tmp-draft"
+  echo "stale_temporaries: ok"
   ;;
 run_lock)
   run="$work/run"
