@@ -127,6 +127,40 @@ void check_train_config(const TrainConfig& config) {
   CONVNET_CHECK(config.keep > 0, "--keep must be positive, got ", config.keep);
 }
 
+RankFacts training_facts(const std::string& config_text, const Dataset& train) {
+  RankFacts facts;
+  std::istringstream in(config_text);
+  for (std::string line; std::getline(in, line);) {
+    const std::size_t eq = line.find(" = ");
+    if (eq == std::string::npos) continue;
+    const std::string key = line.substr(0, eq);
+    if (key == "train-data" || key == "val-data" || key == "threads" || key == "loader-threads")
+      continue;
+    facts.emplace_back("--" + key, line.substr(eq + 3));
+  }
+  const DatasetInfo& info = train.info();
+  std::ostringstream normalization;
+  normalization.precision(17);
+  for (std::size_t k = 0; k < train.mean().size(); ++k)
+    normalization << (k ? " " : "") << train.mean()[k] << "/" << train.std()[k];
+  std::string names;
+  for (const std::string& name : info.class_names) names += name + '\n';
+  const std::vector<int64_t>& labels = train.labels();
+  facts.insert(facts.end(),
+               {{"training samples", std::to_string(info.count)},
+                {"training image shape (HxWxC; 0: encoded)", std::to_string(info.height) + "x" +
+                                                                 std::to_string(info.width) + "x" +
+                                                                 std::to_string(info.channels)},
+                {"training data layout", info.layout == DatasetLayout::raw ? "raw" : "encoded"},
+                {"training classes", std::to_string(info.num_classes)},
+                {"training class names (fingerprint)",
+                 std::to_string(fingerprint(names.data(), names.size()))},
+                {"training labels (fingerprint)",
+                 std::to_string(fingerprint(labels.data(), labels.size() * sizeof(int64_t)))},
+                {"training normalization (mean/std per channel)", normalization.str()}});
+  return facts;
+}
+
 ResumePlan plan_resume(const TrainConfig& config, Communicator& communicator) {
   ResumePlan plan;
   plan.accumulate = config.accumulate;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/agreement.h"
 #include "comm/communicator.h"
 #include "datasets/loader.h"
 #include "trainer/checkpoint.h"
@@ -17,6 +18,11 @@ namespace convnet {
 
 // Throws naming the first option out of range.
 void check_train_config(const TrainConfig& config);
+// What every rank of a training must share: the resolved options of
+// `config_text` (INI; the data paths and thread counts may differ per rank)
+// and the training data's identity (count, shape, classes, a fingerprint of
+// the labels, the normalization), for check_ranks_agree.
+RankFacts training_facts(const std::string& config_text, const Dataset& train);
 // The most loader threads a rank may start (4 per CPU, at least 16).
 int max_loader_threads();
 

@@ -195,7 +195,9 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
       run_lock_(root_ ? RunDirectoryLock(config.run_dir) : RunDirectoryLock()),
       train_data_(std::make_shared<Dataset>(config.train_data)),
       shape_(data_shape(config, train_data_->info())),
-      resume_(plan_resume(config, communicator)),
+      // Before the first collective that mismatched ranks would hang or garble.
+      resume_((check_ranks_agree(communicator, training_facts(config_text, *train_data_)),
+               plan_resume(config, communicator))),
       layout_(resolve_layout(config.layout, config.device, config.precision)),
       spec_(model_spec(config, shape_, layout_)),
       loader_options_(training_loader_options(

@@ -3,7 +3,7 @@
 # convnet the way a user could get wrong and asserts the exit status, that
 # the message names the culprit, and that nothing already written was
 # damaged.
-# usage: hardening_check.sh CASE CONVNET DATA WORKDIR
+# usage: hardening_check.sh CASE CONVNET DATA WORKDIR [MPIEXEC]
 #   options        options out of range or of the wrong kind: exit 1 naming the option
 #   normalization  a dataset whose mean/std is NaN, inf, 0 or out of range: exit 1 naming
 #                  the file and the channel, before anything is written
@@ -13,11 +13,13 @@
 #                  with "disk full?" (not a crash), no temporary left, every checkpoint
 #                  left behind reads back
 #   stale_temporaries  NAME.tmp-PID files of killed writes are removed when a run starts
+#   ranks_disagree two ranks (mpirun) given data of another length, image size or class
+#                  count: exit 1 naming the field and both values, no hang, no training
 #   run_lock       a second training in a run directory in use: exit 1 naming the holder,
 #                  the first run's files untouched; after kill -9 of the holder the
 #                  directory is free again (no stale lock)
 set -euo pipefail
-case_name=$1 convnet=$2 data=$3 work=$4
+case_name=$1 convnet=$2 data=$3 work=$4 mpiexec=${5:-mpirun}
 rm -rf "$work" && mkdir -p "$work"
 
 # expect_error MESSAGE COMMAND...: the command exits 1 and its output contains MESSAGE
@@ -131,6 +133,40 @@ stale_temporaries)
   test ! -e "$work/run/checkpoint-000000030.h5.tmp-999" && test ! -e "$work/run/model.h5.tmp-123456"
   test -e "$work/run/notes.tmp-draft"
   echo "stale_temporaries: ok"
+  ;;
+ranks_disagree)
+  # variant KIND FILE: the test data changed in one respect.
+  /usr/bin/python3 - "$data" "$work" <<'EOF'
+import sys, h5py, numpy
+source, work = sys.argv[1], sys.argv[2]
+def variant(name, images, labels, classes):
+    with h5py.File(source, "r") as f, h5py.File(f"{work}/{name}.h5", "w") as out:
+        for key, value in f.attrs.items():
+            out.attrs[key] = value
+        out.attrs["height"], out.attrs["width"] = images.shape[1], images.shape[2]
+        out.attrs["num_classes"] = classes
+        out.attrs["class_names"] = [str(c) for c in range(classes)]
+        out["images"], out["labels"] = images, labels
+with h5py.File(source, "r") as f:
+    images, labels = numpy.array(f["images"]), numpy.array(f["labels"])
+    classes = int(f.attrs["num_classes"])
+variant("shorter", images[:5000], labels[:5000], classes)
+variant("larger", numpy.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))), labels, classes)
+variant("more_classes", images, labels, classes + 1)
+EOF
+  rank() { echo -np 1 "$convnet" train --model resnet20 --batch-size 4 --max-steps 2 --threads 1 \
+    --loader-threads 1 --run-dir "$work/run" --train-data "$1"; }
+  for kind in shorter larger more_classes; do
+    expect_error "differ from rank 0" timeout -k 5 120 "$mpiexec" --oversubscribe --bind-to none \
+      $(rank "$data") : $(rank "$work/$kind.h5")
+    case $kind in
+    shorter) grep -q "training samples: '10000' on rank 0, '5000' on rank 1" "$work/out.log" ;;
+    larger) grep -q "training image shape (HxWxC; 0: encoded): '28x28x1' on rank 0, '32x32x1' on rank 1" "$work/out.log" ;;
+    more_classes) grep -q "training classes: '10' on rank 0, '11' on rank 1" "$work/out.log" ;;
+    esac || { echo "FAIL: the field is not named for $kind" && cat "$work/out.log" && exit 1; }
+    test ! -e "$work/run/model.h5"
+  done
+  echo "ranks_disagree: ok"
   ;;
 run_lock)
   run="$work/run"
