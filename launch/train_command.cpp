@@ -121,6 +121,9 @@ bool parse_train_options(const std::vector<std::string>& args, OptionTable& tabl
 }  // namespace
 
 int train_command(const std::vector<std::string>& args) {
+  // First of all: a stop request during start-up (reading data, building the
+  // net, connecting ranks) is kept and honoured after the first step.
+  const StopSignals early_signals;
   TrainConfig c;
   OptionTable table("convnet train [OPTIONS] (also under mpirun / srun: one replica per rank)");
   add_training_options(table, c);

@@ -8,21 +8,30 @@ namespace {
 volatile std::sig_atomic_t g_signal = 0;
 constexpr int kSignals[] = {SIGTERM, SIGUSR1, SIGINT};
 struct sigaction g_previous[3];
+int g_installed = 0;  // live StopSignals; the outermost installs and restores
 
 void record(int signal) { g_signal = signal; }
 
 }  // namespace
 
 StopSignals::StopSignals() {
+  if (g_installed++ > 0) return;  // nested: keeps what the outer one recorded
   g_signal = 0;
   struct sigaction action = {};
   action.sa_handler = record;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
   for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &action, &g_previous[i]);
+  // A parent may have blocked them: a signal pending since then is delivered
+  // (and recorded) now.
+  sigset_t ours;
+  sigemptyset(&ours);
+  for (int s : kSignals) sigaddset(&ours, s);
+  sigprocmask(SIG_UNBLOCK, &ours, nullptr);
 }
 
 StopSignals::~StopSignals() {
+  if (--g_installed > 0) return;
   for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &g_previous[i], nullptr);
 }
 

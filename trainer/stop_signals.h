@@ -13,7 +13,11 @@ namespace convnet {
 // resume it with --resume auto. (EX_TEMPFAIL of sysexits.h.)
 constexpr int kExitResumable = 75;
 
-// Installs the handlers for its lifetime (restoring the previous ones).
+// Installs the handlers for its lifetime (restoring the previous ones) and
+// unblocks the three signals. Instances nest: the outermost installs and
+// restores, and an inner one keeps a request recorded before it (convnet
+// train installs them first thing, so that a signal during start-up stops
+// the run cleanly after its first step).
 class StopSignals {
  public:
   StopSignals();

@@ -15,6 +15,8 @@
 #   stale_temporaries  NAME.tmp-PID files of killed writes are removed when a run starts
 #   ranks_disagree two ranks (mpirun) given data of another length, image size or class
 #                  count: exit 1 naming the field and both values, no hang, no training
+#   early_signal   SIGTERM pending before convnet train starts (blocked by the parent):
+#                  the run stops after its first step with a checkpoint, exit 75, resumable
 #   run_lock       a second training in a run directory in use: exit 1 naming the holder,
 #                  the first run's files untouched; after kill -9 of the holder the
 #                  directory is free again (no stale lock)
@@ -167,6 +169,25 @@ EOF
     test ! -e "$work/run/model.h5"
   done
   echo "ranks_disagree: ok"
+  ;;
+early_signal)
+  status=0
+  /usr/bin/python3 - "$convnet" train --model resnet20 --batch-size 4 --train-data "$data" \
+    --max-steps 50 --threads 1 --loader-threads 1 --run-dir "$work/run" >"$work/out.log" 2>&1 <<'EOF' || status=$?
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+pid = os.fork()
+if pid == 0:
+    os.kill(os.getpid(), signal.SIGTERM)  # pending until convnet unblocks it
+    os.execv(sys.argv[1], sys.argv[1:])
+code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+sys.exit(code if code >= 0 else 128 - code)
+EOF
+  [ "$status" -eq 75 ] || { echo "FAIL: exit status $status (expected 75)" && cat "$work/out.log" && exit 1; }
+  ls "$work/run"/checkpoint-*.h5 >/dev/null
+  train --max-steps 3 --run-dir "$work/run" --resume auto >"$work/again.log" 2>&1
+  grep -q "resuming from" "$work/again.log"
+  echo "early_signal: ok"
   ;;
 run_lock)
   run="$work/run"
