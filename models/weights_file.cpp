@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <vector>
 
@@ -149,6 +150,14 @@ void load_weights(const std::string& path, ParamStore& store, const std::string&
           H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data<float>());
     }
     CONVNET_CHECK(status >= 0, path, ": reading ", e.name, " failed (corrupt or truncated file)");
+    if (!counter) {
+      const Tensor t = e.kind == EntryKind::buffer ? store.buffer(id) : store.param(id);
+      const float* values = t.data<float>();
+      CONVNET_CHECK(
+          std::all_of(values, values + t.numel(), [](float v) { return std::isfinite(v); }), path,
+          ": key ", e.name,
+          " holds non-finite values (NaN or inf): the model it was saved from diverged");
+    }
   }
   if (info.nlinks != store.entries().size()) {
     // Name the first key the model does not have.

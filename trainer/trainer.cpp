@@ -118,6 +118,7 @@ class TrainingRun {
   void checkpoint(int64_t step);
   void save_model();
   void share_bn_statistics();
+  void require_finite_model(int64_t step);
   void open_run_directory();
   std::string header() const;
   WeightsMetadata metadata() const;
@@ -417,7 +418,19 @@ bool TrainingRun::evaluate(int64_t step) {
   return true;
 }
 
+// Every rank (they hold the same values): a diverged model is never saved,
+// even where its loss still looked finite (BN can hide infinite weights).
+void TrainingRun::require_finite_model(int64_t step) {
+  const bool finite =
+      all_finite(context_, store_.flat_params()) &&
+      (store_.flat_buffer_size() == 0 || all_finite(context_, store_.flat_buffers()));
+  CONVNET_CHECK(finite, "the model's parameters or BN statistics are not finite (NaN or inf) at ",
+                "step ", step, ": the run diverged; lower --lr or add --warmup-epochs; nothing ",
+                "was saved at this step (earlier checkpoints are intact)");
+}
+
 void TrainingRun::checkpoint(int64_t step) {
+  require_finite_model(step + 1);
   const int64_t done = step + 1;
   state_.global_step = done;
   state_.epoch = done / position_.steps_per_epoch;
@@ -446,6 +459,7 @@ void TrainingRun::checkpoint(int64_t step) {
 
 // The final model, with rank 0's BN statistics.
 void TrainingRun::save_model() {
+  require_finite_model(state_.global_step);
   share_bn_statistics();
   result_.model_path = config_.run_dir + "/model.h5";
   if (!root_) return;

@@ -17,6 +17,7 @@
 #                  count: exit 1 naming the field and both values, no hang, no training
 #   early_signal   SIGTERM pending before convnet train starts (blocked by the parent):
 #                  the run stops after its first step with a checkpoint, exit 75, resumable
+#   nonfinite_weights  eval of a model.h5 with a NaN weight: exit 1 naming the file and key
 #   run_lock       a second training in a run directory in use: exit 1 naming the holder,
 #                  the first run's files untouched; after kill -9 of the holder the
 #                  directory is free again (no stale lock)
@@ -188,6 +189,14 @@ EOF
   train --max-steps 3 --run-dir "$work/run" --resume auto >"$work/again.log" 2>&1
   grep -q "resuming from" "$work/again.log"
   echo "early_signal: ok"
+  ;;
+nonfinite_weights)
+  train --run-dir "$work/r" >/dev/null
+  /usr/bin/python3 -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); f['model/fc.weight'][0, 0] = float('nan')" \
+    "$work/r/model.h5"
+  expect_error "model.h5: key fc.weight holds non-finite values" \
+    "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --threads 1
+  echo "nonfinite_weights: ok"
   ;;
 run_lock)
   run="$work/run"
