@@ -1,13 +1,21 @@
-// convnet inspect FILE: what an HDF5 file holds, as JSON: a checkpoint's
-// metadata (model, epoch, step, metrics, world size, configuration), a weights
-// file's model, or a dataset's summary.
+// convnet inspect [--quick] FILE: what an HDF5 file holds, as JSON: a
+// checkpoint's metadata (model, epoch, step, metrics, world size,
+// configuration), a weights file's model, or a dataset's summary. A
+// checkpoint or weights file is verified first as --resume and eval would
+// load it (every dataset read and checksummed, the model's keys, shapes and
+// types, finite values, the momentum, possible training-state fields), and
+// a damaged one is an error saying what is wrong; --quick reads the
+// attributes only.
 #include <cstdio>
 
+#include "core/context.h"
 #include "core/error.h"
 #include "core/hdf5_attributes.h"
 #include "core/hdf5_file.h"
 #include "datasets/dataset.h"
 #include "launch/commands.h"
+#include "layers/sgd.h"
+#include "models/zoo.h"
 #include "trainer/checkpoint.h"
 #include "trainer/progress.h"
 
@@ -50,18 +58,45 @@ bool describe_weights(const std::string& path, JsonLine* line) {
   return true;
 }
 
+// Loads the file into its model as --resume (checkpoint) or eval (weights)
+// would, throwing on the first problem.
+void verify_weights(const std::string& path, bool checkpoint) {
+  const std::string damage = verify_hdf5_file(path);
+  CONVNET_CHECK(damage.empty(), damage);  // names the file and the dataset
+  const WeightsMetadata meta = read_weights_metadata(path);
+  Context context;
+  ParamStore store;
+  const int64_t size =
+      meta.image_size > 0 ? meta.image_size : model_info(meta.model).default_image_size;
+  build_model(
+      context,
+      {.name = meta.model, .num_classes = meta.num_classes, .in_channels = meta.in_channels}, store,
+      Shape{1, meta.in_channels, size, size});
+  if (!checkpoint) return load_weights(path, store, meta.model);
+  Sgd sgd(context, {}, store.decay_segments(DecayScope::all_parameters), store.flat_size());
+  load_checkpoint(path, store, sgd, meta.model);
+}
+
 }  // namespace
 
 int inspect_command(const std::vector<std::string>& args) {
-  if (args.size() != 1 || args[0] == "--help" || args[0] == "-h") {
+  const bool quick = !args.empty() && args[0] == "--quick";
+  const std::size_t files = args.size() - (quick ? 1 : 0);
+  if (files != 1 || args.back() == "--help" || args.back() == "-h") {
     std::printf(
-        "usage: convnet inspect FILE\n  prints a checkpoint's or weights file's metadata, "
-        "or a dataset's summary, as one JSON line\n");
-    return args.size() == 1 ? 0 : 2;
+        "usage: convnet inspect [--quick] FILE\n  prints a checkpoint's or weights file's "
+        "metadata, or a dataset's summary, as one JSON line; a checkpoint or weights file is "
+        "verified first as --resume and eval load it (--quick: attributes only)\n");
+    return files == 1 ? 0 : 2;
   }
-  const std::string& path = args[0];
+  const std::string& path = args.back();
   JsonLine line;
-  if (!describe_weights(path, &line)) {
+  const bool weights = describe_weights(path, &line);
+  if (weights && !quick) {
+    verify_weights(path, has_attribute(open_hdf5_read_only(path).get(), "kind"));
+    line.add("verified", std::string("yes"));
+  }
+  if (!weights) {
     const Dataset dataset(path);  // names the problem when it is neither
     const DatasetInfo& info = dataset.info();
     line.add("file", path)

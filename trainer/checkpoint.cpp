@@ -76,6 +76,27 @@ void save_checkpoint(const std::string& path, const WeightsMetadata& metadata,
   });
 }
 
+namespace {
+
+// Fields a real run cannot have written: damage, named.
+void check_checkpoint_state(const std::string& path, const CheckpointState& s) {
+  const auto check = [&](bool ok, const char* what, int64_t value) {
+    CONVNET_CHECK(ok, path, ": damaged training state: ", what, " is ", value);
+  };
+  check(s.world_size >= 1, "world_size", s.world_size);
+  check(s.batch_size >= 1, "batch_size", s.batch_size);
+  check(s.accumulate >= 1, "accumulate", s.accumulate);
+  check(s.steps_per_epoch >= 1, "steps_per_epoch", s.steps_per_epoch);
+  check(s.global_step >= 0, "global_step", s.global_step);
+  check(s.epoch >= 0, "epoch", s.epoch);
+  check(s.step_in_epoch >= 0 && s.step_in_epoch < s.steps_per_epoch, "step_in_epoch",
+        s.step_in_epoch);
+  check(s.samples_seen >= 0, "samples_seen", s.samples_seen);
+  check(s.sgd_steps >= 0 && s.sgd_steps <= s.global_step, "sgd_steps", s.sgd_steps);
+}
+
+}  // namespace
+
 CheckpointState read_checkpoint_state(const std::string& path) {
   Hdf5Id file = open_hdf5_read_only(path);
   const hid_t f = file.get();
@@ -108,6 +129,7 @@ CheckpointState read_checkpoint_state(const std::string& path) {
   }
   s.created = read_string_attribute(f, path, "created");
   s.convnet_version = read_string_attribute(f, path, "convnet_version");
+  check_checkpoint_state(path, s);
   return s;
 }
 

@@ -18,6 +18,9 @@
 #   early_signal   SIGTERM pending before convnet train starts (blocked by the parent):
 #                  the run stops after its first step with a checkpoint, exit 75, resumable
 #   nonfinite_weights  eval of a model.h5 with a NaN weight: exit 1 naming the file and key
+#   inspect_damage convnet inspect of damaged checkpoints (a flipped data byte, a missing,
+#                  extra or reshaped key, a NaN weight, a short momentum, an impossible
+#                  training-state field): exit 1 naming the damage; --quick still reads them
 #   run_lock       a second training in a run directory in use: exit 1 naming the holder,
 #                  the first run's files untouched; after kill -9 of the holder the
 #                  directory is free again (no stale lock)
@@ -197,6 +200,58 @@ nonfinite_weights)
   expect_error "model.h5: key fc.weight holds non-finite values" \
     "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --threads 1
   echo "nonfinite_weights: ok"
+  ;;
+inspect_damage)
+  train --max-steps 2 --checkpoint-every 1steps --run-dir "$work/r" >/dev/null
+  good="$work/r/checkpoint-000000002.h5"
+  "$convnet" inspect "$good" | grep -q '"verified": "yes"'
+  for damage in flip missing extra reshaped nan short_momentum world_size; do
+    copy="$work/$damage.h5"
+    cp "$good" "$copy"
+    /usr/bin/python3 - "$copy" "$damage" <<'EOF'
+import sys, h5py, numpy
+path, damage = sys.argv[1], sys.argv[2]
+if damage == "flip":  # a byte inside fc.weight's data (checksummed)
+    with h5py.File(path, "r") as f:
+        dataset = f["model/fc.weight"].id  # chunked (checksums need chunks)
+        offset = dataset.get_offset()
+        offset = offset if offset is not None else dataset.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as raw:
+        raw.seek(offset + 5)
+        byte = raw.read(1)[0]
+        raw.seek(offset + 5)
+        raw.write(bytes([byte ^ 0x10]))
+    sys.exit(0)
+with h5py.File(path, "r+") as f:
+    if damage == "missing":
+        del f["model/fc.bias"]
+    elif damage == "extra":
+        f["model/fc2.weight"] = numpy.zeros((2, 2), numpy.float32)
+    elif damage == "reshaped":
+        w = numpy.array(f["model/fc.weight"]); del f["model/fc.weight"]
+        f["model/fc.weight"] = w.reshape(w.shape[1], w.shape[0])
+    elif damage == "nan":
+        f["model/conv1.weight"][0, 0, 0, 0] = float("nan")
+    elif damage == "short_momentum":
+        m = numpy.array(f["optimizer/momentum"]); del f["optimizer/momentum"]
+        f["optimizer/momentum"] = m[:-10]
+    elif damage == "world_size":
+        f.attrs["world_size"] = numpy.int64(0)
+EOF
+    case $damage in
+    flip) message="flip.h5: /model/fc.weight does not read back (checksum mismatch)" ;;
+    missing) message="missing key fc.bias" ;;
+    extra) message="fc2.weight" ;;
+    reshaped) message="key fc.weight has shape" ;;
+    nan) message="key conv1.weight holds non-finite values" ;;
+    short_momentum) message="momentum" ;;
+    world_size) message="damaged training state: world_size is 0" ;;
+    esac
+    expect_error "$message" "$convnet" inspect "$copy"
+    [ "$damage" = flip ] || "$convnet" inspect --quick "$copy" >/dev/null ||
+      [ "$damage" = world_size ] || { echo "FAIL: inspect --quick of $damage" && exit 1; }
+  done
+  echo "inspect_damage: ok"
   ;;
 run_lock)
   run="$work/run"

@@ -50,6 +50,7 @@ std::string write_checkpoint(const std::string& dir, int64_t step, Model& model)
   state.global_step = step;
   state.epoch = 2;
   state.step_in_epoch = 5;
+  state.steps_per_epoch = 10;
   state.sgd_steps = model.sgd->step_count();
   state.world_size = 4;
   state.batch_size = 8;
