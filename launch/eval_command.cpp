@@ -25,6 +25,7 @@ struct EvalSetup {
   Backend device = Backend::cpu;
   int64_t batch_size = 64, resize = 0, crop = 0;
   int threads = 0, loader_threads = 2;
+  bool allow_size_change = false;
 };
 
 void add_eval_options(boost::program_options::options_description& options, EvalSetup& s) {
@@ -41,7 +42,22 @@ void add_eval_options(boost::program_options::options_description& options, Eval
       "device", po::value(&s.device)->default_value(s.device),
       "cpu, or cuda (the GPU of each rank's local rank)")(
       "threads", po::value(&s.threads)->default_value(0), "compute threads per rank (0: auto)")(
-      "loader-threads", po::value(&s.loader_threads)->default_value(2), "loader threads per rank");
+      "loader-threads", po::value(&s.loader_threads)->default_value(2), "loader threads per rank")(
+      "allow-size-change", po::bool_switch(&s.allow_size_change),
+      "evaluate raw images of another size than the model was trained on, as they are");
+}
+
+// Raw images of another size than the model's training size would be
+// evaluated as they are (no crop): refused unless --allow-size-change.
+void check_image_size(const EvalSetup& s, const WeightsMetadata& meta, const DatasetInfo& info) {
+  if (s.allow_size_change || s.resize > 0 || s.crop > 0 || meta.image_size <= 0 ||
+      info.layout != DatasetLayout::raw)
+    return;
+  CONVNET_CHECK(info.height == meta.image_size && info.width == meta.image_size, s.data, " holds ",
+                info.height, "x", info.width, " images but ", s.checkpoint, " was trained on ",
+                meta.image_size, "x", meta.image_size, ": pass --crop ", meta.image_size,
+                " to resize and center-crop to the training size, or --allow-size-change to "
+                "evaluate them as they are");
 }
 
 // Loads the model and runs it over this rank's shard.
@@ -64,6 +80,7 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
   CONVNET_CHECK(dataset->info().num_classes <= meta.num_classes, s.data, " has ",
                 dataset->info().num_classes, " classes, ", s.checkpoint, " only ",
                 meta.num_classes);
+  check_image_size(s, meta, dataset->info());
   LoaderOptions options;
   options.train = false;
   options.batch_size = s.batch_size;

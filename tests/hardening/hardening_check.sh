@@ -8,7 +8,9 @@
 #   normalization  a dataset whose mean/std is NaN, inf, 0 or out of range: exit 1 naming
 #                  the file and the channel, before anything is written
 #   types          a count stored as a float, a parameter stored as an integer: exit 1
-#                  naming the file and the attribute or key (HDF5 would convert them)
+#                  naming the file and the attribute or key (HDF5 would convert them); eval
+#                  of raw images of another size than the training size: exit 1 naming both
+#                  sizes and --crop / --allow-size-change
 #   full_disk      a run directory on a 1, 3 and 4 MiB tmpfs (root only, else skipped): exit 1
 #                  with "disk full?" (not a crash), no temporary left, every checkpoint
 #                  left behind reads back
@@ -108,6 +110,21 @@ with h5py.File(sys.argv[1], "r+") as f:
 EOF
   expect_error "model.h5: key fc.weight is stored as a non-floating-point type" \
     "$convnet" eval --checkpoint "$work/r2/model.h5" --data "$data" --threads 1
+  # eval of images of another size than the training size: refused, naming both and the options
+  train --run-dir "$work/r3" >/dev/null
+  /usr/bin/python3 - "$data" "$work/larger.h5" <<'EOF'
+import sys, h5py, numpy
+with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as out:
+    for key, value in f.attrs.items():
+        out.attrs[key] = value
+    out.attrs["height"], out.attrs["width"] = 32, 32
+    out["images"] = numpy.pad(numpy.array(f["images"][:64]), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    out["labels"] = numpy.array(f["labels"][:64])
+EOF
+  expect_error "larger.h5 holds 32x32 images but $work/r3/model.h5 was trained on 28x28: pass --crop 28" \
+    "$convnet" eval --checkpoint "$work/r3/model.h5" --data "$work/larger.h5" --threads 1
+  "$convnet" eval --checkpoint "$work/r3/model.h5" --data "$work/larger.h5" --threads 1 \
+    --allow-size-change >/dev/null
   echo "types: ok"
   ;;
 full_disk)
