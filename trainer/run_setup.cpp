@@ -46,6 +46,11 @@ std::string resume_path(const TrainConfig& config, Communicator& communicator) {
   }
   if (path.empty() && root) {
     const std::vector<std::string> earlier = list_checkpoints(config.run_dir);
+    CONVNET_CHECK(
+        earlier.empty() || config.resume != "auto", "every checkpoint in ", config.run_dir,
+        " is damaged (the warnings above say how; newest: ", earlier.empty() ? "" : earlier.front(),
+        "), so there is nothing to resume: move them away to start afresh in this "
+        "directory, or choose another --run-dir");
     CONVNET_CHECK(earlier.empty(), config.run_dir, " already holds checkpoints of an earlier run (",
                   earlier.front(),
                   "): pass --resume auto to continue it, or choose another --run-dir");

@@ -23,6 +23,8 @@
 #   inspect_damage convnet inspect of damaged checkpoints (a flipped data byte, a missing,
 #                  extra or reshaped key, a NaN weight, a short momentum, an impossible
 #                  training-state field): exit 1 naming the damage; --quick still reads them
+#   all_damaged    --resume auto where every checkpoint is damaged: exit 1 saying so, without
+#                  advising the --resume auto it was given
 #   run_lock       a second training in a run directory in use: exit 1 naming the holder,
 #                  the first run's files untouched; after kill -9 of the holder the
 #                  directory is free again (no stale lock)
@@ -269,6 +271,29 @@ EOF
       [ "$damage" = world_size ] || { echo "FAIL: inspect --quick of $damage" && exit 1; }
   done
   echo "inspect_damage: ok"
+  ;;
+all_damaged)
+  train --max-steps 2 --checkpoint-every 1steps --run-dir "$work/r" >/dev/null
+  for checkpoint in "$work"/r/checkpoint-*.h5; do
+    /usr/bin/python3 - "$checkpoint" <<'EOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    dataset = f["model/fc.weight"].id
+    offset = dataset.get_offset()
+    offset = offset if offset is not None else dataset.get_chunk_info(0).byte_offset
+with open(sys.argv[1], "r+b") as raw:
+    raw.seek(offset + 3)
+    byte = raw.read(1)[0]
+    raw.seek(offset + 3)
+    raw.write(bytes([byte ^ 0x08]))
+EOF
+  done
+  expect_error "every checkpoint in $work/r is damaged" \
+    train --max-steps 4 --run-dir "$work/r" --resume auto
+  if grep -q "pass --resume auto" "$work/out.log"; then
+    echo "FAIL: advises the --resume auto it was given" && cat "$work/out.log" && exit 1
+  fi
+  echo "all_damaged: ok"
   ;;
 run_lock)
   run="$work/run"
