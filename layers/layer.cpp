@@ -72,12 +72,12 @@ void for_each_row(const Tensor& dst, const Tensor& src, Fn fn) {
     return;
   }
   // Rows run along the last dimension, or along C for channels-last (N, H, W, C).
-  std::vector<int> order(dst.rank());
-  for (int i = 0; i < dst.rank(); ++i) order[i] = i;
-  if (dst.layout() == Layout::nhwc) order = {0, 2, 3, 1};
   const int r = dst.rank();
+  CONVNET_CHECK(r >= 1 && r <= 8, "gradient copy of a rank-", r, " tensor");
+  int order[8] = {0, 1, 2, 3, 4, 5, 6, 7};  // the dimensions, outermost first
+  if (dst.layout() == Layout::nhwc) order[1] = 2, order[2] = 3, order[3] = 1;
   const int last = order[r - 1];
-  CONVNET_CHECK(r >= 1 && dst.strides()[last] == 1 && src.strides()[last] == 1,
+  CONVNET_CHECK(dst.strides()[last] == 1 && src.strides()[last] == 1,
                 "gradient copy needs unit stride in the innermost dimension");
   const int64_t row = dst.shape()[last];
   const int64_t rows = dst.numel() / row;

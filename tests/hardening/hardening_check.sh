@@ -46,6 +46,23 @@ expect_error() {
   fi
 }
 
+# flip_data_byte FILE: flips a bit inside the data of /model/fc.weight (chunked
+# and checksummed), which a damaged disk or copy could do.
+flip_data_byte() {
+  /usr/bin/python3 - "$1" <<'EOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    dataset = f["model/fc.weight"].id
+    offset = dataset.get_offset()
+    offset = offset if offset is not None else dataset.get_chunk_info(0).byte_offset
+with open(sys.argv[1], "r+b") as raw:
+    raw.seek(offset + 5)
+    byte = raw.read(1)[0]
+    raw.seek(offset + 5)
+    raw.write(bytes([byte ^ 0x10]))
+EOF
+}
+
 # train OPTIONS...: convnet train of resnet20 on the test data, with small
 # defaults for the options not given.
 train() {
@@ -227,20 +244,12 @@ inspect_damage)
   for damage in flip missing extra reshaped nan short_momentum world_size; do
     copy="$work/$damage.h5"
     cp "$good" "$copy"
-    /usr/bin/python3 - "$copy" "$damage" <<'EOF'
+    if [ "$damage" = flip ]; then
+      flip_data_byte "$copy"
+    else
+      /usr/bin/python3 - "$copy" "$damage" <<'EOF'
 import sys, h5py, numpy
 path, damage = sys.argv[1], sys.argv[2]
-if damage == "flip":  # a byte inside fc.weight's data (checksummed)
-    with h5py.File(path, "r") as f:
-        dataset = f["model/fc.weight"].id  # chunked (checksums need chunks)
-        offset = dataset.get_offset()
-        offset = offset if offset is not None else dataset.get_chunk_info(0).byte_offset
-    with open(path, "r+b") as raw:
-        raw.seek(offset + 5)
-        byte = raw.read(1)[0]
-        raw.seek(offset + 5)
-        raw.write(bytes([byte ^ 0x10]))
-    sys.exit(0)
 with h5py.File(path, "r+") as f:
     if damage == "missing":
         del f["model/fc.bias"]
@@ -257,6 +266,7 @@ with h5py.File(path, "r+") as f:
     elif damage == "world_size":
         f.attrs["world_size"] = numpy.int64(0)
 EOF
+    fi
     case $damage in
     flip) message="flip.h5: /model/fc.weight does not read back (checksum mismatch)" ;;
     missing) message="missing key fc.bias" ;;
@@ -274,20 +284,7 @@ EOF
   ;;
 all_damaged)
   train --max-steps 2 --checkpoint-every 1steps --run-dir "$work/r" >/dev/null
-  for checkpoint in "$work"/r/checkpoint-*.h5; do
-    /usr/bin/python3 - "$checkpoint" <<'EOF'
-import sys, h5py
-with h5py.File(sys.argv[1], "r") as f:
-    dataset = f["model/fc.weight"].id
-    offset = dataset.get_offset()
-    offset = offset if offset is not None else dataset.get_chunk_info(0).byte_offset
-with open(sys.argv[1], "r+b") as raw:
-    raw.seek(offset + 3)
-    byte = raw.read(1)[0]
-    raw.seek(offset + 3)
-    raw.write(bytes([byte ^ 0x08]))
-EOF
-  done
+  for checkpoint in "$work"/r/checkpoint-*.h5; do flip_data_byte "$checkpoint"; done
   expect_error "every checkpoint in $work/r is damaged" \
     train --max-steps 4 --run-dir "$work/r" --resume auto
   if grep -q "pass --resume auto" "$work/out.log"; then

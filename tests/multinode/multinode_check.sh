@@ -38,6 +38,12 @@ job() {  # HOSTS ARGS...: ranks per host, e.g. "h1:1,h2:1"
     mpirun_cluster $hosts $np \"\$@\"" job "$@"
 }
 losses() { grep '"kind": "train"' "$1/metrics.jsonl" | grep -o '"\(step\|loss\)": [0-9.e-]*'; }
+trained() {  # RUN_DIR N: waits (up to 60 s) until the run logged N training records
+  for _ in $(seq 600); do
+    [[ -f $1/metrics.jsonl ]] && (($(grep -c '"train"' "$1/metrics.jsonl") >= $2)) && return
+    sleep 0.1
+  done
+}
 convnet_left() {  # convnet processes still running on any host of the cluster
   local i pid n=0
   for ((i = 1; i <= cluster_hosts; ++i)); do
@@ -73,11 +79,7 @@ lost_node)
   job h1:1,h2:1 "$convnet" train "${common[@]}" "${run[@]}" --comm-timeout 5 \
     --run-dir "$work/cut" >"$work/cut.log" 2>&1 &
   pid=$!
-  for _ in $(seq 600); do
-    [[ -f $work/cut/metrics.jsonl ]] && (($(grep -c '"train"' "$work/cut/metrics.jsonl") >= 12)) &&
-      break
-    sleep 0.1
-  done
+  trained "$work/cut" 12
   cut_host 2
   start=$SECONDS
   status=0
@@ -116,11 +118,7 @@ stall)
   job h1:1,h2:1 "$convnet" train "${common[@]}" --max-steps 40 --comm-timeout 30 \
     --run-dir "$work/stall" >"$work/stall.log" 2>&1 &
   pid=$!
-  for _ in $(seq 600); do
-    [[ -f $work/stall/metrics.jsonl ]] && (($(grep -c '"train"' "$work/stall/metrics.jsonl") >= 5)) &&
-      break
-    sleep 0.1
-  done
+  trained "$work/stall" 5
   rank1=$(for p in $(ip netns pids "$(host_ns 2)"); do
     [[ $(cat "/proc/$p/comm" 2>/dev/null) == convnet ]] && echo "$p"
   done)
@@ -154,7 +152,7 @@ slurm)
     sleep 0.2
   done
   slurm scancel --signal=USR1 "$preempted"
-  slurm_restart_when_requeued "$preempted"
+  slurm_restart_when_requeued "$preempted" slurm
   slurm_wait "$preempted"
   out=$work/slurm/jobs/preempted.out
   grep -q "stopped with a checkpoint; requeueing job $preempted" "$out" || { cat "$out"; exit 1; }

@@ -6,7 +6,7 @@
 #   slurm CMD...                   a Slurm client command, run on h1
 #   slurm_job NAME STEPS           submits launch/slurm/train.sbatch on every host, 1 task each
 #   slurm_wait JOBID               until the job has left the queue
-#   slurm_restart_when_requeued JOBID
+#   slurm_restart_when_requeued JOBID slurm   (tests/slurm/slurm_conf.sh, through h1)
 
 slurm_dir=
 slurm_munged=
@@ -87,20 +87,6 @@ slurm_wait() {
   return 1
 }
 
-# Slurm holds a requeued job for about 2 minutes; start it once it is
-# pending again and its first run's step daemons are gone.
-slurm_restart_when_requeued() {
-  for _ in $(seq 600); do
-    [[ $(slurm squeue -h -j "$1" -o %T 2>/dev/null) == PENDING ]] && break
-    sleep 0.2
-  done
-  for _ in $(seq 600); do
-    pgrep -f "slurmstepd: \[$1\." >/dev/null || break
-    sleep 0.2
-  done
-  sleep 2
-  slurm scontrol update JobId="$1" StartTime=now
-}
 
 slurm_down() {
   trap - EXIT

@@ -88,19 +88,7 @@ for _ in $(seq 1500); do
   sleep 0.2
 done
 scancel --signal=USR1 "$preempted"
-# Slurm holds a requeued job for a while (BeginTime about 2 minutes ahead);
-# a test need not wait for that: let it start as soon as it is pending again.
-for _ in $(seq 600); do
-  [[ $(squeue -h -j "$preempted" -o %T 2>/dev/null) == PENDING ]] && break
-  sleep 0.2
-done
-# ...once the first run's step daemons are gone (the rerun reuses the job id).
-for _ in $(seq 600); do
-  pgrep -f "slurmstepd: \[$preempted\." >/dev/null || break
-  sleep 0.2
-done
-sleep 2
-scontrol update JobId="$preempted" StartTime=now
+slurm_restart_when_requeued "$preempted"
 wait_done "$preempted"
 cat "$work/jobs/preempted.out"
 grep -q "stopped with a checkpoint; requeueing job $preempted" "$work/jobs/preempted.out"
