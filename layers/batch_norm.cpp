@@ -42,6 +42,27 @@ void BatchNorm2d::forward(Mode mode, const Tensor& x, const Tensor& weight, cons
   last_mode_ = mode;
 }
 
+void BatchNorm2d::add_batch_statistics(const BatchStatSums& sums) {
+  CONVNET_CHECK(options_.running_stats == RunningStats::per_step, "layer ", name_,
+                ": batch statistics are summed only with per-step running statistics");
+  CONVNET_CHECK(forward_done_ && last_mode_ == Mode::training, "layer ", name_,
+                ": batch statistics need a training forward first");
+  for (const Tensor* t : {&sums.mean, &sums.var, &sums.mean_sq})
+    check_tensor(name_, "statistics sum", *t, param_shape());
+  add_batch_statistics_impl(sums);
+}
+
+void BatchNorm2d::update_running_statistics(const BatchStatSums& sums, int64_t micro_batches,
+                                            const Tensor& running_mean, const Tensor& running_var) {
+  CONVNET_CHECK(options_.running_stats == RunningStats::per_step, "layer ", name_,
+                ": a step update of per-forward running statistics");
+  CONVNET_CHECK(micro_batches > 0, "layer ", name_, ": a step of ", micro_batches,
+                " micro-batches");
+  for (const Tensor* t : {&sums.mean, &sums.var, &sums.mean_sq, &running_mean, &running_var})
+    check_tensor(name_, "statistics", *t, param_shape());
+  update_running_statistics_impl(sums, micro_batches, running_mean, running_var);
+}
+
 void BatchNorm2d::recompute(const Tensor& x, const Tensor& weight, const Tensor& bias,
                             const Tensor& y) {
   CONVNET_CHECK(forward_done_, "layer ", name_,

@@ -10,6 +10,11 @@
 //   running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1),  M = N*H*W
 // so training needs M > 1 (checked by forward). Inference mode normalizes with
 // running_mean and running_var and leaves them unchanged.
+// With RunningStats::per_step (models use it) a training forward leaves the
+// running statistics alone: add_batch_statistics() adds its mean and
+// variance to a step's sums and update_running_statistics() moves the
+// running statistics once per step (layers/running_stats.h), so that they do
+// not depend on how ranks and gradient accumulation split the step.
 //
 // Shapes:
 //   x, y                      (N, C, H, W)    contiguous
@@ -35,6 +40,17 @@
 
 namespace convnet {
 
+enum class RunningStats {
+  per_forward,  // every training forward updates them (torch.nn.BatchNorm2d)
+  per_step,     // once per step from the sums of its micro-batches
+};
+
+// A step's sums of micro-batch statistics (each (C), f32, contiguous, on the
+// layer's device): batch means, biased batch variances, squared batch means.
+struct BatchStatSums {
+  Tensor mean, var, mean_sq;
+};
+
 struct BatchNormOptions {
   int64_t channels = 0;
   double eps = 1e-5;             // added to the variance; must be > 0
@@ -43,6 +59,7 @@ struct BatchNormOptions {
   // y = relu(batch_norm(x)) in one pass (oneDNN's fused kernel); backward then
   // takes dy with respect to the ReLU output and uses a mask kept by forward.
   bool fuse_relu = false;
+  RunningStats running_stats = RunningStats::per_forward;
 };
 
 class BatchNorm2d {
@@ -68,6 +85,12 @@ class BatchNorm2d {
   // statistics it saved, without touching the running statistics (the
   // memory-efficient DenseNet recomputes BN outputs during backward this way).
   void recompute(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y);
+  // per_step: sums += the last forward's batch statistics (a training forward).
+  void add_batch_statistics(const BatchStatSums& sums);
+  // per_step: the running statistics move once towards the statistics of the
+  // `micro_batches` micro-batches whose sums these are (layers/running_stats.h).
+  void update_running_statistics(const BatchStatSums& sums, int64_t micro_batches,
+                                 const Tensor& running_mean, const Tensor& running_var);
   // Gradients of the last forward: dx (per dx_mode), dweight += sum(dy * x_hat),
   // dbias += sum(dy).
   void backward(const Tensor& x, const Tensor& weight, const Tensor& dy, const Tensor& dx,
@@ -80,6 +103,10 @@ class BatchNorm2d {
                             const Tensor& y) = 0;
   virtual void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                               const Tensor& y) = 0;
+  virtual void add_batch_statistics_impl(const BatchStatSums& sums) = 0;
+  virtual void update_running_statistics_impl(const BatchStatSums& sums, int64_t micro_batches,
+                                              const Tensor& running_mean,
+                                              const Tensor& running_var) = 0;
   // `mode` is that of the last forward.
   virtual void backward_impl(Mode mode, const Tensor& x, const Tensor& weight, const Tensor& dy,
                              const Tensor& dx, GradMode dx_mode, const Tensor& dweight,

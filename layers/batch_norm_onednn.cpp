@@ -6,6 +6,7 @@
 
 #include "core/onednn.h"
 #include "layers/batch_norm.h"
+#include "layers/running_stats.h"
 
 namespace convnet {
 namespace {
@@ -94,7 +95,30 @@ class BatchNorm2dOnednn final : public BatchNorm2d {
       variance_.copy_from(running_var);
     }
     normalize(training ? train_ : infer_, "forward", x, weight, bias, y);
-    if (training) update_running_stats(running_mean, running_var);
+    if (training && options().running_stats == RunningStats::per_forward)
+      update_running_stats(running_mean, running_var);
+  }
+
+  void add_batch_statistics_impl(const BatchStatSums& sums) override {
+    const float* mean = mean_.data<float>();
+    const float* variance = variance_.data<float>();
+    float* sum_mean = sums.mean.data<float>();
+    float* sum_var = sums.var.data<float>();
+    float* sum_mean_sq = sums.mean_sq.data<float>();
+    for (int64_t c = 0; c < options().channels; ++c)
+      running_stats::add(mean[c], variance[c], sum_mean + c, sum_var + c, sum_mean_sq + c);
+  }
+
+  void update_running_statistics_impl(const BatchStatSums& sums, int64_t micro_batches,
+                                      const Tensor& running_mean,
+                                      const Tensor& running_var) override {
+    const double values =
+        static_cast<double>(micro_batches * (input_shape().numel() / options().channels));
+    for (int64_t c = 0; c < options().channels; ++c)
+      running_stats::update(sums.mean.data<float>()[c], sums.var.data<float>()[c],
+                            sums.mean_sq.data<float>()[c], micro_batches, values,
+                            options().momentum, running_mean.data<float>() + c,
+                            running_var.data<float>() + c);
   }
 
   // The inference primitive normalizes with given statistics: here the saved ones.

@@ -47,12 +47,12 @@ class BatchNormOp final : public Op {
     bias_ = s.param(entries_.bias);
     dweight_ = s.grad(entries_.weight);
     dbias_ = s.grad(entries_.bias);
-    mean_ = s.buffer(entries_.running_mean);
-    var_ = s.buffer(entries_.running_var);
   }
   void forward(Mode mode, const std::vector<Tensor>& in, const Tensor& out) override {
-    bn_->forward(mode, in[0], weight_, bias_, mean_, var_, out);
-    if (mode == Mode::training) ++store_->counter(entries_.batches);
+    model_batch_norm_forward(*bn_, *store_, entries_, mode, in[0], out);
+  }
+  void update_running_statistics(int64_t micro_batches) override {
+    model_batch_norm_step(*bn_, *store_, entries_, micro_batches);
   }
   void backward(const std::vector<Tensor>& in, const Tensor&, const Tensor& dout,
                 const std::vector<Tensor>& din, const std::vector<GradMode>& modes) override {
@@ -63,7 +63,7 @@ class BatchNormOp final : public Op {
   std::unique_ptr<BatchNorm2d> bn_;
   BatchNormEntries entries_;
   ParamStore* store_ = nullptr;
-  Tensor weight_, bias_, dweight_, dbias_, mean_, var_;
+  Tensor weight_, bias_, dweight_, dbias_;
 };
 
 class ReluOp final : public Op {
@@ -210,6 +210,21 @@ class PadShortcutOp final : public Op {
 
 }  // namespace
 
+void model_batch_norm_forward(BatchNorm2d& bn, ParamStore& store, const BatchNormEntries& entries,
+                              Mode mode, const Tensor& x, const Tensor& y) {
+  bn.forward(mode, x, store.param(entries.weight), store.param(entries.bias),
+             store.buffer(entries.running_mean), store.buffer(entries.running_var), y);
+  if (mode == Mode::training) bn.add_batch_statistics(store.batch_stat_sums(entries));
+}
+
+void model_batch_norm_step(BatchNorm2d& bn, ParamStore& store, const BatchNormEntries& entries,
+                           int64_t micro_batches) {
+  bn.update_running_statistics(store.batch_stat_sums(entries), micro_batches,
+                               store.buffer(entries.running_mean),
+                               store.buffer(entries.running_var));
+  ++store.counter(entries.batches);
+}
+
 namespace {
 void require_plain(const NetBuilder& b, ValueId x, const std::string& name) {
   CONVNET_CHECK(b.layout(x) == Layout::nchw, "layer ", name, " needs plain nchw input");
@@ -250,9 +265,12 @@ ValueId NetBuilder::batch_norm_relu(ValueId x, const std::string& name) {
 }
 
 ValueId NetBuilder::add_batch_norm(ValueId x, const std::string& name, bool fuse_relu) {
-  auto layer = BatchNorm2d::create(
-      context_, name, {.channels = channels(x), .layout = layout(x), .fuse_relu = fuse_relu},
-      shape(x));
+  auto layer = BatchNorm2d::create(context_, name,
+                                   {.channels = channels(x),
+                                    .layout = layout(x),
+                                    .fuse_relu = fuse_relu,
+                                    .running_stats = RunningStats::per_step},
+                                   shape(x));
   const BatchNormEntries entries = store_.add_batch_norm(name, channels(x));
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<BatchNormOp>(std::move(layer), entries), {x}, out, layout(x));

@@ -17,12 +17,23 @@
 #include <vector>
 
 #include "layers/avg_pool2d.h"
+#include "layers/batch_norm.h"
 #include "layers/conv2d.h"
 #include "layers/linear.h"
 #include "layers/max_pool2d.h"
 #include "models/net.h"
 
 namespace convnet {
+
+// A model's BatchNorm (RunningStats::per_step) on its store entries: forward
+// with the entries' parameters and running statistics, and in training mode
+// its batch statistics added to the store's step sums; then, once per step,
+// the running statistics updated from the (allreduced) sums and
+// num_batches_tracked incremented.
+void model_batch_norm_forward(BatchNorm2d& bn, ParamStore& store, const BatchNormEntries& entries,
+                              Mode mode, const Tensor& x, const Tensor& y);
+void model_batch_norm_step(BatchNorm2d& bn, ParamStore& store, const BatchNormEntries& entries,
+                           int64_t micro_batches);
 
 class NetBuilder {
  public:

@@ -43,9 +43,12 @@ class DenseBlockOp final : public Op {
       const std::string p = name + ".denselayer" + std::to_string(j + 1);
       l.in_channels = c0 + j * growth;
       const Shape in{n, l.in_channels, h, w};
-      l.norm1 = BatchNorm2d::create(
-          context, p + ".norm1",
-          {.channels = l.in_channels, .layout = layout, .fuse_relu = fuse_relu}, in);
+      l.norm1 = BatchNorm2d::create(context, p + ".norm1",
+                                    {.channels = l.in_channels,
+                                     .layout = layout,
+                                     .fuse_relu = fuse_relu,
+                                     .running_stats = RunningStats::per_step},
+                                    in);
       l.norm1_params = store.add_batch_norm(p + ".norm1", l.in_channels);
       if (!fuse_relu) l.relu1 = Relu::create(context, p + ".relu1", in, layout);
       if (bn_size > 0) {
@@ -58,9 +61,12 @@ class DenseBlockOp final : public Op {
         l.conv1_id =
             store.add_parameter(p + ".conv1.weight", l.conv1->weight_shape(), ParamRole::weight);
         const Shape mid{n, width, h, w};
-        l.norm2 =
-            BatchNorm2d::create(context, p + ".norm2",
-                                {.channels = width, .layout = layout, .fuse_relu = fuse_relu}, mid);
+        l.norm2 = BatchNorm2d::create(context, p + ".norm2",
+                                      {.channels = width,
+                                       .layout = layout,
+                                       .fuse_relu = fuse_relu,
+                                       .running_stats = RunningStats::per_step},
+                                      mid);
         l.norm2_params = store.add_batch_norm(p + ".norm2", width);
         if (!fuse_relu) l.relu2 = Relu::create(context, p + ".relu2", mid, layout);
         l.conv2 = Conv2d::create(context, p + ".conv2", spatial_conv(width, growth, layout), mid);
@@ -128,10 +134,8 @@ class DenseBlockOp final : public Op {
       l.norm2->recompute(bottleneck_, param(l.norm2_params.weight), param(l.norm2_params.bias),
                          bottleneck_act_);
     } else {
-      l.norm2->forward(mode, bottleneck_, param(l.norm2_params.weight), param(l.norm2_params.bias),
-                       buffer(l.norm2_params.running_mean), buffer(l.norm2_params.running_var),
-                       bottleneck_act_);
-      if (mode == Mode::training) ++store_->counter(l.norm2_params.batches);
+      model_batch_norm_forward(*l.norm2, *store_, l.norm2_params, mode, bottleneck_,
+                               bottleneck_act_);
     }
     if (l.relu2) l.relu2->forward(bottleneck_act_, bottleneck_act_);
   }
@@ -143,10 +147,7 @@ class DenseBlockOp final : public Op {
       const Shape in_shape{input_shape_[0], l.in_channels, input_shape_[2], input_shape_[3]};
       const Tensor cat = prefix_view(concat_, in_shape), act = prefix_view(activation_, in_shape);
       write_channels(cat, 0, out, 0, l.in_channels, GradMode::overwrite);
-      l.norm1->forward(mode, cat, param(l.norm1_params.weight), param(l.norm1_params.bias),
-                       buffer(l.norm1_params.running_mean), buffer(l.norm1_params.running_var),
-                       act);
-      if (mode == Mode::training) ++store_->counter(l.norm1_params.batches);
+      model_batch_norm_forward(*l.norm1, *store_, l.norm1_params, mode, cat, act);
       if (l.relu1) l.relu1->forward(act, act);
       if (bn_size_ > 0) {
         bottleneck_forward(l, act, mode, /*recompute=*/false);
@@ -155,6 +156,13 @@ class DenseBlockOp final : public Op {
         l.conv1->forward(act, param(l.conv1_id), Tensor(), features_);
       }
       write_channels(out, l.in_channels, features_, 0, growth_, GradMode::overwrite);
+    }
+  }
+
+  void update_running_statistics(int64_t micro_batches) override {
+    for (DenseLayer& l : layers_) {
+      model_batch_norm_step(*l.norm1, *store_, l.norm1_params, micro_batches);
+      if (l.norm2) model_batch_norm_step(*l.norm2, *store_, l.norm2_params, micro_batches);
     }
   }
 
@@ -203,7 +211,6 @@ class DenseBlockOp final : public Op {
  private:
   Tensor param(int id) const { return store_->param(id); }
   Tensor grad(int id) const { return store_->grad(id); }
-  Tensor buffer(int id) const { return store_->buffer(id); }
 
   Context& context_;
   ParamStore* store_ = nullptr;

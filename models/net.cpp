@@ -298,6 +298,12 @@ void Net::plan_gradient_readiness() {
         node.grads_ready_after = std::min(node.grads_ready_after, entries[e].offset);
 }
 
+void Net::update_running_statistics(int64_t micro_batches) {
+  CONVNET_CHECK(planned_, "update_running_statistics() before plan()");
+  for (Node& node : nodes_) node.op->update_running_statistics(micro_batches);
+  store_.zero_stat_sums();
+}
+
 void Net::backward(const std::function<void(int64_t)>& on_gradients_ready) {
   CONVNET_CHECK(planned_, "Net::backward before plan()");
   int64_t reported = 0;

@@ -48,6 +48,10 @@ class Op {
   virtual void backward(const std::vector<Tensor>& inputs, const Tensor& output,
                         const Tensor& doutput, const std::vector<Tensor>& dinputs,
                         const std::vector<GradMode>& modes) = 0;
+  // Once per training step, after every micro-batch's forward: BatchNorm ops
+  // move their running statistics from the store's (allreduced) step sums of
+  // batch statistics over `micro_batches` micro-batches.
+  virtual void update_running_statistics(int64_t micro_batches) {}
   // True when forward(inputs[0] == output) is correct and backward needs
   // the output but not inputs[0]'s original values (ReLU).
   virtual bool can_run_in_place() const { return false; }
@@ -99,6 +103,12 @@ class Net {
   // registration order, so buckets at its front are done first and their
   // allreduce can overlap the rest of backward.
   void backward(const std::function<void(int64_t)>& on_gradients_ready = {});
+
+  // Ends a training step's BatchNorm statistics: every op's
+  // update_running_statistics(micro_batches) from store().flat_stat_sums()
+  // (summed over ranks by the caller first, with micro_batches counting the
+  // micro-batches of all ranks), then the sums are zeroed for the next step.
+  void update_running_statistics(int64_t micro_batches);
 
   // Bytes of kept activations, and of the pool shared by transient
   // activations (forward) and activation gradients (backward).

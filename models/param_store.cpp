@@ -86,7 +86,10 @@ void ParamStore::finalize(Allocator& allocator) {
   CONVNET_CHECK(num_params_ > 0, "model has no parameters");
   params_ = Tensor::zeros(Shape{flat_size_}, allocator);
   grads_ = Tensor::zeros(Shape{flat_size_}, allocator);
-  if (flat_buffer_size_ > 0) buffers_ = Tensor::zeros(Shape{flat_buffer_size_}, allocator);
+  if (flat_buffer_size_ > 0) {
+    buffers_ = Tensor::zeros(Shape{flat_buffer_size_}, allocator);
+    stat_sums_ = Tensor::zeros(Shape{2 * flat_buffer_size_}, allocator);
+  }
   counters_.assign(counters, 0);
   finalized_ = true;
   rebind_cursor_ = entries_.size();
@@ -126,6 +129,17 @@ int ParamStore::find(const std::string& name) const {
 }
 
 void ParamStore::zero_grads() const { grads_.set_zero(); }
+
+BatchStatSums ParamStore::batch_stat_sums(const BatchNormEntries& entries) const {
+  const ParamEntry& mean = entry(entries.running_mean, EntryKind::buffer);
+  const ParamEntry& var = entry(entries.running_var, EntryKind::buffer);
+  const Tensor second_plane = stat_sums_.slice(0, flat_buffer_size_, 2 * flat_buffer_size_);
+  return {view(stat_sums_, mean), view(stat_sums_, var), view(second_plane, mean)};
+}
+
+void ParamStore::zero_stat_sums() const {
+  if (stat_sums_.defined()) stat_sums_.set_zero();
+}
 
 std::vector<ParamSegment> ParamStore::decay_segments(DecayScope scope) const {
   CONVNET_CHECK(finalized_, "parameter store used before finalize()");

@@ -7,7 +7,8 @@
 //                     buffer to the back and gradient buckets fill in order;
 //   grads    (P) f32  same layout as params;
 //   buffers  (B) f32  BatchNorm running statistics (not trained);
-// plus one int64 per BatchNorm for num_batches_tracked.
+// plus one int64 per BatchNorm for num_batches_tracked, and the step's sums
+// of BatchNorm batch statistics (2B f32, see batch_stat_sums).
 // Each entry is then a view into its flat buffer (param(id), grad(id), ...).
 //
 // A second build of the same model (another batch size) re-registers the
@@ -21,6 +22,7 @@
 
 #include "core/context.h"
 #include "core/tensor.h"
+#include "layers/batch_norm.h"
 #include "layers/sgd.h"
 
 namespace convnet {
@@ -101,6 +103,15 @@ class ParamStore {
   std::vector<int64_t>& counters() { return counters_; }
   const std::vector<int64_t>& counters() const { return counters_; }
   void zero_grads() const;
+  // Where a BatchNorm's training forwards sum their batch statistics during
+  // a step (RunningStats::per_step): views of flat_stat_sums(), which holds
+  // two planes laid out as flat_buffers(): plane 0 has the sums of means at
+  // running_mean's place and of variances at running_var's, plane 1 the sums
+  // of squared means at running_mean's place (zeros elsewhere). Allreduced
+  // (summed) over ranks once per step; zero_stat_sums() after each update.
+  BatchStatSums batch_stat_sums(const BatchNormEntries& entries) const;
+  const Tensor& flat_stat_sums() const { return stat_sums_; }  // (2B), undefined when B == 0
+  void zero_stat_sums() const;
   // Weight-decay segments tiling the flat parameter buffer (gaps included), for Sgd: every
   // parameter gets decay, except BN parameters and biases under DecayScope::weights_only.
   std::vector<ParamSegment> decay_segments(DecayScope scope) const;
@@ -116,7 +127,7 @@ class ParamStore {
   int64_t num_buffer_elements_ = 0;
   int64_t alignment_ = 1;
   int64_t flat_size_ = 0, flat_buffer_size_ = 0;
-  Tensor params_, grads_, buffers_;
+  Tensor params_, grads_, buffers_, stat_sums_;
   std::vector<int64_t> counters_;
 };
 

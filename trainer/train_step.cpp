@@ -39,6 +39,8 @@ StepMetrics TrainStep::run(const StepPlan& plan) {
     if (!(plan.last && last_micro_batch)) prefetch();  // none past the run's last
   }
   StepMetrics metrics = agree(plan);
+  if (metrics.read && !parts_.scaler.enabled()) check_finite_gradients(plan, metrics);
+  net.update_running_statistics(parts_.accumulate * parts_.communicator.size());
   update(plan.lr, metrics);
   return metrics;
 }
@@ -78,6 +80,7 @@ StepMetrics TrainStep::agree(const StepPlan& plan) {
   std::optional<Watchdog::Scope> waiting;
   if (parts_.watchdog) waiting.emplace(*parts_.watchdog, plan.step + 1, "the gradient allreduce");
   parts_.reducer.finish();
+  reduce_batch_statistics();
   enum : std::size_t { kLoss, kTop1, kTop5, kSamples, kNonfinite, kStop, kSums };
   std::array<double, kSums> sums{};
   sums[kStop] = parts_.stop_requested && parts_.stop_requested() ? 1 : 0;
@@ -111,6 +114,16 @@ StepMetrics TrainStep::agree(const StepPlan& plan) {
   return metrics;
 }
 
+// The step's BatchNorm statistic sums, summed over ranks: on the GPU the
+// update kernels wait for it on the stream, on the CPU this waits.
+void TrainStep::reduce_batch_statistics() {
+  const Tensor& sums = parts_.store.flat_stat_sums();
+  if (!sums.defined() || parts_.communicator.size() == 1) return;
+  statistics_reduce_ = parts_.communicator.allreduce_async(
+      sums.data<float>(), static_cast<std::size_t>(sums.numel()), ReduceOp::sum);
+  if (!statistics_reduce_.defer()) statistics_reduce_.wait();
+}
+
 // fp16 overflows are the loss scaler's (update); otherwise a non-finite loss
 // ends the run before the update, or (metrics read late) before anything is
 // saved.
@@ -123,6 +136,19 @@ void TrainStep::check_finite(const StepPlan& plan, int64_t nonfinite) const {
                              " micro-batch(es); stopping before ",
                              this_step ? "the weights are updated" : "anything is saved",
                              " (lower --lr, or add --warmup-epochs)"));
+}
+
+// A finite loss can still give inf or NaN gradients (an overflow in
+// backward, a too-large --lr): the step stops before the update, so the
+// weights and every checkpoint stay finite. Checked when metrics are read
+// (every step on the CPU; on the GPU it costs a host wait).
+void TrainStep::check_finite_gradients(const StepPlan& plan, const StepMetrics& metrics) const {
+  if (all_finite(parts_.context, parts_.store.flat_grads())) return;
+  throw Error(detail::concat("non-finite gradients (NaN or inf) at step ", plan.step + 1,
+                             " (epoch ", plan.epoch + 1, ") with a finite loss ",
+                             metrics.samples > 0 ? metrics.loss_sum / metrics.samples : 0.0,
+                             "; stopping before the weights are updated (lower --lr, add "
+                             "--warmup-epochs, or check the input data)"));
 }
 
 // Averaged gradients and summed metrics are identical on every rank: every

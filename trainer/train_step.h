@@ -11,9 +11,13 @@
 //     backward; the last one reports finished gradient prefixes to the
 //       GradientReducer, which averages buckets over ranks while backward runs
 //     prefetch the next micro-batch (on the GPU: its copy starts now)
-//   wait for the buckets; agree on stop requests and, when read, on metrics
-//   a non-finite loss throws (not under fp16, which skips the step below)
+//   wait for the buckets; sum the BatchNorm statistics of the step's
+//     micro-batches over ranks; agree on stop requests and, when read, on metrics
+//   a non-finite loss throws (not under fp16, which skips the step below), and
+//     so do non-finite gradients when metrics were read
 //   fp16: the loss scaler skips a step whose gradients overflowed
+//   BatchNorm running statistics move once, from all ranks' micro-batches
+//     (so they do not depend on the rank count; models/builder.h)
 //   SGD with the plan's learning rate, gradients x 1 / loss scale
 //
 // Metrics are read (a host wait on the GPU) when the plan asks, under fp16
@@ -103,7 +107,9 @@ class TrainStep {
   void prefetch();
   void scale_loss_gradient();
   StepMetrics agree(const StepPlan& plan);
+  void reduce_batch_statistics();
   void check_finite(const StepPlan& plan, int64_t nonfinite) const;
+  void check_finite_gradients(const StepPlan& plan, const StepMetrics& metrics) const;
   void update(double lr, StepMetrics& metrics);
 
   TrainStepParts parts_;
@@ -111,7 +117,8 @@ class TrainStep {
   Batch batch_, next_batch_;
   bool prefetched_ = false;
   std::exception_ptr prefetch_error_;
-  int64_t unread_from_step_ = -1;  // the first step whose metrics were not read yet
+  PendingReduce statistics_reduce_;  // deferred on the GPU until it completes
+  int64_t unread_from_step_ = -1;    // the first step whose metrics were not read yet
   double unread_samples_ = 0;
 };
 

@@ -33,6 +33,7 @@
 #include "layers/cuda/channel_sums.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
+#include "layers/running_stats.h"
 
 namespace convnet::cuda {
 namespace {
@@ -307,6 +308,26 @@ void inverse_std(const float* var, float* inv_std, int64_t c, double eps, cudaSt
   });
 }
 
+void batch_norm_add_statistics(const float* mean, const float* unbiased_var, int64_t m,
+                               float* sum_mean, float* sum_var, float* sum_mean_sq, int64_t c,
+                               cudaStream_t stream) {
+  const float biased = static_cast<float>(static_cast<double>(m - 1) / static_cast<double>(m));
+  for_each("batch_norm_add_statistics", c, stream, [=] __device__(int64_t i) {
+    running_stats::add(mean[i], unbiased_var[i] * biased, sum_mean + i, sum_var + i,
+                       sum_mean_sq + i);
+  });
+}
+
+void batch_norm_step_update(const float* sum_mean, const float* sum_var, const float* sum_mean_sq,
+                            int64_t micro_batches, int64_t m, double momentum, float* running_mean,
+                            float* running_var, int64_t c, cudaStream_t stream) {
+  const double values = static_cast<double>(micro_batches) * static_cast<double>(m);
+  for_each("batch_norm_step_update", c, stream, [=] __device__(int64_t i) {
+    running_stats::update(sum_mean[i], sum_var[i], sum_mean_sq[i], micro_batches, values, momentum,
+                          running_mean + i, running_var + i);
+  });
+}
+
 }  // namespace convnet::cuda
 
 #ifndef CONVNET_CUDA_ON_HOST  // the kernels alone run on the host (tests/cuda_on_host)
@@ -353,6 +374,12 @@ class BatchNormCudnn final : public BatchNorm2d {
     param_.set(Shape{options.channels});
     saved_mean_ = Tensor::empty(Shape{options.channels}, context.allocator());
     saved_inv_std_ = Tensor::empty(Shape{options.channels}, context.allocator());
+    if (options.running_stats == RunningStats::per_step) {
+      // cuDNN's running update with factor 1 leaves the batch mean and
+      // unbiased variance here (1 * batch + 0 * finite zeros).
+      batch_mean_ = Tensor::zeros(Shape{options.channels}, context.allocator());
+      batch_var_ = Tensor::zeros(Shape{options.channels}, context.allocator());
+    }
     CONVNET_CUDNN(cudnnSetActivationDescriptor(relu_.get(), CUDNN_ACTIVATION_RELU,
                                                CUDNN_NOT_PROPAGATE_NAN, 0.0));
     const char* env = std::getenv("CONVNET_CUDNN_BN");
@@ -463,7 +490,7 @@ class BatchNormCudnn final : public BatchNorm2d {
   // One training forward on the current path: false (nothing computed)
   // where cuDNN refused it, after stepping down.
   bool try_training_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                            const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& running_mean, const Tensor& running_var, double momentum,
                             const Tensor& y) {
     const float one = 1.0f, zero = 0.0f;
     cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
@@ -471,7 +498,7 @@ class BatchNormCudnn final : public BatchNorm2d {
       status = cudnnBatchNormalizationForwardTrainingEx(
           context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, ops(), &one, &zero, x_.get(),
           cuda::act(x), nullptr, nullptr, x_.get(), cuda::act(y), param_.get(),
-          cuda::device_ptr(weight), cuda::device_ptr(bias), options().momentum,
+          cuda::device_ptr(weight), cuda::device_ptr(bias), momentum,
           cuda::device_ptr(running_mean), cuda::device_ptr(running_var), options().eps,
           saved_mean_.data<float>(), saved_inv_std_.data<float>(), activation(), workspace(),
           workspace_bytes_, reserve(), reserve_bytes_);
@@ -479,13 +506,13 @@ class BatchNormCudnn final : public BatchNorm2d {
       status = cudnnBatchNormalizationForwardTraining(
           context_.gpu().cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.get(), cuda::act(x),
           x_.get(), cuda::act(y), param_.get(), cuda::device_ptr(weight), cuda::device_ptr(bias),
-          options().momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var),
-          options().eps, saved_mean_.data<float>(), saved_inv_std_.data<float>());
+          momentum, cuda::device_ptr(running_mean), cuda::device_ptr(running_var), options().eps,
+          saved_mean_.data<float>(), saved_inv_std_.data<float>());
     } else {
       cuda::batch_norm_statistics(dtype_, cuda::act(x), saved_mean_.data<float>(),
                                   saved_inv_std_.data<float>(), cuda::device_ptr(running_mean),
                                   cuda::device_ptr(running_var), n(), c(), hw(), channels_last(),
-                                  options().eps, options().momentum, reduction_scratch(), stream());
+                                  options().eps, momentum, reduction_scratch(), stream());
       apply(x, weight, bias, y);  // with the fused ReLU
       return true;
     }
@@ -523,9 +550,28 @@ class BatchNormCudnn final : public BatchNorm2d {
     }
     cuda::require_dtype(name(), dtype_, {&x, &y});
     bias_for_mask_ = cuda::device_ptr(bias);
-    while (!try_training_forward(x, weight, bias, running_mean, running_var, y)) {
+    const bool per_step = options().running_stats == RunningStats::per_step;
+    const Tensor& mean_to = per_step ? batch_mean_ : running_mean;
+    const Tensor& var_to = per_step ? batch_var_ : running_var;
+    const double momentum = per_step ? 1.0 : options().momentum;
+    while (!try_training_forward(x, weight, bias, mean_to, var_to, momentum, y)) {
     }
     trained_path_ = path_;
+  }
+
+  void add_batch_statistics_impl(const BatchStatSums& sums) override {
+    cuda::batch_norm_add_statistics(batch_mean_.data<float>(), batch_var_.data<float>(), n() * hw(),
+                                    cuda::device_ptr(sums.mean), cuda::device_ptr(sums.var),
+                                    cuda::device_ptr(sums.mean_sq), c(), stream());
+  }
+
+  void update_running_statistics_impl(const BatchStatSums& sums, int64_t micro_batches,
+                                      const Tensor& running_mean,
+                                      const Tensor& running_var) override {
+    cuda::batch_norm_step_update(cuda::device_ptr(sums.mean), cuda::device_ptr(sums.var),
+                                 cuda::device_ptr(sums.mean_sq), micro_batches, n() * hw(),
+                                 options().momentum, cuda::device_ptr(running_mean),
+                                 cuda::device_ptr(running_var), c(), stream());
   }
 
   void recompute_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -610,7 +656,8 @@ class BatchNormCudnn final : public BatchNorm2d {
   BnPath trained_path_ = BnPath::spatial;                // of the last training forward
   std::size_t workspace_bytes_ = 0, reserve_bytes_ = 0;  // the persistent paths'
   Tensor reserve_;  // the persistent (unfused) path's reserve, from forward to backward
-  Tensor saved_mean_, saved_inv_std_;     // (C) of the last forward
+  Tensor saved_mean_, saved_inv_std_;  // (C) of the last forward
+  Tensor batch_mean_, batch_var_;      // (C) per_step: the last training forward's (unbiased var)
   const float* bias_for_mask_ = nullptr;  // the last forward's bias (fused ReLU backward)
 };
 

@@ -89,6 +89,17 @@ void batch_norm_backward_batch_stats(DType t, const void* x, const void* dy, con
                                      int64_t c, int64_t hw, bool channels_last, float* scratch,
                                      cudaStream_t stream);
 
+// Per-step running statistics (layers/running_stats.h), per channel:
+// sums += (mean, unbiased_var (m - 1) / m, mean^2) for a micro-batch of m
+// values per channel; then once per step, from the sums of micro_batches
+// micro-batches, running_mean and running_var move by momentum.
+void batch_norm_add_statistics(const float* mean, const float* unbiased_var, int64_t m,
+                               float* sum_mean, float* sum_var, float* sum_mean_sq, int64_t c,
+                               cudaStream_t stream);
+void batch_norm_step_update(const float* sum_mean, const float* sum_var, const float* sum_mean_sq,
+                            int64_t micro_batches, int64_t m, double momentum, float* running_mean,
+                            float* running_var, int64_t c, cudaStream_t stream);
+
 // inv_std[c] = 1 / sqrt(var[c] + eps).
 void inverse_std(const float* var, float* inv_std, int64_t c, double eps, cudaStream_t stream);
 

@@ -203,6 +203,38 @@ TEST_P(BatchNormOnHost, ChannelsLastStatisticsAreDeterministic) {
     EXPECT_EQ(run(other), first) << order_name(other);
 }
 
+// Per-step running statistics: the kernels' sums and update are those of
+// layers/running_stats.h (the CPU layer's), from the batch means and the
+// unbiased variances cuDNN leaves with factor 1: the step's variance over two
+// micro-batches of 10 values per channel, within + between, moved by 0.1.
+TEST_P(BatchNormOnHost, StepUpdateOfTwoMicroBatches) {
+  const int64_t c = 3, m = 10;
+  std::vector<float> sum_mean(c, 0), sum_var(c, 0), sum_sq(c, 0);
+  const std::vector<float> means[2] = {{1, -2, 0}, {3, -2, 0.5f}};
+  const std::vector<float> biased[2] = {{1, 4, 0}, {2, 4, 1}};
+  for (int k = 0; k < 2; ++k) {
+    std::vector<float> unbiased(c);
+    for (int64_t i = 0; i < c; ++i) unbiased[i] = biased[k][i] * m / (m - 1);
+    batch_norm_add_statistics(means[k].data(), unbiased.data(), m, sum_mean.data(), sum_var.data(),
+                              sum_sq.data(), c, nullptr);
+  }
+  std::vector<float> rm(c, 0.0f), rv(c, 1.0f);
+  batch_norm_step_update(sum_mean.data(), sum_var.data(), sum_sq.data(), 2, m, 0.1, rm.data(),
+                         rv.data(), c, nullptr);
+  std::vector<double> want_mean(c), want_var(c);
+  for (int64_t i = 0; i < c; ++i) {
+    const double mean = (means[0][i] + means[1][i]) / 2.0;
+    const double between = ((means[0][i] - mean) * (means[0][i] - mean) +
+                            (means[1][i] - mean) * (means[1][i] - mean)) /
+                           2.0;
+    const double var = (biased[0][i] + biased[1][i]) / 2.0 + between;
+    want_mean[i] = 0.1 * mean;
+    want_var[i] = 0.9 + 0.1 * var * 20.0 / 19.0;
+  }
+  expect_close(rm, want_mean, "running mean", 1e-5);
+  expect_close(rv, want_var, "running variance", 1e-5);
+}
+
 CONVNET_ON_HOST_ORDERS(BatchNormOnHost);
 
 }  // namespace

@@ -196,6 +196,76 @@ TEST(BatchNormRunningStats, TwoTrainingStepsUseTheUnbiasedVariance) {
   EXPECT_EQ(out[7], 0.0f);
 }
 
+// Per-step running statistics (models use them): a training forward leaves
+// the running statistics alone; one micro-batch per step moves them exactly
+// as a per-forward layer does (bit for bit); two micro-batches of a batch
+// move them as one forward over the whole batch (within + between variance,
+// f32 rounding of sums of O(1) values: 1e-5).
+TEST(BatchNormRunningStats, PerStepEqualsOneForwardOverTheStepsMicroBatches) {
+  Context context;
+  std::mt19937 rng(21);
+  const Shape half{2, 3, 3, 3}, whole{4, 3, 3, 3}, channels{3};
+  const ref::Array x = random_array(whole, rng, -1.0, 3.0);
+  ref::Array first(half), second(half);
+  const auto per = static_cast<std::ptrdiff_t>(half.numel());
+  std::copy(x.data.begin(), x.data.begin() + per, first.data.begin());
+  std::copy(x.data.begin() + per, x.data.end(), second.data.begin());
+  Tensor w = testing::zeros(context, channels), b = testing::zeros(context, channels);
+  w.fill(1.0f);
+  const auto running = [&] {
+    std::pair<Tensor, Tensor> r{testing::zeros(context, channels),
+                                testing::zeros(context, channels)};
+    r.first.fill(0.5f);
+    r.second.fill(2.0f);
+    return r;
+  };
+  const auto sums = [&] {
+    return BatchStatSums{testing::zeros(context, channels), testing::zeros(context, channels),
+                         testing::zeros(context, channels)};
+  };
+  // Per forward, over the whole batch and over the first half.
+  auto [whole_mean, whole_var] = running();
+  auto [half_mean, half_var] = running();
+  auto whole_bn = BatchNorm2d::create(context, "bn", {.channels = 3}, whole);
+  auto half_bn = BatchNorm2d::create(context, "bn", {.channels = 3}, half);
+  Tensor y_whole = testing::zeros(context, whole), y = testing::zeros(context, half);
+  whole_bn->forward(Mode::training, testing::to_tensor(context, x), w, b, whole_mean, whole_var,
+                    y_whole);
+  half_bn->forward(Mode::training, testing::to_tensor(context, first), w, b, half_mean, half_var,
+                   y);
+
+  const BatchNormOptions step_options{.channels = 3, .running_stats = RunningStats::per_step};
+  auto bn = BatchNorm2d::create(context, "bn", step_options, half);
+  for (const int64_t micro_batches : {1, 2}) {
+    SCOPED_TRACE(micro_batches);
+    auto [mean, var] = running();
+    const BatchStatSums s = sums();
+    for (const ref::Array* part : {&first, &second}) {
+      if (part == &second && micro_batches == 1) break;
+      bn->forward(Mode::training, testing::to_tensor(context, *part), w, b, mean, var, y);
+      EXPECT_EQ(mean.to_vector(), std::vector<float>(3, 0.5f)) << "forward moved the mean";
+      EXPECT_EQ(var.to_vector(), std::vector<float>(3, 2.0f)) << "forward moved the variance";
+      bn->add_batch_statistics(s);
+    }
+    bn->update_running_statistics(s, micro_batches, mean, var);
+    if (micro_batches == 1) {
+      EXPECT_EQ(mean.to_vector(), half_mean.to_vector());
+      EXPECT_EQ(var.to_vector(), half_var.to_vector());
+    } else {
+      const auto array = [&](const Tensor& t) {
+        ref::Array a(channels);
+        const std::vector<float> v = t.to_vector();
+        a.data.assign(v.begin(), v.end());
+        return a;
+      };
+      EXPECT_TRUE(all_close(mean, array(whole_mean), 1e-5, 1e-5));
+      EXPECT_TRUE(all_close(var, array(whole_var), 1e-5, 1e-5));
+    }
+  }
+  // The sums belong to per-step layers only.
+  EXPECT_THROW(half_bn->add_batch_statistics(sums()), Error);
+}
+
 // Inference normalizes with the given running statistics, not the batch's:
 // y = w * (x - running_mean) / sqrt(running_var + eps) + b, computed here by hand.
 // f32 evaluation of that one expression errs by a few ulp of O(1) values: 1e-5.

@@ -234,11 +234,12 @@ TEST_P(TorchParity, MatchesPyTorch) {
   // scaled by 0.1.
   load_into(reference, "input", net->input());
   net->forward(c.mode);
+  if (training) net->update_running_statistics(1);  // one step of one micro-batch
   const Deviation logits = deviation(net->output().to_vector(), reference.read("logits"));
   EXPECT_LT(logits.relative, 1e-4) << describe("logits", logits);
 
-  // Running statistics: updated by a training forward (momentum 0.1, unbiased
-  // variance), untouched by an inference one; float32 rounding of batch
+  // Running statistics: updated by a training step of one forward (momentum
+  // 0.1, unbiased variance), untouched by an inference one; float32 rounding of batch
   // means and variances is ~1e-6 relative.
   for (std::size_t i = 0; i < store.entries().size(); ++i) {
     const ParamEntry& e = store.entries()[i];

@@ -176,6 +176,7 @@ TEST(DenseNet, MemoryEfficientEqualsNaive) {
       std::mt19937 rng(3);
       fill_random(net->input(), rng);
       net->forward(Mode::training);
+      net->update_running_statistics(1);
       fill_random(net->output_grad(), rng);
       store.zero_grads();
       net->backward();

@@ -1,27 +1,35 @@
 #!/usr/bin/python3
-"""Compares the trainable parameters of two convnet weights files.
+"""Compares the /model datasets of two convnet weights files.
 
-usage: compare_weights.py A.h5 B.h5 RTOL [same|differ]
-Exits 0 when every parameter (running statistics and counters excluded: BN
-statistics are per replica) has max|a - b| <= RTOL * max|a| + 1e-7, or, with
-`differ`, when at least one does not (a check that the comparison can fail).
+usage: compare_weights.py A.h5 B.h5 RTOL [same|differ] [--parameters-only]
+Exits 0 when every dataset (parameters, BN running statistics, and the
+num_batches_tracked counters, which must be equal) has
+max|a - b| <= RTOL * max|a| + 1e-7, or, with `differ`, when at least one does
+not (a check that the comparison can fail). --parameters-only leaves out the
+running statistics and counters.
 """
 import sys
 
 import h5py
 import numpy as np
 
-a_path, b_path, rtol = sys.argv[1], sys.argv[2], float(sys.argv[3])
-expect = sys.argv[4] if len(sys.argv) > 4 else "same"
+args = [a for a in sys.argv[1:] if a != "--parameters-only"]
+parameters_only = len(args) < len(sys.argv) - 1
+a_path, b_path, rtol = args[0], args[1], float(args[2])
+expect = args[3] if len(args) > 3 else "same"
 worst_name, worst = None, 0.0
 with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
     keys = sorted(a["model"].keys())
     assert keys == sorted(b["model"].keys()), "different state_dict keys"
     for key in keys:
-        if "running_" in key or "num_batches" in key:
+        if parameters_only and ("running_" in key or "num_batches" in key):
             continue
         x, y = np.asarray(a["model"][key]), np.asarray(b["model"][key])
-        error = float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-7))
+        if "num_batches" in key:
+            error = 0.0 if np.array_equal(x, y) else float("inf")
+        else:
+            x, y = x.astype(np.float64), y.astype(np.float64)
+            error = float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-7))
         if error > worst:
             worst_name, worst = key, error
 print(f"largest relative difference {worst:.3g} in {worst_name}")
