@@ -109,7 +109,8 @@ void preprocess(const Image& image, const AugmentOptions& options, int64_t epoch
     return;
   }
   if (options.recipe == Recipe::cifar) {
-    const int64_t dy = rng.integer(0, 8) - 4, dx = rng.integer(0, 8) - 4;
+    const int64_t dy = rng.integer(0, 2 * kCifarPadding) - kCifarPadding;
+    const int64_t dx = rng.integer(0, 2 * kCifarPadding) - kCifarPadding;
     const bool flip = rng.uniform() < 0.5;
     copy_normalize(image, dy, dx, flip, options, out);
     return;

@@ -13,6 +13,9 @@
 //             with antialiased bilinear resampling + flip / Resize(resize) of
 //             the shorter side + CenterCrop(size), done in one resampling pass
 // Padding is zero in pixel units, as torchvision pads before Normalize.
+// The cifar recipe needs images of at least kCifarMinSize on each side: on
+// smaller ones most crops are mostly padding, whole batches come out nearly
+// constant, and batch norm turns them into exploding gradients.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +28,8 @@
 namespace convnet {
 
 enum class Recipe { none, cifar, imagenet };
+constexpr int64_t kCifarPadding = 4;
+constexpr int64_t kCifarMinSize = 2 * kCifarPadding;
 template <>
 struct NamedValues<Recipe> {
   static constexpr std::pair<Recipe, const char*> table[] = {

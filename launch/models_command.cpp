@@ -19,15 +19,18 @@ int models_command(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse_command_line(args, options, &vm)) return 0;
   Context context({.num_threads = 1});
-  std::printf("%-22s %-14s %14s  %s\n", "model", "family", "parameters", "input");
+  std::printf("%-22s %-14s %14s  %-12s %s\n", "model", "family", "parameters", "input", "smallest");
   for (const ModelInfo& info : model_zoo()) {
     ParamStore store;
     const int64_t s = info.default_image_size;
     build_model(context, {.name = info.name, .num_classes = classes, .in_channels = channels},
                 store, Shape{1, channels, s, s});
-    std::printf("%-22s %-14s %14ld  %ldx%ldx%ld\n", info.name.c_str(), info.family.c_str(),
-                static_cast<long>(store.num_parameters()), static_cast<long>(channels),
-                static_cast<long>(s), static_cast<long>(s));
+    const std::string input =
+        std::to_string(channels) + "x" + std::to_string(s) + "x" + std::to_string(s);
+    const std::string smallest =
+        std::to_string(info.min_image_size) + "x" + std::to_string(info.min_image_size);
+    std::printf("%-22s %-14s %14ld  %-12s %s\n", info.name.c_str(), info.family.c_str(),
+                static_cast<long>(store.num_parameters()), input.c_str(), smallest.c_str());
   }
   return 0;
 }

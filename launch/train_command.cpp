@@ -23,9 +23,10 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
       .add("val-data", &c.val_data, "validation dataset, evaluated after every epoch (optional)")
       .add("in-channels", &c.in_channels, "input channels (0: the dataset's)")
       .add("num-classes", &c.num_classes, "classes (0: the dataset's)")
-      .add("recipe", &c.recipe,
-           "augmentation: none, cifar (pad-4 crop + flip), imagenet (random-resized crop + flip); "
-           "auto: imagenet for encoded data, cifar for raw images up to 64x64, none otherwise")
+      .add(
+          "recipe", &c.recipe,
+          "augmentation: none, cifar (pad-4 crop + flip), imagenet (random-resized crop + flip); "
+          "auto: imagenet for encoded data, cifar for raw images from 8x8 to 64x64, none otherwise")
       .add("crop", &c.crop, "imagenet recipe: crop size (0: 224)")
       .add_switch("memory-efficient", &c.memory_efficient, "DenseNet shared concatenation buffers")
       .add_switch("skip-corrupt", &c.skip_corrupt,

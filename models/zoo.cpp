@@ -93,9 +93,21 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
           }};
 }
 
+// The smallest input side whose last transition still pools a pixel: the
+// ImageNet stem (7x7/2 convolution, padding 3; 3x3/2 max pooling, padding 1)
+// and one 2x2/2 average pooling per transition, as models/densenet.cpp.
+int64_t densenet_min_image_size(const DenseNetConfig& config) {
+  for (int64_t size = 1;; ++size) {
+    int64_t side = size;
+    if (config.imagenet_stem) side = ((side + 6 - 7) / 2 + 1 + 2 - 3) / 2 + 1;
+    for (std::size_t t = 0; t + 1 < config.blocks.size(); ++t) side /= 2;
+    if (side >= 1) return size;
+  }
+}
+
 Entry densenet_entry(const std::string& name, DenseNetConfig config, Scale scale) {
   const bool cifar = scale == Scale::cifar;
-  return {{name, "densenet", cifar ? 10 : 1000, cifar ? 32 : 224},
+  return {{name, "densenet", cifar ? 10 : 1000, cifar ? 32 : 224, densenet_min_image_size(config)},
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             DenseNetConfig c = config;
             c.memory_efficient = spec.memory_efficient;
@@ -218,6 +230,11 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   CONVNET_CHECK(input_shape.rank() == 4 && input_shape[1] == spec.in_channels, "model ", spec.name,
                 " with ", spec.in_channels, " input channels cannot take input shape ",
                 input_shape);
+  const int64_t min_size = entry.info.min_image_size;
+  CONVNET_CHECK(input_shape[2] >= min_size && input_shape[3] >= min_size, "model ", spec.name,
+                " needs images of at least ", min_size, "x", min_size,
+                " (its poolings would leave no pixel of smaller ones); got ", input_shape[2], "x",
+                input_shape[3]);
   if (store.finalized()) store.begin_rebind();
   auto net = std::make_unique<Net>(context, store);
   NetBuilder builder(context, *net, store);

@@ -42,6 +42,9 @@ struct ModelInfo {
   std::string family;          // "resnet", "preact_resnet", "se_resnet", "densenet"
   int64_t default_classes;     // 1000 or 10
   int64_t default_image_size;  // 224 or 32
+  // The smallest height and width the model takes: every pooling keeps at
+  // least one pixel (DenseNets' transitions halve without padding).
+  int64_t min_image_size = 1;
 };
 
 // Every model name convnet accepts, in display order.

@@ -28,10 +28,21 @@ std::vector<double> parse_milestones(const std::string& text, int64_t epochs) {
   return milestones;
 }
 
-Recipe resolve_recipe(std::optional<Recipe> recipe, const DatasetInfo& info) {
+// auto: imagenet for encoded images, cifar for raw ones from 8x8 to 64x64
+// (smaller ones would be mostly padding), none otherwise.
+Recipe resolve_recipe(std::optional<Recipe> recipe, const DatasetInfo& info,
+                      const std::string& path) {
+  const int64_t smaller = std::min(info.height, info.width);
+  CONVNET_CHECK(!recipe || *recipe != Recipe::cifar || info.layout == DatasetLayout::encoded ||
+                    smaller >= kCifarMinSize,
+                "--recipe cifar pads ", kCifarPadding, " pixels and crops, which needs images of ",
+                "at least ", kCifarMinSize, "x", kCifarMinSize, "; ", path, " holds ", info.height,
+                "x", info.width, " images, whose crops would be mostly padding (batch norm ",
+                "then makes the gradients explode): use --recipe none");
   if (recipe) return *recipe;
   if (info.layout == DatasetLayout::encoded) return Recipe::imagenet;
-  return std::max(info.height, info.width) <= 64 ? Recipe::cifar : Recipe::none;
+  const bool cifar_sized = std::max(info.height, info.width) <= 64 && smaller >= kCifarMinSize;
+  return cifar_sized ? Recipe::cifar : Recipe::none;
 }
 
 // The checkpoint a run resumes from ("" for a fresh start), the same on
@@ -216,7 +227,7 @@ LoaderOptions training_loader_options(const TrainConfig& config, const DatasetIn
                                       bool channels_last, int world, int rank, int64_t accumulate) {
   LoaderOptions options;
   options.augment.channels_last = channels_last;
-  options.augment.recipe = resolve_recipe(config.recipe, info);
+  options.augment.recipe = resolve_recipe(config.recipe, info, config.train_data);
   options.augment.size = config.crop;
   options.augment.seed = config.seed;
   options.batch_size = config.batch_size;

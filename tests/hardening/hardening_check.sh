@@ -20,6 +20,11 @@
 #   early_signal   SIGTERM pending before convnet train starts (blocked by the parent):
 #                  the run stops after its first step with a checkpoint, exit 75, resumable
 #   nonfinite_weights  eval of a model.h5 with a NaN weight: exit 1 naming the file and key
+#   small_images   1x1 and 2x2 images: --recipe cifar (pad-4 crops of mostly padding, which
+#                  made the gradients explode) is refused naming the size and --recipe none;
+#                  auto picks none there and resnet20 trains to a finite model, its loss
+#                  falling, as PyTorch's does; a DenseNet refuses images below its
+#                  minimum, naming the model and the size
 #   inspect_damage convnet inspect of damaged checkpoints (a flipped data byte, a missing,
 #                  extra or reshaped key, a NaN weight, a short momentum, an impossible
 #                  training-state field): exit 1 naming the damage; --quick still reads them
@@ -236,6 +241,43 @@ nonfinite_weights)
   expect_error "model.h5: key fc.weight holds non-finite values" \
     "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --threads 1
   echo "nonfinite_weights: ok"
+  ;;
+small_images)
+  for size in 1 2; do
+    /usr/bin/python3 - "$data" "$work/small$size.h5" "$size" <<'EOF'
+import sys, h5py, numpy
+src, dst, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with h5py.File(src, "r") as f, h5py.File(dst, "w") as out:
+    for key, value in f.attrs.items():
+        out.attrs[key] = value
+    out.attrs["height"], out.attrs["width"] = size, size
+    images = numpy.array(f["images"][:2048], dtype=numpy.float64)
+    k = images.shape[1] // size
+    images = images[:, :k * size, :k * size].reshape(-1, size, k, size, k, images.shape[3])
+    out["images"] = images.mean(axis=(2, 4)).round().astype(numpy.uint8)
+    out["labels"] = numpy.array(f["labels"][:2048])
+EOF
+    expect_error "--recipe cifar pads 4 pixels and crops, which needs images of at least 8x8; $work/small$size.h5 holds ${size}x${size} images" \
+      train --train-data "$work/small$size.h5" --recipe cifar --run-dir "$work/cifar$size"
+    test ! -e "$work/cifar$size/model.h5"
+    "$convnet" train --model resnet20 --train-data "$work/small$size.h5" --batch-size 32 \
+      --max-steps 60 --log-every 10 --threads 1 --loader-threads 1 --run-dir "$work/auto$size" \
+      >"$work/auto$size.log"
+    grep -q "recipe none" "$work/auto$size.log"
+    /usr/bin/python3 - "$work/auto$size" <<'EOF'
+import json, sys, h5py, numpy
+run = sys.argv[1]
+with h5py.File(run + "/model.h5", "r") as f:
+    for key, value in f["model"].items():
+        assert numpy.isfinite(numpy.asarray(value, dtype=numpy.float64)).all(), key
+losses = [r["loss"] for r in map(json.loads, open(run + "/metrics.jsonl")) if r.get("kind") == "train"]
+assert losses[-1] < losses[0], losses
+EOF
+  done
+  expect_error "model densenet_bc_100_k12 needs images of at least 4x4 (its poolings would leave no pixel of smaller ones); got 2x2" \
+    "$convnet" train --model densenet_bc_100_k12 --train-data "$work/small2.h5" --batch-size 4 \
+    --max-steps 1 --threads 1 --loader-threads 1 --run-dir "$work/densenet"
+  echo "small_images: ok"
   ;;
 inspect_damage)
   train --max-steps 2 --checkpoint-every 1steps --run-dir "$work/r" >/dev/null

@@ -81,6 +81,33 @@ double relative_error(const Tensor& a, const Tensor& b) {
   return diff / std::max(scale, 1e-30);
 }
 
+// The smallest image a model takes is stated and enforced when it is built,
+// naming the model and the size: DenseNets' unpadded transitions need
+// 2^transitions pixels after the stem (densenet121: 29 = the 7x7/2 stem and
+// 3x3/2 pooling leave 8, three transitions 1); ResNets pad every stride and
+// take any size (PyTorch trains them on 1x1 images too).
+TEST(ModelZoo, TooSmallImagesAreRefusedNamingTheModelsMinimum) {
+  Context context;
+  const std::map<std::string, int64_t> minimum{
+      {"densenet121", 29}, {"densenet_bc_100_k12", 4}, {"densenet40_k12", 4}, {"resnet20", 1}};
+  for (const auto& [name, size] : minimum) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(model_info(name).min_image_size, size);
+    ParamStore store;
+    EXPECT_NO_THROW(build_model(context, {.name = name}, store, Shape{2, 3, size, size}));
+    if (size == 1) continue;
+    ParamStore small;
+    try {
+      build_model(context, {.name = name}, small, Shape{2, 3, size, size - 1});
+      ADD_FAILURE() << "built at " << size << "x" << size - 1;
+    } catch (const Error& e) {
+      const std::string want = "model " + name + " needs images of at least " +
+                               std::to_string(size) + "x" + std::to_string(size);
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
+}
+
 // An ImageNet ResNet on a small image runs its last stage on 1x1 maps; the
 // blocked layout must carry through them (the residual additions need one
 // layout), and the result must equal the plain layout's.

@@ -21,11 +21,18 @@ namespace {
 // A model, its loss, optimizer and reducer on one rank, and a source of
 // random micro-batches (labels b % 10) that a test may poison.
 struct Replica {
+  using Builder = std::function<std::unique_ptr<Net>(Context&, ParamStore&)>;
   Replica(const std::string& model, int64_t batch, int64_t size,
           LossScaler scaler = LossScaler(false))
+      : Replica(
+            [&](Context& context, ParamStore& store) {
+              return build_model(context, {.name = model, .num_classes = 10}, store,
+                                 Shape{batch, 3, size, size});
+            },
+            scaler) {}
+  explicit Replica(const Builder& build, LossScaler scaler = LossScaler(false))
       : context(ContextOptions{.num_threads = 2}),
-        net(build_model(context, {.name = model, .num_classes = 10}, store,
-                        Shape{batch, 3, size, size})),
+        net(build(context, store)),
         loss(SoftmaxCrossEntropy::create(context, "loss", {}, net->output().shape())),
         sgd(context, {.momentum = 0.9, .weight_decay = 1e-4},
             store.decay_segments(DecayScope::weights_only), store.flat_size()),
@@ -159,6 +166,51 @@ TEST(TrainStep, NonFiniteLossThrowsBeforeTheUpdate) {
       testing::throws_error_with([&] { step.run({.step = 2, .epoch = 0, .lr = 0.05}); },
                                  "non-finite loss at step 3 (epoch 1) on 1 micro-batch(es); "
                                  "stopping before the weights are updated"));
+  EXPECT_EQ(r.weights(), before);
+}
+
+// Logits = the input, and a parameter whose gradient backward sets to inf
+// once `poisoned` is true: a finite loss with non-finite gradients (as an
+// overflow inside backward gives).
+class PoisonedGradientOp final : public Op {
+ public:
+  PoisonedGradientOp(int param, const bool& poisoned) : param_(param), poisoned_(poisoned) {}
+  void bind(ParamStore& store) override { grad_ = store.grad(param_); }
+  bool backward_needs_input(int) const override { return false; }
+  void forward(Mode, const std::vector<Tensor>& in, const Tensor& out) override {
+    out.copy_from(in[0]);
+  }
+  void backward(const std::vector<Tensor>&, const Tensor&, const Tensor&,
+                const std::vector<Tensor>&, const std::vector<GradMode>&) override {
+    grad_.fill(poisoned_ ? std::numeric_limits<float>::infinity() : 1.0f);
+  }
+
+ private:
+  int param_;
+  const bool& poisoned_;
+  Tensor grad_;
+};
+
+// Non-finite gradients with a finite loss: the step stops before the update,
+// naming the step, instead of writing inf into the weights.
+TEST(TrainStep, NonFiniteGradientsThrowBeforeTheUpdate) {
+  bool poisoned = false;
+  Replica r([&](Context& context, ParamStore& store) {
+    auto net = std::make_unique<Net>(context, store);
+    const int param = store.add_parameter("poison.weight", Shape{3}, ParamRole::weight);
+    const ValueId logits = net->add_reshape(net->add_input(Shape{4, 10, 1, 1}), Shape{4, 10});
+    net->set_output(
+        net->add_op(std::make_unique<PoisonedGradientOp>(param, poisoned), {logits}, Shape{4, 10}));
+    net->plan();
+    return net;
+  });
+  TrainStep step = r.make_step();
+  step.run({.step = 0, .lr = 0.05});
+  poisoned = true;
+  const std::vector<uint32_t> before = r.weights();
+  EXPECT_TRUE(testing::throws_error_with([&] { step.run({.step = 1, .epoch = 0, .lr = 0.05}); },
+                                         "non-finite gradients (NaN or inf) at step 2 (epoch 1) "
+                                         "with a finite loss"));
   EXPECT_EQ(r.weights(), before);
 }
 
