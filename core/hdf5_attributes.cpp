@@ -33,11 +33,41 @@ H5T_class_t stored_class(hid_t attr, const char* name) {
   return H5Tget_class(file_type.get());
 }
 
+// The name of the file `location` is in, for messages.
+std::string file_of(hid_t location) {
+  const ssize_t size = H5Fget_name(location, nullptr, 0);
+  if (size <= 0) return "an HDF5 file";
+  std::string name(static_cast<std::size_t>(size) + 1, '\0');
+  H5Fget_name(location, name.data(), name.size());
+  name.resize(static_cast<std::size_t>(size));
+  return name;
+}
+
+[[noreturn]] void throw_damaged(const std::string& path, const char* what, const char* name) {
+  throw Error(detail::concat(path, ": damaged file: the HDF5 metadata holding ", what, " '", name,
+                             "' does not read back (a metadata checksum mismatch or a corrupt ",
+                             "header)"));
+}
+
+bool attribute_exists(hid_t location, const std::string& path, const char* name) {
+  const htri_t exists = H5Aexists(location, name);
+  if (exists < 0) throw_damaged(path, "attribute", name);
+  return exists > 0;
+}
+
 }  // namespace
 
+bool has_link(hid_t location, const std::string& path, const char* name) {
+  const htri_t exists = H5Lexists(location, name, H5P_DEFAULT);
+  if (exists < 0) throw_damaged(path, "object", name);
+  return exists > 0;
+}
+
 int64_t read_int_attribute(hid_t location, const std::string& path, const char* name) {
-  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing root attribute '", name, "'");
-  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing root attribute '", name,
+                "'");
+  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
+                               std::string("attribute '") + name + "'");
   // HDF5 would convert 10.7 to 10: a float where an integer belongs is damage.
   CONVNET_CHECK(stored_class(attr.get(), name) == H5T_INTEGER, path, ": attribute '", name,
                 "' is stored as a non-integer type; it must be an integer");
@@ -48,8 +78,10 @@ int64_t read_int_attribute(hid_t location, const std::string& path, const char* 
 }
 
 std::string read_string_attribute(hid_t location, const std::string& path, const char* name) {
-  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing root attribute '", name, "'");
-  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing root attribute '", name,
+                "'");
+  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
+                               std::string("attribute '") + name + "'");
   Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
   CONVNET_CHECK(H5Tget_class(file_type.get()) == H5T_STRING, path, ": attribute '", name,
                 "' is not a string");
@@ -97,8 +129,9 @@ void write_string_array_attribute(hid_t location, const char* name,
 
 std::vector<std::string> read_string_array_attribute(hid_t location, const std::string& path,
                                                      const char* name) {
-  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing attribute '", name, "'");
-  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing attribute '", name, "'");
+  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
+                               std::string("attribute '") + name + "'");
   Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
   CONVNET_CHECK(
       H5Tget_class(file_type.get()) == H5T_STRING && H5Tis_variable_str(file_type.get()) > 0, path,
@@ -119,8 +152,9 @@ std::vector<std::string> read_string_array_attribute(hid_t location, const std::
 
 std::vector<double> read_double_array_attribute(hid_t location, const std::string& path,
                                                 const char* name) {
-  CONVNET_CHECK(H5Aexists(location, name) > 0, path, ": missing attribute '", name, "'");
-  Hdf5Id attr(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, name);
+  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing attribute '", name, "'");
+  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
+                               std::string("attribute '") + name + "'");
   Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   std::vector<double> values(std::max<hssize_t>(n, 0));
@@ -131,6 +165,8 @@ std::vector<double> read_double_array_attribute(hid_t location, const std::strin
   return values;
 }
 
-bool has_attribute(hid_t location, const char* name) { return H5Aexists(location, name) > 0; }
+bool has_attribute(hid_t location, const char* name) {
+  return attribute_exists(location, file_of(location), name);
+}
 
 }  // namespace convnet

@@ -24,6 +24,10 @@ std::vector<std::string> read_string_array_attribute(hid_t location, const std::
                                                      const char* name);
 std::vector<double> read_double_array_attribute(hid_t location, const std::string& path,
                                                 const char* name);
+// Whether the attribute / link exists. HDF5 metadata that does not read back
+// (a failed metadata checksum, a corrupt header) is damage: it throws, naming
+// the file and the name, rather than answering "absent".
 bool has_attribute(hid_t location, const char* name);
+bool has_link(hid_t location, const std::string& path, const char* name);
 
 }  // namespace convnet

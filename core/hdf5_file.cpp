@@ -13,7 +13,8 @@ Hdf5Id open_hdf5_read_only(const std::string& path, const char* kind) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   CONVNET_CHECK(access(path.c_str(), R_OK) == 0, path, ": ", kind,
                 " does not exist or is not readable");
-  CONVNET_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or truncated)");
+  CONVNET_CHECK(H5Fis_hdf5(path.c_str()) > 0, path,
+                ": not an HDF5 file (or truncated, or its superblock is damaged)");
   return Hdf5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
                 (path + ": cannot open (truncated or damaged?)").c_str());
 }

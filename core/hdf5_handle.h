@@ -6,6 +6,7 @@
 
 #include <hdf5.h>
 
+#include <string>
 #include <utility>
 
 #include "core/error.h"
@@ -21,6 +22,15 @@ class Hdf5Id {
   // 0).
   Hdf5Id(hid_t id, Closer closer, const char* what) : id_(id), closer_(closer) {
     CONVNET_CHECK(id >= 0, "HDF5 failed: ", what);
+  }
+  // An object of an existing file opened for reading (its link or attribute
+  // was found): failing to open it is damage, said so naming the file and
+  // the object.
+  static Hdf5Id opened(hid_t id, Closer closer, const std::string& path,
+                       const std::string& object) {
+    CONVNET_CHECK(id >= 0, path, ": damaged file: ", object,
+                  " cannot be opened (a metadata checksum mismatch or a corrupt object header)");
+    return Hdf5Id(id, closer, "opening");
   }
   ~Hdf5Id() { reset(); }
   Hdf5Id(Hdf5Id&& other) noexcept

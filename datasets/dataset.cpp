@@ -33,9 +33,9 @@ namespace {
 // Opens /name and checks it is an integer dataset of `rank` dimensions.
 Hdf5Id open_dataset(hid_t file, const std::string& path, const char* name, int rank,
                     H5T_sign_t sign, std::size_t type_size, std::vector<hsize_t>* dims) {
-  CONVNET_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0, path, ": missing dataset /", name);
-  Hdf5Id dataset(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose,
-                 (path + ": opening /" + name).c_str());
+  CONVNET_CHECK(has_link(file, path, name), path, ": missing dataset /", name);
+  Hdf5Id dataset = Hdf5Id::opened(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose, path,
+                                  std::string("dataset /") + name);
   Hdf5Id type(H5Dget_type(dataset.get()), H5Tclose, "reading a dataset type");
   CONVNET_CHECK(H5Tget_class(type.get()) == H5T_INTEGER && H5Tget_sign(type.get()) == sign &&
                     H5Tget_size(type.get()) == type_size,

@@ -22,14 +22,12 @@
 namespace convnet {
 namespace {
 
-// The weights-file (and checkpoint) fields, or false when `path` is not one.
+// The weights-file (and checkpoint) fields, or false when `path` is not one
+// (no root attribute 'model'). A weights file whose metadata is damaged is
+// an error naming the damage, not a dataset.
 bool describe_weights(const std::string& path, JsonLine* line) {
-  WeightsMetadata meta;
-  try {
-    meta = read_weights_metadata(path);
-  } catch (const Error&) {
-    return false;
-  }
+  if (!has_attribute(open_hdf5_read_only(path).get(), "model")) return false;
+  const WeightsMetadata meta = read_weights_metadata(path);
   line->add("file", path)
       .add("model", meta.model)
       .add("num_classes", meta.num_classes)

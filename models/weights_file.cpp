@@ -109,6 +109,14 @@ WeightsMetadata read_weights_metadata(const std::string& path) {
   CONVNET_CHECK(m.format_version >= 1 && m.format_version <= kWeightsFormatVersion, path,
                 ": unsupported format_version ", m.format_version, " (this convnet reads 1 to ",
                 kWeightsFormatVersion, ")");
+  // Training refuses a std below 1e-3, so a recorded one is damage (of this
+  // file, not of any dataset's channel).
+  CONVNET_CHECK(m.mean.size() == m.std.size(), path, ": damaged normalization: ", m.mean.size(),
+                " means but ", m.std.size(), " standard deviations");
+  for (std::size_t k = 0; k < m.std.size(); ++k)
+    CONVNET_CHECK(std::isfinite(m.mean[k]) && std::isfinite(m.std[k]) && m.std[k] >= 1e-3, path,
+                  ": damaged normalization: channel ", k, " has the recorded mean ", m.mean[k],
+                  " and std ", m.std[k], " (training records finite values and a std >= 1e-3)");
   return m;
 }
 
@@ -118,18 +126,18 @@ void load_weights(const std::string& path, ParamStore& store, const std::string&
                 m.model, ", not ", expected_model);
   CONVNET_CHECK(store.finalized(), "loading weights into an unfinalized model");
   Hdf5Id file = open_hdf5_read_only(path);
-  CONVNET_CHECK(H5Lexists(file.get(), "model", H5P_DEFAULT) > 0, path, ": missing group /model");
-  Hdf5Id group(H5Gopen2(file.get(), "model", H5P_DEFAULT), H5Gclose,
-               ("opening /model in " + path).c_str());
+  CONVNET_CHECK(has_link(file.get(), path, "model"), path, ": missing group /model");
+  Hdf5Id group =
+      Hdf5Id::opened(H5Gopen2(file.get(), "model", H5P_DEFAULT), H5Gclose, path, "group /model");
   H5G_info_t info;
   CONVNET_CHECK(H5Gget_info(group.get(), &info) >= 0, path, ": reading /model");
   for (std::size_t i = 0; i < store.entries().size(); ++i) {
     const ParamEntry& e = store.entries()[i];
     const int id = static_cast<int>(i);
-    CONVNET_CHECK(H5Lexists(group.get(), e.name.c_str(), H5P_DEFAULT) > 0, path, ": missing key ",
-                  e.name, " (expected shape ", e.shape, ")");
-    Hdf5Id dataset(H5Dopen2(group.get(), e.name.c_str(), H5P_DEFAULT), H5Dclose,
-                   (path + ": opening " + e.name).c_str());
+    CONVNET_CHECK(has_link(group.get(), path, e.name.c_str()), path, ": missing key ", e.name,
+                  " (expected shape ", e.shape, ")");
+    Hdf5Id dataset = Hdf5Id::opened(H5Dopen2(group.get(), e.name.c_str(), H5P_DEFAULT), H5Dclose,
+                                    path, "key " + e.name);
     const Shape shape = dataset_shape(dataset.get());
     CONVNET_CHECK(shape == e.shape, path, ": key ", e.name, " has shape ", shape,
                   " in the file but ", e.shape, " in the model");

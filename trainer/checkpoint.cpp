@@ -139,11 +139,11 @@ void load_checkpoint(const std::string& path, ParamStore& store, Sgd& sgd,
   load_weights(path, store, expected_model);
   Hdf5Id file = open_hdf5_read_only(path);
   if (sgd.num_params() > 0) {
-    CONVNET_CHECK(H5Lexists(file.get(), "optimizer", H5P_DEFAULT) > 0 &&
-                      H5Lexists(file.get(), "optimizer/momentum", H5P_DEFAULT) > 0,
-                  path, ": missing /optimizer/momentum");
-    Hdf5Id momentum(H5Dopen2(file.get(), "optimizer/momentum", H5P_DEFAULT), H5Dclose,
-                    (path + ": opening /optimizer/momentum").c_str());
+    CONVNET_CHECK(
+        has_link(file.get(), path, "optimizer") && has_link(file.get(), path, "optimizer/momentum"),
+        path, ": missing /optimizer/momentum");
+    Hdf5Id momentum = Hdf5Id::opened(H5Dopen2(file.get(), "optimizer/momentum", H5P_DEFAULT),
+                                     H5Dclose, path, "/optimizer/momentum");
     Hdf5Id space(H5Dget_space(momentum.get()), H5Sclose, "momentum shape");
     CONVNET_CHECK(H5Sget_simple_extent_npoints(space.get()) == sgd.num_params(), path,
                   ": /optimizer/momentum has ", H5Sget_simple_extent_npoints(space.get()),
@@ -190,7 +190,9 @@ std::string verify_hdf5_file(const std::string& path) {
         },
         &visit);
     if (!error.empty()) return path + ": " + error;
-    if (status < 0) return path + ": cannot walk the file (damaged?)";
+    if (status < 0)
+      return path + ": damaged file: its HDF5 metadata does not read back (a metadata checksum " +
+             "mismatch or a corrupt header)";
     return "";
   } catch (const std::exception& e) {
     return e.what();

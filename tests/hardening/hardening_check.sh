@@ -27,7 +27,9 @@
 #                  minimum, naming the model and the size
 #   inspect_damage convnet inspect of damaged checkpoints (a flipped data byte, a missing,
 #                  extra or reshaped key, a NaN weight, a short momentum, an impossible
-#                  training-state field): exit 1 naming the damage; --quick still reads them
+#                  training-state field, a flipped bit in the root's or a key's object header,
+#                  a recorded std of 0): exit 1 naming the damage as damage; --quick still
+#                  reads the files whose attributes are intact
 #   all_damaged    --resume auto where every checkpoint is damaged: exit 1 saying so, without
 #                  advising the --resume auto it was given
 #   run_lock       a second training in a run directory in use: exit 1 naming the holder,
@@ -283,7 +285,8 @@ inspect_damage)
   train --max-steps 2 --checkpoint-every 1steps --run-dir "$work/r" >/dev/null
   good="$work/r/checkpoint-000000002.h5"
   "$convnet" inspect "$good" | grep -q '"verified": "yes"'
-  for damage in flip missing extra reshaped nan short_momentum world_size; do
+  for damage in flip root_header key_header std_zero missing extra reshaped nan short_momentum \
+    world_size; do
     copy="$work/$damage.h5"
     cp "$good" "$copy"
     if [ "$damage" = flip ]; then
@@ -307,10 +310,24 @@ with h5py.File(path, "r+") as f:
         f["optimizer/momentum"] = m[:-10]
     elif damage == "world_size":
         f.attrs["world_size"] = numpy.int64(0)
+    elif damage == "std_zero":
+        f.attrs["std"] = numpy.zeros(len(f.attrs["std"]))
+header = {"root_header": "/", "key_header": "model/fc.weight"}.get(damage)
+if header:  # a bit of a checksummed object header (HDF5 metadata) flipped
+    with h5py.File(path, "r") as f:
+        address = h5py.h5o.get_info(f[header].id).addr
+    with open(path, "r+b") as raw:
+        raw.seek(address + 8)
+        byte = raw.read(1)[0]
+        raw.seek(address + 8)
+        raw.write(bytes([byte ^ 0x10]))
 EOF
     fi
     case $damage in
     flip) message="flip.h5: /model/fc.weight does not read back (checksum mismatch)" ;;
+    root_header) message="root_header.h5: damaged file: the HDF5 metadata holding attribute 'model' does not read back" ;;
+    key_header) message="key_header.h5: damaged file: its HDF5 metadata does not read back" ;;
+    std_zero) message="std_zero.h5: damaged normalization: channel 0 has the recorded mean" ;;
     missing) message="missing key fc.bias" ;;
     extra) message="fc2.weight" ;;
     reshaped) message="key fc.weight has shape" ;;
@@ -319,8 +336,10 @@ EOF
     world_size) message="damaged training state: world_size is 0" ;;
     esac
     expect_error "$message" "$convnet" inspect "$copy"
-    [ "$damage" = flip ] || "$convnet" inspect --quick "$copy" >/dev/null ||
-      [ "$damage" = world_size ] || { echo "FAIL: inspect --quick of $damage" && exit 1; }
+    case $damage in
+    flip | root_header | key_header | std_zero | world_size) ;;  # damage --quick also sees
+    *) "$convnet" inspect --quick "$copy" >/dev/null || { echo "FAIL: inspect --quick of $damage" && exit 1; } ;;
+    esac
   done
   echo "inspect_damage: ok"
   ;;
