@@ -17,6 +17,11 @@
 #                --mpi=pmix across both hosts; the same job preempted
 #                (SIGUSR1), requeued and resumed on the two hosts ends
 #                bit-identical to the uninterrupted one
+#   slurm_lost_node  the same Slurm job submitted with --no-kill, one of its two
+#                nodes cut off mid-run: the batch script reruns the step on the node
+#                that answers, from the newest checkpoint, in the same allocation,
+#                and the job ends with the uninterrupted run's model.h5 (BN
+#                running statistics and counters included), bit for bit
 #   stall        a rank stopped for a while (SIGSTOP, then SIGCONT): rank 0
 #                warns after a quarter of --comm-timeout, naming it and its
 #                host, and the job then finishes normally
@@ -161,6 +166,37 @@ slurm)
   /usr/bin/python3 "$compare" "$work/slurm/jobs/straight/model.h5" \
     "$work/slurm/jobs/preempted/model.h5" 0
   echo "slurm: ok"
+  ;;
+slurm_lost_node)
+  cluster_up 2 "$work/cluster"
+  source "$here/slurm_cluster.sh"
+  # A node silent for 15 s is down (Slurm's default waits 300 s), and the job
+  # survives it only with --no-kill.
+  slurm_extra_conf=(SlurmdTimeout=15)
+  slurm_up "$work/slurm"
+  steps=400
+  run=(--checkpoint-every 5steps --comm-timeout 5)
+  straight=$(slurm_job straight $steps "${run[@]}")
+  slurm_wait "$straight"
+  slurm_sbatch_options=(--no-kill)
+  cut=$(slurm_job cut $steps "${run[@]}")
+  metrics=$work/slurm/jobs/cut/metrics.jsonl
+  for _ in $(seq 1500); do
+    [[ -f $metrics ]] && (($(grep -c '"train"' "$metrics") >= 12)) && break
+    sleep 0.2
+  done
+  cut_host 2
+  start=$SECONDS
+  slurm_wait "$cut"
+  out=$work/slurm/jobs/cut.out
+  echo "the job ended $((SECONDS - start)) s after h2 was cut off"
+  grep "convnet" "$out" | grep -v '"kind"' | head -20
+  grep -q "not answering: rank 1 on host h2" "$out" || { cat "$out"; exit 1; }
+  grep -q "continuing on the 1 that answer: h1" "$out"
+  grep -q "world 1 x batch 8 x accumulate 2" "$out"
+  grep -q '"steps": '$steps "$out"
+  /usr/bin/python3 "$compare" "$work/slurm/jobs/straight/model.h5" "$work/slurm/jobs/cut/model.h5" 0
+  echo "slurm_lost_node: ok"
   ;;
 *) echo "unknown check $check" >&2; exit 2 ;;
 esac

@@ -4,12 +4,15 @@
 # into cluster_down) stops them.
 #   slurm_up DIR                   conf, state and logs in DIR
 #   slurm CMD...                   a Slurm client command, run on h1
-#   slurm_job NAME STEPS           submits launch/slurm/train.sbatch on every host, 1 task each
+#   slurm_job NAME STEPS [OPTIONS...]  submits launch/slurm/train.sbatch on every host, 1 task
+#                                  each; OPTIONS go to convnet train, and the array
+#                                  slurm_sbatch_options (if set) to sbatch
 #   slurm_wait JOBID               until the job has left the queue
 #   slurm_restart_when_requeued JOBID slurm   (tests/slurm/slurm_conf.sh, through h1)
 
 slurm_dir=
 slurm_munged=
+slurm_extra_conf=()  # more slurm.conf lines (set before slurm_up)
 slurm_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$slurm_root/tests/slurm/slurm_conf.sh"
 
@@ -52,6 +55,7 @@ slurm_up() {
       echo "NodeName=h$i NodeAddr=$(host_addr "$i") CPUs=1 State=UNKNOWN"
     done
     echo "PartitionName=test Nodes=$nodes Default=YES MaxTime=INFINITE State=UP"
+    printf '%s\n' "${slurm_extra_conf[@]}"
   } >"$slurm_dir/slurm.conf"
   on_host 1 slurmctld -D -f "$slurm_dir/slurm.conf" >"$slurm_dir/slurmctld.out" 2>&1 &
   for ((i = 1; i <= cluster_hosts; ++i)); do
@@ -68,14 +72,17 @@ slurm_up() {
   echo "slurm: $cluster_hosts-node cluster up"
 }
 
+slurm_sbatch_options=()
 slurm_job() {
   local name=$1 steps=$2
-  slurm sbatch --parsable --nodes="$cluster_hosts" --ntasks-per-node=1 --cpus-per-task=1 \
+  shift 2
+  slurm sbatch --parsable "${slurm_sbatch_options[@]}" --nodes="$cluster_hosts" \
+    --ntasks-per-node=1 --cpus-per-task=1 \
     --time=10 --output="$slurm_dir/jobs/$name.out" --chdir="$slurm_dir/jobs" \
     --export=ALL,CONVNET="$convnet",OMPI_MCA_btl_tcp_if_include="$cluster_subnet/24",OMPI_MCA_oob_tcp_if_include="$cluster_subnet/24" \
     "$slurm_root/launch/slurm/train.sbatch" --model resnet20 --train-data "$data" --batch-size 8 \
     --max-steps "$steps" --lr 0.1 --schedule cosine --seed 9 --loader-threads 1 --log-every 1 \
-    --run-dir "$slurm_dir/jobs/$name"
+    --run-dir "$slurm_dir/jobs/$name" "$@"
 }
 
 slurm_wait() {
