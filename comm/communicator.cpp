@@ -90,15 +90,28 @@ void Communicator::set_hosts(std::vector<std::string> hosts) {
   hosts_ = std::move(hosts);
 }
 
+const char* describe(StepPhase phase) {
+  switch (phase) {
+    case StepPhase::data:
+      return "in the data loader";
+    case StepPhase::compute:
+      return "in forward/backward";
+    case StepPhase::waiting:
+      return "waiting for the others";
+  }
+  return "?";
+}
+
 namespace {
 
 // Rank 0's own notes; other ranks' notes go nowhere (a world of one has none).
 class LocalArrivalBoard final : public ArrivalBoard {
  public:
   LocalArrivalBoard(int rank, int size) : rank_(rank), last_(static_cast<std::size_t>(size)) {}
-  void arrived(int64_t step) override {
+  void note(int64_t step, StepPhase phase) override {
     std::lock_guard<std::mutex> lock(mutex_);
     last_[static_cast<std::size_t>(rank_)].step = step;
+    last_[static_cast<std::size_t>(rank_)].phase = phase;
     when_ = std::chrono::steady_clock::now();
   }
   std::vector<Arrival> arrivals() override {

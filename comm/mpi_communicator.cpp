@@ -218,10 +218,11 @@ class MpiArrivalBoard final : public ArrivalBoard {
     if (send_request_ != MPI_REQUEST_NULL) MPI_Request_free(&send_request_);
   }
 
-  void arrived(int64_t step) override {
+  // A note travels as one int64: step * 4 + phase.
+  void note(int64_t step, StepPhase phase) override {
     std::lock_guard<std::mutex> lock(mutex_);
     if (rank_ == 0) {
-      last_[0].step = step;
+      last_[0] = {.step = step, .phase = phase};
       when_[0] = std::chrono::steady_clock::now();
       drain();
       return;
@@ -229,7 +230,7 @@ class MpiArrivalBoard final : public ArrivalBoard {
     int sent = 1;
     if (send_request_ != MPI_REQUEST_NULL) MPI_Test(&send_request_, &sent, MPI_STATUS_IGNORE);
     if (!sent) return;  // the previous note has not left: drop this one
-    sending_ = step;
+    sending_ = step * 4 + static_cast<int64_t>(phase);
     MPI_Isend(&sending_, 1, MPI_INT64_T, 0, 0, comm_.get(), &send_request_);
   }
 
@@ -257,7 +258,8 @@ class MpiArrivalBoard final : public ArrivalBoard {
         done = 0;
         if (MPI_Test(&requests_[k], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
         if (!done) break;
-        last_[k].step = received_[k];
+        last_[k].step = received_[k] / 4;
+        last_[k].phase = static_cast<StepPhase>(received_[k] % 4);
         when_[k] = std::chrono::steady_clock::now();
         post_receive(r);
       }

@@ -21,6 +21,8 @@ TrainStep::TrainStep(TrainStepParts parts)
 
 StepMetrics TrainStep::run(const StepPlan& plan) {
   if (unread_from_step_ < 0) unread_from_step_ = plan.step;
+  noted_step_ = plan.step + 1;
+  if (parts_.arrivals) parts_.arrivals->note(noted_step_, StepPhase::compute);
   Net& net = parts_.net;
   parts_.store.zero_grads();
   parts_.reducer.begin_step();
@@ -48,7 +50,7 @@ StepMetrics TrainStep::run(const StepPlan& plan) {
 void TrainStep::commit_next_micro_batch() {
   if (prefetch_error_) std::rethrow_exception(prefetch_error_);
   if (!prefetched_) {
-    parts_.next_batch(&next_batch_);
+    fetch(&next_batch_);
     feed_.stage(next_batch_.images);
   }
   std::swap(batch_, next_batch_);
@@ -58,12 +60,19 @@ void TrainStep::commit_next_micro_batch() {
 
 void TrainStep::prefetch() {
   try {
-    parts_.next_batch(&next_batch_);
+    fetch(&next_batch_);
     feed_.stage(next_batch_.images);
     prefetched_ = true;
   } catch (...) {
     prefetch_error_ = std::current_exception();
   }
+}
+
+// The next micro-batch, with the wait for it noted for stall reports.
+void TrainStep::fetch(Batch* batch) {
+  if (parts_.arrivals) parts_.arrivals->note(noted_step_, StepPhase::data);
+  parts_.next_batch(batch);
+  if (parts_.arrivals) parts_.arrivals->note(noted_step_, StepPhase::compute);
 }
 
 // The mean over micro-batches, times the fp16 loss scale (a power of two).

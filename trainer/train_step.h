@@ -84,8 +84,8 @@ struct TrainStepParts {
   std::function<void(Batch*)> next_batch = {};  // the micro-batches, in order
   int64_t accumulate = 1;                       // micro-batches per step
   Watchdog* watchdog = nullptr;                 // armed while waiting for other ranks
-  ArrivalBoard* arrivals = nullptr;             // told each step before the wait (stall reports)
-  std::function<bool()> stop_requested = {};    // this rank's stop request; empty: none
+  ArrivalBoard* arrivals = nullptr;  // told where each step is: data, compute, wait (stall reports)
+  std::function<bool()> stop_requested = {};  // this rank's stop request; empty: none
 };
 
 // Whether metrics are read after every step under --read-metrics `policy`:
@@ -105,6 +105,7 @@ class TrainStep {
  private:
   void commit_next_micro_batch();
   void prefetch();
+  void fetch(Batch* batch);
   void scale_loss_gradient();
   StepMetrics agree(const StepPlan& plan);
   void reduce_batch_statistics();
@@ -117,8 +118,10 @@ class TrainStep {
   Batch batch_, next_batch_;
   bool prefetched_ = false;
   std::exception_ptr prefetch_error_;
-  PendingReduce statistics_reduce_;  // deferred on the GPU until it completes
-  int64_t unread_from_step_ = -1;    // the first step whose metrics were not read yet
+  PendingReduce statistics_reduce_;
+  int64_t noted_step_ =
+      0;  // the step stall notes name (1-based)  // deferred on the GPU until it completes
+  int64_t unread_from_step_ = -1;  // the first step whose metrics were not read yet
   double unread_samples_ = 0;
 };
 

@@ -66,7 +66,8 @@ void broadcast_model(Communicator& communicator, ParamStore& store, Broadcast wh
 
 // Rank 0's account of a stall at `step`: the ranks that have not reached it,
 // or whose notes stopped while the other waiting ranks kept sending theirs
-// (every second), with their hosts and the last step they noted.
+// (every second), with their hosts, the last step they noted and where in
+// it they were (the data loader, forward/backward, or waiting).
 std::string describe_stall(ArrivalBoard& board, const Communicator& communicator, int64_t step) {
   constexpr double kSilentAfterSeconds = 2.5;
   const std::vector<Arrival> arrivals = board.arrivals();
@@ -74,10 +75,10 @@ std::string describe_stall(ArrivalBoard& board, const Communicator& communicator
   std::string silent;
   for (int r = 0; r < static_cast<int>(arrivals.size()); ++r) {
     const Arrival& a = arrivals[static_cast<std::size_t>(r)];
-    if (a.step >= step && a.seconds_ago < kSilentAfterSeconds) continue;
-    silent +=
-        detail::concat(silent.empty() ? "" : ", ", "rank ", r, " on host ", communicator.host_of(r),
-                       " (last heard ", int64_t(a.seconds_ago), " s ago, at step ", a.step, ")");
+    if (a.reached(step) && a.seconds_ago < kSilentAfterSeconds) continue;
+    silent += detail::concat(silent.empty() ? "" : ", ", "rank ", r, " on host ",
+                             communicator.host_of(r), " (last heard ", int64_t(a.seconds_ago),
+                             " s ago, at step ", a.step, ", ", describe(a.phase), ")");
   }
   if (silent.empty()) return "every rank is waiting here; the collective itself stalled";
   return "not answering: " + silent;

@@ -267,7 +267,8 @@ void check_overlap(Communicator& comm, Checker& check) {
 }
 
 // Every rank's host is gathered (one machine: all this host's name); the
-// arrival board carries each rank's newest note to rank 0, and only there.
+// arrival board carries each rank's newest note (step and phase) to rank 0,
+// and only there.
 void check_arrivals(Communicator& comm, Checker& check) {
   char name[256] = {};
   gethostname(name, sizeof name - 1);
@@ -278,12 +279,15 @@ void check_arrivals(Communicator& comm, Checker& check) {
   board->arrived(10 + comm.rank());  // dropped or delivered, the newest wins once sent
   comm.barrier();
   std::vector<Arrival> arrivals;
+  // Even ranks are in the data loader of their step, odd ones wait.
+  const auto phase_of = [](int r) { return r % 2 == 0 ? StepPhase::data : StepPhase::waiting; };
   for (int attempt = 0; attempt < 200; ++attempt) {  // notes are asynchronous
-    board->arrived(10 + comm.rank());
+    board->note(10 + comm.rank(), phase_of(comm.rank()));
     arrivals = board->arrivals();
     bool all = true;
     for (int r = 0; r < static_cast<int>(arrivals.size()); ++r)
-      all = all && arrivals[static_cast<std::size_t>(r)].step == 10 + r;
+      all = all && arrivals[static_cast<std::size_t>(r)].step == 10 + r &&
+            arrivals[static_cast<std::size_t>(r)].phase == phase_of(r);
     if (all) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -291,11 +295,14 @@ void check_arrivals(Communicator& comm, Checker& check) {
     check.expect(arrivals.empty(), "arrivals() outside rank 0");
   } else {
     check.expect(static_cast<int>(arrivals.size()) == comm.size(), "one arrival per rank");
-    for (int r = 0; r < static_cast<int>(arrivals.size()); ++r)
-      check.expect(
-          arrivals[static_cast<std::size_t>(r)].step == 10 + r &&
-              arrivals[static_cast<std::size_t>(r)].seconds_ago < 5,
-          detail::concat("rank ", r, " noted step ", arrivals[static_cast<std::size_t>(r)].step));
+    for (int r = 0; r < static_cast<int>(arrivals.size()); ++r) {
+      const Arrival& a = arrivals[static_cast<std::size_t>(r)];
+      check.expect(a.step == 10 + r && a.phase == phase_of(r) && a.seconds_ago < 5,
+                   detail::concat("rank ", r, " noted step ", a.step, ", ", describe(a.phase)));
+      // A rank in the data loader of step 10 + r has not reached its wait.
+      check.expect(a.reached(10 + r) == (phase_of(r) == StepPhase::waiting) && a.reached(9 + r),
+                   detail::concat("rank ", r, ": reached() of ", describe(a.phase)));
+    }
   }
   comm.barrier();
 }

@@ -23,8 +23,9 @@
 #                and the job ends with the uninterrupted run's model.h5 (BN
 #                running statistics and counters included), bit for bit
 #   stall        a rank stopped for a while (SIGSTOP, then SIGCONT): rank 0
-#                warns after a quarter of --comm-timeout, naming it and its
-#                host, and the job then finishes normally
+#                warns after a quarter of --comm-timeout, naming it, its host
+#                and where in its step it was (data loader, forward/backward,
+#                waiting), and the job then finishes normally
 set -euo pipefail
 check=$1 convnet=$2 data=$3 work=$4
 here=$(cd "$(dirname "$0")" && pwd)
@@ -134,6 +135,9 @@ stall)
   wait "$pid"
   grep "convnet: warning" "$work/stall.log"
   grep -q "rank 0 has waited [0-9]* s in the gradient allreduce of step [0-9]*: not answering: rank 1 on host h2" \
+    "$work/stall.log"
+  # ... and where in its step it stopped.
+  grep -q "rank 1 on host h2 (last heard [0-9]* s ago, at step [0-9]*, \(in the data loader\|in forward/backward\|waiting for the others\))" \
     "$work/stall.log"
   ! grep -q "convnet: error" "$work/stall.log"
   [[ -f $work/stall/model.h5 ]]
