@@ -4,8 +4,10 @@
 # with tc tbf (RATE each way; this kernel has no netem, so no added delay:
 # veth's is a few microseconds), batch 16 per rank at 224, one
 # thread per rank; convnet (launch/mpirun.sh --hostfile over ssh) against
-# PyTorch DDP (gloo) over the same links, 1 host then 2 hosts, ROUNDS times.
-# usage: bench/multinode_scaling.sh CONVNET [RATES="10gbit 1gbit"] [ROUNDS=2] [STEPS=4]
+# PyTorch DDP (gloo) over the same links, 1 host then 2 hosts, ROUNDS times;
+# each interpreter of PYTHONS is a peer (default: Debian's PyTorch 1.13 and,
+# when bench/install-pypi-peer.sh made it, PyPI's in /opt/torch-venv).
+# usage: [RATES="10gbit 1gbit"] [ROUNDS=2] [STEPS=4] [PYTHONS=...] bench/multinode_scaling.sh CONVNET
 set -uo pipefail
 convnet=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,15 +24,16 @@ convnet_bench() {  # HOSTS NP
     --steps "${STEPS:-4}" | grep -o '"img_per_s": [0-9.]*\|"exposed_comm_ms": [0-9.]*' | tr '\n' ' '
   echo
 }
-torch_bench() {  # WORLD
-  local world=$1 i
+torch_bench() {  # PYTHON WORLD
+  local python=$1 world=$2 i
   for ((i = 1; i <= world; ++i)); do
     on_host "$i" env RANK=$((i - 1)) WORLD_SIZE="$world" MASTER_ADDR="$(host_addr 1)" \
       MASTER_PORT=29571 GLOO_SOCKET_IFNAME=eth0 OMP_NUM_THREADS=1 \
-      /usr/bin/python3 "$here/torch_ddp_hosts.py" resnet50 16 224 "${STEPS:-4}" &
+      "$python" "$here/torch_ddp_hosts.py" resnet50 16 224 "${STEPS:-4}" &
   done
   wait
 }
+pythons=${PYTHONS:-/usr/bin/python3 $([[ -x /opt/torch-venv/bin/python ]] && echo /opt/torch-venv/bin/python)}
 lscpu | grep "Model name"
 for rate in ${RATES:-10gbit 1gbit}; do
   shape "$rate" || exit 1
@@ -39,7 +42,10 @@ for rate in ${RATES:-10gbit 1gbit}; do
     echo "== $rate round $round"
     echo "convnet 1 host: $(convnet_bench h1:1 1)"
     echo "convnet 2 hosts: $(convnet_bench h1:1,h2:1 2)"
-    torch_bench 1
-    torch_bench 2
+    for python in $pythons; do
+      echo "torch $("$python" -c 'import torch; print(torch.__version__)') ($python):"
+      torch_bench "$python" 1
+      torch_bench "$python" 2
+    done
   done
 done
