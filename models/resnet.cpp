@@ -1,5 +1,6 @@
-// The residual family: ImageNet and CIFAR ResNets, pre-activation ResNets and
-// their squeeze-and-excitation variants, built from one config.
+// The residual family: ImageNet and CIFAR ResNets, pre-activation ResNets,
+// ResNeXts and wide ResNets, and their squeeze-and-excitation variants,
+// built from one config.
 #include "models/resnet.h"
 
 namespace convnet {
@@ -53,11 +54,14 @@ class ResNetBuilder {
     ValueId y;
     if (c_.bottleneck) {
       const int64_t s1 = c_.stride_in_1x1 ? stride : 1, s3 = c_.stride_in_1x1 ? 1 : stride;
-      y = b_.conv(x, join(name, "conv1"), conv_options(in, planes, 1, s1));
+      const int64_t width = planes * c_.width_per_group / 64 * c_.groups;
+      Conv2dOptions grouped = conv_options(width, width, 3, s3);
+      grouped.groups = c_.groups;
+      y = b_.conv(x, join(name, "conv1"), conv_options(in, width, 1, s1));
       y = b_.batch_norm_relu(y, join(name, "bn1"));
-      y = b_.conv(y, join(name, "conv2"), conv_options(planes, planes, 3, s3));
+      y = b_.conv(y, join(name, "conv2"), grouped);
       y = b_.batch_norm_relu(y, join(name, "bn2"));
-      y = b_.conv(y, join(name, "conv3"), conv_options(planes, out, 1, 1));
+      y = b_.conv(y, join(name, "conv3"), conv_options(width, out, 1, 1));
       y = b_.batch_norm(y, join(name, "bn3"));
     } else {
       y = b_.conv(x, join(name, "conv1"), conv_options(in, planes, 3, stride));

@@ -17,6 +17,11 @@ struct ResNetConfig {
   bool squeeze_excitation = false;
   bool pad_shortcut = false;   // option A (CIFAR) instead of 1x1 projection shortcuts
   bool stride_in_1x1 = false;  // ResNet v1 bottleneck (torchvision is v1.5: stride in the 3x3)
+  // Post-activation bottlenecks as torchvision's ResNeXt and wide ResNets:
+  // the 3x3 convolution is grouped, and the bottleneck is
+  // planes * width_per_group / 64 * groups wide (64 and 1: ResNet).
+  int64_t groups = 1;
+  int64_t width_per_group = 64;
 };
 
 // Appends the network to builder's net; returns the logits value (N, num_classes).

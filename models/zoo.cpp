@@ -53,6 +53,28 @@ ResNetConfig preactivated(ResNetConfig c) {
   return c;
 }
 
+// ResNeXt (Xie et al. 2017) and wide ResNets (Zagoruyko and Komodakis 2016)
+// as torchvision builds them: bottlenecks of `groups` x `width_per_group`.
+ResNetConfig grouped(ResNetConfig c, int64_t groups, int64_t width_per_group) {
+  c.groups = groups;
+  c.width_per_group = width_per_group;
+  return c;
+}
+
+// Zagoruyko and Komodakis 2016 (WRN-d-k on CIFAR, their Table 1 and
+// github.com/szagoruyko/wide-residual-networks): 3x3 stem of 16 channels,
+// three stages of (d - 4) / 6 pre-activation basic blocks of 16k, 32k and
+// 64k channels (1x1 projection shortcut from the pre-activated input where
+// the shape changes), final BN-ReLU; no dropout.
+ResNetConfig wide_cifar(int depth, int64_t k) {
+  const int n = (depth - 4) / 6;
+  return {.blocks = {n, n, n},
+          .widths = {16 * k, 32 * k, 64 * k},
+          .imagenet_stem = false,
+          .stem_channels = 16,
+          .preact = true};
+}
+
 // Squeeze-and-excitation blocks (Hu et al.).
 ResNetConfig with_se(ResNetConfig c) {
   c.squeeze_excitation = true;
@@ -75,9 +97,18 @@ struct Entry {
 // kernels), else on the CPU the context's blocked layout (nchw8c or nchw16c,
 // the block the CPU's kernels prefer; ModelSpec::blocked_layout), plain NCHW
 // otherwise.
-Layout activation_layout(const Context& context, const ModelSpec& spec) {
+// A grouped model (ResNeXt) whose groups are not whole blocks runs
+// channels-last instead on the CPU: oneDNN 2.6 has JIT kernels for grouped
+// convolutions in nhwc, and only GEMM-based ones in plain nchw.
+Layout activation_layout(const Context& context, const ModelSpec& spec,
+                         const ResNetConfig& config) {
   if (spec.channels_last) return Layout::nhwc;
-  if (context.backend() == Backend::cpu && spec.blocked_layout) return context.blocked_layout();
+  if (context.backend() == Backend::cpu && spec.blocked_layout) {
+    const Layout blocked = context.blocked_layout();
+    const int64_t per_group = config.widths.front() * config.width_per_group / 64;
+    if (config.groups > 1 && per_group % channel_block(blocked) != 0) return Layout::nhwc;
+    return blocked;
+  }
   return Layout::nchw;
 }
 
@@ -88,7 +119,7 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             ResNetConfig c = config;
             c.stride_in_1x1 = spec.resnet_v1;
-            b.set_activation_layout(activation_layout(b.context(), spec));
+            b.set_activation_layout(activation_layout(b.context(), spec, c));
             return build_resnet(b, x, c, classes);
           }};
 }
@@ -172,6 +203,26 @@ const std::vector<Entry>& entries() {
     for (int depth : {20, 32, 44, 56, 110})
       e.push_back(resnet_entry("se_resnet" + std::to_string(depth), "se_resnet",
                                with_se(cifar_resnet(depth)), Scale::cifar));
+    const std::vector<int> blocks50{3, 4, 6, 3}, blocks101{3, 4, 23, 3};
+    const auto bottlenecks = [](const std::vector<int>& blocks) {
+      return imagenet_resnet(blocks, Block::bottleneck);
+    };
+    e.push_back(resnet_entry("resnext50_32x4d", "resnext", grouped(bottlenecks(blocks50), 32, 4),
+                             Scale::imagenet));
+    e.push_back(resnet_entry("resnext101_32x8d", "resnext", grouped(bottlenecks(blocks101), 32, 8),
+                             Scale::imagenet));
+    e.push_back(resnet_entry("resnext101_64x4d", "resnext", grouped(bottlenecks(blocks101), 64, 4),
+                             Scale::imagenet));
+    e.push_back(resnet_entry("se_resnext50_32x4d", "se_resnext",
+                             with_se(grouped(bottlenecks(blocks50), 32, 4)), Scale::imagenet));
+    e.push_back(resnet_entry("se_resnext101_32x4d", "se_resnext",
+                             with_se(grouped(bottlenecks(blocks101), 32, 4)), Scale::imagenet));
+    e.push_back(resnet_entry("wide_resnet50_2", "wide_resnet",
+                             grouped(bottlenecks(blocks50), 1, 128), Scale::imagenet));
+    e.push_back(resnet_entry("wide_resnet101_2", "wide_resnet",
+                             grouped(bottlenecks(blocks101), 1, 128), Scale::imagenet));
+    e.push_back(resnet_entry("wrn_28_10", "wide_resnet", wide_cifar(28, 10), Scale::cifar));
+    e.push_back(resnet_entry("wrn_40_4", "wide_resnet", wide_cifar(40, 4), Scale::cifar));
     e.push_back(resnet_entry("se_preact_resnet164", "se_resnet",
                              with_se(cifar_preact(164, Block::bottleneck)), Scale::cifar));
     const std::vector<std::tuple<int, int64_t, int64_t, std::vector<int>>> densenets{

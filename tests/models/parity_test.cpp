@@ -177,9 +177,18 @@ void PrintTo(const ParityCase& c, std::ostream* out) {
 // (at 32x32 DenseNet-121's last block would be 1x1: 2 values, ill-posed).
 std::vector<ParityCase> parity_cases() {
   const std::pair<const char*, int64_t> models[] = {
-      {"resnet18", 64},    {"resnet50", 64},         {"densenet121", 64},
-      {"resnet20", 32},    {"preact_resnet164", 32}, {"densenet_bc_100_k12", 32},
+      {"resnet18", 64},
+      {"resnet50", 64},
+      {"densenet121", 64},
+      {"resnet20", 32},
+      {"preact_resnet164", 32},
+      {"densenet_bc_100_k12", 32},
       {"se_resnet50", 64},
+      // ResNeXt and SE-ResNeXt run channels-last on the CPU (their groups of
+      // 4 channels are not whole blocks); the CIFAR wide ResNet.
+      {"resnext50_32x4d", 64},
+      {"se_resnext50_32x4d", 64},
+      {"wrn_40_4", 32},
   };
   std::vector<ParityCase> cases;
   for (const auto& [model, size] : models)

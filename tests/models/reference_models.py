@@ -115,7 +115,7 @@ class BasicBlock(nn.Module):
 
 
 class SEBottleneck(nn.Module):
-    """torchvision's v1.5 Bottleneck (stride in the 3x3) with SE after bn3.
+    """torchvision's v1.5 Bottleneck (stride in the 3x3, grouped for ResNeXt) with SE after bn3.
 
     Constructed by torchvision.models.ResNet, which passes the projection
     shortcut in as `downsample`; it is registered last, as in convnet.
@@ -127,11 +127,13 @@ class SEBottleneck(nn.Module):
                  dilation=1, norm_layer=None):
         super().__init__()
         out = planes * self.expansion
-        self.conv1 = conv(inplanes, planes, 1)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv(planes, planes, 3, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv(planes, out, 1)
+        width = int(planes * (base_width / 64.0)) * groups  # ResNeXt: grouped 3x3
+        self.conv1 = conv(inplanes, width, 1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=groups,
+                               bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv(width, out, 1)
         self.bn3 = nn.BatchNorm2d(out)
         self.se = SqueezeExcitation(out)
         self.downsample = downsample
@@ -318,12 +320,12 @@ class CifarDenseNet(nn.Module):
 # ---- the zoo -----------------------------------------------------------------
 
 
-def _torchvision_resnet(depth, num_classes, in_channels, block=None):
+def _torchvision_resnet(depth, num_classes, in_channels, block=None, name=None, **grouping):
     if block is None:
-        model = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
+        model = getattr(torchvision.models, name or f"resnet{depth}")(num_classes=num_classes)
     else:
         model = torchvision.models.ResNet(block, IMAGENET_RESNET_BLOCKS[depth],
-                                          num_classes=num_classes)
+                                          num_classes=num_classes, **grouping)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -366,6 +368,19 @@ def _zoo():
         imagenet(f"se_resnet{d}", lambda k, c, d=d: _torchvision_resnet(d, k, c, SEBottleneck))
     for d in (20, 32, 44, 56, 110):
         cifar(f"se_resnet{d}", lambda k, c, d=d: CifarResNet(d, k, c, se=True))
+    for name in ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+                 "wide_resnet101_2"):
+        depth = 50 if "50" in name else 101
+        imagenet(name, lambda k, c, d=depth, n=name: _torchvision_resnet(d, k, c, name=n))
+    for d in (50, 101):
+        imagenet(f"se_resnext{d}_32x4d",
+                 lambda k, c, d=d: _torchvision_resnet(d, k, c, SEBottleneck, groups=32,
+                                                       width_per_group=4))
+    # Zagoruyko and Komodakis 2016: WRN-d-k, (d - 4) / 6 pre-activation basic blocks per stage.
+    for d, k in ((28, 10), (40, 4)):
+        cifar(f"wrn_{d}_{k}",
+              lambda kk, c, d=d, k=k: PreActResNet([(d - 4) // 6] * 3, [16 * k, 32 * k, 64 * k],
+                                                   False, False, kk, c))
     cifar("se_preact_resnet164",
           lambda k, c: PreActResNet([18] * 3, CIFAR_WIDTHS, True, False, k, c, se=True))
     for d, growth, init, blocks in ((121, 32, 64, [6, 12, 24, 16]), (161, 48, 96, [6, 12, 36, 24]),

@@ -27,16 +27,36 @@ int64_t count(Context& context, const std::string& name, int64_t classes) {
 // The reference counts of torchvision, timm (se_resnet50) and He et al.'s CIFAR ResNets.
 TEST(ModelZoo, ParameterCountsEqualTheReferences) {
   Context context({.num_threads = 1});
-  const std::map<std::string, int64_t> imagenet{
-      {"resnet18", 11689512},    {"resnet34", 21797672},    {"resnet50", 25557032},
-      {"resnet101", 44549160},   {"resnet152", 60192808},   {"densenet121", 7978856},
-      {"densenet161", 28681000}, {"densenet169", 14149480}, {"densenet201", 20013928},
-      {"se_resnet50", 28088024}};
+  const std::map<std::string, int64_t> imagenet{{"resnet18", 11689512},
+                                                {"resnet34", 21797672},
+                                                {"resnet50", 25557032},
+                                                {"resnet101", 44549160},
+                                                {"resnet152", 60192808},
+                                                {"densenet121", 7978856},
+                                                {"densenet161", 28681000},
+                                                {"densenet169", 14149480},
+                                                {"densenet201", 20013928},
+                                                {"se_resnet50", 28088024},
+                                                // torchvision's ResNeXts and wide ResNets;
+                                                // SE-ResNeXt as the SENet authors and timm.
+                                                {"resnext50_32x4d", 25028904},
+                                                {"resnext101_32x8d", 88791336},
+                                                {"resnext101_64x4d", 83455272},
+                                                {"wide_resnet50_2", 68883240},
+                                                {"wide_resnet101_2", 126886696},
+                                                {"se_resnext50_32x4d", 27559896},
+                                                {"se_resnext101_32x4d", 48955416}};
   for (const auto& [name, expected] : imagenet)
     EXPECT_EQ(count(context, name, 1000), expected) << name;
-  const std::map<std::string, int64_t> cifar{{"resnet20", 269722},   {"resnet32", 464154},
-                                             {"resnet44", 658586},   {"resnet56", 853018},
-                                             {"resnet110", 1727962}, {"resnet1202", 19421274}};
+  const std::map<std::string, int64_t> cifar{{"resnet20", 269722},
+                                             {"resnet32", 464154},
+                                             {"resnet44", 658586},
+                                             {"resnet56", 853018},
+                                             {"resnet110", 1727962},
+                                             {"resnet1202", 19421274},
+                                             // Zagoruyko and Komodakis' 36.5M and 8.9M
+                                             {"wrn_28_10", 36479194},
+                                             {"wrn_40_4", 8949210}};
   for (const auto& [name, expected] : cifar) EXPECT_EQ(count(context, name, 10), expected) << name;
 }
 
