@@ -48,6 +48,9 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
       .add("weight-decay", &c.weight_decay, "L2 weight decay")
       .add_switch("no-bn-decay", &c.no_bn_decay, "no weight decay on BN parameters and biases")
       .add("label-smoothing", &c.label_smoothing, "label smoothing in [0, 1)")
+      .add("drop-path", &c.drop_path,
+           "stochastic depth in [0, 1): residual blocks dropped per step with a probability "
+           "growing linearly to this at the last block (kept ones scaled by 1/(1-p))")
       .add("seed", &c.seed, "seed of initialization, data order and augmentation");
 }
 

@@ -210,6 +210,26 @@ void scale_in_place(const Tensor& t, float factor) {
   for (int64_t i = 0; i < t.numel(); ++i) p[i] *= factor;
 }
 
+void write_scaled(const Tensor& dst, const Tensor& src, float factor, GradMode mode) {
+  CONVNET_CHECK(dst.shape() == src.shape() && dst.layout() == src.layout() &&
+                    dst.dtype() == src.dtype() && dst.is_dense() && src.is_dense(),
+                "write_scaled between tensors of other shapes, layouts or types");
+  const bool accumulate = mode == GradMode::accumulate;
+  const int64_t n = dst.storage_numel();
+#ifdef CONVNET_HAVE_CUDA
+  if (dst.device() == Device::cuda)
+    return cuda::scale_copy(dst.dtype(), dst.raw_data(), src.raw_data(), n, factor, accumulate,
+                            cuda::current_stream());
+#endif
+  with_host_type(dst.dtype(), [&](auto v) {
+    using T = decltype(v);
+    T* d = static_cast<T*>(dst.raw_data());
+    const T* s = static_cast<const T*>(src.raw_data());
+    for (int64_t i = 0; i < n; ++i)
+      d[i] = from_f32<T>(factor * to_f32(s[i]) + (accumulate ? to_f32(d[i]) : 0.0f));
+  });
+}
+
 bool all_finite(Context& context, const Tensor& t) {
   CONVNET_CHECK(t.is_contiguous(), "all_finite of a non-contiguous tensor");
 #ifdef CONVNET_HAVE_CUDA

@@ -66,6 +66,10 @@ void write_channels(const Tensor& dst, int64_t dst_begin, const Tensor& src, int
                     int64_t count, GradMode mode);
 // t *= factor (dense f32, host or GPU).
 void scale_in_place(const Tensor& t, float factor);
+// dst (+)= factor * src per mode, element by element over the dense storage of
+// two tensors of one shape, layout and type (f32, bf16; f16 on the GPU),
+// computed in f32; dst may be src (overwrite). Host or GPU.
+void write_scaled(const Tensor& dst, const Tensor& src, float factor, GradMode mode);
 // True unless t (contiguous f32, host or GPU) holds an inf or NaN: fp16 loss
 // scaling's overflow test. On the GPU it waits for `context`'s stream (one
 // 4-byte copy back per call).

@@ -7,6 +7,7 @@
 #include "layers/global_avg_pool.h"
 #include "layers/pad_shortcut.h"
 #include "layers/relu.h"
+#include "models/drop_path.h"
 
 namespace convnet {
 namespace {
@@ -274,6 +275,13 @@ ValueId NetBuilder::add_batch_norm(ValueId x, const std::string& name, bool fuse
   const BatchNormEntries entries = store_.add_batch_norm(name, channels(x));
   const Shape out = layer->output_shape();
   return net_.add_op(std::make_unique<BatchNormOp>(std::move(layer), entries), {x}, out, layout(x));
+}
+
+ValueId NetBuilder::drop_path(ValueId x, const std::string& name, int64_t block, double p) {
+  if (p == 0) return x;
+  (void)name;  // no parameters; the op is named by its block
+  return net_.add_op(std::make_unique<DropPathOp>(net_.step_state(), block, p), {x}, shape(x),
+                     layout(x));
 }
 
 ValueId NetBuilder::relu(ValueId x, const std::string& name) {

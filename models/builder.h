@@ -67,6 +67,9 @@ class NetBuilder {
   // Squeeze-and-excitation (Hu et al.): x * sigmoid(fc2(relu(fc1(gap(x))))), with
   // fc1/fc2 1x1 convs with bias named NAME.fc1 / NAME.fc2 (timm's naming).
   ValueId squeeze_excitation(ValueId x, const std::string& name, int64_t reduction);
+  // Stochastic depth of residual block `block` with drop probability p
+  // (models/drop_path.h); the identity when p is 0.
+  ValueId drop_path(ValueId x, const std::string& name, int64_t block, double p);
   // Option A shortcut (He et al. 2015, sec. 4.2): subsample by `stride` and pad
   // channels with zeros (half before, half after) up to out_channels.
   ValueId pad_shortcut(ValueId x, const std::string& name, int64_t out_channels, int64_t stride);

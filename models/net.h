@@ -36,6 +36,12 @@ namespace convnet {
 
 using ValueId = int;
 
+// The training step a net's stochastic ops (models/drop_path.h) draw for.
+struct StepState {
+  uint64_t seed = 0;
+  int64_t step = -1;  // < 0: none set (nothing is dropped)
+};
+
 // One step of the network. Inputs and outputs are the net's values.
 class Op {
  public:
@@ -104,6 +110,12 @@ class Net {
   // allreduce can overlap the rest of backward.
   void backward(const std::function<void(int64_t)>& on_gradients_ready = {});
 
+  // The seed and the 0-based global step of the next training forwards
+  // (stochastic depth draws from them; TrainStep sets the step).
+  void set_seed(uint64_t seed) { step_state_.seed = seed; }
+  void set_step(int64_t step) { step_state_.step = step; }
+  const StepState& step_state() const { return step_state_; }
+
   // Ends a training step's BatchNorm statistics: every op's
   // update_running_statistics(micro_batches) from store().flat_stat_sums()
   // (summed over ranks by the caller first, with micro_batches counting the
@@ -156,6 +168,7 @@ class Net {
   ValueId input_ = -1, output_ = -1;
   ValueId input_cast_ = -1;  // the input converted (mixed precision); no gradient unless asked
   bool planned_ = false;
+  StepState step_state_;
   bool compute_input_grad_ = false;
   std::vector<Tensor> storage_;  // owning allocations behind values and the gradient pool
   int64_t activation_bytes_ = 0, pool_bytes_ = 0;

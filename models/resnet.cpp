@@ -32,6 +32,7 @@ class ResNetBuilder {
       x = b_.conv(x, "conv1", conv_options(b_.channels(x), channels, 3, 1));
       if (!c_.preact) x = b_.batch_norm_relu(x, "bn1");
     }
+    for (int count : c_.blocks) total_blocks_ += count;
     for (std::size_t s = 0; s < c_.blocks.size(); ++s) {
       const int64_t planes = c_.widths[s];
       for (int i = 0; i < c_.blocks[s]; ++i) {
@@ -47,6 +48,14 @@ class ResNetBuilder {
 
  private:
   int64_t expansion() const { return c_.bottleneck ? 4 : 1; }
+
+  // The branch of the next block through stochastic depth, p growing
+  // linearly from 0 (first block) to config.drop_path (last).
+  ValueId drop_path(ValueId y, const std::string& name) {
+    const int64_t b = block_++;
+    const double p = total_blocks_ > 1 ? c_.drop_path * double(b) / double(total_blocks_ - 1) : 0;
+    return b_.drop_path(y, join(name, "drop_path"), b, p);
+  }
 
   // Post-activation block (He et al. 2015): branch ends with BN [+ SE], then add and ReLU.
   ValueId block(ValueId x, const std::string& name, int64_t planes, int64_t stride) {
@@ -70,6 +79,7 @@ class ResNetBuilder {
       y = b_.batch_norm(y, join(name, "bn2"));
     }
     if (c_.squeeze_excitation) y = b_.squeeze_excitation(y, join(name, "se"), 16);
+    y = drop_path(y, name);
     ValueId shortcut = x;
     if (stride != 1 || in != out) {
       if (c_.pad_shortcut) {
@@ -100,6 +110,7 @@ class ResNetBuilder {
       y = b_.conv(y, join(name, "conv2"), conv_options(planes, out, 3, 1));
     }
     if (c_.squeeze_excitation) y = b_.squeeze_excitation(y, join(name, "se"), 16);
+    y = drop_path(y, name);
     ValueId shortcut = x;
     if (stride != 1 || in != out)
       shortcut = b_.conv(pre, join(name, "downsample.0"), conv_options(in, out, 1, stride));
@@ -108,6 +119,7 @@ class ResNetBuilder {
 
   NetBuilder& b_;
   const ResNetConfig& c_;
+  int64_t total_blocks_ = 0, block_ = 0;
 };
 
 }  // namespace

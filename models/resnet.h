@@ -22,6 +22,8 @@ struct ResNetConfig {
   // planes * width_per_group / 64 * groups wide (64 and 1: ResNet).
   int64_t groups = 1;
   int64_t width_per_group = 64;
+  // Stochastic depth (models/drop_path.h): the last block's drop probability.
+  double drop_path = 0;
 };
 
 // Appends the network to builder's net; returns the logits value (N, num_classes).

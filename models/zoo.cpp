@@ -119,6 +119,7 @@ Entry resnet_entry(const std::string& name, const std::string& family, ResNetCon
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             ResNetConfig c = config;
             c.stride_in_1x1 = spec.resnet_v1;
+            c.drop_path = spec.drop_path;
             b.set_activation_layout(activation_layout(b.context(), spec, c));
             return build_resnet(b, x, c, classes);
           }};
@@ -142,6 +143,8 @@ Entry densenet_entry(const std::string& name, DenseNetConfig config, Scale scale
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             DenseNetConfig c = config;
             c.memory_efficient = spec.memory_efficient;
+            CONVNET_CHECK(spec.drop_path == 0, "--drop-path drops residual blocks; ", spec.name,
+                          " has none (DenseNets concatenate)");
             // Memory-efficient DenseNets run blocked on the CPU (channel counts
             // that are not a multiple of the block pad their last block); the
             // naive block's concatenation needs plain NCHW. The ImageNet DenseNets
@@ -278,6 +281,8 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   const Entry& entry = find_entry(spec.name);
   const int64_t classes = spec.num_classes > 0 ? spec.num_classes : entry.info.default_classes;
   CONVNET_CHECK(spec.in_channels > 0, "model ", spec.name, ": in_channels must be > 0");
+  CONVNET_CHECK(spec.drop_path >= 0 && spec.drop_path < 1, "--drop-path must lie in [0, 1), got ",
+                spec.drop_path);
   CONVNET_CHECK(input_shape.rank() == 4 && input_shape[1] == spec.in_channels, "model ", spec.name,
                 " with ", spec.in_channels, " input channels cannot take input shape ",
                 input_shape);
@@ -293,6 +298,7 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
       entry.build(builder, net->add_input(input_shape, model_input_layout(context.backend(), spec)),
                   spec, classes);
   net->set_output(logits);
+  net->set_seed(spec.seed);
   net->set_compute_input_grad(spec.compute_input_grad);
   net->plan();
   return net;

@@ -35,6 +35,10 @@ struct ModelSpec {
   // families; memory-efficient DenseNets on the CPU; DenseNets stay NCHW on
   // the GPU).
   bool channels_last = false;
+  // Stochastic depth of residual models (models/drop_path.h): the last
+  // block's drop probability in [0, 1), and the seed of the draws.
+  double drop_path = 0;
+  uint64_t seed = 0;
 };
 
 struct ModelInfo {

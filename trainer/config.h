@@ -62,6 +62,7 @@ struct TrainConfig {
   double weight_decay = 1e-4;
   bool no_bn_decay = false;  // exclude BN parameters and biases from weight decay
   double label_smoothing = 0;
+  double drop_path = 0;  // stochastic depth: the last residual block's drop probability
   uint64_t seed = 0;
 
   // System

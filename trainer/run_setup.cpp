@@ -140,6 +140,8 @@ void check_train_config(const TrainConfig& config) {
   CONVNET_CHECK(config.bucket_mb > 0, "--bucket-mb must be positive, got ", config.bucket_mb);
   CONVNET_CHECK(config.label_smoothing >= 0 && config.label_smoothing < 1,
                 "--label-smoothing must lie in [0, 1), got ", config.label_smoothing);
+  CONVNET_CHECK(config.drop_path >= 0 && config.drop_path < 1,
+                "--drop-path must lie in [0, 1), got ", config.drop_path);
   CONVNET_CHECK(config.keep > 0, "--keep must be positive, got ", config.keep);
 }
 

@@ -22,6 +22,7 @@ TrainStep::TrainStep(TrainStepParts parts)
 StepMetrics TrainStep::run(const StepPlan& plan) {
   if (unread_from_step_ < 0) unread_from_step_ = plan.step;
   noted_step_ = plan.step + 1;
+  parts_.net.set_step(plan.step);  // stochastic depth draws from it
   if (parts_.arrivals) parts_.arrivals->note(noted_step_, StepPhase::compute);
   Net& net = parts_.net;
   parts_.store.zero_grads();

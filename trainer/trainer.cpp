@@ -184,7 +184,9 @@ ModelSpec model_spec(const TrainConfig& config, const DataShape& shape, Layout l
           .in_channels = shape.channels,
           .memory_efficient = config.memory_efficient,
           .blocked_layout = is_blocked(layout),
-          .channels_last = layout == Layout::nhwc};
+          .channels_last = layout == Layout::nhwc,
+          .drop_path = config.drop_path,
+          .seed = static_cast<uint64_t>(config.seed)};
 }
 
 TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_text,

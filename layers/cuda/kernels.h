@@ -29,6 +29,9 @@ void strided_copy(DType dst_type, void* dst, DType src_type, const void* src, co
 
 // x *= factor (f32).
 void scale(float* x, int64_t n, float factor, cudaStream_t stream);
+// y (+)= factor * x in type t, computed in f32 (y may be x).
+void scale_copy(DType t, void* y, const void* x, int64_t n, float factor, bool accumulate,
+                cudaStream_t stream);
 // y = a + b (y may alias a).
 void add(DType t, const void* a, const void* b, void* y, int64_t n, cudaStream_t stream);
 // y = max(x, 0) (y may alias x).

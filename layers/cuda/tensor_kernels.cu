@@ -24,6 +24,14 @@ void add_channel_bias_t(T* y, const float* bias, int64_t n, int64_t c, int64_t h
   });
 }
 
+template <typename T>
+void scale_copy_t(T* y, const T* x, int64_t n, float factor, bool accumulate,
+                  cudaStream_t stream) {
+  for_each("scale_copy", n, stream, [=] __device__(int64_t i) {
+    math::store(y + i, factor * math::load(x[i]), accumulate);
+  });
+}
+
 }  // namespace
 
 void strided_copy(DType dst_type, void* dst, DType src_type, const void* src, const Strided4& l,
@@ -55,6 +63,14 @@ void accumulate_channel_sums(DType t, const void* dy, float* sums, int64_t n, in
     using T = decltype(v);
     CONVNET_LAUNCH("channel_sums", channel_sums_kernel<T>, static_cast<unsigned>(c), kThreads,
                    stream, as<T>(dy), sums, n, c, hw, channels_last);
+  });
+}
+
+void scale_copy(DType t, void* y, const void* x, int64_t n, float factor, bool accumulate,
+                cudaStream_t stream) {
+  with_type(t, [&](auto v) {
+    using T = decltype(v);
+    scale_copy_t(as<T>(y), as<T>(x), n, factor, accumulate, stream);
   });
 }
 

@@ -86,6 +86,21 @@ TEST_P(LossOnHost, NonFiniteFlagSeesTheLastElement) {
   EXPECT_EQ(flag, 1);
 }
 
+// Stochastic depth's scaled copy, overwriting (in place) and accumulating.
+TEST_P(LossOnHost, ScaleCopyOverwritesInPlaceAndAccumulates) {
+  std::vector<float> x = random_floats(1500, 31), y = random_floats(1500, 32);
+  std::vector<double> in_place(x.size()), accumulated(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    in_place[i] = 1.25 * x[i];
+    accumulated[i] = y[i] + 1.25 * 1.25 * x[i];
+  }
+  const auto n = static_cast<int64_t>(x.size());
+  scale_copy(DType::f32, x.data(), x.data(), n, 1.25f, false, nullptr);
+  expect_close(x, in_place, "x *= 1.25 in place");
+  scale_copy(DType::f32, y.data(), x.data(), n, 1.25f, true, nullptr);
+  expect_close(y, accumulated, "y += 1.25 x");
+}
+
 // One launch over three weight-decay segments (one of a single element),
 // with and without momentum, Nesterov and the first step.
 TEST_P(LossOnHost, SgdStepTakesEachSegmentsDecay) {

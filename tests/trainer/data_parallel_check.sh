@@ -4,7 +4,9 @@
 #   equivalence  2 ranks x batch 8 == 1 rank x batch 8 x --accumulate 2 (same
 #                samples per micro-batch), with and without overlap, bit for bit:
 #                every /model dataset, BN running statistics and counters included;
-#                and a run that sees other samples differs (the comparison can fail)
+#                and a run that sees other samples differs (the comparison can fail);
+#                the same with stochastic depth (--drop-path 0.5: every rank drops
+#                the same blocks), which differs from the run without
 #   hang         a rank that stops answering ends the job within --comm-timeout
 #   read_metrics --read-metrics log == step: same weights and logged metrics
 #   eval         exact sharded evaluation for 1, 2 and 3 ranks: count = N and
@@ -29,6 +31,13 @@ equivalence)
   # on two; BN running statistics move once per step from both micro-batches.
   /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np1_acc2/model.h5" 0
   /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np1_b8/model.h5" 1e-4 differ
+  mpi 2 "$convnet" train "${common[@]}" --batch-size 8 --drop-path 0.5 --run-dir "$work/np2_dp" \
+    >/dev/null
+  "$convnet" train "${common[@]}" --batch-size 8 --accumulate 2 --drop-path 0.5 \
+    --run-dir "$work/np1_acc2_dp" >/dev/null
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2_dp/model.h5" "$work/np1_acc2_dp/model.h5" 0
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np2_dp/model.h5" 1e-4 \
+    differ
   # The losses of every step agree too.
   diff <(grep -o '"loss": [0-9.e-]*' "$work/np2/metrics.jsonl" | cut -c1-14) \
        <(grep -o '"loss": [0-9.e-]*' "$work/np1_acc2/metrics.jsonl" | cut -c1-14)

@@ -4,6 +4,8 @@
 #   same_ranks   2 ranks: stopped after 3 steps and resumed == uninterrupted, bit for bit
 #                (weights, and the loss of every step)
 #   same_ranks_bf16  the same in bf16 (--precision bf16), on a CPU that has it (else skipped)
+#   same_ranks_drop_path  the same with stochastic depth (--drop-path 0.5: blocks dropped
+#                per step by (seed, step, block), so the resumed run drops the same ones)
 #   change_ranks 2 ranks -> 1 rank (accumulates 2), and 1 rank --accumulate 2 -> 2 ranks,
 #                end with the uninterrupted run's model.h5, BN running statistics and
 #                num_batches_tracked included, bit for bit
@@ -49,6 +51,10 @@ same_ranks_bf16)
   same_ranks --precision bf16
   grep -q '"precision": "bf16"' "$work/probe.log"
   echo "same_ranks_bf16: ok"
+  ;;
+same_ranks_drop_path)
+  same_ranks --drop-path 0.5
+  echo "same_ranks_drop_path: ok"
   ;;
 change_ranks)
   mpi 2 "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/np2" >/dev/null
