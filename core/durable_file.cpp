@@ -1,6 +1,7 @@
 #include "core/durable_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,7 +11,23 @@
 
 namespace convnet {
 
+void check_output_file(const std::string& path, const std::vector<std::string>& inputs) {
+  struct stat out;
+  if (stat(path.c_str(), &out) != 0) return;  // a new file
+  CONVNET_CHECK(S_ISREG(out.st_mode), path,
+                " exists and is not a regular file (a device, FIFO or directory); refusing to "
+                "replace it: give another output path");
+  for (const std::string& input : inputs) {
+    struct stat in;
+    CONVNET_CHECK(
+        stat(input.c_str(), &in) != 0 || in.st_dev != out.st_dev || in.st_ino != out.st_ino,
+        "the output ", path, " is the input ", input,
+        "; refusing to overwrite it: give another output path");
+  }
+}
+
 void fsync_and_rename(const std::string& temp, const std::string& path) {
+  check_output_file(path);
   const int fd = open(temp.c_str(), O_RDONLY);
   const bool synced = fd >= 0 && fsync(fd) == 0;
   if (fd >= 0) close(fd);

@@ -5,9 +5,17 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace convnet {
 
+// Refuses (naming it) an output path that exists and is not a regular file
+// (a device such as /dev/null, a FIFO, a directory: the rename would replace
+// it), or that is the same file as one of `inputs`.
+void check_output_file(const std::string& path, const std::vector<std::string>& inputs = {});
+
+// Checks `path` (check_output_file), then makes temp durable and renames it
+// over path.
 void fsync_and_rename(const std::string& temp, const std::string& path);
 
 }  // namespace convnet

@@ -1,6 +1,7 @@
 #include "core/hdf5_attributes.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/hdf5_handle.h"
@@ -14,15 +15,27 @@ void write_int_attribute(hid_t location, const char* name, int64_t value) {
   CONVNET_CHECK(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) >= 0, "writing attribute ", name);
 }
 
-void write_string_attribute(hid_t location, const char* name, const std::string& value) {
+// Strings are written fixed-length, null-padded UTF-8: they live in the
+// attribute's object header, which HDF5 checksums (with the file's V18
+// metadata), where variable-length strings would live in the global heap,
+// which has no checksum and whose damage crashes or hangs HDF5's reader.
+// h5py reads them as bytes; readers here take both kinds.
+Hdf5Id fixed_string_type(std::size_t longest) {
   Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
-  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_size(type.get(), std::max<std::size_t>(longest, 1));
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  return type;
+}
+
+void write_string_attribute(hid_t location, const char* name, const std::string& value) {
+  Hdf5Id type = fixed_string_type(value.size());
   Hdf5Id space(H5Screate(H5S_SCALAR), H5Sclose, "creating a dataspace");
   Hdf5Id attr(H5Acreate2(location, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
               H5Aclose, name);
-  const char* text = value.c_str();
-  CONVNET_CHECK(H5Awrite(attr.get(), type.get(), &text) >= 0, "writing attribute ", name);
+  std::string padded = value;
+  padded.resize(std::max<std::size_t>(value.size(), 1), '\0');
+  CONVNET_CHECK(H5Awrite(attr.get(), type.get(), padded.data()) >= 0, "writing attribute ", name);
 }
 
 namespace {
@@ -115,16 +128,17 @@ void write_double_array_attribute(hid_t location, const char* name,
 
 void write_string_array_attribute(hid_t location, const char* name,
                                   const std::vector<std::string>& values) {
-  Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
-  H5Tset_size(type.get(), H5T_VARIABLE);
-  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  std::size_t longest = 1;
+  for (const std::string& v : values) longest = std::max(longest, v.size());
+  Hdf5Id type = fixed_string_type(longest);
   const hsize_t n = values.size();
   Hdf5Id space(H5Screate_simple(1, &n, nullptr), H5Sclose, "creating a dataspace");
   Hdf5Id attr(H5Acreate2(location, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
               H5Aclose, name);
-  std::vector<const char*> texts;
-  for (const std::string& v : values) texts.push_back(v.c_str());
-  CONVNET_CHECK(H5Awrite(attr.get(), type.get(), texts.data()) >= 0, "writing attribute ", name);
+  std::string packed(values.size() * longest, '\0');
+  for (std::size_t i = 0; i < values.size(); ++i)
+    packed.replace(i * longest, values[i].size(), values[i]);
+  CONVNET_CHECK(H5Awrite(attr.get(), type.get(), packed.data()) >= 0, "writing attribute ", name);
 }
 
 std::vector<std::string> read_string_array_attribute(hid_t location, const std::string& path,
@@ -133,11 +147,23 @@ std::vector<std::string> read_string_array_attribute(hid_t location, const std::
   Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
                                std::string("attribute '") + name + "'");
   Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
-  CONVNET_CHECK(
-      H5Tget_class(file_type.get()) == H5T_STRING && H5Tis_variable_str(file_type.get()) > 0, path,
-      ": attribute '", name, "' is not an array of variable-length strings");
+  CONVNET_CHECK(H5Tget_class(file_type.get()) == H5T_STRING, path, ": attribute '", name,
+                "' is not an array of strings");
   Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (H5Tis_variable_str(file_type.get()) <= 0) {  // fixed length, as convnet writes them
+    const std::size_t size = H5Tget_size(file_type.get());
+    CONVNET_CHECK(size > 0 && n >= 0, path, ": attribute '", name, "' is damaged");
+    std::vector<char> buffer(size * static_cast<std::size_t>(n) + 1, '\0');
+    CONVNET_CHECK(H5Aread(attr.get(), file_type.get(), buffer.data()) >= 0, path,
+                  ": reading attribute ", name);
+    std::vector<std::string> values;
+    for (hssize_t i = 0; i < n; ++i) {
+      const char* text = buffer.data() + static_cast<std::size_t>(i) * size;
+      values.emplace_back(text, strnlen(text, size));
+    }
+    return values;
+  }
   Hdf5Id type(H5Tcopy(H5T_C_S1), H5Tclose, "creating a string type");
   H5Tset_size(type.get(), H5T_VARIABLE);
   H5Tset_cset(type.get(), H5Tget_cset(file_type.get()));

@@ -71,6 +71,24 @@ void read_rows(hid_t dataset, hid_t type, int64_t start, int64_t n, void* out,
                 "reading ", what, " failed (truncated or corrupt file?)");
 }
 
+// The array's image dimensions against the attributes convert writes (one
+// flipped header byte can make /images 16 million pixels wide), and a bound
+// on one image that no real dataset reaches.
+void check_image_dims(hid_t root, const std::string& path, const DatasetInfo& info) {
+  constexpr int64_t kMaxImageBytes = int64_t{64} << 20;
+  const std::pair<const char*, int64_t> dims[] = {
+      {"height", info.height}, {"width", info.width}, {"channels", info.channels}};
+  for (const auto& [name, value] : dims) {
+    if (!has_attribute(root, name)) continue;
+    const int64_t recorded = read_int_attribute(root, path, name);
+    CONVNET_CHECK(recorded == value, path, ": damaged file: /images has ", name, " ", value,
+                  " but the file records ", recorded);
+  }
+  CONVNET_CHECK(info.height * info.width * info.channels <= kMaxImageBytes, path,
+                ": /images holds ", info.height, "x", info.width, "x", info.channels,
+                " images, larger than convnet takes (64 MiB each): a damaged file?");
+}
+
 }  // namespace
 
 std::vector<std::string> expand_dataset_paths(const std::string& spec) {
@@ -147,6 +165,7 @@ Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
       info.height = dims[1];
       info.width = dims[2];
       info.channels = dims[3];
+      check_image_dims(root, path, info);
     } else {
       shard->data = open_dataset(root, path, "encoded", 1, H5T_SGN_NONE, 1, &dims);
       const int64_t bytes = dims[0];

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -10,6 +11,7 @@
 #include "core/durable_file.h"
 #include "core/error.h"
 #include "core/hdf5_handle.h"
+#include "datasets/dataset.h"
 #include "datasets/dataset_file.h"
 #include "launch/collective_command.h"
 #include "launch/commands.h"
@@ -71,7 +73,25 @@ struct Evaluation {
 // Whether run_evaluation keeps every logit (predict) or only the totals (eval).
 enum class Logits { discard, keep };
 
+// Sizes beyond any image convnet takes overflow the resampler's arithmetic.
+void check_eval_options(const EvalSetup& s) {
+  constexpr int64_t kMaxSide = 16384;
+  CONVNET_CHECK(s.crop >= 0 && s.crop <= kMaxSide, "--crop must lie in [0, ", kMaxSide, "], got ",
+                s.crop);
+  CONVNET_CHECK(s.resize >= 0 && s.resize <= kMaxSide, "--resize must lie in [0, ", kMaxSide,
+                "], got ", s.resize);
+}
+
+// A model whose finite weights still give inf or NaN logits (weights near
+// float's limit) has no meaningful evaluation: an error, not "loss": nan.
+void require_finite_outputs(const EvalTotals& totals, const std::string& checkpoint) {
+  CONVNET_CHECK(std::isfinite(totals.loss()), checkpoint,
+                ": the model's outputs are not finite (NaN or inf logits; its weights are finite "
+                "but too large): nothing to evaluate");
+}
+
 Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits logits_kept) {
+  check_eval_options(s);
   const WeightsMetadata meta = read_weights_metadata(s.checkpoint);
   auto dataset = std::make_shared<Dataset>(s.data);
   CONVNET_CHECK(dataset->info().channels == meta.in_channels, s.data, " has ",
@@ -142,6 +162,7 @@ int eval_command(const std::vector<std::string>& args) {
   return run_collective("eval", [&](Communicator& communicator) {
     Evaluation result = run_evaluation(setup, communicator, Logits::discard);
     result.totals.reduce(communicator);
+    require_finite_outputs(result.totals, setup.checkpoint);
     if (communicator.rank() == 0)
       std::printf("{\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"count\": %ld}\n",
                   result.totals.top1(), result.totals.top5(), result.totals.loss(),
@@ -161,7 +182,14 @@ int predict_command(const std::vector<std::string>& args) {
   boost::program_options::variables_map vm;
   if (!parse_command_line(args, options, &vm)) return 0;
   return run_collective("predict", [&](Communicator& communicator) {
-    const Evaluation result = run_evaluation(setup, communicator, Logits::keep);
+    std::vector<std::string> inputs = expand_dataset_paths(setup.data);
+    inputs.push_back(setup.checkpoint);
+    check_output_file(output, inputs);
+    Evaluation result = run_evaluation(setup, communicator, Logits::keep);
+    for (float v : result.logits)
+      CONVNET_CHECK(std::isfinite(v), setup.checkpoint,
+                    ": the model's outputs are not finite (NaN or inf logits; its weights are "
+                    "finite but too large): nothing to predict");
     // Ranks write their rows in turn into rank 0's temporary file; rank 0
     // renames it when all are in.
     int64_t pid = getpid();

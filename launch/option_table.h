@@ -49,11 +49,23 @@ void validate(boost::any& value, const std::vector<std::string>& tokens, std::op
 // Parses args into vm. Prints the options and returns false for --help (the
 // caller then exits 0); unknown options and bad values throw Boost's errors,
 // which name the option.
+// The parsed options; a stray word that is no option's value (a typo, a
+// missing "--") is an error naming it, not silently ignored.
+inline boost::program_options::parsed_options parse_options(
+    const std::vector<std::string>& args,
+    const boost::program_options::options_description& options) {
+  namespace po = boost::program_options;
+  po::parsed_options parsed = po::command_line_parser(args).options(options).run();
+  for (const std::string& word : po::collect_unrecognized(parsed.options, po::include_positional))
+    throw po::error("unexpected argument '" + word + "' (options start with --)");
+  return parsed;
+}
+
 inline bool parse_command_line(const std::vector<std::string>& args,
                                const boost::program_options::options_description& options,
                                boost::program_options::variables_map* vm) {
   namespace po = boost::program_options;
-  po::store(po::command_line_parser(args).options(options).run(), *vm);
+  po::store(parse_options(args, options), *vm);
   if (vm->count("help")) {
     std::cout << options;
     return false;

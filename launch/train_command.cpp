@@ -74,7 +74,7 @@ void add_system_options(OptionTable& table, TrainConfig& c) {
       .add_switch("overlap", &c.overlap, "allreduce gradient buckets while backward runs")
       .add("comm-timeout", &c.comm_timeout,
            "seconds a rank may wait for the others (a rank that stopped answering) before the "
-           "job ends with an error; 0: wait forever")
+           "job ends with an error (positive)")
       .add("log-every", &c.log_every, "steps between log lines and metrics records")
       .add("read-metrics", &c.read_metrics,
            "when loss and accuracy are read back: step (a non-finite loss stops the run before "
@@ -101,7 +101,7 @@ bool parse_train_options(const std::vector<std::string>& args, OptionTable& tabl
   po::options_description all;
   all.add(table.description()).add(extra);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).run(), vm);
+  po::store(parse_options(args, all), vm);
   if (vm.count("help")) {
     std::cout << all;
     return false;
@@ -110,6 +110,9 @@ bool parse_train_options(const std::vector<std::string>& args, OptionTable& tabl
     const std::string path = vm["config"].as<std::string>();
     CONVNET_CHECK(!std::filesystem::is_directory(path), "--config ", path,
                   " is a directory; it names an INI file (name = value lines)");
+    CONVNET_CHECK(!std::filesystem::exists(path) || std::filesystem::is_regular_file(path),
+                  "--config ", path,
+                  " is not a regular file (a FIFO or device); it names an INI file");
     std::ifstream in(path);
     CONVNET_CHECK(in.good(), "--config ", path, ": cannot read");
     try {

@@ -109,6 +109,11 @@ WeightsMetadata read_weights_metadata(const std::string& path) {
   CONVNET_CHECK(m.format_version >= 1 && m.format_version <= kWeightsFormatVersion, path,
                 ": unsupported format_version ", m.format_version, " (this convnet reads 1 to ",
                 kWeightsFormatVersion, ")");
+  CONVNET_CHECK(m.num_classes >= 1 && m.in_channels >= 1, path,
+                ": damaged metadata: ", m.num_classes, " classes and ", m.in_channels,
+                " input channels");
+  CONVNET_CHECK(m.image_size >= 0 && m.image_size <= 16384, path, ": damaged metadata: image_size ",
+                m.image_size);
   // Training refuses a std below 1e-3, so a recorded one is damage (of this
   // file, not of any dataset's channel).
   CONVNET_CHECK(m.mean.size() == m.std.size(), path, ": damaged normalization: ", m.mean.size(),
@@ -165,6 +170,11 @@ void load_weights(const std::string& path, ParamStore& store, const std::string&
           std::all_of(values, values + t.numel(), [](float v) { return std::isfinite(v); }), path,
           ": key ", e.name,
           " holds non-finite values (NaN or inf): the model it was saved from diverged");
+      const bool variance =
+          e.name.size() > 12 && e.name.rfind(".running_var") == e.name.size() - 12;
+      CONVNET_CHECK(
+          !variance || std::all_of(values, values + t.numel(), [](float v) { return v >= 0; }),
+          path, ": key ", e.name, " holds a negative variance: damaged file");
     }
   }
   if (info.nlinks != store.entries().size()) {

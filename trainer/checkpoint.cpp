@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <vector>
 
 #include "core/durable_file.h"
 #include "core/error.h"
@@ -47,9 +48,13 @@ void save_checkpoint(const std::string& path, const WeightsMetadata& metadata,
     if (sgd.num_params() > 0) {
       Hdf5Id momentum = create_checksummed_dataset(group.get(), "momentum", H5T_IEEE_F32LE,
                                                    Shape{sgd.num_params()}, temp);
-      CONVNET_CHECK(H5Dwrite(momentum.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                             sgd.momentum_buffer().data<float>()) >= 0,
-                    "writing /optimizer/momentum to ", path, " (disk full?)");
+      // --momentum 0 keeps no buffer: its momentum is zeros.
+      std::vector<float> zeros;
+      if (!sgd.momentum_buffer().defined()) zeros.assign(std::size_t(sgd.num_params()), 0.0f);
+      const float* values = zeros.empty() ? sgd.momentum_buffer().data<float>() : zeros.data();
+      CONVNET_CHECK(
+          H5Dwrite(momentum.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) >= 0,
+          "writing /optimizer/momentum to ", path, " (disk full?)");
     }
     write_string_attribute(file, "kind", "checkpoint");
     write_int_attribute(file, "checkpoint_format_version", kCheckpointFormatVersion);
@@ -138,7 +143,7 @@ void load_checkpoint(const std::string& path, ParamStore& store, Sgd& sgd,
   const CheckpointState state = read_checkpoint_state(path);
   load_weights(path, store, expected_model);
   Hdf5Id file = open_hdf5_read_only(path);
-  if (sgd.num_params() > 0) {
+  if (sgd.num_params() > 0 && sgd.momentum_buffer().defined()) {  // none with --momentum 0
     CONVNET_CHECK(
         has_link(file.get(), path, "optimizer") && has_link(file.get(), path, "optimizer/momentum"),
         path, ": missing /optimizer/momentum");
@@ -210,8 +215,10 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   std::error_code error;
   if (!fs::is_directory(run_dir, error)) return paths;
   static const std::regex pattern("checkpoint-[0-9]+\\.h5");
+  // Every entry named like a checkpoint, whatever it is: a directory or FIFO
+  // in its place is a damaged checkpoint, not an absent one.
   for (const auto& entry : fs::directory_iterator(run_dir, error))
-    if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), pattern))
+    if (std::regex_match(entry.path().filename().string(), pattern))
       paths.push_back(entry.path().string());
   std::sort(paths.rbegin(), paths.rend());  // zero-padded steps: lexical = numeric
   return paths;

@@ -1,8 +1,11 @@
 #include "trainer/progress.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -66,8 +69,13 @@ ProgressReporter::ProgressReporter(const std::string& metrics_path)
     // file: redraw in place only outside a parallel launcher.
     : tty_(isatty(1) && launcher_rank() < 0), start_(std::chrono::steady_clock::now()) {
   if (!metrics_path.empty()) {
+    struct stat info;
+    CONVNET_CHECK(stat(metrics_path.c_str(), &info) != 0 || S_ISREG(info.st_mode), metrics_path,
+                  " exists and is not a regular file (a device, FIFO or directory)");
     metrics_ = std::fopen(metrics_path.c_str(), "a");
-    CONVNET_CHECK(metrics_ != nullptr, "cannot open ", metrics_path, " for writing");
+    CONVNET_CHECK(metrics_ != nullptr, "cannot open ", metrics_path,
+                  " for writing: ", std::strerror(errno));
+    metrics_path_ = metrics_path;
   }
 }
 
@@ -92,8 +100,9 @@ void ProgressReporter::status(const std::string& line, bool final_for_interval) 
 
 void ProgressReporter::record(const JsonLine& line) {
   if (!metrics_) return;
-  std::fprintf(metrics_, "%s\n", line.str().c_str());
-  std::fflush(metrics_);
+  const bool written = std::fprintf(metrics_, "%s\n", line.str().c_str()) >= 0;
+  CONVNET_CHECK(std::fflush(metrics_) == 0 && written, "writing ", metrics_path_,
+                " failed: ", std::strerror(errno), " (disk full?)");
 }
 
 void ProgressReporter::message(const std::string& line) {

@@ -36,6 +36,7 @@ class ProgressReporter {
 
  private:
   std::FILE* metrics_ = nullptr;
+  std::string metrics_path_;
   bool tty_;
   bool open_line_ = false;
   std::chrono::steady_clock::time_point start_;

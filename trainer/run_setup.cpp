@@ -17,11 +17,13 @@ std::vector<double> parse_milestones(const std::string& text, int64_t epochs) {
   std::vector<double> milestones;
   std::stringstream in(text);
   for (std::string item; std::getline(in, item, ',');) {
-    if (item.empty()) continue;
+    CONVNET_CHECK(!item.empty(), "--milestones '", text, "' has an empty item");
     char* end = nullptr;
     const double value = std::strtod(item.c_str(), &end);
-    CONVNET_CHECK(end && *end == '\0' && value > 0, "--milestones: '", item,
+    CONVNET_CHECK(end && *end == '\0' && std::isfinite(value) && value > 0, "--milestones: '", item,
                   "' is not a positive number of epochs");
+    CONVNET_CHECK(milestones.empty() || value > milestones.back(), "--milestones '", text,
+                  "' must increase");
     milestones.push_back(value);
   }
   if (text.empty()) milestones = {epochs * 0.5, epochs * 0.75};  // decay once floor(e) passes them
@@ -118,7 +120,8 @@ void check_system_options(const TrainConfig& config) {
                 config.in_channels);
   CONVNET_CHECK(config.num_classes >= 0, "--num-classes must be >= 0 (0: the dataset's), got ",
                 config.num_classes);
-  CONVNET_CHECK(config.crop >= 0, "--crop must be >= 0 (0: 224), got ", config.crop);
+  CONVNET_CHECK(config.crop >= 0 && config.crop <= 16384,
+                "--crop must lie in [0, 16384] (0: 224), got ", config.crop);
   CONVNET_CHECK(config.eval_batch_size >= 0,
                 "--eval-batch-size must be >= 0 (0: --batch-size), got ", config.eval_batch_size);
   CONVNET_CHECK(std::isfinite(config.comm_timeout) && config.comm_timeout > 0,
@@ -200,6 +203,8 @@ DataShape data_shape(const TrainConfig& config, const DatasetInfo& info) {
                 config.train_data, " has ", info.channels, "-channel images");
   CONVNET_CHECK(shape.classes >= info.num_classes, "--num-classes ", shape.classes, " but ",
                 config.train_data, " has ", info.num_classes, " classes");
+  CONVNET_CHECK(shape.classes >= 2, config.train_data, " has ", info.num_classes,
+                " class: a classifier needs at least 2 (its loss would be 0 whatever it learns)");
   return shape;
 }
 

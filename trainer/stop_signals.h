@@ -1,5 +1,5 @@
-// SIGTERM, SIGUSR1 and SIGINT ask a run to stop: the handler only records the
-// request; the training loop agrees on it across ranks at the next step
+// SIGTERM, SIGUSR1, SIGINT and SIGHUP (unless ignored, as under nohup) ask a run to stop: the
+// handler only records the request; the training loop agrees on it across ranks at the next step
 // (one allreduce it does anyway), every rank finishes that step, rank 0
 // writes a checkpoint, and the process exits with kExitResumable.
 // mpirun forwards SIGUSR1 (and SIGTERM, then SIGKILL after a grace period:

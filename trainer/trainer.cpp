@@ -9,6 +9,7 @@
 
 #include "comm/device_selection.h"
 #include "comm/gradient_reducer.h"
+#include "core/durable_file.h"
 #include "core/error.h"
 #include "datasets/loader.h"
 #include "layers/sgd.h"
@@ -165,12 +166,18 @@ class TrainingRun {
   TrainResult result_;
 };
 
-std::shared_ptr<Dataset> open_validation_data(const TrainConfig& config, const DataShape& shape) {
+std::shared_ptr<Dataset> open_validation_data(const TrainConfig& config, const DataShape& shape,
+                                              const DatasetInfo& train) {
   if (config.val_data.empty()) return nullptr;
   auto data = std::make_shared<Dataset>(config.val_data);
-  CONVNET_CHECK(
-      data->info().channels == shape.channels && data->info().num_classes <= shape.classes,
-      config.val_data, ": channels or classes do not match ", config.train_data);
+  const DatasetInfo& val = data->info();
+  CONVNET_CHECK(val.channels == shape.channels && val.num_classes <= shape.classes, config.val_data,
+                ": channels or classes do not match ", config.train_data);
+  // The same label must mean the same class in both.
+  for (std::size_t k = 0; k < val.class_names.size() && k < train.class_names.size(); ++k)
+    CONVNET_CHECK(val.class_names[k] == train.class_names[k], config.val_data, ": class ", k,
+                  " is '", val.class_names[k], "', but '", train.class_names[k], "' in ",
+                  config.train_data, ": the labels mean other classes");
   return data;
 }
 
@@ -211,7 +218,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
       global_batch_(config.batch_size * world_ * resume_.accumulate),
       loader_(train_data_, loader_options_,
               {position_.start_epoch, position_.start_step_in_epoch * resume_.accumulate}),
-      val_data_(open_validation_data(config, shape_)),
+      val_data_(open_validation_data(config, shape_, train_data_->info())),
       eval_options_(evaluation_loader_options(config, loader_options_, loader_,
                                               val_data_ ? &val_data_->info() : nullptr)),
       threads_(config.threads > 0 ? config.threads : cores_per_local_rank(communicator)),
@@ -484,7 +491,11 @@ void TrainingRun::open_run_directory() {
   std::filesystem::create_directories(config_.run_dir, error);
   CONVNET_CHECK(!error, "cannot create run directory ", config_.run_dir, ": ", error.message());
   const std::string config_path = config_.run_dir + "/config.ini";
-  std::ofstream(config_path) << config_text_;
+  check_output_file(config_path);
+  std::ofstream config_file(config_path);
+  config_file << config_text_;
+  config_file.close();
+  CONVNET_CHECK(config_file.good(), "writing ", config_path, " failed (disk full, or not a file?)");
   CONVNET_CHECK(std::filesystem::exists(config_path), "cannot write ", config_path);
   progress_ = std::make_unique<ProgressReporter>(config_.run_dir + "/metrics.jsonl");
   progress_->message(header());

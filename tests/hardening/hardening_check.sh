@@ -20,6 +20,15 @@
 #   early_signal   SIGTERM pending before convnet train starts (blocked by the parent):
 #                  the run stops after its first step with a checkpoint, exit 75, resumable
 #   nonfinite_weights  eval of a model.h5 with a NaN weight: exit 1 naming the file and key
+#   outputs        predict --output a FIFO, a device node, the input dataset or the model:
+#                  exit 1 naming it, nothing replaced; FIFO inputs (dataset, --config)
+#                  refused at once instead of blocking
+#   run_files      metrics.jsonl on /dev/full refused; a directory in the newest
+#                  checkpoint's place is skipped as damaged (resumes from the one
+#                  before); --momentum 0 checkpoints write, resume and verify
+#   damaged_metadata  /images dimensions that disagree with the recorded ones; strings
+#                  stored fixed-length (checksummed object headers, not the global
+#                  heap); finite weights with non-finite logits; --crop 2^31 in eval
 #   small_images   1x1 and 2x2 images: --recipe cifar (pad-4 crops of mostly padding, which
 #                  made the gradients explode) is refused naming the size and --recipe none;
 #                  auto picks none there and resnet20 trains to a finite model, its loss
@@ -92,10 +101,18 @@ options)
   expect_error "--max-steps must be >= 0" train --run-dir "$work/r" --max-steps -5
   expect_error "--comm-timeout must be a positive number" \
     train --run-dir "$work/r" --comm-timeout -1
-  expect_error "--crop must be >= 0" train --run-dir "$work/r" --crop -5
+  expect_error "--crop must lie in [0, 16384]" train --run-dir "$work/r" --crop -5
+  expect_error "--crop must lie in [0, 16384]" train --run-dir "$work/r" --crop 2147483648
   expect_error "--lr must be a positive number" train --run-dir "$work/r" --lr nan
   expect_error "--momentum must lie in [0, 1)" train --run-dir "$work/r" --momentum 1.5
   expect_error "--config $work is a directory" train --run-dir "$work/r" --config "$work"
+  expect_error "--milestones '1,,2' has an empty item" train --run-dir "$work/r" --milestones 1,,2
+  expect_error "--milestones '5,1' must increase" train --run-dir "$work/r" --milestones 5,1
+  # A stray word (a missing "--") is a usage error (exit 2) naming it.
+  status=0
+  train --run-dir "$work/r" extra >"$work/out.log" 2>&1 || status=$?
+  [ "$status" -eq 2 ] && grep -q "unexpected argument 'extra'" "$work/out.log" ||
+    { echo "FAIL: a stray argument: status $status" && cat "$work/out.log" && exit 1; }
   test ! -e "$work/r"  # refused before the run directory is made
   echo "options: ok"
   ;;
@@ -243,6 +260,85 @@ nonfinite_weights)
   expect_error "model.h5: key fc.weight holds non-finite values" \
     "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --threads 1
   echo "nonfinite_weights: ok"
+  ;;
+outputs)
+  train --run-dir "$work/r" >/dev/null
+  predict() { "$convnet" predict --checkpoint "$work/r/model.h5" --threads 1 "$@"; }
+  mkfifo "$work/fifo"
+  expect_error "$work/fifo exists and is not a regular file" \
+    predict --data "$data" --output "$work/fifo"
+  test -p "$work/fifo"
+  if [ "$(id -u)" -eq 0 ]; then  # a device node standing in for /dev/null
+    mknod -m 666 "$work/null" c 1 3
+    expect_error "$work/null exists and is not a regular file" \
+      predict --data "$data" --output "$work/null"
+    test -c "$work/null"
+  fi
+  cp "$data" "$work/data.h5"
+  before=$(md5sum <"$work/data.h5")
+  expect_error "the output $work/data.h5 is the input $work/data.h5" \
+    predict --data "$work/data.h5" --output "$work/data.h5"
+  expect_error "is the input $work/r/model.h5" \
+    predict --data "$data" --output "$work/r/model.h5"
+  [ "$(md5sum <"$work/data.h5")" = "$before" ]
+  "$convnet" inspect "$work/r/model.h5" | grep -q '"verified": "yes"'
+  # Inputs that are FIFOs end at once instead of blocking the reader.
+  expect_error "$work/fifo: dataset file is not a regular file" timeout 20 \
+    "$convnet" train --model resnet20 --train-data "$work/fifo" --run-dir "$work/f1"
+  expect_error "--config $work/fifo is not a regular file" timeout 20 \
+    "$convnet" train --config "$work/fifo" --run-dir "$work/f2"
+  echo "outputs: ok"
+  ;;
+run_files)
+  # metrics.jsonl on a full device: the run fails saying so (it was silent).
+  mkdir -p "$work/full"
+  ln -s /dev/full "$work/full/metrics.jsonl"
+  expect_error "metrics.jsonl exists and is not a regular file" train --run-dir "$work/full"
+  # A directory where the newest checkpoint belongs is a damaged checkpoint,
+  # not a reason to start afresh.
+  train --max-steps 2 --checkpoint-every 1steps --run-dir "$work/r" >/dev/null
+  rm "$work/r/checkpoint-000000002.h5"
+  mkdir "$work/r/checkpoint-000000002.h5"
+  train --max-steps 3 --resume auto --run-dir "$work/r" >"$work/resumed.log" 2>&1
+  grep -q "skipping damaged checkpoint: .*checkpoint-000000002.h5: file is not a regular file" \
+    "$work/resumed.log"
+  grep -q "resuming from .*checkpoint-000000001.h5" "$work/resumed.log"
+  # --momentum 0 keeps no momentum buffer; its checkpoints still write and resume.
+  train --momentum 0 --max-steps 2 --run-dir "$work/m0" >/dev/null
+  train --momentum 0 --max-steps 3 --resume auto --run-dir "$work/m0" >/dev/null
+  "$convnet" inspect "$work/m0/checkpoint-000000003.h5" | grep -q '"verified": "yes"'
+  echo "run_files: ok"
+  ;;
+damaged_metadata)
+  # /images 16 million pixels wide while the file records 28 (a flipped header
+  # byte in an unchecksummed file): refused before any read, not 9 GB later.
+  /usr/bin/python3 - "$data" "$work/wide.h5" <<'EOF'
+import sys, h5py, numpy
+with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as out:
+    for key, value in f.attrs.items():
+        out.attrs[key] = value
+    out["images"] = numpy.zeros((4, 28, 30, 1), numpy.uint8)
+    out["labels"] = numpy.arange(4, dtype=numpy.int64)
+EOF
+  expect_error "wide.h5: damaged file: /images has width 30 but the file records 28" \
+    train --train-data "$work/wide.h5" --run-dir "$work/w"
+  # Files convert and train write keep strings in checksummed object headers
+  # (fixed length), not in HDF5's global heap, which has no checksum.
+  train --run-dir "$work/r" >/dev/null
+  /usr/bin/python3 - "$work/r/model.h5" <<'EOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    for name in ("model", "config", "kind") if "kind" in f.attrs else ("model",):
+        assert not f.attrs.get_id(name).get_type().is_variable_str(), name
+EOF
+  # Finite weights too large for finite logits: an error, not "loss": nan.
+  /usr/bin/python3 -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); f['model/fc.weight'][...] = 3e38" \
+    "$work/r/model.h5"
+  expect_error "model.h5: the model's outputs are not finite" \
+    "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --threads 1
+  expect_error "--crop must lie in [0, 16384], got 2147483648" \
+    "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --threads 1 --crop 2147483648
+  echo "damaged_metadata: ok"
   ;;
 small_images)
   for size in 1 2; do
