@@ -96,6 +96,7 @@ namespace {
 bool finite_at_least(double value, double low) { return std::isfinite(value) && value >= low; }
 
 void check_optimization_options(const TrainConfig& config) {
+  parse_milestones(config.milestones, config.epochs);  // before anything is written
   CONVNET_CHECK(std::isfinite(config.lr) && config.lr > 0, "--lr must be a positive number, got ",
                 config.lr);
   CONVNET_CHECK(finite_at_least(config.momentum, 0) && config.momentum < 1,
