@@ -17,6 +17,7 @@
 #include "launch/commands.h"
 #include "launch/option_table.h"
 #include "models/weights_file.h"
+#include "models/zoo.h"
 #include "trainer/evaluator.h"
 
 namespace convnet {
@@ -107,6 +108,10 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
   options.world = communicator.size();
   options.rank = communicator.rank();
   options.threads = s.loader_threads;
+  // Channels-last models (ResNeXt on the CPU) read channels-last input.
+  const ModelSpec spec{
+      .name = meta.model, .num_classes = meta.num_classes, .in_channels = meta.in_channels};
+  options.augment.channels_last = model_input_layout(s.device, spec) == Layout::nhwc;
   // The training normalization when the file records it, else the dataset's.
   options.augment.mean = meta.mean;
   options.augment.std = meta.std;
@@ -123,10 +128,7 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
                                            resolve_layout(std::nullopt, s.device, Precision::fp32),
                                            communicator));
   ParamStore store;
-  ModelNets nets(
-      context,
-      {.name = meta.model, .num_classes = meta.num_classes, .in_channels = meta.in_channels}, store,
-      meta.in_channels, loader.height(), loader.width());
+  ModelNets nets(context, spec, store, meta.in_channels, loader.height(), loader.width());
   nets.get(s.batch_size);  // finalizes the store
   CpuAllocator host_memory;
   ParamStore host_store;  // read on the host, copied to the model's device

@@ -97,25 +97,23 @@ struct Entry {
 // kernels), else on the CPU the context's blocked layout (nchw8c or nchw16c,
 // the block the CPU's kernels prefer; ModelSpec::blocked_layout), plain NCHW
 // otherwise.
-// A grouped model (ResNeXt) whose groups are not whole blocks runs
-// channels-last instead on the CPU: oneDNN 2.6 has JIT kernels for grouped
-// convolutions in nhwc, and only GEMM-based ones in plain nchw.
+// A grouped model (ResNeXt) runs channels-last instead on the CPU, its input
+// included: oneDNN 2.6 has JIT kernels for grouped convolutions in nhwc (in
+// the blocked layouts only for groups of whole blocks, in plain nchw only
+// GEMM-based ones), and a stem convolution from nchw input to nhwc output
+// falls to its reference kernel.
 Layout activation_layout(const Context& context, const ModelSpec& spec,
                          const ResNetConfig& config) {
   if (spec.channels_last) return Layout::nhwc;
-  if (context.backend() == Backend::cpu && spec.blocked_layout) {
-    const Layout blocked = context.blocked_layout();
-    const int64_t per_group = config.widths.front() * config.width_per_group / 64;
-    if (config.groups > 1 && per_group % channel_block(blocked) != 0) return Layout::nhwc;
-    return blocked;
-  }
+  if (context.backend() == Backend::cpu && spec.blocked_layout)
+    return config.groups > 1 ? Layout::nhwc : context.blocked_layout();
   return Layout::nchw;
 }
 
 Entry resnet_entry(const std::string& name, const std::string& family, ResNetConfig config,
                    Scale scale) {
   const bool cifar = scale == Scale::cifar;
-  return {{name, family, cifar ? 10 : 1000, cifar ? 32 : 224},
+  return {{name, family, cifar ? 10 : 1000, cifar ? 32 : 224, 1, config.groups > 1},
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             ResNetConfig c = config;
             c.stride_in_1x1 = spec.resnet_v1;
@@ -307,9 +305,11 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
 Layout model_input_layout(Backend backend, const ModelSpec& spec) {
   // Channels-last models take channels-last input (the stem convolution's
   // fast kernels want both sides channels-last); on the GPU DenseNets stay NCHW.
-  const bool densenet = find_entry(spec.name).info.family == "densenet";
+  const ModelInfo& info = find_entry(spec.name).info;
+  const bool densenet = info.family == "densenet";
   const bool channels_last = spec.channels_last && (!densenet || backend == Backend::cpu);
-  return channels_last ? Layout::nhwc : Layout::nchw;
+  const bool grouped_on_cpu = info.grouped && backend == Backend::cpu && spec.blocked_layout;
+  return channels_last || grouped_on_cpu ? Layout::nhwc : Layout::nchw;
 }
 
 void initialize_parameters(ParamStore& store, uint64_t seed) {

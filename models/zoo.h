@@ -49,6 +49,8 @@ struct ModelInfo {
   // The smallest height and width the model takes: every pooling keeps at
   // least one pixel (DenseNets' transitions halve without padding).
   int64_t min_image_size = 1;
+  // Grouped convolutions (ResNeXt): channels-last on the CPU, input included.
+  bool grouped = false;
 };
 
 // Every model name convnet accepts, in display order.

@@ -128,6 +128,21 @@ TEST(ModelZoo, TooSmallImagesAreRefusedNamingTheModelsMinimum) {
   }
 }
 
+// Grouped models run channels-last on the CPU, input included (the loaders
+// of train and eval ask model_input_layout which layout to deliver).
+TEST(ModelZoo, GroupedModelsTakeChannelsLastInputOnTheCpu) {
+  Context context;
+  for (const char* name : {"resnext50_32x4d", "se_resnext50_32x4d"}) {
+    ParamStore store;
+    const ModelSpec spec{.name = name, .num_classes = 10};
+    EXPECT_EQ(model_input_layout(Backend::cpu, spec), Layout::nhwc) << name;
+    auto net = build_model(context, spec, store, Shape{1, 3, 32, 32});
+    EXPECT_EQ(net->input().layout(), Layout::nhwc) << name;
+  }
+  EXPECT_EQ(model_input_layout(Backend::cpu, {.name = "resnet50"}), Layout::nchw);
+  EXPECT_EQ(model_input_layout(Backend::cuda, {.name = "resnext50_32x4d"}), Layout::nchw);
+}
+
 // An ImageNet ResNet on a small image runs its last stage on 1x1 maps; the
 // blocked layout must carry through them (the residual additions need one
 // layout), and the result must equal the plain layout's.
