@@ -49,6 +49,9 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, const LoaderOptions& opti
   CONVNET_CHECK(options_.threads > 0 && options_.prefetch > 0,
                 "--loader-threads and the prefetch depth must be positive");
   AugmentOptions& augment = options_.augment;
+  // An evaluation pass never draws random crops or flips (whatever the
+  // training options it was copied from said).
+  if (!options_.train) augment.train = false;
   const bool dataset_statistics = augment.std.empty();
   if (augment.mean.empty()) augment.mean = dataset_->mean();
   if (augment.std.empty()) augment.std = dataset_->std();

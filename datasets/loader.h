@@ -33,7 +33,7 @@ namespace convnet {
 
 struct LoaderOptions {
   AugmentOptions augment;   // mean/std empty: the dataset's
-  bool train = true;        // false: this rank's evaluation shard, once
+  bool train = true;        // false: this rank's evaluation shard, once, never augmented
   int64_t batch_size = 32;  // per rank and micro-batch
   int64_t world = 1, rank = 0;
   int64_t accumulate = 1;  // micro-batches per rank and step (training)

@@ -104,6 +104,7 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
   check_image_size(s, meta, dataset->info());
   LoaderOptions options;
   options.train = false;
+  options.augment.train = false;
   options.batch_size = s.batch_size;
   options.world = communicator.size();
   options.rank = communicator.rank();

@@ -252,6 +252,7 @@ LoaderOptions evaluation_loader_options(const TrainConfig& config, const LoaderO
                                         const Loader& loader, const DatasetInfo* val_info) {
   LoaderOptions options = training;
   options.train = false;
+  options.augment.train = false;  // center crop / stored image, never random
   options.batch_size = config.eval_batch_size > 0 ? config.eval_batch_size : config.batch_size;
   options.augment.mean = loader.mean();
   options.augment.std = loader.std();

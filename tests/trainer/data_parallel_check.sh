@@ -9,6 +9,8 @@
 #                the same blocks), which differs from the run without
 #   hang         a rank that stops answering ends the job within --comm-timeout
 #   read_metrics --read-metrics log == step: same weights and logged metrics
+#   val_matches_eval  the trainer's validation record equals convnet eval of its model.h5
+#                (validation never draws the recipe's random crops and flips)
 #   eval         exact sharded evaluation for 1, 2 and 3 ranks: count = N and
 #                identical metrics (N = 1,001); predict writes every row in dataset order
 set -euo pipefail
@@ -42,6 +44,26 @@ equivalence)
   diff <(grep -o '"loss": [0-9.e-]*' "$work/np2/metrics.jsonl" | cut -c1-14) \
        <(grep -o '"loss": [0-9.e-]*' "$work/np1_acc2/metrics.jsonl" | cut -c1-14)
   echo "equivalence: ok"
+  ;;
+val_matches_eval)
+  /usr/bin/python3 - "$data" "$work/small.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as src, h5py.File(sys.argv[2], "w") as dst:
+    for name, value in src.attrs.items():
+        dst.attrs[name] = value
+    dst["images"] = src["images"][:64]
+    dst["labels"] = src["labels"][:64]
+PY
+  "$convnet" train --model resnet20 --train-data "$work/small.h5" --val-data "$work/small.h5" \
+    --lr 0.01 --seed 3 --threads 1 --loader-threads 1 --batch-size 8 --epochs 1 \
+    --run-dir "$work/val" >/dev/null
+  val=$(grep '"kind": "eval"' "$work/val/metrics.jsonl" | tail -1 | grep -o '"loss": [0-9.e+-]*')
+  eval=$("$convnet" eval --checkpoint "$work/val/model.h5" --data "$work/small.h5" --threads 1 |
+    grep -o '"loss": [0-9.e+-]*')
+  echo "trainer $val, eval $eval"
+  /usr/bin/python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(abs(a - b) > 1e-5 * abs(b))" \
+    "${val#*: }" "${eval#*: }"
+  echo "val_matches_eval: ok"
   ;;
 eval)
   "$convnet" train "${common[@]}" --batch-size 8 --run-dir "$work/model" >/dev/null
