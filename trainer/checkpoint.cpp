@@ -98,6 +98,11 @@ void check_checkpoint_state(const std::string& path, const CheckpointState& s) {
         s.step_in_epoch);
   check(s.samples_seen >= 0, "samples_seen", s.samples_seen);
   check(s.sgd_steps >= 0 && s.sgd_steps <= s.global_step, "sgd_steps", s.sgd_steps);
+  // The trainer writes epoch and step_in_epoch from global_step (done /
+  // steps_per_epoch, done % steps_per_epoch).
+  check(s.epoch <= s.global_step / s.steps_per_epoch &&
+            s.epoch * s.steps_per_epoch + s.step_in_epoch == s.global_step,
+        "epoch", s.epoch);
 }
 
 }  // namespace

@@ -15,8 +15,9 @@
 #                  with "disk full?" (not a crash), no temporary left, every checkpoint
 #                  left behind reads back
 #   stale_temporaries  NAME.tmp-PID files of killed writes are removed when a run starts
-#   ranks_disagree two ranks (mpirun) given data of another length, image size or class
-#                  count: exit 1 naming the field and both values, no hang, no training
+#   ranks_disagree two ranks (mpirun) given data of another length, image size, class
+#                  count or pixels: exit 1 naming the field and both values, no hang, no
+#                  training
 #   early_signal   SIGTERM pending before convnet train starts (blocked by the parent):
 #                  the run stops after its first step with a checkpoint, exit 75, resumable
 #   nonfinite_weights  eval of a model.h5 with a NaN weight: exit 1 naming the file and key
@@ -219,16 +220,18 @@ with h5py.File(source, "r") as f:
 variant("shorter", images[:5000], labels[:5000], classes)
 variant("larger", numpy.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))), labels, classes)
 variant("more_classes", images, labels, classes + 1)
+variant("other_pixels", 255 - images, labels, classes)  # same header and labels
 EOF
   rank() { echo -np 1 "$convnet" train --model resnet20 --batch-size 4 --max-steps 2 --threads 1 \
     --loader-threads 1 --run-dir "$work/run" --train-data "$1"; }
-  for kind in shorter larger more_classes; do
+  for kind in shorter larger more_classes other_pixels; do
     expect_error "differ from rank 0" timeout -k 5 120 "$mpiexec" --oversubscribe --bind-to none \
       $(rank "$data") : $(rank "$work/$kind.h5")
     case $kind in
     shorter) grep -q "training samples: '10000' on rank 0, '5000' on rank 1" "$work/out.log" ;;
     larger) grep -q "training image shape (HxWxC; 0: encoded): '28x28x1' on rank 0, '32x32x1' on rank 1" "$work/out.log" ;;
     more_classes) grep -q "training classes: '10' on rank 0, '11' on rank 1" "$work/out.log" ;;
+    other_pixels) grep -q "training images (fingerprint of 16 samples): '[0-9]*' on rank 0" "$work/out.log" ;;
     esac || { echo "FAIL: the field is not named for $kind" && cat "$work/out.log" && exit 1; }
     test ! -e "$work/run/model.h5"
   done
@@ -382,7 +385,7 @@ inspect_damage)
   good="$work/r/checkpoint-000000002.h5"
   "$convnet" inspect "$good" | grep -q '"verified": "yes"'
   for damage in flip root_header key_header std_zero missing extra reshaped nan short_momentum \
-    world_size; do
+    world_size epoch; do
     copy="$work/$damage.h5"
     cp "$good" "$copy"
     if [ "$damage" = flip ]; then
@@ -406,6 +409,8 @@ with h5py.File(path, "r+") as f:
         f["optimizer/momentum"] = m[:-10]
     elif damage == "world_size":
         f.attrs["world_size"] = numpy.int64(0)
+    elif damage == "epoch":
+        f.attrs["epoch"] = numpy.int64(2**40)
     elif damage == "std_zero":
         f.attrs["std"] = numpy.zeros(len(f.attrs["std"]))
 header = {"root_header": "/", "key_header": "model/fc.weight"}.get(damage)
@@ -430,10 +435,11 @@ EOF
     nan) message="key conv1.weight holds non-finite values" ;;
     short_momentum) message="momentum" ;;
     world_size) message="damaged training state: world_size is 0" ;;
+    epoch) message="damaged training state: epoch is 1099511627776" ;;
     esac
     expect_error "$message" "$convnet" inspect "$copy"
     case $damage in
-    flip | root_header | key_header | std_zero | world_size) ;;  # damage --quick also sees
+    flip | root_header | key_header | std_zero | world_size | epoch) ;;  # --quick sees it too
     *) "$convnet" inspect --quick "$copy" >/dev/null || { echo "FAIL: inspect --quick of $damage" && exit 1; } ;;
     esac
   done

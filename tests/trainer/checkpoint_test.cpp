@@ -47,10 +47,10 @@ std::string write_checkpoint(const std::string& dir, int64_t step, Model& model)
   for (int64_t i = 0; i < model.store.num_parameters(); ++i) g[i] = 0.001f * (i % 7);
   model.sgd->step(model.store.flat_params(), model.store.flat_grads(), 0.1);
   CheckpointState state;
-  state.global_step = step;
-  state.epoch = 2;
-  state.step_in_epoch = 5;
-  state.steps_per_epoch = 10;
+  state.global_step = step;  // epoch and step_in_epoch follow from it, as the trainer writes them
+  state.steps_per_epoch = 4;
+  state.epoch = step / 4;
+  state.step_in_epoch = step % 4;
   state.sgd_steps = model.sgd->step_count();
   state.world_size = 4;
   state.batch_size = 8;
@@ -70,7 +70,8 @@ TEST(Checkpoint, RoundTripRestoresWeightsMomentumAndState) {
   EXPECT_EQ(verify_hdf5_file(path), "");
   const CheckpointState state = read_checkpoint_state(path);
   EXPECT_EQ(state.global_step, 7);
-  EXPECT_EQ(state.step_in_epoch, 5);
+  EXPECT_EQ(state.epoch, 1);
+  EXPECT_EQ(state.step_in_epoch, 3);
   EXPECT_EQ(state.world_size, 4);
   EXPECT_EQ(state.accumulate, 2);
   EXPECT_EQ(state.config, "model = resnet20\nlr = 0.1\n");
