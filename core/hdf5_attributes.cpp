@@ -68,6 +68,14 @@ bool attribute_exists(hid_t location, const std::string& path, const char* name)
   return exists > 0;
 }
 
+// The attribute, opened; absent ("PATH: missing WHAT 'NAME'") or unreadable
+// (damage) is an error.
+Hdf5Id open_attribute(hid_t location, const std::string& path, const char* name, const char* what) {
+  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing ", what, " '", name, "'");
+  return Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
+                        std::string("attribute '") + name + "'");
+}
+
 }  // namespace
 
 bool has_link(hid_t location, const std::string& path, const char* name) {
@@ -77,10 +85,7 @@ bool has_link(hid_t location, const std::string& path, const char* name) {
 }
 
 int64_t read_int_attribute(hid_t location, const std::string& path, const char* name) {
-  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing root attribute '", name,
-                "'");
-  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
-                               std::string("attribute '") + name + "'");
+  Hdf5Id attr = open_attribute(location, path, name, "root attribute");
   // HDF5 would convert 10.7 to 10: a float where an integer belongs is damage.
   CONVNET_CHECK(stored_class(attr.get(), name) == H5T_INTEGER, path, ": attribute '", name,
                 "' is stored as a non-integer type; it must be an integer");
@@ -91,10 +96,7 @@ int64_t read_int_attribute(hid_t location, const std::string& path, const char* 
 }
 
 std::string read_string_attribute(hid_t location, const std::string& path, const char* name) {
-  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing root attribute '", name,
-                "'");
-  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
-                               std::string("attribute '") + name + "'");
+  Hdf5Id attr = open_attribute(location, path, name, "root attribute");
   Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
   CONVNET_CHECK(H5Tget_class(file_type.get()) == H5T_STRING, path, ": attribute '", name,
                 "' is not a string");
@@ -143,9 +145,7 @@ void write_string_array_attribute(hid_t location, const char* name,
 
 std::vector<std::string> read_string_array_attribute(hid_t location, const std::string& path,
                                                      const char* name) {
-  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing attribute '", name, "'");
-  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
-                               std::string("attribute '") + name + "'");
+  Hdf5Id attr = open_attribute(location, path, name, "attribute");
   Hdf5Id file_type(H5Aget_type(attr.get()), H5Tclose, name);
   CONVNET_CHECK(H5Tget_class(file_type.get()) == H5T_STRING, path, ": attribute '", name,
                 "' is not an array of strings");
@@ -178,9 +178,7 @@ std::vector<std::string> read_string_array_attribute(hid_t location, const std::
 
 std::vector<double> read_double_array_attribute(hid_t location, const std::string& path,
                                                 const char* name) {
-  CONVNET_CHECK(attribute_exists(location, path, name), path, ": missing attribute '", name, "'");
-  Hdf5Id attr = Hdf5Id::opened(H5Aopen(location, name, H5P_DEFAULT), H5Aclose, path,
-                               std::string("attribute '") + name + "'");
+  Hdf5Id attr = open_attribute(location, path, name, "attribute");
   Hdf5Id space(H5Aget_space(attr.get()), H5Sclose, name);
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   std::vector<double> values(std::max<hssize_t>(n, 0));

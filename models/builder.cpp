@@ -45,7 +45,6 @@ class BatchNormOp final : public Op {
   void bind(ParamStore& s) override {
     store_ = &s;
     weight_ = s.param(entries_.weight);
-    bias_ = s.param(entries_.bias);
     dweight_ = s.grad(entries_.weight);
     dbias_ = s.grad(entries_.bias);
   }
@@ -64,7 +63,7 @@ class BatchNormOp final : public Op {
   std::unique_ptr<BatchNorm2d> bn_;
   BatchNormEntries entries_;
   ParamStore* store_ = nullptr;
-  Tensor weight_, bias_, dweight_, dbias_;
+  Tensor weight_, dweight_, dbias_;  // for backward
 };
 
 class ReluOp final : public Op {

@@ -27,12 +27,12 @@
 namespace convnet {
 namespace {
 
-// Broadcasts parameters (whole_model only), BN buffers and counters from rank 0.
-enum class Broadcast { whole_model, buffers_only };
-void broadcast_model(Communicator& communicator, ParamStore& store, Broadcast what) {
+// Broadcasts parameters, BN buffers and counters from rank 0 (the initial
+// model). Afterwards every rank holds the same values: gradients are
+// averaged and BN statistics move from all ranks' micro-batches.
+void broadcast_model(Communicator& communicator, ParamStore& store) {
   if (communicator.size() == 1) return;
-  if (what == Broadcast::whole_model)
-    communicator.broadcast(store.flat_params().data<float>(), store.flat_size() * 4, 0);
+  communicator.broadcast(store.flat_params().data<float>(), store.flat_size() * 4, 0);
   if (store.num_buffer_elements() > 0)
     communicator.broadcast(store.flat_buffers().data<float>(), store.flat_buffer_size() * 4, 0);
   if (!store.counters().empty())
@@ -119,7 +119,6 @@ class TrainingRun {
   bool evaluate(int64_t step);
   void checkpoint(int64_t step);
   void save_model();
-  void share_bn_statistics();
   void require_finite_model(int64_t step);
   void open_run_directory();
   std::string header() const;
@@ -251,7 +250,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
   // Initialization, files and broadcasts work on the host copy (the model
   // itself on the CPU).
   initialize_parameters(shadow_.store(), config.seed);
-  broadcast_model(communicator, shadow_.store(), Broadcast::whole_model);
+  broadcast_model(communicator, shadow_.store());
   if (!resume_.path.empty())
     load_checkpoint(resume_.path, shadow_.store(), shadow_.sgd(), config.model);
   shadow_.push();
@@ -390,7 +389,6 @@ bool TrainingRun::evaluate(int64_t step) {
   EvalTotals totals;
   {
     Watchdog::Scope waiting(watchdog_, step + 1, "the evaluation");
-    share_bn_statistics();
     Loader val_loader(val_data_, eval_options_);
     watchdog_.disarm();  // evaluating is local work
     totals = convnet::evaluate(nets_, val_loader);
@@ -450,10 +448,6 @@ void TrainingRun::checkpoint(int64_t step) {
   state_.loss_scale = scaler_.enabled() ? scaler_.scale() : 0.0;
   state_.loss_scale_good_steps = scaler_.good_steps();
   state_.skipped_steps = scaler_.skipped_steps();
-  {
-    Watchdog::Scope waiting(watchdog_, done, "the checkpoint broadcast");
-    share_bn_statistics();
-  }
   if (root_) {
     const std::string path = checkpoint_path(config_.run_dir, done);
     shadow_.pull();
@@ -467,23 +461,14 @@ void TrainingRun::checkpoint(int64_t step) {
   communicator_.barrier();
 }
 
-// The final model, with rank 0's BN statistics.
+// The final model (every rank holds the same; rank 0 writes it).
 void TrainingRun::save_model() {
   require_finite_model(state_.global_step);
-  share_bn_statistics();
   result_.model_path = config_.run_dir + "/model.h5";
   if (!root_) return;
   shadow_.pull();
   save_weights(result_.model_path, metadata(), shadow_.store());
   progress_->message("saved " + result_.model_path);
-}
-
-// Rank 0's BN statistics everywhere (before evaluating and saving).
-void TrainingRun::share_bn_statistics() {
-  if (world_ == 1) return;
-  shadow_.pull();
-  broadcast_model(communicator_, shadow_.store(), Broadcast::buffers_only);
-  shadow_.push();
 }
 
 void TrainingRun::open_run_directory() {

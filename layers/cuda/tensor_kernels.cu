@@ -25,8 +25,7 @@ void add_channel_bias_t(T* y, const float* bias, int64_t n, int64_t c, int64_t h
 }
 
 template <typename T>
-void scale_copy_t(T* y, const T* x, int64_t n, float factor, bool accumulate,
-                  cudaStream_t stream) {
+void scale_copy_t(T* y, const T* x, int64_t n, float factor, bool accumulate, cudaStream_t stream) {
   for_each("scale_copy", n, stream, [=] __device__(int64_t i) {
     math::store(y + i, factor * math::load(x[i]), accumulate);
   });

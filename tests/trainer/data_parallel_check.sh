@@ -18,6 +18,18 @@ check=$1 convnet=$2 mpiexec=$3 data=$4 work=$5
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work" && mkdir -p "$work"
 mpi() { local n=$1; shift; timeout -k 5 240 "$mpiexec" -np "$n" --oversubscribe --bind-to none "$@"; }
+# first_samples N OUT: the test data's first N samples, attributes kept.
+first_samples() {
+  /usr/bin/python3 - "$data" "$2" "$1" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as src, h5py.File(sys.argv[2], "w") as dst:
+    for name, value in src.attrs.items():
+        dst.attrs[name] = value
+    n = int(sys.argv[3])
+    dst["images"] = src["images"][:n]
+    dst["labels"] = src["labels"][:n]
+PY
+}
 common=(--model resnet20 --train-data "$data" --max-steps 4 --lr 0.1 --seed 3 --threads 1
         --loader-threads 1 --log-every 1 --bucket-mb 0.05)
 
@@ -46,14 +58,7 @@ equivalence)
   echo "equivalence: ok"
   ;;
 val_matches_eval)
-  /usr/bin/python3 - "$data" "$work/small.h5" <<'PY'
-import sys, h5py
-with h5py.File(sys.argv[1], "r") as src, h5py.File(sys.argv[2], "w") as dst:
-    for name, value in src.attrs.items():
-        dst.attrs[name] = value
-    dst["images"] = src["images"][:64]
-    dst["labels"] = src["labels"][:64]
-PY
+  first_samples 64 "$work/small.h5"
   "$convnet" train --model resnet20 --train-data "$work/small.h5" --val-data "$work/small.h5" \
     --lr 0.01 --seed 3 --threads 1 --loader-threads 1 --batch-size 8 --epochs 1 \
     --run-dir "$work/val" >/dev/null
@@ -68,14 +73,7 @@ PY
 eval)
   "$convnet" train "${common[@]}" --batch-size 8 --run-dir "$work/model" >/dev/null
   # The first 1,001 samples (not divisible by 2 or 3), attributes kept.
-  /usr/bin/python3 - "$data" "$work/small.h5" <<'PY'
-import sys, h5py
-with h5py.File(sys.argv[1], "r") as src, h5py.File(sys.argv[2], "w") as dst:
-    for name, value in src.attrs.items():
-        dst.attrs[name] = value
-    dst["images"] = src["images"][:1001]
-    dst["labels"] = src["labels"][:1001]
-PY
+  first_samples 1001 "$work/small.h5"
   data=$work/small.h5
   for n in 1 2 3; do
     mpi $n "$convnet" eval --checkpoint "$work/model/model.h5" --data "$data" --batch-size 96 \
