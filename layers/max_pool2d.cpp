@@ -7,7 +7,7 @@ MaxPool2d::MaxPool2d(std::string name, const MaxPool2dOptions& options, const Sh
       options_(options),
       input_shape_(input_shape),
       output_shape_(pool2d_output_shape(name_, input_shape, options.kernel, options.stride,
-                                        options.padding)) {
+                                        options.padding, options.ceil_mode)) {
   check_layout(name_, input_shape, options.layout);
 }
 

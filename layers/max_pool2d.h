@@ -1,9 +1,11 @@
-// 2-D max pooling (torch.nn.MaxPool2d with ceil_mode=False, dilation 1), square
-// kernel, symmetric padding that never wins the max (acts as -inf).
+// 2-D max pooling (torch.nn.MaxPool2d, dilation 1), square kernel, symmetric
+// padding that never wins the max (acts as -inf).
 //
 // Shapes:
-//   x  (N, C, H, W)                contiguous
-//   y  (N, C, H_out, W_out)        H_out = (H + 2 * padding - K) / stride + 1
+//   x  (N, C, H, W)                options.layout, as are y, dy, dx
+//   y  (N, C, H_out, W_out)        H_out = (H + 2 * padding - K) / stride + 1, rounded
+//                                  down, or up with ceil_mode (Caffe's pooling; see
+//                                  window_output_size in layers/window.h)
 //
 // Construction requires 0 <= padding <= K / 2 (as PyTorch), so every window
 // holds at least one input element.
@@ -33,6 +35,9 @@ struct MaxPool2dOptions {
   int64_t kernel = 0;
   int64_t stride = 0;
   int64_t padding = 0;
+  // Round the output extent up (torch's ceil_mode=True; Caffe always does):
+  // the last window may overhang the input on the right.
+  bool ceil_mode = false;
   Layout layout = Layout::nchw;  // of x, y, dy and dx
 };
 

@@ -23,24 +23,31 @@ class MaxPool2dOnednn final : public MaxPool2d {
  private:
   void build() {
     const MaxPool2dOptions& o = options();
+    // Ceil mode: the right and bottom padding reach the last window's end.
+    const Shape& in = input_shape();
+    const Shape& out = output_shape();
     const memory::dims strides{o.stride, o.stride}, kernel{o.kernel, o.kernel},
-        padding{o.padding, o.padding};
+        padding{o.padding, o.padding},
+        padding_r = !o.ceil_mode
+                        ? padding
+                        : memory::dims{(out[2] - 1) * o.stride + o.kernel - in[2] - o.padding,
+                                       (out[3] - 1) * o.stride + o.kernel - in[3] - o.padding};
     x_md_ = onednn_desc(input_shape(), options().layout, context_.activation_dtype());
     y_md_ = onednn_desc(output_shape(), options().layout, context_.activation_dtype());
     const auto algo = dnnl::algorithm::pooling_max;
     const auto& engine = rt_.engine;
 
     dnnl::pooling_forward::desc train_desc(dnnl::prop_kind::forward_training, algo, x_md_, y_md_,
-                                           strides, kernel, padding, padding);
+                                           strides, kernel, padding, padding_r);
     const dnnl::pooling_forward::primitive_desc train_pd(train_desc, engine);
     fwd_training_ = dnnl::pooling_forward(train_pd);
 
     dnnl::pooling_forward::desc infer_desc(dnnl::prop_kind::forward_inference, algo, x_md_, y_md_,
-                                           strides, kernel, padding, padding);
+                                           strides, kernel, padding, padding_r);
     fwd_inference_ =
         dnnl::pooling_forward(dnnl::pooling_forward::primitive_desc(infer_desc, engine));
 
-    dnnl::pooling_backward::desc bwd_desc(algo, x_md_, y_md_, strides, kernel, padding, padding);
+    dnnl::pooling_backward::desc bwd_desc(algo, x_md_, y_md_, strides, kernel, padding, padding_r);
     bwd_ =
         dnnl::pooling_backward(dnnl::pooling_backward::primitive_desc(bwd_desc, engine, train_pd));
 

@@ -12,8 +12,8 @@ namespace {
 template <typename Fn>
 void for_each_argmax(const MaxPool2dOptions& o, const Array& x, Fn fn) {
   const int64_t h_in = x.shape[2], w_in = x.shape[3];
-  const int64_t h_out = window_output_size(h_in, o.kernel, o.stride, o.padding);
-  const int64_t w_out = window_output_size(w_in, o.kernel, o.stride, o.padding);
+  const int64_t h_out = window_output_size(h_in, o.kernel, o.stride, o.padding, o.ceil_mode);
+  const int64_t w_out = window_output_size(w_in, o.kernel, o.stride, o.padding, o.ceil_mode);
   for (int64_t n = 0; n < x.shape[0]; ++n)
     for (int64_t c = 0; c < x.shape[1]; ++c)
       for (int64_t oh = 0; oh < h_out; ++oh)
@@ -39,8 +39,8 @@ void for_each_argmax(const MaxPool2dOptions& o, const Array& x, Fn fn) {
 
 Array max_pool2d_forward(const MaxPool2dOptions& o, const Array& x) {
   Array y(Shape{x.shape[0], x.shape[1],
-                window_output_size(x.shape[2], o.kernel, o.stride, o.padding),
-                window_output_size(x.shape[3], o.kernel, o.stride, o.padding)});
+                window_output_size(x.shape[2], o.kernel, o.stride, o.padding, o.ceil_mode),
+                window_output_size(x.shape[3], o.kernel, o.stride, o.padding, o.ceil_mode)});
   for_each_argmax(o, x, [&](int64_t n, int64_t c, int64_t oh, int64_t ow, int64_t ih, int64_t iw) {
     y.at(n, c, oh, ow) = x.at(n, c, ih, iw);
   });

@@ -339,14 +339,19 @@ ValueId NetBuilder::concat(const std::vector<ValueId>& inputs, const std::string
 }
 
 ValueId NetBuilder::squeeze_excitation(ValueId x, const std::string& name, int64_t reduction) {
+  return squeeze_excitation(x, name, reduction, name + ".fc1", name + ".fc2");
+}
+
+ValueId NetBuilder::squeeze_excitation(ValueId x, const std::string& name, int64_t reduction,
+                                       const std::string& down, const std::string& up) {
   const int64_t c = channels(x), n = shape(x)[0];
   const int64_t hidden = c / reduction;
   CONVNET_CHECK(hidden > 0, "layer ", name, ": ", c, " channels with SE reduction ", reduction);
   ValueId s = global_avg_pool(x, name + ".pool");
   s = net_.add_reshape(s, Shape{n, c, 1, 1});
-  s = conv(s, name + ".fc1", {.in_channels = c, .out_channels = hidden, .bias = true});
+  s = conv(s, down, {.in_channels = c, .out_channels = hidden, .bias = true});
   s = relu(s, name + ".relu");
-  s = conv(s, name + ".fc2", {.in_channels = hidden, .out_channels = c, .bias = true});
+  s = conv(s, up, {.in_channels = hidden, .out_channels = c, .bias = true});
   s = net_.add_reshape(s, Shape{n, c});
   auto layer = ChannelGate::create(context_, name + ".gate", shape(x), Shape{n, c}, layout(x));
   return net_.add_op(std::make_unique<GateOp>(std::move(layer)), {x, s}, shape(x), layout(x));

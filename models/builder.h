@@ -67,6 +67,10 @@ class NetBuilder {
   // Squeeze-and-excitation (Hu et al.): x * sigmoid(fc2(relu(fc1(gap(x))))), with
   // fc1/fc2 1x1 convs with bias named NAME.fc1 / NAME.fc2 (timm's naming).
   ValueId squeeze_excitation(ValueId x, const std::string& name, int64_t reduction);
+  // The same block with its two convolutions named `down` and `up` (the SENet
+  // authors' Caffe names, e.g. inception_3a_1x1_down / inception_3a_1x1_up).
+  ValueId squeeze_excitation(ValueId x, const std::string& name, int64_t reduction,
+                             const std::string& down, const std::string& up);
   // Stochastic depth of residual block `block` with drop probability p
   // (models/drop_path.h); the identity when p is 0.
   ValueId drop_path(ValueId x, const std::string& name, int64_t block, double p);

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "models/densenet.h"
+#include "models/inception.h"
 #include "models/resnet.h"
 
 namespace convnet {
@@ -167,6 +168,20 @@ Entry densenet_entry(const std::string& name, DenseNetConfig config, Scale scale
           }};
 }
 
+// BN-Inception and SE-BN-Inception: plain NCHW activations (the branches
+// are concatenated), ImageNet scale; the smallest side its reduction modules
+// take (models/inception.h).
+Entry inception_entry(const std::string& name, const std::string& family, InceptionConfig config) {
+  int64_t smallest = 1;
+  while (!bn_inception_takes_size(smallest)) ++smallest;
+  return {{name, family, 1000, 224, smallest},
+          [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
+            CONVNET_CHECK(spec.drop_path == 0, "--drop-path drops residual blocks; ", spec.name,
+                          " has none (Inception modules concatenate)");
+            return build_bn_inception(b, x, config, classes);
+          }};
+}
+
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> all = [] {
     std::vector<Entry> e;
@@ -224,6 +239,8 @@ const std::vector<Entry>& entries() {
                              grouped(bottlenecks(blocks101), 1, 128), Scale::imagenet));
     e.push_back(resnet_entry("wrn_28_10", "wide_resnet", wide_cifar(28, 10), Scale::cifar));
     e.push_back(resnet_entry("wrn_40_4", "wide_resnet", wide_cifar(40, 4), Scale::cifar));
+    e.push_back(inception_entry("bn_inception", "inception", {}));
+    e.push_back(inception_entry("se_bn_inception", "se_inception", {.squeeze_excitation = true}));
     e.push_back(resnet_entry("se_preact_resnet164", "se_resnet",
                              with_se(cifar_preact(164, Block::bottleneck)), Scale::cifar));
     const std::vector<std::tuple<int, int64_t, int64_t, std::vector<int>>> densenets{
@@ -307,7 +324,9 @@ Layout model_input_layout(Backend backend, const ModelSpec& spec) {
   // fast kernels want both sides channels-last); on the GPU DenseNets stay NCHW.
   const ModelInfo& info = find_entry(spec.name).info;
   const bool densenet = info.family == "densenet";
-  const bool channels_last = spec.channels_last && (!densenet || backend == Backend::cpu);
+  const bool inception = info.family.find("inception") != std::string::npos;  // plain NCHW
+  const bool channels_last =
+      spec.channels_last && !inception && (!densenet || backend == Backend::cpu);
   const bool grouped_on_cpu = info.grouped && backend == Backend::cpu && spec.blocked_layout;
   return channels_last || grouped_on_cpu ? Layout::nhwc : Layout::nchw;
 }

@@ -7,6 +7,8 @@
 //   pre-activation ResNet (He et al. 2016) preact_resnet18..200 and CIFAR 110/164/1001;
 //   SE-ResNet (Hu et al. 2018, timm naming) se_resnet50..152, CIFAR se_resnet20..110,
 //   se_preact_resnet164;
+//   ResNeXt, SE-ResNeXt and wide ResNets (torchvision, timm; CIFAR wrn_28_10, wrn_40_4);
+//   BN-Inception and SE-BN-Inception (the SENet authors' Caffe prototxt);
 //   DenseNet (torchvision) densenet121..264, CIFAR DenseNet-BC and densenet40_k12.
 #pragma once
 
@@ -43,8 +45,8 @@ struct ModelSpec {
 
 struct ModelInfo {
   std::string name;
-  std::string family;          // "resnet", "preact_resnet", "se_resnet", "densenet"
-  int64_t default_classes;     // 1000 or 10
+  std::string family;       // "resnet", "preact_resnet", "se_resnet", "resnext", "inception", ...
+  int64_t default_classes;  // 1000 or 10
   int64_t default_image_size;  // 224 or 32
   // The smallest height and width the model takes: every pooling keeps at
   // least one pixel (DenseNets' transitions halve without padding).
@@ -71,7 +73,7 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
 void initialize_parameters(ParamStore& store, uint64_t seed);
 // The layout build_model gives the net's input on `backend`: nhwc for
 // channels-last models (ModelSpec::channels_last, except DenseNets on the
-// GPU: fill it with NHWC images), else nchw.
+// GPU and the Inceptions, which run plain: fill it with NHWC images), else nchw.
 Layout model_input_layout(Backend backend, const ModelSpec& spec);
 
 }  // namespace convnet

@@ -80,12 +80,18 @@ TEST_F(KernelMath, StridedCopyIntoAChannelSliceAndSubsample) {
 
 TEST_F(KernelMath, MaxPoolForwardAndBackwardMatchTheCpuLayer) {
   for (bool cl : {false, true})
-    for (const auto& [in, k, s, p] : std::vector<std::tuple<Shape, int64_t, int64_t, int64_t>>{
-             {{2, 3, 11, 10}, 3, 2, 1}, {{1, 4, 7, 9}, 2, 2, 0}, {{2, 2, 6, 6}, 3, 1, 1}}) {
+    for (const auto& [in, k, s, p, ceil] :
+         std::vector<std::tuple<Shape, int64_t, int64_t, int64_t, bool>>{
+             {{2, 3, 11, 10}, 3, 2, 1, false},
+             {{1, 4, 7, 9}, 2, 2, 0, false},
+             {{2, 2, 6, 6}, 3, 1, 1, false},
+             {{2, 3, 8, 10}, 3, 2, 0, true},
+             {{1, 2, 5, 6}, 2, 2, 1, true}}) {
       MaxPool2dOptions o;
       o.kernel = k;
       o.stride = s;
       o.padding = p;
+      o.ceil_mode = ceil;
       auto layer = MaxPool2d::create(context_, "pool", o, in);
       const Shape out = layer->output_shape();
       const Tensor x = random(in), dy = random(out);

@@ -29,6 +29,16 @@ const Case kCases[] = {
     {"k3_s3_p1_c10", {2, 10, 8, 8}, {.kernel = 3, .stride = 3, .padding = 1}},
     {"k5_s2_p2", {2, 3, 6, 9}, {.kernel = 5, .stride = 2, .padding = 2}},
     {"kernel_covers_input", {1, 9, 4, 4}, {.kernel = 4, .stride = 1}},
+    // Ceil mode (Caffe's pooling): a last window overhanging the input on the
+    // right and bottom; with padding 1, a last window that would start past
+    // the input and its left padding is dropped (5 -> 3, not 4).
+    {"ceil_k3_s2", {2, 3, 8, 10}, {.kernel = 3, .stride = 2, .ceil_mode = true}},
+    {"ceil_k2_s2_p1_drops_window",
+     {1, 3, 5, 5},
+     {.kernel = 2, .stride = 2, .padding = 1, .ceil_mode = true}},
+    {"ceil_k3_s2_p1_c16",
+     {2, 16, 9, 6},
+     {.kernel = 3, .stride = 2, .padding = 1, .ceil_mode = true}},
 };
 
 void PrintTo(const Case& c, std::ostream* out) { *out << c.label; }
@@ -114,6 +124,20 @@ TEST_P(MaxPool2dTest, BackwardFollowsLastTrainingForward) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MaxPool2dTest, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.label); });
+
+// PyTorch's output sizes (torch.nn.functional.max_pool2d, ceil_mode=True).
+TEST(MaxPool2dCeilMode, OutputSizesAreTorchs) {
+  EXPECT_EQ(window_output_size(112, 3, 2, 0, true), 56);  // BN-Inception's pool1 (floor: 55)
+  EXPECT_EQ(window_output_size(28, 3, 2, 0, true), 14);   // its reduction modules (floor: 13)
+  EXPECT_EQ(window_output_size(5, 2, 2, 1, true), 3);     // the window past the input dropped
+  EXPECT_EQ(window_output_size(6, 3, 2, 1, true), 4);
+  EXPECT_EQ(window_output_size(7, 3, 2, 1, true), 4);  // as floor when the stride divides
+  EXPECT_EQ(window_output_size(2, 3, 2, 0, true), 0);  // the kernel does not fit
+  Context context;
+  auto pool = MaxPool2d::create(context, "p", {.kernel = 3, .stride = 2, .ceil_mode = true},
+                                Shape{1, 2, 112, 112});
+  EXPECT_EQ(pool->output_shape(), (Shape{1, 2, 56, 56}));
+}
 
 TEST(MaxPool2dBadInput, RejectsMiswiringAtConstruction) {
   Context context;

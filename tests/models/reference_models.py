@@ -18,6 +18,7 @@ convnet's builders (models/resnet.cpp, models/densenet.cpp):
                        squeeze-and-excitation after its last BN, before the
                        addition; se.fc1 / se.fc2 are 1x1 convs with bias,
                        hidden channels C // 16 (timm's naming).
+  (SE-)BN-Inception    the SENet authors' Caffe prototxt (see BNInception).
   CIFAR DenseNet(-BC)  Huang et al. 2017: 3x3 stem features.conv0 (no BN),
                        torchvision's block/transition names, final
                        features.norm{blocks + 1}, classifier.
@@ -317,6 +318,91 @@ class CifarDenseNet(nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
+# ---- BN-Inception and SE-BN-Inception -----------------------------------------
+# Written from the SENet authors' Caffe definition, models/SE-BN-Inception.prototxt
+# (github.com/hujie-frank/SENet): every convolution bias-free, followed by
+# BatchNorm (Caffe's BatchNorm + Scale) and ReLU; Caffe's pooling rounds up
+# (ceil_mode=True) and its average pooling counts the padding; the SE block
+# after every module's concatenation is x * sigmoid(up(relu(down(mean(x))))),
+# with biased 1x1 convolutions of C // 16 channels and no residual. Names are
+# the prototxt's layer names with "/" as "_". The prototxt's fixed 7x7 pool5 is
+# global average pooling (the same at 224x224).
+
+# name, 1x1, 3x3_reduce, 3x3, double3x3_reduce, double3x3, pool_proj (0: a
+# reduction module: no 1x1, stride 2, max pool passed through), pool type
+INCEPTION_MODULES = [
+    ("inception_3a", 64, 64, 64, 64, 96, 32, "avg"),
+    ("inception_3b", 64, 64, 96, 64, 96, 64, "avg"),
+    ("inception_3c", 0, 128, 160, 64, 96, 0, "max"),
+    ("inception_4a", 224, 64, 96, 96, 128, 128, "avg"),
+    ("inception_4b", 192, 96, 128, 96, 128, 128, "avg"),
+    ("inception_4c", 160, 128, 160, 128, 160, 128, "avg"),
+    ("inception_4d", 96, 128, 192, 160, 192, 128, "avg"),
+    ("inception_4e", 0, 128, 192, 192, 256, 0, "max"),
+    ("inception_5a", 352, 192, 320, 160, 224, 128, "avg"),
+    ("inception_5b", 352, 192, 320, 192, 224, 128, "max"),
+]
+
+
+class BNInception(nn.Module):
+    def __init__(self, num_classes, in_channels, se=False):
+        super().__init__()
+        self.se = se
+        self.relu_inputs = []  # modules whose output goes straight into a ReLU
+        self._unit("conv1_7x7_s2", in_channels, 64, 7, 2)
+        self._unit("conv2_3x3_reduce", 64, 64, 1)
+        self._unit("conv2_3x3", 64, 192, 3)
+        channels = 192
+        for name, b1, r3, o3, rd, od, proj, _ in INCEPTION_MODULES:
+            s = 2 if proj == 0 else 1
+            if b1:
+                self._unit(f"{name}_1x1", channels, b1, 1)
+            self._unit(f"{name}_3x3_reduce", channels, r3, 1)
+            self._unit(f"{name}_3x3", r3, o3, 3, s)
+            self._unit(f"{name}_double3x3_reduce", channels, rd, 1)
+            self._unit(f"{name}_double3x3a", rd, od, 3)
+            self._unit(f"{name}_double3x3b", od, od, 3, s)
+            if proj:
+                self._unit(f"{name}_pool_proj", channels, proj, 1)
+            channels = b1 + o3 + od + (proj or channels)
+            if se:
+                down = nn.Conv2d(channels, channels // 16, 1)
+                setattr(self, f"{name}_1x1_down", down)
+                setattr(self, f"{name}_1x1_up", nn.Conv2d(channels // 16, channels, 1))
+                self.relu_inputs.append(down)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def _unit(self, name, in_channels, out_channels, kernel, stride=1):
+        setattr(self, name, conv(in_channels, out_channels, kernel, stride))
+        bn = nn.BatchNorm2d(out_channels)
+        setattr(self, name + "_bn", bn)
+        self.relu_inputs.append(bn)
+
+    def _run(self, name, x):
+        return F.relu(getattr(self, name + "_bn")(getattr(self, name)(x)))
+
+    def forward(self, x):
+        x = F.max_pool2d(self._run("conv1_7x7_s2", x), 3, 2, ceil_mode=True)
+        x = self._run("conv2_3x3", self._run("conv2_3x3_reduce", x))
+        x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+        for name, b1, _, _, _, _, proj, pool in INCEPTION_MODULES:
+            branches = [self._run(f"{name}_1x1", x)] if b1 else []
+            branches.append(self._run(f"{name}_3x3", self._run(f"{name}_3x3_reduce", x)))
+            y = self._run(f"{name}_double3x3_reduce", x)
+            branches.append(self._run(f"{name}_double3x3b", self._run(f"{name}_double3x3a", y)))
+            if not proj:
+                branches.append(F.max_pool2d(x, 3, 2, ceil_mode=True))
+            elif pool == "max":
+                branches.append(self._run(f"{name}_pool_proj", F.max_pool2d(x, 3, 1, 1)))
+            else:
+                branches.append(self._run(f"{name}_pool_proj", F.avg_pool2d(x, 3, 1, 1)))
+            x = torch.cat(branches, 1)
+            if self.se:
+                s = F.relu(getattr(self, f"{name}_1x1_down")(x.mean(dim=(2, 3), keepdim=True)))
+                x = x * torch.sigmoid(getattr(self, f"{name}_1x1_up")(s))
+        return self.classifier(x.mean(dim=(2, 3)))
+
+
 # ---- the zoo -----------------------------------------------------------------
 
 
@@ -381,6 +467,8 @@ def _zoo():
         cifar(f"wrn_{d}_{k}",
               lambda kk, c, d=d, k=k: PreActResNet([(d - 4) // 6] * 3, [16 * k, 32 * k, 64 * k],
                                                    False, False, kk, c))
+    imagenet("bn_inception", lambda k, c: BNInception(k, c))
+    imagenet("se_bn_inception", lambda k, c: BNInception(k, c, se=True))
     cifar("se_preact_resnet164",
           lambda k, c: PreActResNet([18] * 3, CIFAR_WIDTHS, True, False, k, c, se=True))
     for d, growth, init, blocks in ((121, 32, 64, [6, 12, 24, 16]), (161, 48, 96, [6, 12, 36, 24]),

@@ -38,9 +38,10 @@ The weights are PyTorch's initialization (seeded) made into a well-posed test:
    shifts, per channel, the BN bias (or SE fc1 bias) feeding each ReLU by the
    least amount (typically ~1e-3 of the channel's spread) that puts every
    input at least 1e-4 channel standard deviations from zero. Max pooling
-   has the same problem with near-ties; inputs are redrawn until every window
-   max is 1e-5 standard deviations above the runner-up. The margins reached
-   are recorded as the attributes relu_margin and pool_margin.
+   has the same problem with near-ties (exact ties of copied values aside);
+   inputs are redrawn until every window max is 1e-5 standard deviations above
+   the runner-up. The margins reached are recorded as the attributes
+   relu_margin and pool_margin.
 """
 
 import argparse
@@ -149,6 +150,9 @@ def condition_relu_inputs(model, x):
             _condition_post_activation_block(block, hooks)
         elif isinstance(block, reference_models.SqueezeExcitation):
             hooks.append(block.fc1.register_forward_hook(direct))
+    for m in getattr(model, "relu_inputs", []):  # BN-Inception's SE 1x1_down convolutions
+        if not isinstance(m, torch.nn.BatchNorm2d):
+            hooks.append(m.register_forward_hook(direct))
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d) and m not in post_activation_bns:
             hooks.append(m.register_forward_hook(direct))
@@ -229,16 +233,29 @@ class KinkMonitor:
         self.relu_margin = min(self.relu_margin, margin)
         return self._relu(input, inplace=inplace)
 
-    def _watch_max_pool2d(self, input, kernel_size, stride=None, padding=0, *args, **kwargs):
+    def _watch_max_pool2d(self, input, kernel_size, stride=None, padding=0, dilation=1,
+                          ceil_mode=False, *args, **kwargs):
         k, s = kernel_size, stride or kernel_size
-        x = F.pad(input.detach(), (padding,) * 4, value=float("-inf"))
+        # Ceil mode: the last window overhangs on the right and bottom.
+        extra = [0, 0]
+        if ceil_mode:
+            for i, size in enumerate(input.shape[2:]):
+                out = self._max_pool2d(input[:1, :1], k, s, padding, ceil_mode=True).shape[2 + i]
+                extra[i] = max(0, (out - 1) * s + k - size - 2 * padding)
+        x = F.pad(input.detach(), (padding, padding + extra[1], padding, padding + extra[0]),
+                  value=float("-inf"))
         windows = x.unfold(2, k, s).unfold(3, k, s).flatten(-2)
         top = windows.topk(2, dim=-1).values
         gap = (top[..., 0] - top[..., 1]) / self._per_channel(input).std(1).view(1, -1, 1, 1)
-        gap = gap[top[..., 0] > 0]  # all-zero windows (post-ReLU) send no gradient anywhere
+        # All-zero windows (post-ReLU) send no gradient anywhere. An exact tie is
+        # one value reaching the window twice (BN-Inception's overlapping
+        # pass-through max pools feed 5b's max pool): it is a tie in every
+        # precision, and either choice sends the gradient to the same element.
+        gap = gap[(top[..., 0] > 0) & (top[..., 0] != top[..., 1])]
         if gap.numel():
             self.pool_margin = min(self.pool_margin, gap.min().item())
-        return self._max_pool2d(input, kernel_size, stride, padding, *args, **kwargs)
+        return self._max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, *args,
+                                **kwargs)
 
 
 # ---- the run ------------------------------------------------------------------

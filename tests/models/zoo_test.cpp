@@ -45,6 +45,9 @@ TEST(ModelZoo, ParameterCountsEqualTheReferences) {
                                                 {"wide_resnet50_2", 68883240},
                                                 {"wide_resnet101_2", 126886696},
                                                 {"se_resnext50_32x4d", 27559896},
+                                                // SENet authors' prototxt (SE) and without SE
+                                                {"bn_inception", 11285224},
+                                                {"se_bn_inception", 11931622},
                                                 {"se_resnext101_32x4d", 48955416}};
   for (const auto& [name, expected] : imagenet)
     EXPECT_EQ(count(context, name, 1000), expected) << name;
@@ -108,8 +111,11 @@ double relative_error(const Tensor& a, const Tensor& b) {
 // take any size (PyTorch trains them on 1x1 images too).
 TEST(ModelZoo, TooSmallImagesAreRefusedNamingTheModelsMinimum) {
   Context context;
-  const std::map<std::string, int64_t> minimum{
-      {"densenet121", 29}, {"densenet_bc_100_k12", 4}, {"densenet40_k12", 4}, {"resnet20", 1}};
+  const std::map<std::string, int64_t> minimum{{"densenet121", 29},
+                                               {"densenet_bc_100_k12", 4},
+                                               {"densenet40_k12", 4},
+                                               {"resnet20", 1},
+                                               {"bn_inception", 63}};
   for (const auto& [name, size] : minimum) {
     SCOPED_TRACE(name);
     EXPECT_EQ(model_info(name).min_image_size, size);
@@ -125,6 +131,28 @@ TEST(ModelZoo, TooSmallImagesAreRefusedNamingTheModelsMinimum) {
                                std::to_string(size) + "x" + std::to_string(size);
       EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
     }
+  }
+}
+
+// BN-Inception's reduction modules concatenate stride-2 convolutions (which
+// round down) with ceil-mode max pools (which round up): only sides whose
+// maps there are even give equal branches (Caffe's 224 and multiples of 32).
+TEST(ModelZoo, BnInceptionRefusesSizesItsBranchesCannotJoin) {
+  Context context;
+  for (int64_t size : {64, 96, 224}) {
+    ParamStore store;
+    EXPECT_NO_THROW(build_model(context, {.name = "se_bn_inception", .num_classes = 10}, store,
+                                Shape{1, 3, size, size}))
+        << size;
+  }
+  ParamStore store;
+  try {
+    build_model(context, {.name = "bn_inception"}, store, Shape{1, 3, 80, 224});
+    ADD_FAILURE() << "built at 80x224";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("BN-Inception cannot take 80x224 images"),
+              std::string::npos)
+        << e.what();
   }
 }
 
