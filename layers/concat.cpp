@@ -36,6 +36,13 @@ Concat::Concat(std::string name, const ConcatOptions& options,
     channels += s[1];
   }
   output_shape_ = Shape{first[0], channels, first[2], first[3]};
+  const int64_t block = channel_block(options.layout);
+  CONVNET_CHECK(options.layout == Layout::nchw || (block > 1 && options.output_strides.empty()),
+                "layer ", name_, ": concatenation in ", to_string(options.layout),
+                " (plain nchw, or a blocked layout without output strides)");
+  for (const Shape& s : input_shapes)
+    CONVNET_CHECK(s[1] % block == 0, "layer ", name_, ": ", s[1], " channels are not whole ",
+                  to_string(options.layout), " blocks; inputs ", shapes_text(input_shapes));
   output_strides_ =
       options.output_strides.empty() ? output_shape_.contiguous_strides() : options.output_strides;
   const std::vector<int64_t>& st = output_strides_;
@@ -56,6 +63,14 @@ std::unique_ptr<Concat> Concat::create(Context& context, std::string name,
 void Concat::forward(const std::vector<Tensor>& inputs, const Tensor& y) {
   CONVNET_CHECK(inputs.size() == input_shapes_.size(), "layer ", name_, ": got ", inputs.size(),
                 " inputs, expected ", input_shapes_.size());
+  if (is_blocked(options_.layout)) {
+    for (std::size_t k = 0; k < inputs.size(); ++k)
+      check_tensor(name_, ("input " + std::to_string(k)).c_str(), inputs[k], input_shapes_[k],
+                   options_.layout);
+    check_tensor(name_, "output", y, output_shape_, options_.layout);
+    forward_impl(inputs, y);
+    return;
+  }
   for (std::size_t k = 0; k < inputs.size(); ++k)
     check_tensor(name_, ("input " + std::to_string(k)).c_str(), inputs[k], input_shapes_[k]);
   check_tensor(name_, "output", y, output_shape_, Strides::any);
@@ -69,14 +84,22 @@ void Concat::forward(const std::vector<Tensor>& inputs, const Tensor& y) {
 
 void Concat::backward(const Tensor& dy, const std::vector<Tensor>& dinputs,
                       const std::vector<GradMode>& dinput_modes) {
-  check_tensor(name_, "output gradient", dy, output_shape_, Strides::any);
+  const bool blocked = is_blocked(options_.layout);
+  if (blocked)
+    check_tensor(name_, "output gradient", dy, output_shape_, options_.layout);
+  else
+    check_tensor(name_, "output gradient", dy, output_shape_, Strides::any);
   CONVNET_CHECK(dinputs.size() == input_shapes_.size() && dinput_modes.size() == dinputs.size(),
                 "layer ", name_, ": got ", dinputs.size(), " input gradients and ",
                 dinput_modes.size(), " modes, expected ", input_shapes_.size(), " of each");
-  for (std::size_t k = 0; k < dinputs.size(); ++k)
-    if (dinputs[k].defined())
-      check_tensor(name_, ("input gradient " + std::to_string(k)).c_str(), dinputs[k],
-                   input_shapes_[k], Strides::any);
+  for (std::size_t k = 0; k < dinputs.size(); ++k) {
+    if (!dinputs[k].defined()) continue;
+    const std::string label = "input gradient " + std::to_string(k);
+    if (blocked)
+      check_tensor(name_, label.c_str(), dinputs[k], input_shapes_[k], options_.layout);
+    else
+      check_tensor(name_, label.c_str(), dinputs[k], input_shapes_[k], Strides::any);
+  }
   backward_impl(dy, dinputs, dinput_modes);
 }
 

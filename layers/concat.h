@@ -7,6 +7,11 @@
 //   y                       (N, sum_k C_k, H, W)    laid out as options.output_strides says
 //   dy                      (N, sum_k C_k, H, W)    any strides with unit W stride
 //
+// On the CPU the tensors may instead all be in a blocked layout (nchw8c or
+// nchw16c, options.layout; dense, no output strides), when every C_k is a
+// multiple of the block: each input is then a whole number of channel blocks
+// of y (BN-Inception's branches).
+//
 // The output may be a strided view: with options.output_strides set to the
 // strides of a larger (N, C_total, H, W) buffer, y can be a channel slice
 // (Tensor::slice(1, ...)) of that buffer, and forward writes only y's
@@ -32,6 +37,9 @@ struct ConcatOptions {
   // must describe a non-overlapping (N, C, H, W)-ordered layout with unit W
   // stride, such as the strides of a larger buffer y is a channel slice of.
   std::vector<int64_t> output_strides;
+  // nchw (with output_strides as above), or on the CPU nchw8c / nchw16c for
+  // inputs, y, dy and dinputs alike.
+  Layout layout = Layout::nchw;
 };
 
 class Concat {

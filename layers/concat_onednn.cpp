@@ -3,6 +3,8 @@
 // strides, so y may be a channel slice of a larger buffer. Backward needs no
 // arithmetic: each input gradient is a copy (or sum) of a channel slice view of
 // dy, done by write_gradient (layers/layer.h), which accepts any dy strides.
+// In a blocked layout the slices are whole channel blocks of dy: oneDNN
+// reorders from a sub-memory of dy, built once per input (copy and sum).
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/onednn.h"
@@ -23,11 +25,33 @@ class ConcatOnednn final : public Concat {
 
  private:
   void build(DType dtype) {
+    const Layout layout = options().layout;
+    const bool blocked = is_blocked(layout);
     for (const Shape& s : input_shapes())
-      x_mds_.push_back(onednn_desc(s, s.contiguous_strides(), dtype));
-    y_md_ = onednn_desc(output_shape(), output_strides(), dtype);
+      x_mds_.push_back(blocked ? onednn_desc(s, layout, dtype)
+                               : onednn_desc(s, s.contiguous_strides(), dtype));
+    y_md_ = blocked ? onednn_desc(output_shape(), layout, dtype)
+                    : onednn_desc(output_shape(), output_strides(), dtype);
     concat_ = dnnl::concat(
         dnnl::concat::primitive_desc(y_md_, /*concat_dimension=*/1, x_mds_, rt_.engine));
+    if (blocked) build_slice_reorders();
+  }
+
+  // dinputs[k] (+)= the channel blocks of dy that input k filled.
+  void build_slice_reorders() {
+    dnnl::primitive_attr sum;
+    dnnl::post_ops add;
+    add.append_sum(1.0f);
+    sum.set_post_ops(add);
+    int64_t offset = 0;
+    for (std::size_t k = 0; k < x_mds_.size(); ++k) {
+      const Shape& s = input_shapes()[k];
+      slice_mds_.push_back(y_md_.submemory_desc({s[0], s[1], s[2], s[3]}, {0, offset, 0, 0}));
+      const auto& e = rt_.engine;
+      copy_.emplace_back(dnnl::reorder::primitive_desc(e, slice_mds_[k], e, x_mds_[k]));
+      add_.emplace_back(dnnl::reorder::primitive_desc(e, slice_mds_[k], e, x_mds_[k], sum));
+      offset += s[1];
+    }
   }
 
   void forward_impl(const std::vector<Tensor>& inputs, const Tensor& y) override {
@@ -43,6 +67,7 @@ class ConcatOnednn final : public Concat {
 
   void backward_impl(const Tensor& dy, const std::vector<Tensor>& dinputs,
                      const std::vector<GradMode>& dinput_modes) override {
+    if (!slice_mds_.empty()) return backward_blocked(dy, dinputs, dinput_modes);
     int64_t offset = 0;
     for (std::size_t k = 0; k < dinputs.size(); ++k) {
       const int64_t channels = input_shapes()[k][1];
@@ -52,8 +77,24 @@ class ConcatOnednn final : public Concat {
     }
   }
 
+  void backward_blocked(const Tensor& dy, const std::vector<Tensor>& dinputs,
+                        const std::vector<GradMode>& modes) {
+    onednn_call("concat " + name() + " backward", [&] {
+      for (std::size_t k = 0; k < dinputs.size(); ++k) {
+        if (!dinputs[k].defined()) continue;
+        const dnnl::reorder& r = modes[k] == GradMode::accumulate ? add_[k] : copy_[k];
+        memory slice = onednn_memory(slice_mds_[k], rt_.engine, dy);
+        memory target = onednn_memory(x_mds_[k], rt_.engine, dinputs[k]);
+        r.execute(rt_.stream, slice, target);
+      }
+      rt_.stream.wait();
+    });
+  }
+
   OnednnRuntime& rt_;
-  std::vector<memory::desc> x_mds_;  // plain (N, C_k, H, W) each
+  std::vector<memory::desc> slice_mds_;  // blocked: input k's channel blocks of dy
+  std::vector<dnnl::reorder> copy_, add_;
+  std::vector<memory::desc> x_mds_;  // plain (N, C_k, H, W) each, or blocked
   memory::desc y_md_;                // (N, sum_k C_k, H, W) with the output strides
   dnnl::concat concat_;
 };

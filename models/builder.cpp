@@ -329,13 +329,19 @@ ValueId NetBuilder::add(ValueId a, ValueId b, const std::string& name) {
 
 ValueId NetBuilder::concat(const std::vector<ValueId>& inputs, const std::string& name) {
   std::vector<Shape> shapes;
+  const Layout blocked = layout(inputs.front());
+  bool whole_blocks = is_blocked(blocked);
   for (ValueId v : inputs) {
-    require_plain(*this, v, name);
+    whole_blocks =
+        whole_blocks && layout(v) == blocked && channels(v) % channel_block(blocked) == 0;
     shapes.push_back(shape(v));
   }
-  auto layer = Concat::create(context_, name, {}, shapes);
+  if (!whole_blocks)
+    for (ValueId v : inputs) require_plain(*this, v, name);
+  const Layout out_layout = whole_blocks ? blocked : Layout::nchw;
+  auto layer = Concat::create(context_, name, {.layout = out_layout}, shapes);
   const Shape out = layer->output_shape();
-  return net_.add_op(std::make_unique<ConcatOp>(std::move(layer)), inputs, out);
+  return net_.add_op(std::make_unique<ConcatOp>(std::move(layer)), inputs, out, out_layout);
 }
 
 ValueId NetBuilder::squeeze_excitation(ValueId x, const std::string& name, int64_t reduction) {

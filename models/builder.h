@@ -10,7 +10,8 @@
 // memory-efficient DenseNet runs blocked end to end (oneDNN's direct kernels,
 // no reorders). Option A shortcuts work in every layout; squeeze-and-excitation
 // gates need blocked channels that are a multiple of the block. Concatenation
-// (the naive dense block) requires plain input; a family that uses it builds plain.
+// requires plain input, or blocked inputs of whole blocks each (BN-Inception's
+// branches); the naive dense block builds plain.
 #pragma once
 
 #include <string>

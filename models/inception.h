@@ -21,7 +21,8 @@
 // ceil mode). Parameter names are the prototxt's layer names with '/' as
 // '_': conv1_7x7_s2.weight, conv1_7x7_s2_bn.{weight, bias, running_mean,
 // running_var}, inception_3a_1x1_down.{weight, bias}, classifier.{weight,
-// bias}. Activations are plain NCHW (the branches are concatenated).
+// bias}. Every branch is a whole number of 16-channel blocks, so the net runs
+// in the builder's activation layout, concatenations included.
 #pragma once
 
 #include "models/builder.h"

@@ -168,9 +168,10 @@ Entry densenet_entry(const std::string& name, DenseNetConfig config, Scale scale
           }};
 }
 
-// BN-Inception and SE-BN-Inception: plain NCHW activations (the branches
-// are concatenated), ImageNet scale; the smallest side its reduction modules
-// take (models/inception.h).
+// BN-Inception and SE-BN-Inception, ImageNet scale; the smallest side its
+// reduction modules take (models/inception.h). On the CPU they run in the
+// blocked layout (every branch is a whole number of 8- and 16-channel blocks,
+// so the concatenations stay blocked), else plain NCHW.
 Entry inception_entry(const std::string& name, const std::string& family, InceptionConfig config) {
   int64_t smallest = 1;
   while (!bn_inception_takes_size(smallest)) ++smallest;
@@ -178,6 +179,8 @@ Entry inception_entry(const std::string& name, const std::string& family, Incept
           [config](NetBuilder& b, ValueId x, const ModelSpec& spec, int64_t classes) {
             CONVNET_CHECK(spec.drop_path == 0, "--drop-path drops residual blocks; ", spec.name,
                           " has none (Inception modules concatenate)");
+            if (b.context().backend() == Backend::cpu && spec.blocked_layout)
+              b.set_activation_layout(b.context().blocked_layout());
             return build_bn_inception(b, x, config, classes);
           }};
 }
@@ -239,10 +242,10 @@ const std::vector<Entry>& entries() {
                              grouped(bottlenecks(blocks101), 1, 128), Scale::imagenet));
     e.push_back(resnet_entry("wrn_28_10", "wide_resnet", wide_cifar(28, 10), Scale::cifar));
     e.push_back(resnet_entry("wrn_40_4", "wide_resnet", wide_cifar(40, 4), Scale::cifar));
-    e.push_back(inception_entry("bn_inception", "inception", {}));
-    e.push_back(inception_entry("se_bn_inception", "se_inception", {.squeeze_excitation = true}));
     e.push_back(resnet_entry("se_preact_resnet164", "se_resnet",
                              with_se(cifar_preact(164, Block::bottleneck)), Scale::cifar));
+    e.push_back(inception_entry("bn_inception", "inception", {}));
+    e.push_back(inception_entry("se_bn_inception", "se_inception", {.squeeze_excitation = true}));
     const std::vector<std::tuple<int, int64_t, int64_t, std::vector<int>>> densenets{
         {121, 32, 64, {6, 12, 24, 16}},
         {161, 48, 96, {6, 12, 36, 24}},

@@ -12,7 +12,11 @@ class ConcatCuda final : public Concat {
  public:
   ConcatCuda(Context& context, std::string name, const ConcatOptions& options,
              const std::vector<Shape>& input_shapes)
-      : Concat(std::move(name), options, input_shapes), stream_(cuda::stream_of(context)) {}
+      : Concat(std::move(name), options, input_shapes), stream_(cuda::stream_of(context)) {
+    cuda::require_gpu_layout(this->name(), options.layout);
+    CONVNET_CHECK(options.layout == Layout::nchw, "layer ", this->name(),
+                  ": the GPU concatenates nchw tensors only");
+  }
 
  private:
   void forward_impl(const std::vector<Tensor>& inputs, const Tensor& y) override {

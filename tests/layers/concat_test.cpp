@@ -148,6 +148,52 @@ TEST_P(ConcatTest, OutputIsChannelSliceOfLargerBuffer) {
 INSTANTIATE_TEST_SUITE_P(Shapes, ConcatTest, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.label); });
 
+// On the CPU, inputs of whole channel blocks concatenate in the blocked
+// layouts (BN-Inception's branches): the same copies as the reference, and
+// backward's sub-memory reorders copy (tolerance 0), accumulate (one rounding)
+// or skip as each input's mode says.
+TEST(ConcatBlocked, WholeBlocksMatchTheReference) {
+  Context context;
+  std::mt19937 rng(7);
+  const std::vector<Shape> shapes{{2, 16, 3, 5}, {2, 32, 3, 5}, {2, 48, 3, 5}};
+  const auto random_f32 = [&](const Shape& shape) {  // values a float holds exactly
+    return ref::from_tensor(testing::to_tensor(context, random_array(shape, rng)));
+  };
+  for (Layout layout : {Layout::nchw8c, Layout::nchw16c}) {
+    SCOPED_TRACE(to_string(layout));
+    auto concat = Concat::create(context, "cat", {.layout = layout}, shapes);
+    std::vector<ref::Array> xs, before;
+    std::vector<Tensor> xt, dxs;
+    for (const Shape& shape : shapes) {
+      xs.push_back(random_f32(shape));
+      before.push_back(random_f32(shape));
+      xt.push_back(testing::to_tensor(context, xs.back(), layout));
+      dxs.push_back(testing::to_tensor(context, before.back(), layout));
+    }
+    Tensor y = testing::zeros(context, concat->output_shape(), layout);
+    concat->forward(xt, y);
+    EXPECT_TRUE(all_close(y, ref::concat_forward(xs), 0, 0));
+
+    const ref::Array dy = random_f32(concat->output_shape());
+    const std::vector<ref::Array> g = ref::concat_backward(shapes, dy);
+    dxs[2] = Tensor();
+    concat->backward(testing::to_tensor(context, dy, layout), dxs,
+                     {GradMode::accumulate, GradMode::overwrite, GradMode::overwrite});
+    ref::Array sum = g[0];
+    for (int64_t i = 0; i < sum.numel(); ++i) sum[i] += before[0][i];
+    EXPECT_TRUE(all_close(dxs[0], sum, 1e-7, 0));
+    EXPECT_TRUE(all_close(dxs[1], g[1], 0, 0));
+  }
+  // A part block, or output strides, in a blocked layout are refused.
+  EXPECT_THROW(
+      Concat::create(context, "cat", {.layout = Layout::nchw8c}, {{1, 8, 2, 2}, {1, 4, 2, 2}}),
+      Error);
+  EXPECT_THROW(
+      Concat::create(context, "cat", {.output_strides = {64, 4, 2, 1}, .layout = Layout::nchw16c},
+                     {{1, 16, 2, 2}}),
+      Error);
+}
+
 TEST(ConcatBadInput, RejectsMiswiringAtConstruction) {
   Context context;
   EXPECT_THROW(Concat::create(context, "c", {}, {}), Error);                            // no inputs

@@ -200,8 +200,11 @@ std::vector<ParityCase> parity_cases() {
   // gradients are 2e-3 from float64; at 128x128 both are below 1e-4).
   // Evaluated at 64x64: at 128x128 its ~10^5 max-pool windows nearly always
   // hold a near-tie that float32 and float64 may break differently.
+  // Blocked on the CPU, concatenations included: both blocks.
   cases.push_back({"se_bn_inception", 128, Mode::training});
   cases.push_back({"se_bn_inception", 64, Mode::inference});
+  for (Layout block : {Layout::nchw8c, Layout::nchw16c})
+    cases.push_back({"se_bn_inception", 128, Mode::training, block});
   // Both blocked layouts on every CPU, whichever it prefers (training: the
   // gradients are where the kernels' sums differ).
   for (const auto& [model, size] : {models[1], models[2], models[5], models[6]})
