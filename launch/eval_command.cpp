@@ -29,6 +29,7 @@ struct EvalSetup {
   int64_t batch_size = 64, resize = 0, crop = 0;
   int threads = 0, loader_threads = 2;
   bool allow_size_change = false;
+  bool per_class = false;  // eval: per-class top-1 and the confusion matrix
 };
 
 void add_eval_options(boost::program_options::options_description& options, EvalSetup& s) {
@@ -69,6 +70,7 @@ struct Evaluation {
   std::vector<float> logits;    // (count, K) of this rank, in dataset order
   std::vector<int64_t> labels;  // (count)
   int64_t begin = 0, classes = 0, total = 0;
+  std::vector<std::string> class_names;  // the dataset's
 };
 
 // Whether run_evaluation keeps every logit (predict) or only the totals (eval).
@@ -139,6 +141,7 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
   Evaluation result;
   result.classes = meta.num_classes;
   result.total = dataset->size();
+  result.class_names = dataset->info().class_names;
   bool first = true;
   result.totals = evaluate(nets, loader, [&](const Batch& batch, const Tensor& logits) {
     if (first) result.begin = batch.indices.front();
@@ -160,16 +163,23 @@ int eval_command(const std::vector<std::string>& args) {
   boost::program_options::options_description options(
       "convnet eval [OPTIONS]: top-1, top-5 and loss of a model on a dataset (one JSON line)");
   add_eval_options(options, setup);
+  options.add_options()("per-class", boost::program_options::bool_switch(&setup.per_class),
+                        "also per-class top-1 and counts with the dataset's class names, and the "
+                        "confusion matrix (rows: true class; columns: predicted)");
   boost::program_options::variables_map vm;
   if (!parse_command_line(args, options, &vm)) return 0;
   return run_collective("eval", [&](Communicator& communicator) {
     Evaluation result = run_evaluation(setup, communicator, Logits::discard);
     result.totals.reduce(communicator);
     require_finite_outputs(result.totals, setup.checkpoint);
-    if (communicator.rank() == 0)
-      std::printf("{\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"count\": %ld}\n",
-                  result.totals.top1(), result.totals.top5(), result.totals.loss(),
-                  long(result.totals.count));
+    if (communicator.rank() != 0) return 0;
+    JsonLine line;
+    line.add("top1", result.totals.top1())
+        .add("top5", result.totals.top5())
+        .add("loss", result.totals.loss())
+        .add("count", int64_t(result.totals.count));
+    if (setup.per_class) add_per_class(line, result.totals, result.class_names, true);
+    std::printf("%s\n", line.str().c_str());
     return 0;
   });
 }
@@ -230,8 +240,12 @@ int predict_command(const std::vector<std::string>& args) {
     }
     if (communicator.rank() == 0) {
       fsync_and_rename(temp, output);
-      std::printf("{\"output\": \"%s\", \"count\": %ld, \"classes\": %ld}\n", output.c_str(),
-                  long(result.total), long(result.classes));
+      std::printf("%s\n", JsonLine()
+                              .add("output", output)
+                              .add("count", result.total)
+                              .add("classes", result.classes)
+                              .str()
+                              .c_str());
     }
     return 0;
   });

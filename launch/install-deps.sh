@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages convnet needs to build and test.
+# Installs the Debian 12 packages convnet needs to build and test, and a
+# Python virtual environment with TensorBoard from PyPI (the real reader of
+# the event files the trainer writes; tests/trainer/tensorboard_check.sh) in
+# ${CONVNET_VENV:-$HOME/.cache/convnet-venv}.
 # Idempotent: only missing packages are installed. Uses apt-get as root, sudo otherwise.
 # Set CONVNET_SKIP_DEPS=1 to skip (for machines managed some other way).
 set -euo pipefail
 
 [[ "${CONVNET_SKIP_DEPS:-0}" == 1 ]] && exit 0
+
+# The virtual environment (after the Debian packages: it needs python3-venv).
+install_venv() {
+  local venv=${CONVNET_VENV:-$HOME/.cache/convnet-venv}
+  if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import tensorboard' 2>/dev/null; then
+    echo "install-deps: $venv has tensorboard"
+    return
+  fi
+  echo "install-deps: creating $venv with tensorboard from PyPI"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check tensorboard
+}
 
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -17,6 +32,9 @@ packages=(
   clang-format
   valgrind  # memcheck of the host-run CUDA kernel tests
   python3-torch python3-torchvision python3-h5py  # peer benchmarks and torchvision parity tests
+  python3-matplotlib  # tools/plot_run.py (convnet plot)
+  python3-venv  # the virtual environment with TensorBoard
+  nlohmann-json3-dev  # JSON output
   zlib1g-dev dataset-fashion-mnist  # gzipped IDX files; real test and demo data
   libturbojpeg0-dev libpng-dev  # JPEG/PNG decoding in converters and the loader
   slurm-wlm munge  # the one-node Slurm cluster of the launch test
@@ -31,6 +49,7 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
+  install_venv
   exit 0
 fi
 
@@ -46,3 +65,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_venv

@@ -51,7 +51,13 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
       .add("drop-path", &c.drop_path,
            "stochastic depth in [0, 1): residual blocks dropped per step with a probability "
            "growing linearly to this at the last block (kept ones scaled by 1/(1-p))")
-      .add("seed", &c.seed, "seed of initialization, data order and augmentation");
+      .add("seed", &c.seed, "seed of initialization, data order and augmentation")
+      .add("init-weights", &c.init_weights,
+           "fine-tune: start from this weights file or checkpoint (weights and BN statistics; "
+           "a classifier for another class count is re-initialized); a resumed checkpoint wins")
+      .add_switch("adapt-stem", &c.adapt_stem,
+                  "--init-weights from images with other channels: sum (1 channel) or repeat "
+                  "the stem's filters, as torchvision and timm do");
 }
 
 // Where the run goes, what it runs on, checkpoints and resume.
@@ -76,6 +82,8 @@ void add_system_options(OptionTable& table, TrainConfig& c) {
            "seconds a rank may wait for the others (a rank that stopped answering) before the "
            "job ends with an error (positive)")
       .add("log-every", &c.log_every, "steps between log lines and metrics records")
+      .add_switch("tensorboard", &c.tensorboard,
+                  "write TensorBoard event files in --run-dir as training goes (off: none)")
       .add("read-metrics", &c.read_metrics,
            "when loss and accuracy are read back: step (a non-finite loss stops the run before "
            "the update), log (only at log lines, epoch ends, checkpoints and stops: no host wait "

@@ -125,7 +125,26 @@ WeightsMetadata read_weights_metadata(const std::string& path) {
   return m;
 }
 
-void load_weights(const std::string& path, ParamStore& store, const std::string& expected_model) {
+std::vector<float> read_weights_tensor(const std::string& path, const std::string& key,
+                                       Shape* shape) {
+  Hdf5Id file = open_hdf5_read_only(path);
+  const std::string name = "model/" + key;
+  CONVNET_CHECK(has_link(file.get(), path, "model") && H5Lexists(file.get(), name.c_str(), 0) > 0,
+                path, ": missing key ", key);
+  Hdf5Id dataset =
+      Hdf5Id::opened(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT), H5Dclose, path, "key " + key);
+  CONVNET_CHECK(dataset_class(dataset.get(), path, key) == H5T_FLOAT, path, ": key ", key,
+                " is not stored as floating point");
+  *shape = dataset_shape(dataset.get());
+  std::vector<float> values(static_cast<std::size_t>(shape->numel()));
+  CONVNET_CHECK(
+      H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0,
+      path, ": reading ", key, " failed (corrupt or truncated file)");
+  return values;
+}
+
+void load_weights(const std::string& path, ParamStore& store, const std::string& expected_model,
+                  const std::function<bool(const std::string&)>& skip) {
   const WeightsMetadata m = read_weights_metadata(path);
   CONVNET_CHECK(expected_model.empty() || m.model == expected_model, path, " holds weights of ",
                 m.model, ", not ", expected_model);
@@ -141,6 +160,7 @@ void load_weights(const std::string& path, ParamStore& store, const std::string&
     const int id = static_cast<int>(i);
     CONVNET_CHECK(has_link(group.get(), path, e.name.c_str()), path, ": missing key ", e.name,
                   " (expected shape ", e.shape, ")");
+    if (skip && skip(e.name)) continue;
     Hdf5Id dataset = Hdf5Id::opened(H5Dopen2(group.get(), e.name.c_str(), H5P_DEFAULT), H5Dclose,
                                     path, "key " + e.name);
     const Shape shape = dataset_shape(dataset.get());

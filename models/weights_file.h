@@ -50,10 +50,18 @@ Hdf5Id create_checksummed_dataset(hid_t location, const std::string& name, hid_t
 // Reads the root attributes; throws naming the file when it is not a weights file.
 WeightsMetadata read_weights_metadata(const std::string& path);
 
-// Loads every entry of the store from the file. Throws convnet::Error naming
-// the file and the first key that is missing, extra, or of another shape
-// (with both shapes), or a model name other than `expected_model` (when not empty).
+// Loads every entry of the store from the file, except those `skip` names
+// (left as they are; the file must still hold them). Throws convnet::Error
+// naming the file and the first key that is missing, extra, or of another
+// shape (with both shapes), or a model name other than `expected_model`
+// (when not empty).
 void load_weights(const std::string& path, ParamStore& store,
-                  const std::string& expected_model = "");
+                  const std::string& expected_model = "",
+                  const std::function<bool(const std::string&)>& skip = {});
+
+// One float32 key of a weights file, with its shape (the stem of a model
+// adapted to other input channels).
+std::vector<float> read_weights_tensor(const std::string& path, const std::string& key,
+                                       Shape* shape);
 
 }  // namespace convnet

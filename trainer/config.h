@@ -64,6 +64,10 @@ struct TrainConfig {
   double label_smoothing = 0;
   double drop_path = 0;  // stochastic depth: the last residual block's drop probability
   uint64_t seed = 0;
+  // Fine-tuning (trainer/init_weights.h): starting weights, used when no
+  // checkpoint is resumed; adapt_stem fits a stem to other input channels.
+  std::string init_weights;
+  bool adapt_stem = false;
 
   // System
   std::string run_dir = "run";
@@ -77,6 +81,7 @@ struct TrainConfig {
   double comm_timeout = 600;  // seconds a rank may wait for the others before ending the job
   bool overlap = true;        // allreduce buckets during backward
   int64_t log_every = 50;
+  bool tensorboard = true;  // event files in run_dir (trainer/tensorboard.h)
   // auto: log on the GPU (fp16 reads every step regardless), step on the CPU.
   std::optional<ReadMetrics> read_metrics;
   int64_t eval_batch_size = 0;  // 0: batch_size

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "layers/cuda/kernel_math.h"
+
 namespace convnet {
 
 ModelNets::ModelNets(Context& context, const ModelSpec& spec, ParamStore& store, int64_t channels,
@@ -32,18 +34,56 @@ SoftmaxCrossEntropy& ModelNets::loss(int64_t batch, double label_smoothing) {
   return *losses_.emplace(key, std::move(loss)).first->second;
 }
 
+int64_t ModelNets::classes() const {
+  return spec_.num_classes > 0 ? spec_.num_classes : model_info(spec_.name).default_classes;
+}
+
+void EvalTotals::add_predictions(const Tensor& logits, const std::vector<int64_t>& labels) {
+  const int64_t k = logits.shape()[1];
+  const float* row = logits.data<float>();
+  for (std::size_t i = 0; i < labels.size(); ++i, row += k) {
+    const int64_t label = labels[i];
+    if (label < 0 || label >= classes || k != classes) continue;
+    // The label when top1 counts it correct, else the first largest other logit.
+    int64_t predicted = label;
+    if (!cuda::math::label_in_top_k(row, k, label, 1)) {
+      predicted = label == 0 ? 1 : 0;
+      for (int64_t c = 0; c < k; ++c)
+        if (c != label && row[c] > row[predicted]) predicted = c;
+    }
+    confusion[static_cast<std::size_t>(label * classes + predicted)] += 1;
+  }
+}
+
 void EvalTotals::reduce(Communicator& communicator) {
-  double values[4] = {loss_sum, correct1, correct5, count};
-  communicator.allreduce(values, 4, ReduceOp::sum);
+  std::vector<double> values{loss_sum, correct1, correct5, count};
+  values.insert(values.end(), confusion.begin(), confusion.end());
+  communicator.allreduce(values.data(), values.size(), ReduceOp::sum);
   loss_sum = values[0];
   correct1 = values[1];
   correct5 = values[2];
   count = values[3];
+  std::copy(values.begin() + 4, values.end(), confusion.begin());
+}
+
+std::vector<double> EvalTotals::class_counts() const {
+  std::vector<double> counts(static_cast<std::size_t>(classes), 0.0);
+  for (int64_t t = 0; t < classes; ++t)
+    for (int64_t p = 0; p < classes; ++p) counts[t] += confusion[t * classes + p];
+  return counts;
+}
+
+std::vector<double> EvalTotals::class_top1() const {
+  const std::vector<double> counts = class_counts();
+  std::vector<double> top1(counts.size(), 0.0);
+  for (int64_t t = 0; t < classes; ++t)
+    if (counts[t] > 0) top1[t] = confusion[t * classes + t] / counts[t];
+  return top1;
 }
 
 EvalTotals evaluate(ModelNets& nets, Loader& loader,
                     const std::function<void(const Batch&, const Tensor&)>& on_logits) {
-  EvalTotals totals;
+  EvalTotals totals(nets.classes());
   Batch batch;
   while (loader.next(&batch)) {
     Net& net = nets.get(batch.count);
@@ -55,9 +95,26 @@ EvalTotals evaluate(ModelNets& nets, Loader& loader,
     totals.correct1 += count_top_k(logits, batch.labels, 1);
     totals.correct5 += count_top_k(logits, batch.labels, std::min<int64_t>(5, logits.shape()[1]));
     totals.count += batch.count;
+    totals.add_predictions(logits, batch.labels);
     if (on_logits) on_logits(batch, logits);
   }
   return totals;
+}
+
+void add_per_class(JsonLine& line, const EvalTotals& totals,
+                   const std::vector<std::string>& class_names, bool with_confusion) {
+  std::vector<std::string> names = class_names;
+  names.resize(static_cast<std::size_t>(totals.classes));
+  for (std::size_t k = class_names.size(); k < names.size(); ++k) names[k] = std::to_string(k);
+  line.add("class_names", names)
+      .add("class_count", totals.class_counts())
+      .add("class_top1", totals.class_top1());
+  if (!with_confusion) return;
+  std::vector<std::vector<int64_t>> rows(static_cast<std::size_t>(totals.classes));
+  for (int64_t t = 0; t < totals.classes; ++t)
+    for (int64_t p = 0; p < totals.classes; ++p)
+      rows[t].push_back(static_cast<int64_t>(totals.confusion[t * totals.classes + p]));
+  line.add("confusion", rows);
 }
 
 }  // namespace convnet

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -11,60 +12,24 @@
 
 namespace convnet {
 
-namespace {
-
-std::string json_number(double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, std::isfinite(value) ? "%.6g" : "null", value);
-  return text;
+std::string JsonLine::str() const {
+  // {"key": value, ...}: nlohmann's escaping (invalid UTF-8 replaced, so that
+  // any file or class name serializes), with the spacing of convnet's records.
+  const auto dump = [](const nlohmann::ordered_json& j) {
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  };
+  std::string text = "{";
+  for (const auto& [key, value] : json_.items())
+    text += (text.size() > 1 ? ", " : "") + dump(nlohmann::ordered_json(key)) + ": " + dump(value);
+  return text + "}";
 }
 
-std::string json_string(const std::string& value) {
-  std::string escaped = "\"";
-  for (char c : value) {
-    if (c == '\n') {
-      escaped += "\\n";
-      continue;
-    }
-    if (c == '"' || c == '\\') escaped += '\\';
-    escaped += c;
-  }
-  return escaped + "\"";
+double unix_time() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-template <typename T, typename Format>
-std::string json_array(const std::vector<T>& values, Format format) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + format(values[i]);
-  return text + "]";
-}
-
-}  // namespace
-
-JsonLine& JsonLine::append(const char* key, const std::string& json) {
-  body_ += (body_.empty() ? "\"" : ", \"") + std::string(key) + "\": " + json;
-  return *this;
-}
-
-JsonLine& JsonLine::add(const char* key, double value) { return append(key, json_number(value)); }
-
-JsonLine& JsonLine::add(const char* key, int64_t value) {
-  return append(key, std::to_string(value));
-}
-
-JsonLine& JsonLine::add(const char* key, const std::string& value) {
-  return append(key, json_string(value));
-}
-
-JsonLine& JsonLine::add(const char* key, const std::vector<double>& values) {
-  return append(key, json_array(values, json_number));
-}
-
-JsonLine& JsonLine::add(const char* key, const std::vector<std::string>& values) {
-  return append(key, json_array(values, json_string));
-}
-
-ProgressReporter::ProgressReporter(const std::string& metrics_path)
+ProgressReporter::ProgressReporter(const std::string& metrics_path,
+                                   const std::string& tensorboard_dir, int64_t first_step)
     // mpirun hands ranks a pseudo-terminal even when its own output goes to a
     // file: redraw in place only outside a parallel launcher.
     : tty_(isatty(1) && launcher_rank() < 0), start_(std::chrono::steady_clock::now()) {
@@ -77,6 +42,8 @@ ProgressReporter::ProgressReporter(const std::string& metrics_path)
                   " for writing: ", std::strerror(errno));
     metrics_path_ = metrics_path;
   }
+  if (!tensorboard_dir.empty())
+    tensorboard_ = std::make_unique<TensorBoardWriter>(tensorboard_dir, first_step);
 }
 
 ProgressReporter::~ProgressReporter() {
@@ -98,7 +65,27 @@ void ProgressReporter::status(const std::string& line, bool final_for_interval) 
   std::fflush(stdout);
 }
 
-void ProgressReporter::record(const JsonLine& line) {
+namespace {
+// The numbers of a train or eval record as TensorBoard scalars KIND/KEY.
+std::vector<std::pair<std::string, double>> scalars_of(const nlohmann::ordered_json& j) {
+  std::vector<std::pair<std::string, double>> scalars;
+  const std::string kind = j["kind"].get<std::string>();
+  for (const auto& [key, value] : j.items())
+    if (value.is_number() && key != "epoch" && key != "step" && key != "time" &&
+        key != "wall_time" && key != "count")
+      scalars.emplace_back(kind + "/" + key, value.get<double>());
+  return scalars;
+}
+}  // namespace
+
+void ProgressReporter::record(JsonLine line) {
+  line.add("wall_time", unix_time());
+  const nlohmann::ordered_json& j = line.json();
+  const bool curve = j.contains("kind") && (j["kind"] == "train" || j["kind"] == "eval");
+  if (tensorboard_ && curve && j.contains("step") && j["step"].is_number_integer()) {
+    const auto scalars = scalars_of(j);
+    if (!scalars.empty()) tensorboard_->scalars(j["step"].get<int64_t>(), scalars);
+  }
   if (!metrics_) return;
   const bool written = std::fprintf(metrics_, "%s\n", line.str().c_str()) >= 0;
   CONVNET_CHECK(std::fflush(metrics_) == 0 && written, "writing ", metrics_path_,

@@ -1,6 +1,10 @@
 #include "trainer/trainer.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +21,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/evaluator.h"
 #include "trainer/host_shadow.h"
+#include "trainer/init_weights.h"
 #include "trainer/progress.h"
 #include "trainer/run_lock.h"
 #include "trainer/run_setup.h"
@@ -85,11 +90,23 @@ std::string describe_stall(ArrivalBoard& board, const Communicator& communicator
   return "not answering: " + silent;
 }
 
+// This process's peak resident memory so far.
+int64_t peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024;  // KiB on Linux
+}
+
 // Training sums between two log lines, and when the interval began.
 struct Interval {
   double loss_sum = 0, top1 = 0, top5 = 0, samples = 0;
   int64_t steps = 0;
   double start_s = 0, start_wait_s = 0;  // run time and loader wait at its start
+  std::chrono::steady_clock::time_point clock = std::chrono::steady_clock::now();  // every rank
+
+  double elapsed_s() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
+  }
 
   void add(const StepMetrics& metrics) {
     loss_sum += metrics.loss_sum;
@@ -115,8 +132,11 @@ class TrainingRun {
   bool epoch_ends(int64_t step) const;
   void after_step(int64_t step, const StepMetrics& metrics);
   void report_skipped_step(int64_t step, const StepMetrics& metrics);
-  void log(int64_t step, const StepMetrics& metrics);
+  void log(int64_t step, const StepMetrics& metrics, double data_wait);
+  double slowest_data_wait(int64_t step);
+  void report_end();
   bool evaluate(int64_t step);
+  void write_per_class(int64_t step, const EvalTotals& totals) const;
   void checkpoint(int64_t step);
   void save_model();
   void require_finite_model(int64_t step);
@@ -163,6 +183,7 @@ class TrainingRun {
   TrainStep step_;
   Interval interval_;
   TrainResult result_;
+  std::string init_account_;  // what --init-weights loaded (empty: not used)
 };
 
 std::shared_ptr<Dataset> open_validation_data(const TrainConfig& config, const DataShape& shape,
@@ -250,6 +271,10 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
   // Initialization, files and broadcasts work on the host copy (the model
   // itself on the CPU).
   initialize_parameters(shadow_.store(), config.seed);
+  if (resume_.path.empty() && !config.init_weights.empty())
+    init_account_ =
+        load_initial_weights(config.init_weights, shadow_.store(),
+                             {config.model, shape_.classes, shape_.channels, config.adapt_stem});
   broadcast_model(communicator, shadow_.store());
   if (!resume_.path.empty())
     load_checkpoint(resume_.path, shadow_.store(), shadow_.sgd(), config.model);
@@ -300,7 +325,27 @@ TrainResult TrainingRun::run() {
     }
   }
   save_model();
+  report_end();
   return result_;
+}
+
+// The run's last record and line: steps, time, the best validation top-1.
+void TrainingRun::report_end() {
+  if (!progress_) return;
+  JsonLine record;
+  record.add("kind", "end").add("step", result_.steps).add("time", now());
+  std::string line = "finished at step " + std::to_string(result_.steps) + " after " +
+                     format_duration(now()) + " (this start)";
+  if (state_.best_step > 0) {
+    const int64_t epoch = (state_.best_step - 1) / position_.steps_per_epoch + 1;
+    record.add("best_top1", state_.best_top1).add("best_epoch", epoch);
+    char best[96];
+    std::snprintf(best, sizeof best, "; best validation top-1 %.2f%% (epoch %ld)",
+                  100 * state_.best_top1, long(epoch));
+    line += best;
+  }
+  progress_->record(record);
+  progress_->message(line);
 }
 
 StepPlan TrainingRun::plan(int64_t step) const {
@@ -327,7 +372,7 @@ void TrainingRun::after_step(int64_t step, const StepMetrics& metrics) {
   if (!metrics.applied) report_skipped_step(step, metrics);
   interval_.add(metrics);
   result_.steps = step + 1;
-  if (metrics.read) log(step, metrics);
+  if (metrics.read) log(step, metrics, log_due(step) ? slowest_data_wait(step) : 0);
   if (log_due(step)) interval_.restart(now(), loader_.wait_seconds());
   const bool new_best = epoch_ends(step) && val_data_ && evaluate(step);
   if (checkpoints_.due_after(step + 1, position_.steps_per_epoch) ||
@@ -347,12 +392,28 @@ void TrainingRun::report_skipped_step(int64_t step, const StepMetrics& metrics) 
   progress_->status(line, true);
 }
 
-// The status line after every read; at log lines also a metrics record.
-void TrainingRun::log(int64_t step, const StepMetrics& metrics) {
+// The largest share of the log interval any rank waited for its data loader
+// (every rank at every log line: one allreduce of one slot per rank).
+double TrainingRun::slowest_data_wait(int64_t step) {
+  std::vector<double> shares(static_cast<std::size_t>(world_), 0.0);
+  const double span = std::max(1e-9, interval_.elapsed_s());
+  shares[static_cast<std::size_t>(communicator_.rank())] =
+      (loader_.wait_seconds() - interval_.start_wait_s) / span;
+  if (world_ > 1) {
+    Watchdog::Scope waiting(watchdog_, step + 1, "the data-wait allreduce");
+    communicator_.allreduce(shares.data(), shares.size(), ReduceOp::sum);
+  }
+  return *std::max_element(shares.begin(), shares.end());
+}
+
+// The status line after every read; at log lines also a metrics record
+// (data_wait there: the slowest rank's share of the interval).
+void TrainingRun::log(int64_t step, const StepMetrics& metrics, double slowest_wait) {
   if (!progress_) return;
   const int64_t per_epoch = position_.steps_per_epoch;
   const double span = std::max(1e-9, now() - interval_.start_s);
-  const double wait = loader_.wait_seconds() - interval_.start_wait_s;
+  const double wait =
+      log_due(step) ? slowest_wait * span : loader_.wait_seconds() - interval_.start_wait_s;
   const double img_per_s = interval_.samples / span;
   const double eta = (position_.total_steps - step - 1) * span / interval_.steps;
   const double loss = interval_.loss_sum / interval_.samples;
@@ -369,18 +430,21 @@ void TrainingRun::log(int64_t step, const StepMetrics& metrics) {
   if (!log_due(step)) return;
   result_.train_loss = loss;
   result_.train_top1 = top1;
-  progress_->record(JsonLine()
-                        .add("kind", std::string("train"))
-                        .add("epoch", step / per_epoch + 1)
-                        .add("step", step + 1)
-                        .add("time", now())
-                        .add("loss", loss)
-                        .add("top1", top1)
-                        .add("top5", interval_.top5 / interval_.samples)
-                        .add("lr", lr)
-                        .add("img_per_s", img_per_s)
-                        .add("data_wait", wait / span)
-                        .add("exposed_comm_s", metrics.exposed_comm_s));
+  JsonLine record;
+  record.add("kind", "train")
+      .add("epoch", step / per_epoch + 1)
+      .add("step", step + 1)
+      .add("time", now())
+      .add("loss", loss)
+      .add("top1", top1)
+      .add("top5", interval_.top5 / interval_.samples)
+      .add("lr", lr)
+      .add("img_per_s", img_per_s)
+      .add("data_wait", wait / span)
+      .add("exposed_comm_s", metrics.exposed_comm_s)
+      .add("peak_rss_mib", peak_rss_mib());
+  if (scaler_.enabled()) record.add("loss_scale", scaler_.scale());
+  progress_->record(record);
 }
 
 // Evaluates the validation set on every rank (rank 0's BN statistics);
@@ -408,7 +472,7 @@ bool TrainingRun::evaluate(int64_t step) {
                   long(totals.count));
     progress_->message(line);
     progress_->record(JsonLine()
-                          .add("kind", std::string("eval"))
+                          .add("kind", "eval")
                           .add("epoch", epoch)
                           .add("step", step + 1)
                           .add("time", now())
@@ -417,6 +481,7 @@ bool TrainingRun::evaluate(int64_t step) {
                           .add("top5", result_.val_top5)
                           .add("count", int64_t(totals.count)));
   }
+  if (root_) write_per_class(step, totals);
   interval_.restart(now(), loader_.wait_seconds());
   state_.val_top1 = result_.val_top1;
   state_.val_loss = result_.val_loss;
@@ -424,6 +489,24 @@ bool TrainingRun::evaluate(int64_t step) {
   state_.best_top1 = result_.val_top1;
   state_.best_step = step + 1;  // kept by the retention rule, so it needs a checkpoint
   return true;
+}
+
+// run_dir/eval-<step>.json next to the evaluation's record: per-class
+// top-1 and counts with the class names, and up to 100 classes the
+// confusion matrix (trainer/evaluator.h); written to a temporary and renamed.
+void TrainingRun::write_per_class(int64_t step, const EvalTotals& totals) const {
+  JsonLine line;
+  line.add("kind", "eval").add("epoch", step / position_.steps_per_epoch + 1).add("step", step + 1);
+  line.add("top1", totals.top1()).add("count", int64_t(totals.count));
+  add_per_class(line, totals, val_data_->info().class_names, totals.classes <= 100);
+  char name[32];
+  std::snprintf(name, sizeof name, "/eval-%09ld.json", long(step + 1));
+  const std::string path = config_.run_dir + name, temp = path + ".tmp-" + std::to_string(getpid());
+  std::ofstream out(temp);
+  out << line.str() << "\n";
+  out.close();
+  CONVNET_CHECK(out.good(), "writing ", temp, " failed (disk full?)");
+  fsync_and_rename(temp, path);
 }
 
 // Every rank (they hold the same values): a diverged model is never saved,
@@ -482,8 +565,22 @@ void TrainingRun::open_run_directory() {
   config_file.close();
   CONVNET_CHECK(config_file.good(), "writing ", config_path, " failed (disk full, or not a file?)");
   CONVNET_CHECK(std::filesystem::exists(config_path), "cannot write ", config_path);
-  progress_ = std::make_unique<ProgressReporter>(config_.run_dir + "/metrics.jsonl");
+  progress_ = std::make_unique<ProgressReporter>(config_.run_dir + "/metrics.jsonl",
+                                                 config_.tensorboard ? config_.run_dir : "",
+                                                 position_.start_step + 1);
   progress_->message(header());
+  progress_->record(JsonLine()
+                        .add("kind", "start")
+                        .add("step", position_.start_step)
+                        .add("epoch", position_.start_step / position_.steps_per_epoch + 1)
+                        .add("ranks", int64_t(world_))
+                        .add("accumulate", resume_.accumulate)
+                        .add("global_batch", global_batch_)
+                        .add("steps_per_epoch", position_.steps_per_epoch)
+                        .add("model", config_.model)
+                        .add("resumed_from", resume_.path)
+                        .add("init_weights", init_account_.empty() ? "" : config_.init_weights));
+  if (!init_account_.empty()) progress_->message(init_account_);
   const CheckpointState& resumed = resume_.state;
   if (!resume_.path.empty())
     progress_->message("resuming from " + resume_.path + " at step " +

@@ -18,8 +18,9 @@
 // the next read, before anything is saved. Every step still agrees on stop
 // requests (signals) with a one-value host allreduce.
 // So P ranks x batch B and 1 rank x --accumulate P over the same micro-batches
-// reach the same weights up to float summation order. BatchNorm statistics
-// are per replica (as DDP); rank 0's are broadcast before evaluation and saving.
+// reach the same weights up to float summation order. BatchNorm running
+// statistics move once per step from all ranks' micro-batches (one small
+// allreduce), so every replica holds the same ones.
 #pragma once
 
 #include <memory>
