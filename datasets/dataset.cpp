@@ -131,6 +131,90 @@ void check_normalization(const std::string& path, const std::vector<double>& mea
   }
 }
 
+// The layout attribute, else what the file holds: /images (raw) or /encoded.
+DatasetLayout read_layout(hid_t root, const std::string& path) {
+  if (has_attribute(root, "layout")) {
+    const std::string layout = read_string_attribute(root, path, "layout");
+    CONVNET_CHECK(layout == "raw" || layout == "encoded", path, ": unknown layout '", layout, "'");
+    return layout == "raw" ? DatasetLayout::raw : DatasetLayout::encoded;
+  }
+  if (has_link(root, path, "images")) return DatasetLayout::raw;
+  CONVNET_CHECK(has_link(root, path, "encoded"), path,
+                ": neither /images (raw layout) nor /encoded (encoded layout): not a dataset file");
+  return DatasetLayout::encoded;
+}
+
+// The optional root attributes: format_version (1), source (""),
+// num_classes and class_names (0 and none: from the labels).
+void read_optional_attributes(hid_t root, const std::string& path, DatasetInfo& info) {
+  if (has_attribute(root, "format_version")) {
+    const int64_t version = read_int_attribute(root, path, "format_version");
+    CONVNET_CHECK(version >= 1 && version <= kDatasetFormatVersion, path,
+                  ": unsupported format_version ", version, " (this build reads 1..",
+                  kDatasetFormatVersion, ")");
+  }
+  if (has_attribute(root, "num_classes")) {
+    info.num_classes = read_int_attribute(root, path, "num_classes");
+    CONVNET_CHECK(info.num_classes > 0, path, ": num_classes must be positive");
+  }
+  if (has_attribute(root, "source")) info.source = read_string_attribute(root, path, "source");
+  if (has_attribute(root, "class_names")) {
+    info.class_names = read_string_array_attribute(root, path, "class_names");
+    CONVNET_CHECK(info.num_classes > 0, path, ": class_names without num_classes");
+    CONVNET_CHECK(static_cast<int64_t>(info.class_names.size()) == info.num_classes, path, ": ",
+                  info.class_names.size(), " class names for ", info.num_classes, " classes");
+  }
+}
+
+// A file without num_classes: the labels' largest value + 1, with a notice;
+// without class_names: "0".."K-1".
+void complete_classes(const std::string& path, const std::vector<int64_t>& labels,
+                      DatasetInfo& info) {
+  if (info.num_classes == 0) {
+    int64_t largest = 0;
+    for (int64_t label : labels) {
+      CONVNET_CHECK(label >= 0, path, ": /labels holds the negative label ", label);
+      largest = std::max(largest, label);
+    }
+    info.num_classes = largest + 1;
+    std::fprintf(stderr,
+                 "convnet: notice: %s has no num_classes attribute; %ld classes from its labels "
+                 "(0..%ld)\n",
+                 path.c_str(), long(info.num_classes), long(largest));
+  }
+  for (int64_t k = static_cast<int64_t>(info.class_names.size()); k < info.num_classes; ++k)
+    info.class_names.push_back(std::to_string(k));
+}
+
+// mean and std of a raw file without them, from one pass over its images.
+void compute_normalization(hid_t images, const std::string& path, const DatasetInfo& info,
+                           std::vector<double>* mean, std::vector<double>* std) {
+  CONVNET_CHECK(info.layout == DatasetLayout::raw, path,
+                ": no mean/std attributes; an encoded file needs them (convnet convert writes "
+                "them; or add the per-channel values in 0..1 units as root attributes 'mean' "
+                "and 'std')");
+  ChannelStats stats(info.channels);
+  const int64_t per_image = info.height * info.width * info.channels;
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{64} << 20) / per_image);
+  std::vector<uint8_t> pixels;
+  for (int64_t begin = 0; begin < info.count; begin += chunk) {
+    const int64_t n = std::min(chunk, info.count - begin);
+    pixels.resize(static_cast<std::size_t>(n * per_image));
+    read_rows(images, H5T_NATIVE_UINT8, begin, n, pixels.data(), path + ": /images");
+    stats.add(pixels.data(), n * info.height * info.width);
+  }
+  *mean = stats.mean();
+  *std = stats.std();
+  std::string values;
+  for (int64_t k = 0; k < info.channels; ++k)
+    values += (k ? ", " : "") + std::to_string((*mean)[k]) + " / " + std::to_string((*std)[k]);
+  std::fprintf(stderr,
+               "convnet: notice: %s has no mean/std attributes; computed over its %ld images "
+               "(mean / std per channel: %s); store them as root attributes 'mean' and 'std' "
+               "to skip this pass\n",
+               path.c_str(), long(info.count), values.c_str());
+}
+
 }  // namespace
 
 Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
@@ -142,21 +226,12 @@ Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
     shard->file = open_hdf5_read_only(path, "dataset file");
     const hid_t root = shard->file.get();
     DatasetInfo& info = shard->info;
-    const std::string layout = read_string_attribute(root, path, "layout");
-    CONVNET_CHECK(layout == "raw" || layout == "encoded", path, ": unknown layout '", layout, "'");
-    info.layout = layout == "raw" ? DatasetLayout::raw : DatasetLayout::encoded;
-    const int64_t version = read_int_attribute(root, path, "format_version");
-    CONVNET_CHECK(version >= 1 && version <= kDatasetFormatVersion, path,
-                  ": unsupported format_version ", version, " (this build reads 1..",
-                  kDatasetFormatVersion, ")");
-    info.num_classes = read_int_attribute(root, path, "num_classes");
-    CONVNET_CHECK(info.num_classes > 0, path, ": num_classes must be positive");
-    info.source = read_string_attribute(root, path, "source");
-    info.class_names = read_string_array_attribute(root, path, "class_names");
-    CONVNET_CHECK(static_cast<int64_t>(info.class_names.size()) == info.num_classes, path, ": ",
-                  info.class_names.size(), " class names for ", info.num_classes, " classes");
-    shard->mean = read_double_array_attribute(root, path, "mean");
-    shard->std = read_double_array_attribute(root, path, "std");
+    info.layout = read_layout(root, path);
+    read_optional_attributes(root, path, info);
+    if (has_attribute(root, "mean") || has_attribute(root, "std")) {
+      shard->mean = read_double_array_attribute(root, path, "mean");
+      shard->std = read_double_array_attribute(root, path, "std");
+    }
 
     std::vector<hsize_t> dims;
     if (info.layout == DatasetLayout::raw) {
@@ -184,6 +259,8 @@ Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
                     ": encoded datasets have 1 or 3 channels, not ", info.channels);
     }
     CONVNET_CHECK(info.count > 0, path, ": the dataset holds no samples");
+    if (shard->mean.empty() && shard->std.empty())
+      compute_normalization(shard->data.get(), path, info, &shard->mean, &shard->std);
     CONVNET_CHECK(static_cast<int64_t>(shard->mean.size()) == info.channels &&
                       static_cast<int64_t>(shard->std.size()) == info.channels,
                   path, ": mean/std must have one value per channel (", info.channels, ")");
@@ -193,6 +270,7 @@ Dataset::Dataset(const std::string& spec, const DatasetOptions& options)
                   " labels but the images ", info.count);
     std::vector<int64_t> shard_labels(info.count);
     read_all(labels.get(), H5T_NATIVE_INT64, shard_labels.data(), path + ": /labels");
+    complete_classes(path, shard_labels, info);
     for (int64_t i = 0; i < info.count; ++i)
       CONVNET_CHECK(shard_labels[i] >= 0 && shard_labels[i] < info.num_classes, path, ": /labels[",
                     i, "] = ", shard_labels[i], " is outside [0, ", info.num_classes, ")");

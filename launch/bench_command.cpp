@@ -21,22 +21,16 @@
 #include "launch/commands.h"
 #include "launch/option_table.h"
 #include "models/zoo.h"
+#include "trainer/progress.h"
 #include "trainer/train_step.h"
 
 namespace convnet {
-
-// --memory-efficient on|off.
-enum class OnOff { off, on };
-template <>
-struct NamedValues<OnOff> {
-  static constexpr std::pair<OnOff, const char*> table[] = {{OnOff::on, "on"}, {OnOff::off, "off"}};
-};
 
 namespace {
 
 struct BenchOptions {
   std::string model;
-  OnOff memory_efficient = OnOff::on;
+  bool memory_efficient = true;
   Backend device = Backend::cpu;
   Precision precision = Precision::fp32;
   std::optional<Layout> layout;  // auto
@@ -68,12 +62,13 @@ boost::program_options::options_description bench_options(BenchOptions& o) {
       "CPU nchw, nchw8c, nchw16c, nhwc or auto (the layout the CPU's kernels prefer)")(
       "precision", po::value(&o.precision)->default_value(o.precision),
       "fp32 or bf16 (mixed precision; on the CPU with avx512_bf16 or AMX); on the GPU also "
-      "tf32 or fp16")("memory-efficient",
-                      po::value(&o.memory_efficient)->default_value(o.memory_efficient),
-                      "DenseNet shared concatenation buffers: on|off")(
-      "bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
-      "allreduce bucket size (mpirun)")(
-      "overlap", po::value(&o.overlap)->default_value(true)->implicit_value(true),
+      "tf32 or fp16")(
+      "memory-efficient",
+      po::value(&o.memory_efficient)->default_value(true, "on")->implicit_value(true, "on"),
+      "DenseNet shared concatenation buffers (a switch, as in train: "
+      "--memory-efficient off)")("bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
+                                 "allreduce bucket size (mpirun)")(
+      "overlap", po::value(&o.overlap)->default_value(true, "on")->implicit_value(true, "on"),
       "allreduce buckets while backward runs (mpirun)");
   return options;
 }
@@ -151,18 +146,26 @@ void print_result(const BenchOptions& o, const BenchRun& run, const StepTimes& t
   const long device_used_mib = run.context.backend() == Backend::cuda
                                    ? static_cast<long>(run.context.device_bytes_in_use() >> 20)
                                    : -1;
-  std::printf(
-      "{\"model\": \"%s\", \"batch_size\": %ld, \"image_size\": %ld, \"img_per_s\": %.3f, "
-      "\"peak_rss_mib\": %ld, \"params\": %ld, \"threads\": %d, \"memory_efficient\": %s, "
-      "\"activation_mib\": %ld, \"pool_mib\": %ld, \"allocated_peak_mib\": %ld, \"ranks\": %d, "
-      "\"buckets\": %ld, \"exposed_comm_ms\": %.2f, \"device\": \"%s\", \"precision\": \"%s\", "
-      "\"layout\": \"%s\", \"device_used_mib\": %ld}\n",
-      o.model.c_str(), long(o.batch), long(o.size), run.world * o.batch / median,
-      long(usage.ru_maxrss / 1024), long(run.store.num_parameters()), run.context.num_threads(),
-      o.memory_efficient == OnOff::on ? "true" : "false", long(run.net.activation_bytes() >> 20),
-      long(run.net.pool_bytes() >> 20), long(run.context.allocator().peak_bytes_in_use() >> 20),
-      run.world, long(run.reducer.buckets().size()), 1e3 * times.exposed[times.exposed.size() / 2],
-      name_of(o.device), name_of(o.precision), name_of(run.layout), device_used_mib);
+  JsonLine line;
+  line.add("model", o.model)
+      .add("batch_size", o.batch)
+      .add("image_size", o.size)
+      .add("img_per_s", run.world * o.batch / median)
+      .add("peak_rss_mib", int64_t(usage.ru_maxrss / 1024))
+      .add("params", run.store.num_parameters())
+      .add("threads", run.context.num_threads())
+      .add("memory_efficient", o.memory_efficient)
+      .add("activation_mib", run.net.activation_bytes() >> 20)
+      .add("pool_mib", run.net.pool_bytes() >> 20)
+      .add("allocated_peak_mib", run.context.allocator().peak_bytes_in_use() >> 20)
+      .add("ranks", run.world)
+      .add("buckets", int64_t(run.reducer.buckets().size()))
+      .add("exposed_comm_ms", 1e3 * times.exposed[times.exposed.size() / 2])
+      .add("device", name_of(o.device))
+      .add("precision", name_of(o.precision))
+      .add("layout", name_of(run.layout))
+      .add("device_used_mib", device_used_mib);
+  std::printf("%s\n", line.str().c_str());
 }
 
 }  // namespace
@@ -186,7 +189,7 @@ int bench_command(const std::vector<std::string>& args) {
                          {.name = o.model,
                           .num_classes = o.classes,
                           .in_channels = o.channels,
-                          .memory_efficient = o.memory_efficient == OnOff::on,
+                          .memory_efficient = o.memory_efficient,
                           .blocked_layout = is_blocked(layout),
                           .channels_last = layout == Layout::nhwc},
                          store, Shape{o.batch, o.channels, o.size, o.size});

@@ -9,6 +9,7 @@
 #include "datasets/loader.h"
 #include "launch/commands.h"
 #include "launch/option_table.h"
+#include "trainer/progress.h"
 
 namespace convnet {
 
@@ -50,11 +51,17 @@ int bench_data_command(const std::vector<std::string>& args) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double rate = images / seconds;
-  std::printf(
-      "{\"data\": \"%s\", \"layout\": \"%s\", \"recipe\": \"%s\", \"train\": %s, \"size\": [%ld, "
-      "%ld], \"threads\": %d, \"img_per_s\": %.1f, \"img_per_s_per_thread\": %.1f}\n",
-      data.c_str(), layout_name(dataset->info().layout), name_of(recipe), eval ? "false" : "true",
-      long(loader.height()), long(loader.width()), options.threads, rate, rate / options.threads);
+  std::printf("%s\n", JsonLine()
+                          .add("data", data)
+                          .add("layout", layout_name(dataset->info().layout))
+                          .add("recipe", name_of(recipe))
+                          .add("train", !eval)
+                          .add("size", std::vector<int64_t>{loader.height(), loader.width()})
+                          .add("threads", options.threads)
+                          .add("img_per_s", rate)
+                          .add("img_per_s_per_thread", rate / options.threads)
+                          .str()
+                          .c_str());
   return 0;
 }
 

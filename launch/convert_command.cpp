@@ -14,6 +14,8 @@
 #include "datasets/raw_dataset.h"
 #include "launch/commands.h"
 #include "launch/option_table.h"
+#include "launch/progress_line.h"
+#include "trainer/progress.h"
 
 namespace convnet {
 namespace {
@@ -25,37 +27,18 @@ std::vector<std::string> split_names(const std::string& text) {
   return names;
 }
 
-// "\r12345/60000 images (20%), ETA 3 s" on a terminal; nothing otherwise.
-class Progress {
- public:
-  explicit Progress(int64_t total) : total_(total), start_(clock::now()), tty_(isatty(2)) {}
-  void update(int64_t done, int64_t total) {
-    total_ = total;
-    update(done);
-  }
-  void update(int64_t done) const {
-    if (!tty_) return;
-    const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
-    const double eta = done > 0 ? elapsed * (total_ - done) / done : 0;
-    std::fprintf(stderr, "\r%ld/%ld images (%ld%%), ETA %.0f s   ", long(done), long(total_),
-                 long(100 * done / std::max<int64_t>(total_, 1)), eta);
-    if (done == total_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  using clock = std::chrono::steady_clock;
-  int64_t total_;
-  clock::time_point start_;
-  bool tty_;
-};
-
 void print_summary(const std::string& output, const ConvertSummary& summary) {
   const DatasetInfo& info = summary.info;
-  std::printf(
-      "{\"output\": \"%s\", \"layout\": \"%s\", \"count\": %ld, \"shape\": [%ld, %ld, %ld], "
-      "\"classes\": %ld, \"skipped\": %ld}\n",
-      output.c_str(), layout_name(info.layout), long(info.count), long(info.height),
-      long(info.width), long(info.channels), long(info.num_classes), long(summary.skipped));
+  std::printf("%s\n",
+              JsonLine()
+                  .add("output", output)
+                  .add("layout", layout_name(info.layout))
+                  .add("count", info.count)
+                  .add("shape", std::vector<int64_t>{info.height, info.width, info.channels})
+                  .add("classes", info.num_classes)
+                  .add("skipped", summary.skipped)
+                  .str()
+                  .c_str());
 }
 
 int convert_cifar_command(int num_classes, const std::vector<std::string>& args) {
@@ -71,7 +54,7 @@ int convert_cifar_command(int num_classes, const std::vector<std::string>& args)
       "compress", po::bool_switch(&compress), "deflate-compress /images");
   po::variables_map vm;
   if (!parse_command_line(args, options, &vm)) return 0;
-  Progress progress(0);
+  ProgressLine progress(0);
   const ConvertSummary summary =
       convert_cifar(input, num_classes, split, output, compress,
                     [&](int64_t done, int64_t total) { progress.update(done, total); });
@@ -110,7 +93,7 @@ int convert_image_folder_command(const std::vector<std::string>& args) {
     folder.height = h;
     folder.width = w;
   }
-  Progress progress(0);
+  ProgressLine progress(0);
   const ConvertSummary summary = convert_image_folder(
       input, output, folder, [&](int64_t done, int64_t total) { progress.update(done, total); });
   print_summary(output, summary);
@@ -161,7 +144,7 @@ int convert_idx(const std::vector<std::string>& args) {
   info.compress = compress;
 
   RawDatasetWriter writer(output, info);
-  Progress progress(info.count);
+  ProgressLine progress(info.count);
   constexpr int64_t kBatch = 1024;
   std::vector<uint8_t> buffer(kBatch * images.item_bytes());
   for (int64_t done = 0; done < info.count;) {

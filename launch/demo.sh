@@ -42,9 +42,12 @@ mpirun "${mpi_flags[@]}" "$convnet" train --model resnet20 \
   --log-every 100 --run-dir "$demo/run"
 
 result=$("$convnet" eval --checkpoint "$demo/run/model.h5" --data "$demo/fashion_test.h5" \
-  --batch-size 250 | tail -1)
-echo "demo: eval $result"
-top1=$(sed -E 's/.*"top1": ([0-9.]+).*/\1/' <<<"$result")
+  --batch-size 250 --per-class | tail -1)
+echo "$result" >"$demo/eval.json"
+top1=$(/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["top1"])' <<<"$result")
+echo "demo: eval $(/usr/bin/python3 -c 'import json, sys; r = json.load(sys.stdin); print(json.dumps({k: r[k] for k in ("top1", "top5", "loss", "count")}))' <<<"$result")"
+echo "demo: training report $(/usr/bin/python3 "$root/tools/plot_run.py" "$demo/run")," \
+  "confusion matrix $(/usr/bin/python3 "$root/tools/plot_run.py" --confusion "$demo/eval.json")"
 echo "demo: Fashion-MNIST test accuracy $(awk -v t="$top1" 'BEGIN { printf "%.2f%%", 100 * t }')" \
   "after $epochs epochs on $ranks ranks; $((SECONDS - start)) s in all"
 awk -v t="$top1" 'BEGIN { exit !(t >= 0.90) }' || { echo "demo: below 90%" >&2; exit 1; }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "comm/device_selection.h"
 #include "core/durable_file.h"
@@ -16,6 +17,7 @@
 #include "launch/collective_command.h"
 #include "launch/commands.h"
 #include "launch/option_table.h"
+#include "launch/progress_line.h"
 #include "models/weights_file.h"
 #include "models/zoo.h"
 #include "trainer/evaluator.h"
@@ -143,9 +145,16 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
   result.total = dataset->size();
   result.class_names = dataset->info().class_names;
   bool first = true;
+  // Rank 0's progress, scaled to the whole dataset (the ranks' shards are equal but for one
+  // sample).
+  std::optional<ProgressLine> progress;
+  if (communicator.rank() == 0) progress.emplace(result.total);
+  int64_t done = 0;
   result.totals = evaluate(nets, loader, [&](const Batch& batch, const Tensor& logits) {
     if (first) result.begin = batch.indices.front();
     first = false;
+    done += batch.count;
+    if (progress) progress->update(std::min(result.total - 1, done * communicator.size()));
     if (logits_kept == Logits::keep) {
       result.logits.insert(result.logits.end(), logits.data<float>(),
                            logits.data<float>() + logits.numel());
@@ -153,6 +162,7 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
     }
   });
   if (first) result.begin = 0;
+  if (progress) progress->update(result.total);
   return result;
 }
 

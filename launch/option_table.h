@@ -4,10 +4,13 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <cctype>
+#include <charconv>
 #include <functional>
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -51,11 +54,33 @@ void validate(boost::any& value, const std::vector<std::string>& tokens, std::op
 // which name the option.
 // The parsed options; a stray word that is no option's value (a typo, a
 // missing "--") is an error naming it, not silently ignored.
+//
+// Switches (options whose value is optional: `--nesterov`) also take their
+// value as the next word, as every other option does: `--nesterov off`,
+// `--memory-efficient on` (Boost alone would read only `--nesterov=off`).
+inline std::vector<std::string> join_switch_values(
+    const std::vector<std::string>& args,
+    const boost::program_options::options_description& options) {
+  std::vector<std::string> joined;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    joined.push_back(args[i]);
+    const std::string& a = args[i];
+    if (a.size() < 3 || a.compare(0, 2, "--") != 0 || a.find('=') != std::string::npos) continue;
+    const auto* option = options.find_nothrow(a.substr(2), false);
+    const bool is_switch =
+        option && option->semantic()->min_tokens() == 0 && option->semantic()->max_tokens() == 1;
+    if (is_switch && i + 1 < args.size() && args[i + 1].compare(0, 1, "-") != 0)
+      joined.back() += "=" + args[++i];
+  }
+  return joined;
+}
+
 inline boost::program_options::parsed_options parse_options(
     const std::vector<std::string>& args,
     const boost::program_options::options_description& options) {
   namespace po = boost::program_options;
-  po::parsed_options parsed = po::command_line_parser(args).options(options).run();
+  po::parsed_options parsed =
+      po::command_line_parser(join_switch_values(args, options)).options(options).run();
   for (const std::string& word : po::collect_unrecognized(parsed.options, po::include_positional))
     throw po::error("unexpected argument '" + word + "' (options start with --)");
   return parsed;
@@ -74,6 +99,22 @@ inline bool parse_command_line(const std::vector<std::string>& args,
   return true;
 }
 
+// A value as a user writes it and as it reads back exactly: the shortest
+// text that round-trips for floating point (0.1, 0.0123456789), else what
+// operator<< writes (names for named enums).
+template <typename T>
+std::string option_text(const T& value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    char text[64];
+    const auto result = std::to_chars(text, text + sizeof text, value);
+    return std::string(text, result.ptr);
+  } else {
+    std::ostringstream text;
+    text << std::boolalpha << value;
+    return text.str();
+  }
+}
+
 class OptionTable {
  public:
   explicit OptionTable(const std::string& caption) : description_(caption) {}
@@ -81,30 +122,44 @@ class OptionTable {
   template <typename T>
   OptionTable& add(const char* name, T* target, const char* help) {
     description_.add_options()(
-        name, boost::program_options::value<T>(target)->default_value(*target), help);
-    printers_.emplace_back(name, [target] {
-      std::ostringstream text;
-      text << std::boolalpha << *target;
-      return text.str();
-    });
+        name,
+        boost::program_options::value<T>(target)->default_value(*target, option_text(*target)),
+        help);
+    printers_.emplace_back(name, [target] { return option_text(*target); });
     return *this;
   }
-  // A switch: `--name` alone means true; `--name=false` or `name = false` in a file.
+  // A switch: `--name` alone means on; `--name=off` (or false, no, 0) and
+  // `name = off` in a file.
   OptionTable& add_switch(const char* name, bool* target, const char* help) {
-    description_.add_options()(
-        name,
-        boost::program_options::value<bool>(target)->default_value(*target)->implicit_value(true),
-        help);
+    description_.add_options()(name,
+                               boost::program_options::value<bool>(target)
+                                   ->default_value(*target, *target ? "on" : "off")
+                                   ->implicit_value(true, "on"),
+                               help);
     printers_.emplace_back(name, [target] { return std::string(*target ? "true" : "false"); });
     return *this;
   }
   const boost::program_options::options_description& description() const { return description_; }
   boost::program_options::options_description& description() { return description_; }
 
-  // "name = value" lines of every option in the table.
+  // "name = value" lines of every option in the table. A value the INI
+  // reader would not read back as written (a '#' starts a comment there,
+  // surrounding blanks are trimmed, a line ends at a newline) is an error
+  // naming the option.
   std::string ini() const {
     std::string text;
-    for (const auto& [name, print] : printers_) text += name + " = " + print() + "\n";
+    for (const auto& [name, print] : printers_) {
+      const std::string value = print();
+      const bool trimmed =
+          !value.empty() && (std::isspace(static_cast<unsigned char>(value.front())) ||
+                             std::isspace(static_cast<unsigned char>(value.back())));
+      if (value.find_first_of("#\n\r") != std::string::npos || trimmed)
+        throw boost::program_options::error(
+            "--" + name + " '" + value +
+            "' cannot be saved in config.ini: a value there cannot hold '#' (a comment), a line "
+            "break or surrounding blanks; rename it");
+      text += name + " = " + value + "\n";
+    }
     return text;
   }
 

@@ -9,6 +9,7 @@
 #include "launch/collective_command.h"
 #include "launch/commands.h"
 #include "launch/option_table.h"
+#include "trainer/progress.h"
 #include "trainer/stop_signals.h"
 #include "trainer/trainer.h"
 
@@ -151,12 +152,16 @@ int train_command(const std::vector<std::string>& args) {
     const TrainResult result = train(c, table.ini(), communicator);
     if (result.stopped_early) return kExitResumable;
     if (communicator.rank() == 0) {
-      std::printf("{\"steps\": %ld, \"train_loss\": %.6g, \"train_top1\": %.6g", long(result.steps),
-                  result.train_loss, result.train_top1);
+      JsonLine line;
+      line.add("steps", result.steps)
+          .add("train_loss", result.train_loss)
+          .add("train_top1", result.train_top1);
       if (result.evaluated)
-        std::printf(", \"val_loss\": %.6g, \"val_top1\": %.6g, \"val_top5\": %.6g", result.val_loss,
-                    result.val_top1, result.val_top5);
-      std::printf(", \"model\": \"%s\"}\n", result.model_path.c_str());
+        line.add("val_loss", result.val_loss)
+            .add("val_top1", result.val_top1)
+            .add("val_top5", result.val_top5);
+      line.add("model", result.model_path);
+      std::printf("%s\n", line.str().c_str());
     }
     return 0;
   });

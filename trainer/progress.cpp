@@ -12,17 +12,28 @@
 
 namespace convnet {
 
-std::string JsonLine::str() const {
-  // {"key": value, ...}: nlohmann's escaping (invalid UTF-8 replaced, so that
-  // any file or class name serializes), with the spacing of convnet's records.
-  const auto dump = [](const nlohmann::ordered_json& j) {
-    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-  };
-  std::string text = "{";
-  for (const auto& [key, value] : json_.items())
-    text += (text.size() > 1 ? ", " : "") + dump(nlohmann::ordered_json(key)) + ": " + dump(value);
-  return text + "}";
+namespace {
+// nlohmann's serialization (escaping; invalid UTF-8 replaced, so that any file
+// or class name serializes) with the spacing of convnet's records:
+// {"key": value, ...} and [a, b].
+std::string json_text(const nlohmann::ordered_json& j) {
+  if (j.is_array()) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < j.size(); ++i) text += (i ? ", " : "") + json_text(j[i]);
+    return text + "]";
+  }
+  if (j.is_object()) {
+    std::string text = "{";
+    for (const auto& [key, value] : j.items())
+      text += (text.size() > 1 ? ", " : "") + json_text(nlohmann::ordered_json(key)) + ": " +
+              json_text(value);
+    return text + "}";
+  }
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
+}  // namespace
+
+std::string JsonLine::str() const { return json_text(json_); }
 
 double unix_time() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
