@@ -128,11 +128,12 @@ def plot_confusion(path, output):
     matrix, names, title = read_confusion(path)
     rows = matrix.sum(1, keepdims=True)
     share = matrix / np.maximum(rows, 1)
-    size = max(6, 0.45 * len(names))
+    size = min(max(6, 0.45 * len(names)), 16)
     fig, ax = plt.subplots(figsize=(size + 2, size))
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=90)
-    ax.set_yticks(range(len(names)), names)
+    if len(names) <= 50:  # more classes: indices on the axes
+        ax.set_xticks(range(len(names)), names, rotation=90)
+        ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if len(names) <= 20:

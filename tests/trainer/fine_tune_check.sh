@@ -49,6 +49,9 @@ error = np.abs(got - expected).max() / np.abs(expected).max()
 print(f"convnet predict vs PyTorch: max error {error:.2e} of the largest logit")
 assert error < 1e-4, error
 PY
+# A predict output's confusion matrix renders (tools/plot_run.py).
+/usr/bin/python3 "$tools/plot_run.py" --confusion "$work/logits.h5" --output "$work/confusion.png"
+test -s "$work/confusion.png"
 train=(--model resnet18 --train-data "$work/small.h5" --batch-size 16 --epochs 8 --lr 0.02
        --threads 1 --loader-threads 1 --log-every 4 --seed 1)
 "$convnet" train "${train[@]}" --init-weights "$work/resnet18_gray.h5" --run-dir "$work/tuned" \
