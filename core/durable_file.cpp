@@ -1,9 +1,11 @@
 #include "core/durable_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 
@@ -39,6 +41,24 @@ void fsync_and_rename(const std::string& temp, const std::string& path) {
   if (dir_fd >= 0) {
     fsync(dir_fd);
     close(dir_fd);
+  }
+}
+
+void remove_dead_temporaries(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp-";
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (kill(pid, 0) == 0 || errno != ESRCH || !entry.is_regular_file(error)) continue;
+    if (std::filesystem::remove(entry.path(), error))
+      std::fprintf(stderr, "convnet: removed %s, left by an interrupted write (process %d)\n",
+                   entry.path().c_str(), int(pid));
   }
 }
 

@@ -18,4 +18,8 @@ void check_output_file(const std::string& path, const std::vector<std::string>& 
 // over path.
 void fsync_and_rename(const std::string& temp, const std::string& path);
 
+// Removes PATH.tmp-<pid> files whose process no longer runs on this host (the
+// temporaries of writes killed before their rename), with a notice on stderr.
+void remove_dead_temporaries(const std::string& path);
+
 }  // namespace convnet

@@ -91,13 +91,37 @@ CropBox resize_center_crop(int64_t height, int64_t width, int64_t resize, int64_
   return {top * sy, left * sx, size * sy, size * sx};
 }
 
-void preprocess(const Image& image, const AugmentOptions& options, int64_t epoch, int64_t index,
-                int64_t out_height, int64_t out_width, float* out) {
-  if (static_cast<int64_t>(options.mean.size()) != image.channels ||
-      static_cast<int64_t>(options.std.size()) != image.channels)
-    throw std::invalid_argument("mean/std need one value per image channel (" +
-                                std::to_string(image.channels) + ")");
-  SampleRng rng(options.seed, epoch, index);
+bool random_erasing_box(int64_t height, int64_t width, SampleRng& rng, EraseBox* box) {
+  const double area = static_cast<double>(height * width);
+  const double log_low = std::log(0.3), log_high = std::log(3.3);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double erase_area = area * rng.uniform(0.02, 0.33);
+    const double aspect = std::exp(rng.uniform(log_low, log_high));
+    const auto h = static_cast<int64_t>(std::lround(std::sqrt(erase_area * aspect)));
+    const auto w = static_cast<int64_t>(std::lround(std::sqrt(erase_area / aspect)));
+    if (!(h < height && w < width) || h < 1 || w < 1) continue;
+    box->height = h;
+    box->width = w;
+    box->top = rng.integer(0, height - h);
+    box->left = rng.integer(0, width - w);
+    return true;
+  }
+  return false;
+}
+
+namespace {
+
+// Zeroes `box` of the (C, H, W) or (H, W, C) output in every channel.
+void erase(const EraseBox& box, int64_t channels, int64_t height, int64_t width, bool channels_last,
+           float* out) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t y = box.top; y < box.top + box.height; ++y)
+      for (int64_t x = box.left; x < box.left + box.width; ++x)
+        out[channels_last ? (y * width + x) * channels + c : (c * height + y) * width + x] = 0.0f;
+}
+
+void apply_recipe(const Image& image, const AugmentOptions& options, SampleRng& rng,
+                  int64_t out_height, int64_t out_width, float* out) {
   const bool stored_size = options.recipe != Recipe::imagenet;
   if (stored_size && (image.height != out_height || image.width != out_width))
     throw std::invalid_argument("image is " + std::to_string(image.height) + "x" +
@@ -126,6 +150,22 @@ void preprocess(const Image& image, const AugmentOptions& options, int64_t epoch
   resize_normalize(image, box, out_height, out_width, flip, options.mean.data(), options.std.data(),
                    out, options.channels_last ? 1 : out_height * out_width,
                    options.channels_last ? image.channels : 1);
+}
+
+}  // namespace
+
+void preprocess(const Image& image, const AugmentOptions& options, int64_t epoch, int64_t index,
+                int64_t out_height, int64_t out_width, float* out) {
+  if (static_cast<int64_t>(options.mean.size()) != image.channels ||
+      static_cast<int64_t>(options.std.size()) != image.channels)
+    throw std::invalid_argument("mean/std need one value per image channel (" +
+                                std::to_string(image.channels) + ")");
+  SampleRng rng(options.seed, epoch, index);
+  apply_recipe(image, options, rng, out_height, out_width, out);
+  if (!options.train || options.random_erase <= 0 || rng.uniform() >= options.random_erase) return;
+  EraseBox box;
+  if (random_erasing_box(out_height, out_width, rng, &box))
+    erase(box, image.channels, out_height, out_width, options.channels_last, out);
 }
 
 }  // namespace convnet

@@ -12,6 +12,7 @@
 //   imagenet  torchvision RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3)
 //             with antialiased bilinear resampling + flip / Resize(resize) of
 //             the shorter side + CenterCrop(size), done in one resampling pass
+// and after any of them, in training, random erasing (AugmentOptions).
 // Padding is zero in pixel units, as torchvision pads before Normalize.
 // The cifar recipe needs images of at least kCifarMinSize on each side: on
 // smaller ones most crops are mostly padding, whole batches come out nearly
@@ -57,7 +58,19 @@ struct AugmentOptions {
   uint64_t seed = 0;
   std::vector<double> mean, std;  // per channel, 0..1 units
   bool channels_last = false;     // write HWC (NHWC batches) instead of CHW
+  // Random erasing (Zhong et al. 2020; torchvision's RandomErasing with its
+  // defaults): in training, with this probability a rectangle of area
+  // 2-33% of the image and aspect ratio 0.3-3.3 (log-uniform; 10 tries) is
+  // set to 0 after normalization (the mean colour) in every channel.
+  double random_erase = 0;
 };
+
+// A rectangle of the output, in pixels.
+struct EraseBox {
+  int64_t top = 0, left = 0, height = 0, width = 0;
+};
+// RandomErasing's draw for an image (height, width): false when no try fits.
+bool random_erasing_box(int64_t height, int64_t width, SampleRng& rng, EraseBox* box);
 
 // The crop window RandomResizedCrop draws for an image (height, width):
 // torchvision's algorithm (10 tries, then a center crop clamped to the ratio).

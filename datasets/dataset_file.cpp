@@ -42,7 +42,17 @@ std::vector<double> ChannelStats::std() const {
   return std;
 }
 
+void check_class_names(const std::vector<std::string>& names) {
+  for (std::size_t k = 0; k < names.size(); ++k) {
+    CONVNET_CHECK(!names[k].empty(), "class ", k, " has an empty name");
+    for (std::size_t j = 0; j < k; ++j)
+      CONVNET_CHECK(names[j] != names[k], "class name '", names[k], "' is given twice (classes ", j,
+                    " and ", k, "): labels would be ambiguous");
+  }
+}
+
 void write_dataset_attributes(hid_t root, const DatasetInfo& info, const ChannelStats& stats) {
+  check_class_names(info.class_names);
   write_string_attribute(root, "layout", layout_name(info.layout));
   write_int_attribute(root, "format_version", kDatasetFormatVersion);
   write_int_attribute(root, "num_classes", info.num_classes);

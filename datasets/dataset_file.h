@@ -42,6 +42,10 @@ class ChannelStats {
   double pixels_ = 0;
 };
 
+// Class names that say which class a label means: throws unless every name
+// is non-empty and distinct (the writers check before converting anything).
+void check_class_names(const std::vector<std::string>& names);
+
 // Root attributes: layout, format_version, num_classes, class_names, mean,
 // std, source, channels (+ height/width for raw).
 void write_dataset_attributes(hid_t root, const DatasetInfo& info, const ChannelStats& stats);

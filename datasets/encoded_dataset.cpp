@@ -13,6 +13,7 @@ const DatasetInfo& checked(const std::string& path, const DatasetInfo& info) {
   CONVNET_CHECK(
       info.num_classes > 0 && static_cast<int64_t>(info.class_names.size()) == info.num_classes,
       path, ": ", info.num_classes, " classes but ", info.class_names.size(), " names");
+  check_class_names(info.class_names);
   return info;
 }
 }  // namespace

@@ -49,4 +49,12 @@ void IdxReader::read(int64_t n, uint8_t* out) {
   items_read_ += n;
 }
 
+void IdxReader::expect_end() {
+  unsigned char extra[4096];
+  int64_t trailing = 0;
+  for (int got; (got = gzread(file_, extra, sizeof extra)) > 0;) trailing += got;
+  CONVNET_CHECK(trailing == 0, path_, ": ", trailing, " bytes follow the ", count(),
+                " items its header declares (a damaged or concatenated file)");
+}
+
 }  // namespace convnet

@@ -26,6 +26,9 @@ class IdxReader {
   int64_t item_bytes() const;  // product of dims()[1:]
   // Reads the next n items (n * item_bytes() bytes); throws if the file ends early.
   void read(int64_t n, uint8_t* out);
+  // After every item was read: throws when the file holds more bytes than its
+  // header declares (a damaged or concatenated file).
+  void expect_end();
 
  private:
   std::string path_;

@@ -154,6 +154,8 @@ int convert_idx(const std::vector<std::string>& args) {
     done += n;
     progress.update(done);
   }
+  images.expect_end();
+  labels_file.expect_end();
   writer.finish();
   print_summary(output, ConvertSummary{info, 0});
   return 0;

@@ -124,6 +124,10 @@ Evaluation run_evaluation(const EvalSetup& s, Communicator& communicator, Logits
     options.augment.recipe = Recipe::imagenet;
     options.augment.size = s.crop > 0 ? s.crop : (meta.image_size > 0 ? meta.image_size : 224);
     options.augment.resize = s.resize;
+    CONVNET_CHECK(s.resize == 0 || s.resize >= options.augment.size, "--resize ", s.resize,
+                  " is smaller than the center crop ", options.augment.size,
+                  s.crop > 0 ? " (--crop)" : " (the model's training size; --crop sets it)",
+                  ": the crop must fit in the resized image");
   } else if (dataset->info().layout == DatasetLayout::encoded) {
     options.augment.size = meta.image_size;
   }
@@ -208,6 +212,7 @@ int predict_command(const std::vector<std::string>& args) {
     std::vector<std::string> inputs = expand_dataset_paths(setup.data);
     inputs.push_back(setup.checkpoint);
     check_output_file(output, inputs);
+    if (communicator.rank() == 0) remove_dead_temporaries(output);
     Evaluation result = run_evaluation(setup, communicator, Logits::keep);
     for (float v : result.logits)
       CONVNET_CHECK(std::isfinite(v), setup.checkpoint,

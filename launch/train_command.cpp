@@ -29,6 +29,9 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
           "augmentation: none, cifar (pad-4 crop + flip), imagenet (random-resized crop + flip); "
           "auto: imagenet for encoded data, cifar for raw images from 8x8 to 64x64, none otherwise")
       .add("crop", &c.crop, "imagenet recipe: crop size (0: 224)")
+      .add("random-erase", &c.random_erase,
+           "random erasing probability (Zhong et al.; torchvision's RandomErasing): a "
+           "rectangle of 2-33% of the image set to the mean colour, in training")
       .add_switch("memory-efficient", &c.memory_efficient, "DenseNet shared concatenation buffers")
       .add_switch("skip-corrupt", &c.skip_corrupt,
                   "replace undecodable training images by the next sample (warned, counted)")
@@ -44,6 +47,7 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
       .add("step-size", &c.step_size, "step: epochs between lr *= gamma")
       .add("gamma", &c.gamma, "lr decay factor of step/multistep")
       .add("warmup-epochs", &c.warmup_epochs, "linear warmup from 0 over this many epochs")
+      .add("lr-min", &c.lr_min, "cosine: the learning rate it ends at (not scaled)")
       .add("momentum", &c.momentum, "SGD momentum")
       .add_switch("nesterov", &c.nesterov, "Nesterov momentum")
       .add("weight-decay", &c.weight_decay, "L2 weight decay")
@@ -56,6 +60,13 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
       .add("init-weights", &c.init_weights,
            "fine-tune: start from this weights file or checkpoint (weights and BN statistics; "
            "a classifier for another class count is re-initialized); a resumed checkpoint wins")
+      .add_switch("model-ema", &c.model_ema,
+                  "keep an exponential moving average of the weights and BN statistics: "
+                  "evaluated beside them (eval_ema records), checkpointed, saved as "
+                  "model_ema.h5")
+      .add("model-ema-decay", &c.model_ema_decay, "--model-ema: the average's decay per step")
+      .add_switch("model-ema-warmup", &c.model_ema_warmup,
+                  "--model-ema: decay min(decay, (1 + n) / (10 + n)) after n updates, as timm")
       .add_switch("adapt-stem", &c.adapt_stem,
                   "--init-weights from images with other channels: sum (1 channel) or repeat "
                   "the stem's filters, as torchvision and timm do");

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -37,11 +38,49 @@ std::string utc_now() {
   return text;
 }
 
+// A flat float32 dataset NAME (n values) in `group`.
+void write_flat(hid_t group, const char* name, const float* values, int64_t n,
+                const std::string& path, const std::string& what) {
+  Hdf5Id dataset =
+      create_checksummed_dataset(group, name, H5T_IEEE_F32LE, Shape{n}, path + " (temporary)");
+  CONVNET_CHECK(
+      H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) >= 0,
+      "writing ", what, " to ", path, " (disk full?)");
+}
+
+// Reads the flat float32 dataset `name` of n values into out.
+void read_flat(hid_t file, const std::string& path, const std::string& name, int64_t n,
+               float* out) {
+  CONVNET_CHECK(H5Lexists(file, name.substr(0, name.find('/')).c_str(), H5P_DEFAULT) > 0 &&
+                    H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0,
+                path, ": missing /", name);
+  Hdf5Id dataset =
+      Hdf5Id::opened(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, path, "/" + name);
+  Hdf5Id space(H5Dget_space(dataset.get()), H5Sclose, "flat dataset shape");
+  CONVNET_CHECK(H5Sget_simple_extent_npoints(space.get()) == n, path, ": /", name, " has ",
+                H5Sget_simple_extent_npoints(space.get()), " elements, the model ", n);
+  CONVNET_CHECK(H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0,
+                path, ": reading /", name, " failed (checksum mismatch: damaged file)");
+}
+
+void write_ema(hid_t file, const EmaValues& ema, const std::string& path) {
+  Hdf5Id group(H5Gcreate2(file, "ema", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+               "creating /ema");
+  write_flat(group.get(), "params", ema.params.data(), int64_t(ema.params.size()), path,
+             "/ema/params");
+  if (!ema.buffers.empty())
+    write_flat(group.get(), "buffers", ema.buffers.data(), int64_t(ema.buffers.size()), path,
+               "/ema/buffers");
+  write_int_attribute(file, "ema_updates", ema.updates);
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const WeightsMetadata& metadata,
-                     const ParamStore& store, const Sgd& sgd, const CheckpointState& state) {
+                     const ParamStore& store, const Sgd& sgd, const CheckpointState& state,
+                     const EmaValues* ema) {
   save_weights(path, metadata, store, [&](hid_t file) {
+    if (ema) write_ema(file, *ema, path);
     const std::string temp = path + " (temporary)";
     Hdf5Id group(H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
                  "creating /optimizer");
@@ -141,6 +180,21 @@ CheckpointState read_checkpoint_state(const std::string& path) {
   s.convnet_version = read_string_attribute(f, path, "convnet_version");
   check_checkpoint_state(path, s);
   return s;
+}
+
+bool read_checkpoint_ema(const std::string& path, const ParamStore& store, EmaValues* ema) {
+  Hdf5Id file = open_hdf5_read_only(path);
+  if (!has_attribute(file.get(), "ema_updates")) return false;
+  ema->updates = read_int_attribute(file.get(), path, "ema_updates");
+  CONVNET_CHECK(ema->updates >= 0, path, ": damaged checkpoint: ema_updates ", ema->updates);
+  ema->params.resize(static_cast<std::size_t>(store.flat_size()));
+  read_flat(file.get(), path, "ema/params", store.flat_size(), ema->params.data());
+  ema->buffers.resize(static_cast<std::size_t>(store.flat_buffer_size()));
+  if (store.flat_buffer_size() > 0)
+    read_flat(file.get(), path, "ema/buffers", store.flat_buffer_size(), ema->buffers.data());
+  for (float v : ema->params)
+    CONVNET_CHECK(std::isfinite(v), path, ": /ema/params holds non-finite values");
+  return true;
 }
 
 void load_checkpoint(const std::string& path, ParamStore& store, Sgd& sgd,

@@ -4,6 +4,7 @@
 //
 //   /model/<key>            as in the weights file (parameters, BN buffers, counters)
 //   /optimizer/momentum     float32 (P): SGD's momentum buffer, flat, reverse layer order
+//   /ema/params, /ema/buffers  float32 (P), (B): the model EMA (optional)
 //   /                       weights-file attributes + kind = "checkpoint", the
 //                           CheckpointState fields below, config (INI text),
 //                           created (UTC), convnet_version
@@ -45,9 +46,22 @@ struct CheckpointState {
   std::string created, convnet_version;
 };
 
-// Writes `path` atomically (temporary name, fsync, rename).
+// The model EMA (trainer/model_ema.h) of a checkpoint: /ema/params (P) and
+// /ema/buffers (B, when the model has BN statistics), flat in the host
+// store's order as the momentum, and the root attribute ema_updates.
+struct EmaValues {
+  std::vector<float> params, buffers;
+  int64_t updates = 0;
+};
+
+// Writes `path` atomically (temporary name, fsync, rename), with `ema` when given.
 void save_checkpoint(const std::string& path, const WeightsMetadata& metadata,
-                     const ParamStore& store, const Sgd& sgd, const CheckpointState& state);
+                     const ParamStore& store, const Sgd& sgd, const CheckpointState& state,
+                     const EmaValues* ema = nullptr);
+
+// The checkpoint's model EMA for a store of the same model; false when it
+// has none (written without --model-ema).
+bool read_checkpoint_ema(const std::string& path, const ParamStore& store, EmaValues* ema);
 
 // The metadata and state of a checkpoint (cheap: attributes only). Throws
 // naming the file for a weights file without training state, another

@@ -57,17 +57,24 @@ struct TrainConfig {
   double step_size = 30;        // step schedule, epochs
   double gamma = 0.1;
   double warmup_epochs = 0;
+  double lr_min = 0;  // cosine's floor
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 1e-4;
   bool no_bn_decay = false;  // exclude BN parameters and biases from weight decay
   double label_smoothing = 0;
-  double drop_path = 0;  // stochastic depth: the last residual block's drop probability
+  double drop_path = 0;
+  double random_erase = 0;  // probability of random erasing (datasets/augment.h)  // stochastic
+                            // depth: the last residual block's drop probability
   uint64_t seed = 0;
   // Fine-tuning (trainer/init_weights.h): starting weights, used when no
   // checkpoint is resumed; adapt_stem fits a stem to other input channels.
   std::string init_weights;
   bool adapt_stem = false;
+  // An exponential moving average of the weights (trainer/model_ema.h).
+  bool model_ema = false;
+  double model_ema_decay = 0.9998;
+  bool model_ema_warmup = false;
 
   // System
   std::string run_dir = "run";

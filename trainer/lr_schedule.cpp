@@ -36,7 +36,8 @@ double LrSchedule::lr(int64_t step) const {
     case LrScheduleKind::cosine: {
       const double total = static_cast<double>(options_.epochs * steps_per_epoch_ - warmup_steps_);
       const double t = std::min(static_cast<double>(step - warmup_steps_), total);
-      return total <= 0 ? base : base * 0.5 * (1.0 + std::cos(M_PI * t / total));
+      const double floor = options_.lr_min;
+      return total <= 0 ? base : floor + (base - floor) * 0.5 * (1.0 + std::cos(M_PI * t / total));
     }
   }
   return base;

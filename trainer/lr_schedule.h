@@ -4,7 +4,8 @@
 //   constant    base
 //   step        base * gamma^floor(e / step_size)
 //   multistep   base * gamma^(number of milestones <= floor(e))   (torch MultiStepLR)
-//   cosine      base * (1 + cos(pi * t / T)) / 2, t and T in steps after the warmup
+//   cosine      min + (base - min) * (1 + cos(pi * t / T)) / 2, t and T in steps after
+//               the warmup, min = lr_min (timm's --lr-min; 0 by default)
 // Linear warmup (Goyal et al. 2017) over the first warmup_epochs replaces the
 // above with base * (step + 1) / warmup_steps, reaching base at its end.
 // base is the configured LR, times global batch / 256 with linear scaling
@@ -37,6 +38,7 @@ struct LrScheduleOptions {
   double step_size = 30;           // epochs (step)
   double gamma = 0.1;
   int64_t epochs = 1;  // total (cosine)
+  double lr_min = 0;   // cosine's floor
 };
 
 class LrSchedule {

@@ -92,7 +92,8 @@ std::vector<std::pair<std::string, double>> scalars_of(const nlohmann::ordered_j
 void ProgressReporter::record(JsonLine line) {
   line.add("wall_time", unix_time());
   const nlohmann::ordered_json& j = line.json();
-  const bool curve = j.contains("kind") && (j["kind"] == "train" || j["kind"] == "eval");
+  const bool curve = j.contains("kind") &&
+                     (j["kind"] == "train" || j["kind"] == "eval" || j["kind"] == "eval_ema");
   if (tensorboard_ && curve && j.contains("step") && j["step"].is_number_integer()) {
     const auto scalars = scalars_of(j);
     if (!scalars.empty()) tensorboard_->scalars(j["step"].get<int64_t>(), scalars);

@@ -99,6 +99,10 @@ void check_optimization_options(const TrainConfig& config) {
   parse_milestones(config.milestones, config.epochs);  // before anything is written
   CONVNET_CHECK(std::isfinite(config.lr) && config.lr > 0, "--lr must be a positive number, got ",
                 config.lr);
+  CONVNET_CHECK(config.random_erase >= 0 && config.random_erase <= 1,
+                "--random-erase must lie in [0, 1], got ", config.random_erase);
+  CONVNET_CHECK(std::isfinite(config.lr_min) && config.lr_min >= 0 && config.lr_min < config.lr,
+                "--lr-min must lie in [0, --lr), got ", config.lr_min);
   CONVNET_CHECK(finite_at_least(config.momentum, 0) && config.momentum < 1,
                 "--momentum must lie in [0, 1), got ", config.momentum);
   CONVNET_CHECK(finite_at_least(config.weight_decay, 0),
@@ -259,6 +263,7 @@ LoaderOptions training_loader_options(const TrainConfig& config, const DatasetIn
   options.augment.recipe = resolve_recipe(config.recipe, info, config.train_data);
   options.augment.size = config.crop;
   options.augment.seed = config.seed;
+  options.augment.random_erase = config.random_erase;
   options.batch_size = config.batch_size;
   options.world = world;
   options.rank = rank;
@@ -295,6 +300,7 @@ LrScheduleOptions lr_schedule_options(const TrainConfig& config, int64_t global_
   options.step_size = config.step_size;
   options.gamma = config.gamma;
   options.epochs = config.epochs;
+  options.lr_min = config.lr_min;
   return options;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -22,6 +23,7 @@
 #include "trainer/evaluator.h"
 #include "trainer/host_shadow.h"
 #include "trainer/init_weights.h"
+#include "trainer/model_ema.h"
 #include "trainer/progress.h"
 #include "trainer/run_lock.h"
 #include "trainer/run_setup.h"
@@ -183,7 +185,11 @@ class TrainingRun {
   TrainStep step_;
   Interval interval_;
   TrainResult result_;
-  std::string init_account_;  // what --init-weights loaded (empty: not used)
+  std::string init_account_;       // what --init-weights loaded (empty: not used)
+  std::unique_ptr<ModelEma> ema_;  // --model-ema
+  void start_ema();
+  EmaValues ema_values();
+  void evaluate_ema(int64_t step);
 };
 
 std::shared_ptr<Dataset> open_validation_data(const TrainConfig& config, const DataShape& shape,
@@ -289,6 +295,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_te
   state_.seed = static_cast<int64_t>(config.seed);
   state_.steps_per_epoch = position_.steps_per_epoch;
   state_.config = config_text;
+  start_ema();
   if (root_) open_run_directory();
   interval_.restart(now(), loader_.wait_seconds());
 }
@@ -370,6 +377,7 @@ bool TrainingRun::log_due(int64_t step) const {
 // end, on a stop request or a new best.
 void TrainingRun::after_step(int64_t step, const StepMetrics& metrics) {
   if (!metrics.applied) report_skipped_step(step, metrics);
+  if (ema_ && metrics.applied) ema_->update();
   interval_.add(metrics);
   result_.steps = step + 1;
   if (metrics.read) log(step, metrics, log_due(step) ? slowest_data_wait(step) : 0);
@@ -482,6 +490,7 @@ bool TrainingRun::evaluate(int64_t step) {
                           .add("count", int64_t(totals.count)));
   }
   if (root_) write_per_class(step, totals);
+  if (ema_) evaluate_ema(step);
   interval_.restart(now(), loader_.wait_seconds());
   state_.val_top1 = result_.val_top1;
   state_.val_loss = result_.val_loss;
@@ -533,8 +542,11 @@ void TrainingRun::checkpoint(int64_t step) {
   state_.skipped_steps = scaler_.skipped_steps();
   if (root_) {
     const std::string path = checkpoint_path(config_.run_dir, done);
+    std::optional<EmaValues> ema;
+    if (ema_) ema = ema_values();
     shadow_.pull();
-    save_checkpoint(path, metadata(), shadow_.store(), shadow_.sgd(), state_);
+    save_checkpoint(path, metadata(), shadow_.store(), shadow_.sgd(), state_,
+                    ema ? &*ema : nullptr);
     write_latest_pointer(config_.run_dir, path);
     prune_checkpoints(config_.run_dir, config_.keep, state_.best_step, done);
     result_.checkpoint_path = path;
@@ -552,6 +564,85 @@ void TrainingRun::save_model() {
   shadow_.pull();
   save_weights(result_.model_path, metadata(), shadow_.store());
   progress_->message("saved " + result_.model_path);
+  if (!ema_) return;
+  const std::string ema_path = config_.run_dir + "/model_ema.h5";
+  ema_->swap_with_model();
+  shadow_.pull();
+  save_weights(ema_path, metadata(), shadow_.store());
+  ema_->swap_with_model();
+  shadow_.pull();
+  progress_->message("saved " + ema_path + " (the weights' moving average)");
+}
+
+// The model EMA: a copy of the model at the start, or the resumed
+// checkpoint's (loaded through the host store, which the device store then
+// takes; the model itself is put back after).
+void TrainingRun::start_ema() {
+  if (!config_.model_ema) return;
+  EmaValues saved;
+  ParamStore& host = shadow_.store();
+  const bool resumed = !resume_.path.empty() && read_checkpoint_ema(resume_.path, host, &saved);
+  if (!resumed) {
+    ema_ = std::make_unique<ModelEma>(context_, store_, config_.model_ema_decay,
+                                      config_.model_ema_warmup);
+    return;
+  }
+  const std::vector<float> params = host.flat_params().to_vector();
+  const std::vector<float> buffers =
+      host.flat_buffer_size() > 0 ? host.flat_buffers().to_vector() : std::vector<float>();
+  copy_from_host(host.flat_params(), saved.params.data());
+  if (!buffers.empty()) copy_from_host(host.flat_buffers(), saved.buffers.data());
+  shadow_.push();
+  ema_ = std::make_unique<ModelEma>(context_, store_, config_.model_ema_decay,
+                                    config_.model_ema_warmup);
+  ema_->set_updates(saved.updates);
+  copy_from_host(host.flat_params(), params.data());
+  if (!buffers.empty()) copy_from_host(host.flat_buffers(), buffers.data());
+  shadow_.push();
+}
+
+// The average's host values, for a checkpoint (the model is put back after).
+EmaValues TrainingRun::ema_values() {
+  ema_->swap_with_model();
+  shadow_.pull();
+  ParamStore& host = shadow_.store();
+  EmaValues values{
+      host.flat_params().to_vector(),
+      host.flat_buffer_size() > 0 ? host.flat_buffers().to_vector() : std::vector<float>(),
+      ema_->updates()};
+  ema_->swap_with_model();
+  shadow_.pull();
+  return values;
+}
+
+// The validation set on the average (every rank), recorded as eval_ema.
+void TrainingRun::evaluate_ema(int64_t step) {
+  EvalTotals totals;
+  {
+    Watchdog::Scope waiting(watchdog_, step + 1, "the EMA evaluation");
+    Loader val_loader(val_data_, eval_options_);
+    watchdog_.disarm();  // evaluating is local work
+    ema_->swap_with_model();
+    totals = convnet::evaluate(nets_, val_loader);
+    ema_->swap_with_model();
+    watchdog_.arm(step + 1, "the EMA evaluation");
+    totals.reduce(communicator_);
+  }
+  if (!progress_) return;
+  const int64_t epoch = step / position_.steps_per_epoch + 1;
+  char line[160];
+  std::snprintf(line, sizeof line, "epoch %ld validation (EMA): loss %.4f top1 %.2f%% top5 %.2f%%",
+                long(epoch), totals.loss(), 100 * totals.top1(), 100 * totals.top5());
+  progress_->message(line);
+  progress_->record(JsonLine()
+                        .add("kind", "eval_ema")
+                        .add("epoch", epoch)
+                        .add("step", step + 1)
+                        .add("time", now())
+                        .add("loss", totals.loss())
+                        .add("top1", totals.top1())
+                        .add("top5", totals.top5())
+                        .add("count", int64_t(totals.count)));
 }
 
 void TrainingRun::open_run_directory() {

@@ -199,6 +199,14 @@ stale_temporaries)
   grep -q "removed $work/run/checkpoint-000000030.h5.tmp-999" "$work/out.log"
   test ! -e "$work/run/checkpoint-000000030.h5.tmp-999" && test ! -e "$work/run/model.h5.tmp-123456"
   test -e "$work/run/notes.tmp-draft"
+  # predict's output temporary of a killed write (its process is gone) goes too.
+  sleep 0 & dead=$!
+  wait "$dead"
+  echo partial >"$work/logits.h5.tmp-$dead"
+  "$convnet" predict --checkpoint "$work/run/model.h5" --data "$data" --threads 1 \
+    --output "$work/logits.h5" >"$work/out.log" 2>&1
+  grep -q "removed $work/logits.h5.tmp-$dead" "$work/out.log"
+  test ! -e "$work/logits.h5.tmp-$dead" && test -s "$work/logits.h5"
   echo "stale_temporaries: ok"
   ;;
 ranks_disagree)
@@ -290,7 +298,36 @@ outputs)
     "$convnet" train --model resnet20 --train-data "$work/fifo" --run-dir "$work/f1"
   expect_error "--config $work/fifo is not a regular file" timeout 20 \
     "$convnet" train --config "$work/fifo" --run-dir "$work/f2"
+  # A center crop larger than the resized image is refused, not clamped.
+  expect_error "--resize 20 is smaller than the center crop 24 (--crop)" \
+    "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --resize 20 --crop 24
+  expect_error "--resize 20 is smaller than the center crop 28 (the model's training size" \
+    "$convnet" eval --checkpoint "$work/r/model.h5" --data "$data" --resize 20
   echo "outputs: ok"
+  ;;
+converters)
+  # IDX files with bytes after their declared items, and class names that
+  # repeat or are empty: errors before anything is written.
+  /usr/bin/python3 - "$work" <<'EOF'
+import struct, sys
+work = sys.argv[1]
+with open(f"{work}/images.idx", "wb") as f:
+    f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, 4, 2, 2) + bytes(16))
+with open(f"{work}/labels.idx", "wb") as f:
+    f.write(struct.pack(">BBBBI", 0, 0, 8, 1, 4) + bytes([0, 1, 2, 1]))
+with open(f"{work}/labels_long.idx", "wb") as f:
+    f.write(struct.pack(">BBBBI", 0, 0, 8, 1, 4) + bytes([0, 1, 2, 1]) + b"extra")
+EOF
+  idx() { "$convnet" convert idx --images "$work/images.idx" --output "$work/out.h5" "$@"; }
+  expect_error "$work/labels_long.idx: 5 bytes follow the 4 items its header declares" \
+    idx --labels "$work/labels_long.idx"
+  expect_error "class name 'cat' is given twice (classes 0 and 2)" \
+    idx --labels "$work/labels.idx" --class-names cat,dog,cat
+  expect_error "class 1 has an empty name" idx --labels "$work/labels.idx" --class-names cat,,dog
+  test ! -e "$work/out.h5"
+  idx --labels "$work/labels.idx" --class-names cat,dog,bird >/dev/null
+  "$convnet" inspect "$work/out.h5" | grep -q '"class_names": \["cat", "dog", "bird"\]'
+  echo "converters: ok"
   ;;
 run_files)
   # metrics.jsonl on a full device: the run fails saying so (it was silent).

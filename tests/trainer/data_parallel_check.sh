@@ -6,7 +6,8 @@
 #                every /model dataset, BN running statistics and counters included;
 #                and a run that sees other samples differs (the comparison can fail);
 #                the same with stochastic depth (--drop-path 0.5: every rank drops
-#                the same blocks), which differs from the run without
+#                the same blocks), which differs from the run without; and the
+#                model EMA (--model-ema), which leaves the trained weights as they are
 #   hang         a rank that stops answering ends the job within --comm-timeout
 #   read_metrics --read-metrics log == step: same weights and logged metrics
 #   val_matches_eval  the trainer's validation record equals convnet eval of its model.h5
@@ -52,6 +53,14 @@ equivalence)
   /usr/bin/python3 "$here/compare_weights.py" "$work/np2_dp/model.h5" "$work/np1_acc2_dp/model.h5" 0
   /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np2_dp/model.h5" 1e-4 \
     differ
+  # The model EMA is the same on every rank and for every rank count.
+  mpi 2 "$convnet" train "${common[@]}" --batch-size 8 --model-ema --model-ema-decay 0.8 \
+    --run-dir "$work/np2_ema" >/dev/null
+  "$convnet" train "${common[@]}" --batch-size 8 --accumulate 2 --model-ema --model-ema-decay 0.8 \
+    --run-dir "$work/np1_acc2_ema" >/dev/null
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2_ema/model_ema.h5" \
+    "$work/np1_acc2_ema/model_ema.h5" 0
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2_ema/model.h5" "$work/np2/model.h5" 0
   # The losses of every step agree too.
   diff <(grep -o '"loss": [0-9.e-]*' "$work/np2/metrics.jsonl" | cut -c1-14) \
        <(grep -o '"loss": [0-9.e-]*' "$work/np1_acc2/metrics.jsonl" | cut -c1-14)

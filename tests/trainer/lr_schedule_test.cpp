@@ -50,6 +50,19 @@ TEST(LrSchedule, LinearWarmupThenCosinePerIteration) {
   EXPECT_NEAR(s.lr(29), 0.8 * 0.5 * (1 + std::cos(M_PI * 24 / 25)), 1e-12);
 }
 
+// --lr-min: the cosine ends at the floor instead of 0 (timm's lr_min).
+TEST(LrSchedule, CosineEndsAtLrMin) {
+  LrScheduleOptions o;
+  o.kind = LrScheduleKind::cosine;
+  o.base_lr = 0.5;
+  o.lr_min = 0.1;
+  o.epochs = 2;  // 20 steps
+  const LrSchedule s(o, 10);
+  EXPECT_DOUBLE_EQ(s.lr(0), 0.5);
+  EXPECT_NEAR(s.lr(10), 0.1 + 0.4 * 0.5, 1e-12);  // halfway: the middle
+  EXPECT_NEAR(s.lr(20), 0.1, 1e-12);              // the end (and past it)
+}
+
 TEST(LrSchedule, BadNamesAndValues) {
   EXPECT_FALSE(find_named<LrScheduleKind>("exponential").has_value());
   LrScheduleOptions o;

@@ -6,6 +6,8 @@
 #   same_ranks_bf16  the same in bf16 (--precision bf16), on a CPU that has it (else skipped)
 #   same_ranks_drop_path  the same with stochastic depth (--drop-path 0.5: blocks dropped
 #                per step by (seed, step, block), so the resumed run drops the same ones)
+#   same_ranks_ema  the same with --model-ema: model_ema.h5 equal too (the checkpoint
+#                holds the average and its update count)
 #   change_ranks 2 ranks -> 1 rank (accumulates 2), and 1 rank --accumulate 2 -> 2 ranks,
 #                end with the uninterrupted run's model.h5, BN running statistics and
 #                num_batches_tracked included, bit for bit
@@ -33,6 +35,10 @@ same_ranks() {
     --resume auto >"$work/resume.log"
   grep -q "resuming from .*checkpoint-000000003.h5 at step 3" "$work/resume.log"
   compare "$work/straight/model.h5" "$work/split/model.h5" 0
+  if [ -e "$work/straight/model_ema.h5" ]; then  # --model-ema: the average resumes exactly too
+    compare "$work/straight/model_ema.h5" "$work/split/model_ema.h5" 0
+    compare "$work/straight/model.h5" "$work/straight/model_ema.h5" 1e-4 differ
+  fi
   diff <(losses "$work/straight") <(losses "$work/split")
 }
 
@@ -55,6 +61,10 @@ same_ranks_bf16)
 same_ranks_drop_path)
   same_ranks --drop-path 0.5
   echo "same_ranks_drop_path: ok"
+  ;;
+same_ranks_ema)
+  same_ranks --model-ema --model-ema-decay 0.9 --model-ema-warmup
+  echo "same_ranks_ema: ok"
   ;;
 change_ranks)
   mpi 2 "$convnet" train "${common[@]}" --max-steps 6 --run-dir "$work/np2" >/dev/null
