@@ -53,6 +53,11 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
       .add("weight-decay", &c.weight_decay, "L2 weight decay")
       .add_switch("no-bn-decay", &c.no_bn_decay, "no weight decay on BN parameters and biases")
       .add("label-smoothing", &c.label_smoothing, "label smoothing in [0, 1)")
+      .add("clip-grad-norm", &c.clip_grad_norm,
+           "scale the averaged gradients down to this L2 norm when above it (0: off; CPU)")
+      .add("bn-momentum", &c.bn_momentum,
+           "BatchNorm momentum in (0, 1]: the weight of each step's batch statistics in the "
+           "running ones (PyTorch's convention)")
       .add("drop-path", &c.drop_path,
            "stochastic depth in [0, 1): residual blocks dropped per step with a probability "
            "growing linearly to this at the last block (kept ones scaled by 1/(1-p))")

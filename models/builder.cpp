@@ -267,6 +267,7 @@ ValueId NetBuilder::batch_norm_relu(ValueId x, const std::string& name) {
 ValueId NetBuilder::add_batch_norm(ValueId x, const std::string& name, bool fuse_relu) {
   auto layer = BatchNorm2d::create(context_, name,
                                    {.channels = channels(x),
+                                    .momentum = bn_momentum_,
                                     .layout = layout(x),
                                     .fuse_relu = fuse_relu,
                                     .running_stats = RunningStats::per_step},

@@ -46,6 +46,10 @@ class NetBuilder {
   // that are not a multiple of the block pad the last block) or nhwc
   // (channels-last: the GPU's tensor cores, the CPU's AMX bf16 kernels).
   void set_activation_layout(Layout layout);
+  // The BatchNorms' momentum: the weight of a step's statistics in the
+  // running ones (PyTorch's 0.1 by default).
+  void set_bn_momentum(double momentum) { bn_momentum_ = momentum; }
+  double bn_momentum() const { return bn_momentum_; }
   const Shape& shape(ValueId v) const { return net_.shape(v); }
   Layout layout(ValueId v) const { return net_.layout(v); }
   int64_t channels(ValueId v) const { return net_.shape(v)[1]; }
@@ -90,6 +94,7 @@ class NetBuilder {
 
   ParamStore& store_;
   Layout activation_layout_ = Layout::nchw;
+  double bn_momentum_ = 0.1;
 };
 
 }  // namespace convnet

@@ -24,7 +24,7 @@ struct DenseLayer {
 class DenseBlockOp final : public Op {
  public:
   DenseBlockOp(Context& context, ParamStore& store, const std::string& name, const Shape& input,
-               Layout layout, int layers, int64_t growth, int64_t bn_size)
+               Layout layout, int layers, int64_t growth, int64_t bn_size, double bn_momentum)
       : context_(context),
         input_shape_(input),
         layout_(layout),
@@ -45,6 +45,7 @@ class DenseBlockOp final : public Op {
       const Shape in{n, l.in_channels, h, w};
       l.norm1 = BatchNorm2d::create(context, p + ".norm1",
                                     {.channels = l.in_channels,
+                                     .momentum = bn_momentum,
                                      .layout = layout,
                                      .fuse_relu = fuse_relu,
                                      .running_stats = RunningStats::per_step},
@@ -63,6 +64,7 @@ class DenseBlockOp final : public Op {
         const Shape mid{n, width, h, w};
         l.norm2 = BatchNorm2d::create(context, p + ".norm2",
                                       {.channels = width,
+                                       .momentum = bn_momentum,
                                        .layout = layout,
                                        .fuse_relu = fuse_relu,
                                        .running_stats = RunningStats::per_step},
@@ -231,8 +233,9 @@ ValueId add_dense_block(NetBuilder& builder, ValueId x, const std::string& name,
   const Layout layout = builder.layout(x);
   CONVNET_CHECK(layout != Layout::nhwc || builder.context().backend() == Backend::cpu,
                 "dense block ", name, ": nhwc on the GPU is not supported (DenseNets run nchw)");
-  auto op = std::make_unique<DenseBlockOp>(builder.context(), builder.store(), name,
-                                           builder.shape(x), layout, layers, growth_rate, bn_size);
+  auto op =
+      std::make_unique<DenseBlockOp>(builder.context(), builder.store(), name, builder.shape(x),
+                                     layout, layers, growth_rate, bn_size, builder.bn_momentum());
   const Shape out = op->output_shape();
   return builder.net().add_op(std::move(op), {x}, out, layout);
 }

@@ -312,6 +312,9 @@ std::unique_ptr<Net> build_model(Context& context, const ModelSpec& spec, ParamS
   if (store.finalized()) store.begin_rebind();
   auto net = std::make_unique<Net>(context, store);
   NetBuilder builder(context, *net, store);
+  CONVNET_CHECK(spec.bn_momentum > 0 && spec.bn_momentum <= 1,
+                "--bn-momentum must lie in (0, 1], got ", spec.bn_momentum);
+  builder.set_bn_momentum(spec.bn_momentum);
   const ValueId logits =
       entry.build(builder, net->add_input(input_shape, model_input_layout(context.backend(), spec)),
                   spec, classes);

@@ -41,6 +41,8 @@ struct ModelSpec {
   // block's drop probability in [0, 1), and the seed of the draws.
   double drop_path = 0;
   uint64_t seed = 0;
+  // Every BatchNorm's momentum (PyTorch's default 0.1): in (0, 1].
+  double bn_momentum = 0.1;
 };
 
 struct ModelInfo {

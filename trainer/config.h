@@ -64,8 +64,10 @@ struct TrainConfig {
   bool no_bn_decay = false;  // exclude BN parameters and biases from weight decay
   double label_smoothing = 0;
   double drop_path = 0;
-  double random_erase = 0;  // probability of random erasing (datasets/augment.h)  // stochastic
-                            // depth: the last residual block's drop probability
+  double bn_momentum = 0.1;   // BatchNorm's weight of a step's statistics
+  double clip_grad_norm = 0;  // > 0: clip the averaged gradients' L2 norm (CPU)
+  double random_erase = 0;    // probability of random erasing (datasets/augment.h)  // stochastic
+                              // depth: the last residual block's drop probability
   uint64_t seed = 0;
   // Fine-tuning (trainer/init_weights.h): starting weights, used when no
   // checkpoint is resumed; adapt_stem fits a stem to other input channels.

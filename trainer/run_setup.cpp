@@ -99,6 +99,11 @@ void check_optimization_options(const TrainConfig& config) {
   parse_milestones(config.milestones, config.epochs);  // before anything is written
   CONVNET_CHECK(std::isfinite(config.lr) && config.lr > 0, "--lr must be a positive number, got ",
                 config.lr);
+  CONVNET_CHECK(std::isfinite(config.clip_grad_norm) && config.clip_grad_norm >= 0,
+                "--clip-grad-norm must be a non-negative number, got ", config.clip_grad_norm);
+  CONVNET_CHECK(config.clip_grad_norm == 0 || config.device == Backend::cpu,
+                "--clip-grad-norm runs on the CPU only so far (the GPU backend has no norm "
+                "kernel yet)");
   CONVNET_CHECK(config.random_erase >= 0 && config.random_erase <= 1,
                 "--random-erase must lie in [0, 1], got ", config.random_erase);
   CONVNET_CHECK(std::isfinite(config.lr_min) && config.lr_min >= 0 && config.lr_min < config.lr,

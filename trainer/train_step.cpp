@@ -1,6 +1,7 @@
 #include "trainer/train_step.h"
 
 #include <array>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <utility>
@@ -173,9 +174,24 @@ void TrainStep::update(double lr, StepMetrics& metrics) {
   } else if (scaler.enabled()) {
     metrics.applied = scaler.update(all_finite(parts_.context, parts_.store.flat_grads()));
   }
+  if (metrics.applied && parts_.clip_grad_norm > 0) metrics.grad_norm = clip_gradients();
   if (metrics.applied)
     parts_.sgd.step(parts_.store.flat_params(), parts_.store.flat_grads(), lr,
                     1.0 / metrics.loss_scale);
+}
+
+// The averaged gradients' L2 norm (identical on every rank); scaled to
+// clip_grad_norm when above it, as clip_grad_norm_ (norm + 1e-6). Host
+// memory: the trainer refuses --clip-grad-norm on the GPU.
+double TrainStep::clip_gradients() {
+  const Tensor& grads = parts_.store.flat_grads();
+  const float* g = grads.data<float>();
+  double sum = 0;
+  for (int64_t i = 0; i < grads.numel(); ++i) sum += double(g[i]) * g[i];
+  const double norm = std::sqrt(sum);
+  if (norm > parts_.clip_grad_norm)
+    scale_in_place(grads, static_cast<float>(parts_.clip_grad_norm / (norm + 1e-6)));
+  return norm;
 }
 
 }  // namespace convnet

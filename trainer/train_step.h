@@ -60,6 +60,7 @@ struct StepMetrics {
   bool forward_overflow = false;  // fp16: the loss itself was inf or NaN
   double loss_scale = 1;          // the scale the step ran with (1 unless fp16)
   double exposed_comm_s = 0;      // communication backward did not hide
+  double grad_norm = 0;           // with clip_grad_norm: the L2 norm before clipping
 };
 
 // What to do in one step.
@@ -86,6 +87,9 @@ struct TrainStepParts {
   Watchdog* watchdog = nullptr;                 // armed while waiting for other ranks
   ArrivalBoard* arrivals = nullptr;  // told where each step is: data, compute, wait (stall reports)
   std::function<bool()> stop_requested = {};  // this rank's stop request; empty: none
+  // > 0: the averaged gradients are scaled down to this L2 norm over all
+  // parameters when above it (torch.nn.utils.clip_grad_norm_), before the update.
+  double clip_grad_norm = 0;
 };
 
 // Whether metrics are read after every step under --read-metrics `policy`:
@@ -112,6 +116,7 @@ class TrainStep {
   void check_finite(const StepPlan& plan, int64_t nonfinite) const;
   void check_finite_gradients(const StepPlan& plan, const StepMetrics& metrics) const;
   void update(double lr, StepMetrics& metrics);
+  double clip_gradients();
 
   TrainStepParts parts_;
   InputFeed feed_;

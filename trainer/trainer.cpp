@@ -219,7 +219,8 @@ ModelSpec model_spec(const TrainConfig& config, const DataShape& shape, Layout l
           .blocked_layout = is_blocked(layout),
           .channels_last = layout == Layout::nhwc,
           .drop_path = config.drop_path,
-          .seed = static_cast<uint64_t>(config.seed)};
+          .seed = static_cast<uint64_t>(config.seed),
+          .bn_momentum = config.bn_momentum};
 }
 
 TrainingRun::TrainingRun(const TrainConfig& config, const std::string& config_text,
@@ -315,7 +316,8 @@ TrainStepParts TrainingRun::step_parts() {
           .accumulate = resume_.accumulate,
           .watchdog = &watchdog_,
           .arrivals = arrivals_.get(),
-          .stop_requested = [this] { return signals_.requested(); }};
+          .stop_requested = [this] { return signals_.requested(); },
+          .clip_grad_norm = config_.clip_grad_norm};
 }
 
 TrainResult TrainingRun::run() {
@@ -452,6 +454,7 @@ void TrainingRun::log(int64_t step, const StepMetrics& metrics, double slowest_w
       .add("exposed_comm_s", metrics.exposed_comm_s)
       .add("peak_rss_mib", peak_rss_mib());
   if (scaler_.enabled()) record.add("loss_scale", scaler_.scale());
+  if (config_.clip_grad_norm > 0) record.add("grad_norm", metrics.grad_norm);  // of this step
   progress_->record(record);
 }
 

@@ -109,6 +109,18 @@ options)
   expect_error "--config $work is a directory" train --run-dir "$work/r" --config "$work"
   expect_error "--milestones '1,,2' has an empty item" train --run-dir "$work/r" --milestones 1,,2
   expect_error "--milestones '5,1' must increase" train --run-dir "$work/r" --milestones 5,1
+  expect_error "--lr-min must lie in [0, --lr)" train --run-dir "$work/r" --lr-min 0.5
+  expect_error "--random-erase must lie in [0, 1]" train --run-dir "$work/r" --random-erase 2
+  expect_error "--clip-grad-norm must be a non-negative number" \
+    train --run-dir "$work/r" --clip-grad-norm -1
+  expect_error "--bn-momentum must lie in (0, 1]" train --run-dir "$work/r" --bn-momentum 0
+  expect_error "--model-ema-decay must lie in (0, 1)" \
+    train --run-dir "$work/r" --model-ema --model-ema-decay 1
+  # A switch's value that is no on/off word is a usage error (exit 2) naming both.
+  status=0
+  train --run-dir "$work/r" --nesterov maybe >"$work/out.log" 2>&1 || status=$?
+  [ "$status" -eq 2 ] && grep -qF "the argument ('maybe') for option '--nesterov'" "$work/out.log" ||
+    { echo "FAIL: --nesterov maybe: status $status" && cat "$work/out.log" && exit 1; }
   # A stray word (a missing "--") is a usage error (exit 2) naming it.
   status=0
   train --run-dir "$work/r" extra >"$work/out.log" 2>&1 || status=$?

@@ -134,6 +134,48 @@ TEST(ModelZoo, TooSmallImagesAreRefusedNamingTheModelsMinimum) {
   }
 }
 
+// --bn-momentum reaches every BatchNorm (the memory-efficient dense block's
+// too): one step moves running_mean from 0 and running_var from 1 by
+// momentum x (batch statistic - start), so momentum 0.5 moves them 5 times
+// as far as PyTorch's 0.1.
+TEST(ModelZoo, BnMomentumReachesEveryBatchNorm) {
+  for (const char* name : {"resnet20", "densenet_bc_100_k12"}) {
+    std::vector<std::map<std::string, std::vector<float>>> runs;
+    for (double momentum : {0.1, 0.5}) {
+      Context context;
+      ParamStore store;
+      auto net =
+          build_model(context, {.name = name, .bn_momentum = momentum}, store, Shape{2, 3, 8, 8});
+      initialize_parameters(store, 1);
+      std::vector<float> input(static_cast<std::size_t>(net->input().numel()));
+      for (std::size_t i = 0; i < input.size(); ++i) input[i] = float(i % 13) / 7.0f;
+      copy_from_host(net->input(), input.data());
+      net->forward(Mode::training);
+      net->update_running_statistics(1);
+      std::map<std::string, std::vector<float>> buffers;
+      for (std::size_t i = 0; i < store.entries().size(); ++i)
+        if (store.entries()[i].kind == EntryKind::buffer)
+          buffers[store.entries()[i].name] = store.buffer(static_cast<int>(i)).to_vector();
+      runs.push_back(buffers);
+    }
+    int64_t checked = 0;
+    for (const auto& [key, slow] : runs[0]) {
+      const float start = key.find("running_var") != std::string::npos ? 1.0f : 0.0f;
+      const std::vector<float>& fast = runs[1].at(key);
+      for (std::size_t c = 0; c < slow.size(); ++c, ++checked)
+        ASSERT_NEAR(fast[c] - start, 5.0f * (slow[c] - start),
+                    1e-4f * std::abs(fast[c] - start) + 1e-6f)
+            << name << " " << key << "[" << c << "]";
+    }
+    EXPECT_GT(checked, 100) << name;
+  }
+  Context context;
+  ParamStore store;
+  EXPECT_THROW(
+      build_model(context, {.name = "resnet20", .bn_momentum = 0}, store, Shape{1, 3, 8, 8}),
+      Error);
+}
+
 // BN-Inception's reduction modules concatenate stride-2 convolutions (which
 // round down) with ceil-mode max pools (which round up): only sides whose
 // maps there are even give equal branches (Caffe's 224 and multiples of 32).

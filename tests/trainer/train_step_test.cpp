@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -41,7 +42,7 @@ struct Replica {
     initialize_parameters(store, 5);
   }
 
-  TrainStep make_step(int64_t accumulate = 1, std::function<bool()> stop = {}) {
+  TrainStep make_step(int64_t accumulate = 1, std::function<bool()> stop = {}, double clip = 0) {
     return TrainStep({.context = context,
                       .net = *net,
                       .loss = *loss,
@@ -52,7 +53,13 @@ struct Replica {
                       .scaler = scaler,
                       .next_batch = [this](Batch* batch) { next(batch); },
                       .accumulate = accumulate,
-                      .stop_requested = std::move(stop)});
+                      .stop_requested = std::move(stop),
+                      .clip_grad_norm = clip});
+  }
+  double grad_norm() const {
+    double sum = 0;
+    for (float g : store.flat_grads().to_vector()) sum += double(g) * g;
+    return std::sqrt(sum);
   }
 
   void next(Batch* batch) {
@@ -152,6 +159,21 @@ TEST(TrainStep, AccumulationRunsEveryMicroBatch) {
   EXPECT_NE(r.weights(), before);
   step.run({.step = 1, .lr = 0.05, .last = true});
   EXPECT_EQ(r.batches_served, 4) << "no micro-batch fetched past the last step";
+}
+
+// --clip-grad-norm: the step reports the averaged gradients' norm and
+// updates with them scaled to the limit (clip_grad_norm_'s norm + 1e-6);
+// below the limit they are left alone.
+TEST(TrainStep, ClipGradNormScalesTheGradientsToTheLimit) {
+  Replica plain("resnet20", 2, 16), clipped("resnet20", 2, 16), loose("resnet20", 2, 16);
+  plain.make_step().run({.step = 0, .lr = 0.05});
+  const double norm = plain.grad_norm();
+  const StepMetrics m = clipped.make_step(1, {}, 0.01).run({.step = 0, .lr = 0.05});
+  EXPECT_NEAR(m.grad_norm, norm, 1e-6 * norm);
+  EXPECT_NEAR(clipped.grad_norm(), 0.01 * norm / (norm + 1e-6), 1e-6);
+  loose.make_step(1, {}, 10 * norm).run({.step = 0, .lr = 0.05});
+  EXPECT_EQ(loose.weights(), plain.weights());
+  EXPECT_NE(clipped.weights(), plain.weights());
 }
 
 // A non-finite loss ends the run before the update, naming the step.
