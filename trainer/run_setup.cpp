@@ -99,6 +99,10 @@ void check_optimization_options(const TrainConfig& config) {
   parse_milestones(config.milestones, config.epochs);  // before anything is written
   CONVNET_CHECK(std::isfinite(config.lr) && config.lr > 0, "--lr must be a positive number, got ",
                 config.lr);
+  CONVNET_CHECK(config.bn_momentum > 0 && config.bn_momentum <= 1,
+                "--bn-momentum must lie in (0, 1], got ", config.bn_momentum);
+  CONVNET_CHECK(!config.model_ema || (config.model_ema_decay > 0 && config.model_ema_decay < 1),
+                "--model-ema-decay must lie in (0, 1), got ", config.model_ema_decay);
   CONVNET_CHECK(std::isfinite(config.clip_grad_norm) && config.clip_grad_norm >= 0,
                 "--clip-grad-norm must be a non-negative number, got ", config.clip_grad_norm);
   CONVNET_CHECK(config.clip_grad_norm == 0 || config.device == Backend::cpu,
