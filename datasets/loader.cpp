@@ -133,14 +133,14 @@ void Loader::fill(int64_t ticket, Batch* batch) {
   const int64_t sample_floats = channels_ * height_ * width_;
   std::vector<int64_t> positions;  // training: positions in the epoch's permutation
   std::shared_ptr<const std::vector<int64_t>> order;
+  int64_t global_micro = 0;  // training: the micro-batch's index in its epoch, over all ranks
   if (options_.train) {
     const int64_t absolute = start_.epoch * micro_batches_per_epoch_ + start_.micro_batch + ticket;
     batch->epoch = absolute / micro_batches_per_epoch_;
     batch->micro_batch = absolute % micro_batches_per_epoch_;
     const int64_t step = batch->micro_batch / options_.accumulate;
     const int64_t a = batch->micro_batch % options_.accumulate;
-    const int64_t global_micro =
-        step * options_.world * options_.accumulate + a * options_.world + options_.rank;
+    global_micro = step * options_.world * options_.accumulate + a * options_.world + options_.rank;
     order = permutation(batch->epoch);
     batch->count = options_.batch_size;
     batch->indices.resize(batch->count);
@@ -184,6 +184,13 @@ void Loader::fill(int64_t ticket, Batch* batch) {
     batch->indices[i] = index;
     batch->labels[i] = dataset_->labels()[index];
   }
+  batch->lambda = 1.0;
+  batch->labels_b.clear();
+  if (options_.train)
+    batch->lambda =
+        mix_batch(options_.mix, options_.augment.seed, batch->epoch, global_micro, batch->count,
+                  channels_, height_, width_, options_.augment.channels_last, batch->images,
+                  batch->labels, batch->labels_b);
 }
 
 void Loader::work() {

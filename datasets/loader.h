@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "datasets/augment.h"
+#include "datasets/batch_mix.h"
 #include "datasets/dataset.h"
 
 namespace convnet {
@@ -40,6 +41,7 @@ struct LoaderOptions {
   int threads = 2;
   int prefetch = 4;           // ready batches queued ahead of the consumer
   bool skip_corrupt = false;  // training: replace an undecodable sample (counted, warned)
+  MixOptions mix;             // training: mixup / CutMix of each micro-batch (batch_mix.h)
 };
 
 // Where the loader stands: the next micro-batch this rank will return.
@@ -55,6 +57,10 @@ struct Batch {
   int64_t count = 0;
   int64_t epoch = 0, micro_batch = 0;
   int64_t skipped = 0;  // corrupt samples replaced (skip_corrupt)
+  // Mixed micro-batches (LoaderOptions::mix): the targets are
+  // lambda onehot(labels) + (1 - lambda) onehot(labels_b); labels_b empty: unmixed.
+  std::vector<int64_t> labels_b;
+  double lambda = 1.0;
 };
 
 class Loader {

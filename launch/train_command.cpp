@@ -29,6 +29,15 @@ void add_training_options(OptionTable& table, TrainConfig& c) {
           "augmentation: none, cifar (pad-4 crop + flip), imagenet (random-resized crop + flip); "
           "auto: imagenet for encoded data, cifar for raw images from 8x8 to 64x64, none otherwise")
       .add("crop", &c.crop, "imagenet recipe: crop size (0: 224)")
+      .add("mixup-alpha", &c.mixup_alpha,
+           "mixup (Zhang et al.): mix each micro-batch with its reverse, lambda ~ Beta(a, a) "
+           "(0: off)")
+      .add("cutmix-alpha", &c.cutmix_alpha,
+           "CutMix (Yun et al.): paste a box of the reversed micro-batch, lambda ~ Beta(a, a) "
+           "(0: off)")
+      .add("mix-prob", &c.mix_prob, "probability that a micro-batch is mixed (timm's mixup_prob)")
+      .add("mix-switch-prob", &c.mix_switch_prob,
+           "with both mixup and CutMix: probability of CutMix (timm's switch_prob)")
       .add("random-erase", &c.random_erase,
            "random erasing probability (Zhong et al.; torchvision's RandomErasing): a "
            "rectangle of 2-33% of the image set to the mean colour, in training")

@@ -66,8 +66,10 @@ struct TrainConfig {
   double drop_path = 0;
   double bn_momentum = 0.1;   // BatchNorm's weight of a step's statistics
   double clip_grad_norm = 0;  // > 0: clip the averaged gradients' L2 norm (CPU)
-  double random_erase = 0;    // probability of random erasing (datasets/augment.h)  // stochastic
-                              // depth: the last residual block's drop probability
+  // Mixup / CutMix of each micro-batch (datasets/batch_mix.h); 0: off.
+  double mixup_alpha = 0, cutmix_alpha = 0, mix_prob = 1.0, mix_switch_prob = 0.5;
+  double random_erase = 0;  // probability of random erasing (datasets/augment.h)  // stochastic
+                            // depth: the last residual block's drop probability
   uint64_t seed = 0;
   // Fine-tuning (trainer/init_weights.h): starting weights, used when no
   // checkpoint is resumed; adapt_stem fits a stem to other input channels.

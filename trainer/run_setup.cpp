@@ -108,6 +108,14 @@ void check_optimization_options(const TrainConfig& config) {
   CONVNET_CHECK(config.clip_grad_norm == 0 || config.device == Backend::cpu,
                 "--clip-grad-norm runs on the CPU only so far (the GPU backend has no norm "
                 "kernel yet)");
+  for (const auto& [name, alpha] :
+       {std::pair<const char*, double>{"--mixup-alpha", config.mixup_alpha},
+        {"--cutmix-alpha", config.cutmix_alpha}})
+    CONVNET_CHECK(std::isfinite(alpha) && alpha >= 0 && alpha <= 1000, name,
+                  " must lie in [0, 1000] (0: off), got ", alpha);
+  for (const auto& [name, p] : {std::pair<const char*, double>{"--mix-prob", config.mix_prob},
+                                {"--mix-switch-prob", config.mix_switch_prob}})
+    CONVNET_CHECK(p >= 0 && p <= 1, name, " must lie in [0, 1], got ", p);
   CONVNET_CHECK(config.random_erase >= 0 && config.random_erase <= 1,
                 "--random-erase must lie in [0, 1], got ", config.random_erase);
   CONVNET_CHECK(std::isfinite(config.lr_min) && config.lr_min >= 0 && config.lr_min < config.lr,
@@ -273,6 +281,10 @@ LoaderOptions training_loader_options(const TrainConfig& config, const DatasetIn
   options.augment.size = config.crop;
   options.augment.seed = config.seed;
   options.augment.random_erase = config.random_erase;
+  options.mix = {.mixup_alpha = config.mixup_alpha,
+                 .cutmix_alpha = config.cutmix_alpha,
+                 .prob = config.mix_prob,
+                 .switch_prob = config.mix_switch_prob};
   options.batch_size = config.batch_size;
   options.world = world;
   options.rank = rank;

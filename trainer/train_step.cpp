@@ -32,9 +32,13 @@ StepMetrics TrainStep::run(const StepPlan& plan) {
     const bool last_micro_batch = a + 1 == parts_.accumulate;
     commit_next_micro_batch();
     net.forward(Mode::training);
-    parts_.loss.forward_accumulate(net.output(), batch_.labels);
+    if (batch_.labels_b.empty() || batch_.lambda >= 1.0) {
+      parts_.loss.forward_accumulate(net.output(), batch_.labels);
+      parts_.loss.backward(net.output_grad());
+    } else {
+      mixed_loss();
+    }
     unread_samples_ += static_cast<double>(batch_.count);
-    parts_.loss.backward(net.output_grad());
     scale_loss_gradient();
     if (last_micro_batch)
       net.backward([this](int64_t ready) { parts_.reducer.mark_ready(std::size_t(ready)); });
@@ -77,6 +81,39 @@ void TrainStep::fetch(Batch* batch) {
   if (parts_.arrivals) parts_.arrivals->note(noted_step_, StepPhase::compute);
 }
 
+// A mixed micro-batch (datasets/batch_mix.h): cross-entropy is linear in
+// its target, so the loss of lambda onehot(a) + (1 - lambda) onehot(b) is
+// lambda CE(a) + (1 - lambda) CE(b) and its gradient the same mix of the two
+// gradients, built in output_grad(). Metrics are counted on the host (a
+// device wait on the GPU), top-1/top-5 against the labels of larger weight.
+double mixed_cross_entropy(SoftmaxCrossEntropy& loss, const Tensor& logits, const Tensor& dlogits,
+                           const std::vector<int64_t>& labels_a,
+                           const std::vector<int64_t>& labels_b, double lambda) {
+  const double loss_a = loss.forward(logits, labels_a);
+  loss.backward(dlogits);
+  scale_in_place(dlogits, static_cast<float>(lambda / (1 - lambda)));
+  const double loss_b = loss.forward(logits, labels_b);
+  loss.backward(dlogits, GradMode::accumulate);
+  scale_in_place(dlogits, static_cast<float>(1 - lambda));  // lambda g_a + (1 - lambda) g_b
+  return lambda * loss_a + (1 - lambda) * loss_b;
+}
+
+void TrainStep::mixed_loss() {
+  const Tensor& logits = parts_.net.output();
+  const double lambda = batch_.lambda;
+  const double mean = mixed_cross_entropy(parts_.loss, logits, parts_.net.output_grad(),
+                                          batch_.labels, batch_.labels_b, lambda);
+  if (!std::isfinite(mean)) {
+    ++mixed_.nonfinite;
+    return;
+  }
+  const Tensor host = host_copy_if_device(logits);
+  const std::vector<int64_t>& major = lambda >= 0.5 ? batch_.labels : batch_.labels_b;
+  mixed_.loss_sum += mean * static_cast<double>(batch_.count);
+  mixed_.top1 += count_top_k(host, major, 1);
+  mixed_.top5 += count_top_k(host, major, std::min<int64_t>(5, host.shape()[1]));
+}
+
 // The mean over micro-batches, times the fp16 loss scale (a power of two).
 void TrainStep::scale_loss_gradient() {
   const double factor = parts_.scaler.scale() / static_cast<double>(parts_.accumulate);
@@ -102,11 +139,12 @@ StepMetrics TrainStep::agree(const StepPlan& plan) {
   }
   if (read) {
     const SoftmaxCrossEntropy::Metrics local = parts_.loss.take_metrics();
-    sums[kLoss] = local.loss_sum;
-    sums[kTop1] = static_cast<double>(local.top1);
-    sums[kTop5] = static_cast<double>(local.top5);
+    sums[kLoss] = local.loss_sum + mixed_.loss_sum;
+    sums[kTop1] = static_cast<double>(local.top1 + mixed_.top1);
+    sums[kTop5] = static_cast<double>(local.top5 + mixed_.top5);
     sums[kSamples] = unread_samples_;
-    sums[kNonfinite] = static_cast<double>(local.nonfinite);
+    sums[kNonfinite] = static_cast<double>(local.nonfinite + mixed_.nonfinite);
+    mixed_ = {};
     parts_.communicator.allreduce(sums.data(), kSums, ReduceOp::sum);
   }
   StepMetrics metrics;

@@ -92,6 +92,15 @@ struct TrainStepParts {
   double clip_grad_norm = 0;
 };
 
+// The loss of a mixed micro-batch, whose targets are lambda onehot(labels_a)
+// + (1 - lambda) onehot(labels_b) (datasets/batch_mix.h), for 0 < lambda < 1:
+// cross-entropy is linear in its target, so the mean loss is lambda CE(a) +
+// (1 - lambda) CE(b) and dlogits (overwritten) the same mix of the two
+// gradients. Returns the mean loss.
+double mixed_cross_entropy(SoftmaxCrossEntropy& loss, const Tensor& logits, const Tensor& dlogits,
+                           const std::vector<int64_t>& labels_a,
+                           const std::vector<int64_t>& labels_b, double lambda);
+
 // Whether metrics are read after every step under --read-metrics `policy`:
 // auto (nullopt) reads every step on the CPU (a non-finite loss then stops
 // the run before the update) and on the GPU only where the loop needs them
@@ -117,6 +126,7 @@ class TrainStep {
   void check_finite_gradients(const StepPlan& plan, const StepMetrics& metrics) const;
   void update(double lr, StepMetrics& metrics);
   double clip_gradients();
+  void mixed_loss();
 
   TrainStepParts parts_;
   InputFeed feed_;
@@ -128,6 +138,7 @@ class TrainStep {
       0;  // the step stall notes name (1-based)  // deferred on the GPU until it completes
   int64_t unread_from_step_ = -1;  // the first step whose metrics were not read yet
   double unread_samples_ = 0;
+  SoftmaxCrossEntropy::Metrics mixed_;  // of mixed micro-batches since the last read
 };
 
 }  // namespace convnet

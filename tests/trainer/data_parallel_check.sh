@@ -61,6 +61,17 @@ equivalence)
   /usr/bin/python3 "$here/compare_weights.py" "$work/np2_ema/model_ema.h5" \
     "$work/np1_acc2_ema/model_ema.h5" 0
   /usr/bin/python3 "$here/compare_weights.py" "$work/np2_ema/model.h5" "$work/np2/model.h5" 0
+  # Mixup and CutMix draw per micro-batch from (seed, epoch, micro-batch over
+  # all ranks): 2 ranks and 1 rank accumulating 2 mix alike.
+  mix=(--mixup-alpha 0.4 --cutmix-alpha 1.0 --mix-switch-prob 0.5)
+  mpi 2 "$convnet" train "${common[@]}" --batch-size 8 "${mix[@]}" --run-dir "$work/np2_mix" \
+    >/dev/null
+  "$convnet" train "${common[@]}" --batch-size 8 --accumulate 2 "${mix[@]}" \
+    --run-dir "$work/np1_acc2_mix" >/dev/null
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2_mix/model.h5" \
+    "$work/np1_acc2_mix/model.h5" 0
+  /usr/bin/python3 "$here/compare_weights.py" "$work/np2/model.h5" "$work/np2_mix/model.h5" 1e-4 \
+    differ
   # The losses of every step agree too.
   diff <(grep -o '"loss": [0-9.e-]*' "$work/np2/metrics.jsonl" | cut -c1-14) \
        <(grep -o '"loss": [0-9.e-]*' "$work/np1_acc2/metrics.jsonl" | cut -c1-14)

@@ -6,8 +6,9 @@
 #   same_ranks_bf16  the same in bf16 (--precision bf16), on a CPU that has it (else skipped)
 #   same_ranks_drop_path  the same with stochastic depth (--drop-path 0.5: blocks dropped
 #                per step by (seed, step, block), so the resumed run drops the same ones)
-#   same_ranks_ema  the same with --model-ema: model_ema.h5 equal too (the checkpoint
-#                holds the average and its update count)
+#   same_ranks_ema  the same with --model-ema, mixup, CutMix and random erasing:
+#                model_ema.h5 equal too (the checkpoint holds the average and its
+#                update count; the mixing draws depend on the micro-batch alone)
 #   change_ranks 2 ranks -> 1 rank (accumulates 2), and 1 rank --accumulate 2 -> 2 ranks,
 #                end with the uninterrupted run's model.h5, BN running statistics and
 #                num_batches_tracked included, bit for bit
@@ -63,7 +64,8 @@ same_ranks_drop_path)
   echo "same_ranks_drop_path: ok"
   ;;
 same_ranks_ema)
-  same_ranks --model-ema --model-ema-decay 0.9 --model-ema-warmup
+  same_ranks --model-ema --model-ema-decay 0.9 --model-ema-warmup --mixup-alpha 0.4 \
+    --cutmix-alpha 1.0 --random-erase 0.5
   echo "same_ranks_ema: ok"
   ;;
 change_ranks)

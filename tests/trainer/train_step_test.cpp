@@ -176,6 +176,34 @@ TEST(TrainStep, ClipGradNormScalesTheGradientsToTheLimit) {
   EXPECT_NE(clipped.weights(), plain.weights());
 }
 
+// A mixed micro-batch's loss and gradient: lambda CE(a) + (1 - lambda) CE(b),
+// against the double-precision reference of each target.
+TEST(TrainStep, MixedTargetsMixTheLossAndItsGradient) {
+  Context context;
+  const Shape shape{4, 5};
+  auto loss = SoftmaxCrossEntropy::create(context, "loss", {.label_smoothing = 0.1}, shape);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  std::vector<float> values(20);
+  for (float& v : values) v = normal(rng);
+  Tensor logits = Tensor::empty(shape, context.allocator());
+  copy_from_host(logits, values.data());
+  Tensor dlogits = Tensor::zeros(shape, context.allocator());
+  const std::vector<int64_t> a{0, 1, 2, 3}, b{3, 2, 1, 0};
+  const double lambda = 0.3;
+  const double mean = mixed_cross_entropy(*loss, logits, dlogits, a, b, lambda);
+  const ref::Array x = ref::from_tensor(logits);
+  const SoftmaxCrossEntropyOptions o{.label_smoothing = 0.1};
+  EXPECT_NEAR(mean,
+              lambda * ref::softmax_cross_entropy_forward(o, x, a) +
+                  (1 - lambda) * ref::softmax_cross_entropy_forward(o, x, b),
+              1e-6);
+  const ref::Array ga = ref::softmax_cross_entropy_backward(o, x, a);
+  const ref::Array gb = ref::softmax_cross_entropy_backward(o, x, b);
+  const std::vector<float> got = dlogits.to_vector();
+  for (int64_t i = 0; i < 20; ++i) EXPECT_NEAR(got[i], lambda * ga[i] + (1 - lambda) * gb[i], 1e-6);
+}
+
 // A non-finite loss ends the run before the update, naming the step.
 TEST(TrainStep, NonFiniteLossThrowsBeforeTheUpdate) {
   Replica r("resnet20", 2, 16);
